@@ -1,0 +1,247 @@
+//! `/api/v1/groups`: list (cursor), create, read, update (partial), archive.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{next_cursor, ApiAuth, ApiJson, PageParams};
+use crate::domain::group::{GroupRaw, GroupStatus};
+use crate::domain::Platform;
+use crate::error::{AppError, AppResult};
+use crate::store::audit::{self, Actor};
+use crate::store::groups::{self, GroupRow};
+use crate::web::groups::{audit_details, external_chat_conflict, grant_group};
+use crate::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_groups, create_group)).routes(routes!(
+        get_group,
+        update_group,
+        archive_group
+    ))
+}
+
+/// A chat group.
+#[derive(Serialize, ToSchema)]
+pub struct Group {
+    pub id: i64,
+    pub name: String,
+    pub platform: Platform,
+    /// Invite link members open to join (QQ, Telegram, Discord, WhatsApp).
+    pub join_url: Option<String>,
+    /// Whether a group QR image (WeChat) is uploaded; upload it in the admin UI.
+    pub has_qr_image: bool,
+    pub qr_expires_at: Option<DateTime<Utc>>,
+    pub capacity: i32,
+    pub member_count: Option<i32>,
+    pub timezone: String,
+    pub external_chat_id: Option<String>,
+    pub status: GroupStatus,
+    pub tags: Vec<String>,
+    pub notes: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<GroupRow> for Group {
+    fn from(g: GroupRow) -> Group {
+        Group {
+            id: g.id,
+            platform: Platform::parse(&g.platform).unwrap_or(Platform::Other),
+            status: GroupStatus::parse(&g.status).unwrap_or(GroupStatus::Active),
+            has_qr_image: g.has_qr,
+            qr_expires_at: g.qr_expires_at,
+            name: g.name,
+            join_url: g.join_url,
+            capacity: g.capacity,
+            member_count: g.member_count,
+            timezone: g.timezone,
+            external_chat_id: g.external_chat_id,
+            tags: g.tags,
+            notes: g.notes,
+            created_at: g.created_at,
+            updated_at: g.updated_at,
+        }
+    }
+}
+
+/// Fields to create or change a group; omitted fields keep their value (or default). An empty
+/// string clears `join_url`, `external_chat_id` and `member_count`.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct GroupBody {
+    pub name: Option<String>,
+    pub platform: Option<String>,
+    pub join_url: Option<String>,
+    pub capacity: Option<i64>,
+    pub member_count: Option<serde_json::Value>,
+    pub timezone: Option<String>,
+    pub external_chat_id: Option<String>,
+    pub status: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub notes: Option<String>,
+    /// RFC 3339 instant at which the uploaded QR image stops working.
+    pub qr_expires_at: Option<String>,
+}
+
+impl GroupBody {
+    fn overlay(self, mut raw: GroupRaw) -> AppResult<GroupRaw> {
+        let set = |slot: &mut String, v: Option<String>| {
+            if let Some(v) = v {
+                *slot = v;
+            }
+        };
+        set(&mut raw.name, self.name);
+        set(&mut raw.platform, self.platform);
+        set(&mut raw.join_url, self.join_url);
+        set(&mut raw.capacity, self.capacity.map(|c| c.to_string()));
+        match self.member_count {
+            None => {}
+            Some(serde_json::Value::Null) => raw.member_count.clear(),
+            Some(serde_json::Value::Number(n)) => raw.member_count = n.to_string(),
+            Some(serde_json::Value::String(s)) => raw.member_count = s,
+            Some(_) => return Err(AppError::Unprocessable("member_count must be a number or null".into())),
+        }
+        set(&mut raw.timezone, self.timezone);
+        set(&mut raw.external_chat_id, self.external_chat_id);
+        set(&mut raw.status, self.status);
+        set(&mut raw.tags, self.tags.map(|t| t.join(",")));
+        set(&mut raw.notes, self.notes);
+        set(&mut raw.qr_expires_at, self.qr_expires_at);
+        Ok(raw)
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct GroupFilter {
+    /// Text to find in the name, external chat id or notes.
+    pub q: Option<String>,
+    pub platform: Option<String>,
+    /// `active`, `paused`, `archived` or `all` (default: everything but archived).
+    pub status: Option<String>,
+    pub tag: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct GroupPage {
+    pub items: Vec<Group>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// List groups in the caller's scope, in id order.
+#[utoipa::path(get, path = "/api/v1/groups", tag = "groups", params(PageParams, GroupFilter),
+    responses((status = 200, body = GroupPage), (status = 400, body = super::ProblemDoc), (status = 401, body = super::ProblemDoc)))]
+async fn list_groups(
+    State(state): State<AppState>,
+    ApiAuth(p): ApiAuth,
+    Query(page): Query<PageParams>,
+    Query(f): Query<GroupFilter>,
+) -> AppResult<Json<GroupPage>> {
+    let (after, limit) = page.resolve()?;
+    let filter = groups::Filter {
+        q: f.q.filter(|s| !s.is_empty()),
+        platform: f.platform,
+        status: f.status,
+        tag: f.tag,
+        scope: p.group_filter(),
+    };
+    let mut conn = state.db.acquire().await?;
+    let rows = groups::list_after(&mut conn, &filter, after, limit).await?;
+    let next_cursor = next_cursor(&rows, limit, |g| g.id);
+    Ok(Json(GroupPage { items: rows.into_iter().map(Group::from).collect(), next_cursor }))
+}
+
+/// Create a group.
+#[utoipa::path(post, path = "/api/v1/groups", tag = "groups", request_body = GroupBody,
+    responses((status = 201, body = Group), (status = 400, body = super::ProblemDoc), (status = 403, body = super::ProblemDoc), (status = 422, body = super::ProblemDoc)))]
+async fn create_group(
+    State(state): State<AppState>,
+    ApiAuth(p): ApiAuth,
+    ApiJson(body): ApiJson<GroupBody>,
+) -> AppResult<Response> {
+    p.require_write()?;
+    let spec = body.overlay(GroupRaw::blank())?.parse().map_err(AppError::Validation)?;
+    let mut tx = state.db.begin().await?;
+    let id = groups::insert(&mut tx, &spec).await.map_err(external_chat_conflict)?;
+    grant_group(&mut tx, &p, id).await?;
+    audit::record(&mut tx, Actor::Principal(&p), "group.create", "group", Some(id.to_string()), audit_details(&spec))
+        .await?;
+    let row = groups::get(&mut tx, id).await?.ok_or(AppError::NotFound)?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, [(axum::http::header::LOCATION, format!("/api/v1/groups/{id}"))], Json(Group::from(row)))
+        .into_response())
+}
+
+async fn load(conn: &mut sqlx::PgConnection, p: &crate::auth::Principal, id: i64) -> AppResult<GroupRow> {
+    p.require_group(id)?;
+    groups::get(conn, id).await?.ok_or(AppError::NotFound)
+}
+
+/// Read one group.
+#[utoipa::path(get, path = "/api/v1/groups/{id}", tag = "groups", params(("id" = i64, Path)),
+    responses((status = 200, body = Group), (status = 404, body = super::ProblemDoc)))]
+async fn get_group(State(state): State<AppState>, ApiAuth(p): ApiAuth, Path(id): Path<i64>) -> AppResult<Json<Group>> {
+    let mut conn = state.db.acquire().await?;
+    Ok(Json(load(&mut conn, &p, id).await?.into()))
+}
+
+/// Change some fields of a group.
+#[utoipa::path(patch, path = "/api/v1/groups/{id}", tag = "groups", params(("id" = i64, Path)), request_body = GroupBody,
+    responses((status = 200, body = Group), (status = 404, body = super::ProblemDoc), (status = 422, body = super::ProblemDoc)))]
+async fn update_group(
+    State(state): State<AppState>,
+    ApiAuth(p): ApiAuth,
+    Path(id): Path<i64>,
+    ApiJson(body): ApiJson<GroupBody>,
+) -> AppResult<Json<Group>> {
+    p.require_write()?;
+    let mut tx = state.db.begin().await?;
+    let current = load(&mut tx, &p, id).await?;
+    let base = GroupRaw {
+        name: current.name.clone(),
+        platform: current.platform.clone(),
+        join_url: current.join_url.clone().unwrap_or_default(),
+        capacity: current.capacity.to_string(),
+        member_count: current.member_count.map(|n| n.to_string()).unwrap_or_default(),
+        timezone: current.timezone.clone(),
+        external_chat_id: current.external_chat_id.clone().unwrap_or_default(),
+        status: current.status.clone(),
+        tags: current.tags.join(","),
+        notes: current.notes.clone(),
+        qr_expires_at: String::new(),
+    };
+    let spec = body.overlay(base)?.parse().map_err(AppError::Validation)?;
+    groups::update(&mut tx, id, &spec).await.map_err(external_chat_conflict)?;
+    audit::record(&mut tx, Actor::Principal(&p), "group.update", "group", Some(id.to_string()), audit_details(&spec))
+        .await?;
+    let row = groups::get(&mut tx, id).await?.ok_or(AppError::NotFound)?;
+    tx.commit().await?;
+    Ok(Json(row.into()))
+}
+
+/// Archive a group (groups are never deleted: their history stays).
+#[utoipa::path(delete, path = "/api/v1/groups/{id}", tag = "groups", params(("id" = i64, Path)),
+    responses((status = 200, body = Group), (status = 404, body = super::ProblemDoc)))]
+async fn archive_group(
+    State(state): State<AppState>,
+    ApiAuth(p): ApiAuth,
+    Path(id): Path<i64>,
+) -> AppResult<Json<Group>> {
+    p.require_write()?;
+    let mut tx = state.db.begin().await?;
+    load(&mut tx, &p, id).await?;
+    groups::set_status(&mut tx, id, GroupStatus::Archived.as_str()).await?;
+    audit::record(&mut tx, Actor::Principal(&p), "group.archive", "group", Some(id.to_string()), serde_json::json!({}))
+        .await?;
+    let row = groups::get(&mut tx, id).await?.ok_or(AppError::NotFound)?;
+    tx.commit().await?;
+    Ok(Json(row.into()))
+}

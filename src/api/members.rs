@@ -1,0 +1,287 @@
+//! `/api/v1/members`: list (cursor), create, read (with memberships), update, delete.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{next_cursor, ApiAuth, ApiJson, PageParams};
+use crate::auth::Principal;
+use crate::domain::member::MemberRaw;
+use crate::domain::Platform;
+use crate::error::{on_unique, AppError, AppResult};
+use crate::store::audit::{self, Actor};
+use crate::store::members::{self, MemberRow, MembershipRow};
+use crate::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_members, create_member)).routes(routes!(
+        get_member,
+        update_member,
+        delete_member
+    ))
+}
+
+/// A person on one platform.
+#[derive(Serialize, ToSchema)]
+pub struct Member {
+    pub id: i64,
+    pub platform: Platform,
+    pub external_user_id: String,
+    pub display_name: String,
+    pub tags: Vec<String>,
+    pub notes: String,
+    pub last_active_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Memberships in groups within the caller's scope (only on single reads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memberships: Option<Vec<Membership>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Membership {
+    pub group_id: i64,
+    pub group_name: String,
+    pub role: String,
+    pub joined_at: DateTime<Utc>,
+    pub left_at: Option<DateTime<Utc>>,
+}
+
+impl From<MembershipRow> for Membership {
+    fn from(s: MembershipRow) -> Membership {
+        Membership {
+            group_id: s.group_id,
+            group_name: s.group_name,
+            role: s.role,
+            joined_at: s.joined_at,
+            left_at: s.left_at,
+        }
+    }
+}
+
+impl From<MemberRow> for Member {
+    fn from(m: MemberRow) -> Member {
+        Member {
+            id: m.id,
+            platform: Platform::parse(&m.platform).unwrap_or(Platform::Other),
+            external_user_id: m.external_user_id,
+            display_name: m.display_name,
+            tags: m.tags,
+            notes: m.notes,
+            last_active_at: m.last_active_at,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+            memberships: None,
+        }
+    }
+}
+
+/// Fields of a member. On create, `group_id` (required for callers scoped to some groups) adds
+/// the member to that group with `role` (member, admin, owner).
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MemberBody {
+    pub platform: Option<String>,
+    pub external_user_id: Option<String>,
+    pub display_name: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub notes: Option<String>,
+    pub group_id: Option<i64>,
+    pub role: Option<String>,
+}
+
+impl MemberBody {
+    fn overlay(self, mut raw: MemberRaw) -> MemberRaw {
+        let set = |slot: &mut String, v: Option<String>| {
+            if let Some(v) = v {
+                *slot = v;
+            }
+        };
+        set(&mut raw.platform, self.platform);
+        set(&mut raw.external_user_id, self.external_user_id);
+        set(&mut raw.display_name, self.display_name);
+        set(&mut raw.tags, self.tags.map(|t| t.join(",")));
+        set(&mut raw.notes, self.notes);
+        set(&mut raw.group_id, self.group_id.map(|g| g.to_string()));
+        set(&mut raw.role, self.role);
+        raw
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MemberFilter {
+    /// Text to find in the display name or external user id.
+    pub q: Option<String>,
+    pub platform: Option<String>,
+    /// Only members currently in this group.
+    pub group_id: Option<i64>,
+    pub tag: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MemberPage {
+    pub items: Vec<Member>,
+    pub next_cursor: Option<String>,
+}
+
+/// List members visible to the caller, in id order.
+#[utoipa::path(get, path = "/api/v1/members", tag = "members", params(PageParams, MemberFilter),
+    responses((status = 200, body = MemberPage), (status = 400, body = super::ProblemDoc), (status = 401, body = super::ProblemDoc)))]
+async fn list_members(
+    State(state): State<AppState>,
+    ApiAuth(p): ApiAuth,
+    Query(page): Query<PageParams>,
+    Query(f): Query<MemberFilter>,
+) -> AppResult<Json<MemberPage>> {
+    let (after, limit) = page.resolve()?;
+    let filter = members::Filter {
+        q: f.q.filter(|s| !s.is_empty()),
+        platform: f.platform,
+        group_id: f.group_id,
+        tag: f.tag,
+        scope: p.group_filter(),
+    };
+    let mut conn = state.db.acquire().await?;
+    let rows = members::list_after(&mut conn, &filter, after, limit).await?;
+    let next_cursor = next_cursor(&rows, limit, |m| m.id);
+    Ok(Json(MemberPage { items: rows.into_iter().map(Member::from).collect(), next_cursor }))
+}
+
+fn duplicate(e: sqlx::Error) -> AppError {
+    on_unique(e, "members_platform_external_user_id_key", "external_user_id", "error.member_exists")
+}
+
+async fn read(conn: &mut sqlx::PgConnection, p: &Principal, id: i64) -> AppResult<Member> {
+    let scope = p.group_filter();
+    let row = members::get(conn, id, scope.as_deref()).await?.ok_or(AppError::NotFound)?;
+    let memberships = members::memberships(conn, id, scope.as_deref()).await?;
+    let mut m = Member::from(row);
+    m.memberships = Some(memberships.into_iter().map(Membership::from).collect());
+    Ok(m)
+}
+
+/// Create a member.
+#[utoipa::path(post, path = "/api/v1/members", tag = "members", request_body = MemberBody,
+    responses((status = 201, body = Member), (status = 403, body = super::ProblemDoc), (status = 422, body = super::ProblemDoc)))]
+async fn create_member(
+    State(state): State<AppState>,
+    ApiAuth(p): ApiAuth,
+    ApiJson(body): ApiJson<MemberBody>,
+) -> AppResult<Response> {
+    p.require_write()?;
+    let spec = body.overlay(MemberRaw::default()).parse().map_err(AppError::Validation)?;
+    let mut fe = crate::error::FieldErrors::new();
+    match spec.group_id {
+        Some(g) if !p.sees_group(g) => fe.add("group_id", "error.choice"),
+        None if p.group_filter().is_some() => fe.add("group_id", "error.required"),
+        _ => {}
+    }
+    fe.into_result(())?;
+    let mut tx = state.db.begin().await?;
+    let id = members::insert(&mut tx, &spec).await.map_err(duplicate)?;
+    if let Some(g) = spec.group_id {
+        if crate::store::groups::get(&mut tx, g).await?.is_none() {
+            let mut fe = crate::error::FieldErrors::new();
+            fe.add("group_id", "error.choice");
+            return Err(AppError::Validation(fe));
+        }
+        members::join(&mut tx, id, g, spec.role).await?;
+    }
+    audit::record(
+        &mut tx,
+        Actor::Principal(&p),
+        "member.create",
+        "member",
+        Some(id.to_string()),
+        serde_json::json!({"external_user_id": spec.external_user_id, "group_id": spec.group_id}),
+    )
+    .await?;
+    let m = read(&mut tx, &p, id).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, [(axum::http::header::LOCATION, format!("/api/v1/members/{id}"))], Json(m))
+        .into_response())
+}
+
+/// Read one member with their memberships.
+#[utoipa::path(get, path = "/api/v1/members/{id}", tag = "members", params(("id" = i64, Path)),
+    responses((status = 200, body = Member), (status = 404, body = super::ProblemDoc)))]
+async fn get_member(
+    State(state): State<AppState>,
+    ApiAuth(p): ApiAuth,
+    Path(id): Path<i64>,
+) -> AppResult<Json<Member>> {
+    let mut conn = state.db.acquire().await?;
+    Ok(Json(read(&mut conn, &p, id).await?))
+}
+
+/// Change some fields of a member (`group_id` and `role` are ignored here).
+#[utoipa::path(patch, path = "/api/v1/members/{id}", tag = "members", params(("id" = i64, Path)), request_body = MemberBody,
+    responses((status = 200, body = Member), (status = 404, body = super::ProblemDoc), (status = 422, body = super::ProblemDoc)))]
+async fn update_member(
+    State(state): State<AppState>,
+    ApiAuth(p): ApiAuth,
+    Path(id): Path<i64>,
+    ApiJson(body): ApiJson<MemberBody>,
+) -> AppResult<Json<Member>> {
+    p.require_write()?;
+    let mut tx = state.db.begin().await?;
+    let cur = members::get(&mut tx, id, p.group_filter().as_deref()).await?.ok_or(AppError::NotFound)?;
+    let base = MemberRaw {
+        platform: cur.platform,
+        external_user_id: cur.external_user_id,
+        display_name: cur.display_name,
+        tags: cur.tags.join(","),
+        notes: cur.notes,
+        ..MemberRaw::default()
+    };
+    let body = MemberBody { group_id: None, role: None, ..body };
+    let spec = body.overlay(base).parse().map_err(AppError::Validation)?;
+    members::update(&mut tx, id, &spec).await.map_err(duplicate)?;
+    audit::record(
+        &mut tx,
+        Actor::Principal(&p),
+        "member.update",
+        "member",
+        Some(id.to_string()),
+        serde_json::json!({"display_name": spec.display_name}),
+    )
+    .await?;
+    let m = read(&mut tx, &p, id).await?;
+    tx.commit().await?;
+    Ok(Json(m))
+}
+
+/// Delete a member and their memberships (callers with access to every group only).
+#[utoipa::path(delete, path = "/api/v1/members/{id}", tag = "members", params(("id" = i64, Path)),
+    responses((status = 204), (status = 403, body = super::ProblemDoc), (status = 404, body = super::ProblemDoc)))]
+async fn delete_member(
+    State(state): State<AppState>,
+    ApiAuth(p): ApiAuth,
+    Path(id): Path<i64>,
+) -> AppResult<StatusCode> {
+    p.require_write()?;
+    let mut tx = state.db.begin().await?;
+    members::get(&mut tx, id, p.group_filter().as_deref()).await?.ok_or(AppError::NotFound)?;
+    if p.group_filter().is_some() {
+        return Err(AppError::Forbidden);
+    }
+    sqlx::query("DELETE FROM members WHERE id = $1").bind(id).execute(&mut *tx).await?;
+    audit::record(
+        &mut tx,
+        Actor::Principal(&p),
+        "member.delete",
+        "member",
+        Some(id.to_string()),
+        serde_json::json!({}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,187 @@
+//! The JSON API under `/api/v1`: bearer-token auth, problem+json errors (RFC 9457), cursor
+//! pagination, and an OpenAPI 3.1 document generated from the handlers at `/api/openapi.json`.
+
+pub mod groups;
+pub mod members;
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::auth::{token_hash, Principal};
+use crate::error::AppError;
+use crate::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Shoal API", description = "Groups and members of a Shoal installation. Authenticate with `Authorization: Bearer <token>` (tokens are created by admins under Settings → API tokens). Errors are `application/problem+json` (RFC 9457)."),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    components(schemas(ProblemDoc, FieldProblemDoc))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// An RFC 9457 problem document, as every error of this API answers.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Problem)]
+pub struct ProblemDoc {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: Option<String>,
+    pub errors: Option<Vec<FieldProblemDoc>>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = FieldProblem)]
+pub struct FieldProblemDoc {
+    pub field: String,
+    pub messages: Vec<String>,
+}
+
+fn open_api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(groups::router()).merge(members::router())
+}
+
+/// The OpenAPI document of every `/api` route.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    open_api_router().into_openapi()
+}
+
+pub fn router() -> Router<AppState> {
+    let (router, doc) = open_api_router().split_for_parts();
+    let json = doc.to_json().unwrap_or_else(|_| "{}".into());
+    router
+        .route(
+            "/api/openapi.json",
+            get(move || {
+                let json = json.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], json) }
+            }),
+        )
+        .route("/api/{*rest}", axum::routing::any(|| async { AppError::NotFound }))
+}
+
+/// The API caller, from `Authorization: Bearer <token>`.
+pub struct ApiAuth(pub Principal);
+
+impl FromRequestParts<AppState> for ApiAuth {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(AppError::Unauthorized)?;
+        let mut conn = state.db.acquire().await?;
+        // Looked up by SHA-256: the comparison happens on hashes inside an index, so the secret
+        // itself is never compared byte by byte.
+        let principal =
+            crate::store::tokens::principal(&mut conn, &token_hash(token)).await?.ok_or(AppError::Unauthorized)?;
+        Ok(ApiAuth(principal))
+    }
+}
+
+/// A JSON body whose rejections are problem documents: 400 malformed, 413 too large,
+/// 415 wrong content type, 422 wrong shape.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        use axum::extract::rejection::JsonRejection;
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(AppError::UnsupportedMediaType),
+            Err(JsonRejection::JsonSyntaxError(e)) => {
+                Err(AppError::BadRequest(format!("malformed JSON: {}", e.body_text())))
+            }
+            Err(JsonRejection::JsonDataError(e)) => Err(AppError::Unprocessable(e.body_text())),
+            Err(JsonRejection::BytesRejection(e)) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(AppError::PayloadTooLarge)
+            }
+            Err(e) => Err(AppError::BadRequest(e.body_text())),
+        }
+    }
+}
+
+/// Cursor pagination: `?cursor=<opaque>&limit=<1..=200>`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Items per page, 1 to 200 (default 50).
+    pub limit: Option<i64>,
+}
+
+impl PageParams {
+    /// (id after which to continue, limit), or 400 for a bad cursor or limit.
+    pub fn resolve(&self) -> Result<(i64, i64), AppError> {
+        let limit = self.limit.unwrap_or(50);
+        if !(1..=200).contains(&limit) {
+            return Err(AppError::BadRequest("limit must be between 1 and 200".into()));
+        }
+        let after = match &self.cursor {
+            None => 0,
+            Some(c) => decode_cursor(c).ok_or_else(|| AppError::BadRequest("invalid cursor".into()))?,
+        };
+        Ok((after, limit))
+    }
+}
+
+pub fn encode_cursor(id: i64) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("id:{id}"))
+}
+
+fn decode_cursor(c: &str) -> Option<i64> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(c).ok()?;
+    std::str::from_utf8(&bytes).ok()?.strip_prefix("id:")?.parse().ok()
+}
+
+/// The next cursor when a full page came back.
+pub fn next_cursor<T>(items: &[T], limit: i64, id: impl Fn(&T) -> i64) -> Option<String> {
+    (items.len() as i64 == limit).then(|| items.last().map(|x| encode_cursor(id(x)))).flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        assert_eq!(decode_cursor(&encode_cursor(42)), Some(42));
+        assert_eq!(decode_cursor("not-a-cursor"), None);
+        let p = PageParams { cursor: Some("%%%".into()), limit: None };
+        assert!(p.resolve().is_err());
+        let p = PageParams { cursor: None, limit: Some(500) };
+        assert!(p.resolve().is_err());
+    }
+}

@@ -1,0 +1,155 @@
+//! Typed configuration, layered: `config/default.toml` → optional `config/local.toml` →
+//! `SHOAL_*` environment variables (and `DATABASE_URL`).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// The defaults file, compiled in so that the binary runs from any directory.
+const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub public_url: String,
+    pub data_dir: PathBuf,
+    pub log_format: LogFormat,
+    pub log_filter: String,
+    pub database: DatabaseConfig,
+    pub session: SessionConfig,
+    pub auth: AuthConfig,
+    pub http: HttpConfig,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub max_connections: u32,
+    pub acquire_timeout_secs: u64,
+    pub pg_bin_dir: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionConfig {
+    pub secure: bool,
+    pub idle_minutes: i64,
+    pub cookie_name: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AuthConfig {
+    pub throttle_max_failures: i64,
+    pub throttle_window_secs: i64,
+    pub trust_forwarded_for: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HttpConfig {
+    pub max_body_bytes: usize,
+    pub max_upload_bytes: usize,
+    pub request_timeout_secs: u64,
+    pub shutdown_grace_secs: u64,
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout_secs", &self.acquire_timeout_secs)
+            .field("pg_bin_dir", &self.pg_bin_dir)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("public_url", &self.public_url)
+            .field("data_dir", &self.data_dir)
+            .field("log_format", &self.log_format)
+            .field("database", &self.database)
+            .field("session", &self.session)
+            .field("auth", &self.auth)
+            .field("http", &self.http)
+            .finish()
+    }
+}
+
+/// Hides the password of a connection URL (`postgres://user:secret@host` → `postgres://user:***@host`).
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let creds = &url[scheme_end + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!("{}{}:***{}", &url[..scheme_end + 3], &creds[..colon], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl Config {
+    /// Loads the layers from `config_dir` (where `default.toml` may override the compiled-in
+    /// defaults and `local.toml` is optional) and the process environment.
+    pub fn load(config_dir: &Path) -> Result<Config, figment::Error> {
+        Self::figment(config_dir).extract()
+    }
+
+    pub fn figment(config_dir: &Path) -> Figment {
+        let mut fig = Figment::from(Toml::string(DEFAULT_TOML))
+            .merge(Toml::file(config_dir.join("default.toml")))
+            .merge(Toml::file(config_dir.join("local.toml")))
+            .merge(Env::prefixed("SHOAL_").split("__"));
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            if !url.is_empty() {
+                fig = fig.merge(Serialized::default("database.url", url));
+            }
+        }
+        fig
+    }
+
+    /// Defaults only, for tests and tools that want a base to tweak.
+    pub fn defaults() -> Config {
+        Figment::from(Toml::string(DEFAULT_TOML)).extract().expect("compiled-in default.toml is valid")
+    }
+
+    pub fn public_base(&self) -> &str {
+        self.public_url.trim_end_matches('/')
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_password_in_database_url() {
+        assert_eq!(redact_url("postgres://shoal:hunter2@db:5432/shoal"), "postgres://shoal:***@db:5432/shoal");
+        assert_eq!(redact_url("postgres://db/shoal"), "postgres://db/shoal");
+        let mut c = Config::defaults();
+        c.database.url = "postgres://u:topsecret@h/d".into();
+        assert!(!format!("{c:?}").contains("topsecret"));
+    }
+
+    #[test]
+    fn compiled_defaults_parse() {
+        let c = Config::defaults();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.log_format, LogFormat::Pretty);
+        assert!(!c.session.secure);
+    }
+}

@@ -1,0 +1,70 @@
+//! Getting a database: the configured server, or Shoal's own embedded cluster; and migrations.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+use crate::config::Config;
+use crate::pg::{self, EmbeddedPostgres, StartOptions};
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A pool plus, when Shoal started one, the embedded cluster to stop at the end.
+pub struct Database {
+    pub pool: PgPool,
+    pub embedded: Option<EmbeddedPostgres>,
+}
+
+impl Database {
+    /// Connects to `database.url`, or starts the embedded cluster when it is empty.
+    pub async fn open(config: &Config) -> anyhow::Result<Database> {
+        let (opts, embedded) = if config.database.url.is_empty() {
+            let bin_dir = pg::find_bin_dir(&config.database.pg_bin_dir)?;
+            let started = std::time::Instant::now();
+            let cluster = EmbeddedPostgres::start(StartOptions {
+                data_dir: config.data_dir.join("postgres"),
+                bin_dir,
+                remove_on_stop: None,
+            })
+            .await?;
+            tracing::info!(
+                data_dir = %cluster.data_dir().display(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "embedded PostgreSQL cluster is running"
+            );
+            (cluster.connect_options(pg::APP_DATABASE), Some(cluster))
+        } else {
+            (config.database.url.parse::<PgConnectOptions>()?, None)
+        };
+        let pool = PgPoolOptions::new()
+            .max_connections(config.database.max_connections)
+            .acquire_timeout(Duration::from_secs(config.database.acquire_timeout_secs))
+            .connect_with(opts)
+            .await;
+        match pool {
+            Ok(pool) => Ok(Database { pool, embedded }),
+            Err(e) => {
+                if let Some(c) = embedded {
+                    let _ = c.stop().await;
+                }
+                Err(anyhow::anyhow!("could not connect to PostgreSQL: {e}"))
+            }
+        }
+    }
+
+    /// Closes the pool, then stops the embedded cluster if there is one.
+    pub async fn close(self) {
+        self.pool.close().await;
+        if let Some(c) = self.embedded {
+            if let Err(e) = c.stop().await {
+                tracing::warn!(error = %e, "stopping the embedded cluster failed");
+            }
+        }
+    }
+}
+
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}

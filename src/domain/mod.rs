@@ -1,0 +1,193 @@
+//! Domain types and pure rules, free of SQL and HTTP: what a valid group, member or operator is.
+//! Forms and JSON bodies are parsed into these (`TryFrom`), so invalid values never reach SQL.
+
+pub mod csv_import;
+pub mod group;
+pub mod member;
+pub mod qr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::FieldErrors;
+
+/// The chat platform a group or member lives on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    Wechat,
+    Qq,
+    Telegram,
+    Discord,
+    Whatsapp,
+    Other,
+}
+
+impl Platform {
+    pub const ALL: [Platform; 6] =
+        [Platform::Wechat, Platform::Qq, Platform::Telegram, Platform::Discord, Platform::Whatsapp, Platform::Other];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Wechat => "wechat",
+            Platform::Qq => "qq",
+            Platform::Telegram => "telegram",
+            Platform::Discord => "discord",
+            Platform::Whatsapp => "whatsapp",
+            Platform::Other => "other",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Platform> {
+        Platform::ALL.into_iter().find(|p| p.as_str() == s.trim().to_ascii_lowercase())
+    }
+
+    /// The usual member limit of a group on this platform, used when the operator gives none.
+    pub fn default_capacity(self) -> i32 {
+        match self {
+            Platform::Wechat => 200,
+            Platform::Qq => 500,
+            Platform::Telegram => 200_000,
+            Platform::Discord => 500_000,
+            Platform::Whatsapp => 1024,
+            Platform::Other => 500,
+        }
+    }
+
+    /// How long an uploaded group QR stays valid by default (WeChat group QR codes: 7 days).
+    pub fn default_qr_validity_days(self) -> Option<i64> {
+        match self {
+            Platform::Wechat => Some(7),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Tags: lowercase-insensitive, trimmed, unique, at most 20 of at most 32 characters each.
+pub fn parse_tags(input: &str, field: &str, errors: &mut FieldErrors) -> Vec<String> {
+    let mut tags: Vec<String> = Vec::new();
+    for raw in input.split([',', '，', ';']) {
+        let tag = raw.trim();
+        if tag.is_empty() {
+            continue;
+        }
+        if tag.chars().count() > 32 {
+            errors.add(field, "error.tag_too_long");
+            return Vec::new();
+        }
+        if !tags.iter().any(|t| t == tag) {
+            tags.push(tag.to_string());
+        }
+    }
+    if tags.len() > 20 {
+        errors.add(field, "error.too_many_tags");
+    }
+    tags
+}
+
+/// A trimmed text of 1..=max characters.
+pub fn required_text(input: &str, max: usize, field: &str, errors: &mut FieldErrors) -> String {
+    let s = input.trim();
+    if s.is_empty() {
+        errors.add(field, "error.required");
+    } else if s.chars().count() > max {
+        errors.add(field, "error.too_long");
+    }
+    s.to_string()
+}
+
+/// A trimmed text of at most `max` characters (may be empty).
+pub fn optional_text(input: &str, max: usize, field: &str, errors: &mut FieldErrors) -> String {
+    let s = input.trim();
+    if s.chars().count() > max {
+        errors.add(field, "error.too_long");
+    }
+    s.to_string()
+}
+
+/// An IANA timezone name such as `Asia/Shanghai`.
+pub fn parse_timezone(input: &str, field: &str, errors: &mut FieldErrors) -> String {
+    let s = input.trim();
+    match s.parse::<chrono_tz::Tz>() {
+        Ok(tz) => tz.name().to_string(),
+        Err(_) => {
+            errors.add(field, "error.timezone");
+            s.to_string()
+        }
+    }
+}
+
+/// An operator's login name: 2–32 of a-z 0-9 _ . - starting with a letter or digit.
+pub fn parse_username(input: &str, field: &str, errors: &mut FieldErrors) -> String {
+    let s = input.trim().to_ascii_lowercase();
+    let ok = (2..=32).contains(&s.len())
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c));
+    if !ok {
+        errors.add(field, "error.username");
+    }
+    s
+}
+
+pub fn check_password(pw: &str, confirm: Option<&str>, field: &str, errors: &mut FieldErrors) {
+    let n = pw.chars().count();
+    if n < crate::auth::password::MIN_LEN {
+        errors.add(field, "error.password_short");
+    } else if n > crate::auth::password::MAX_LEN {
+        errors.add(field, "error.too_long");
+    }
+    if let Some(c) = confirm {
+        if c != pw {
+            errors.add("password_confirm", "error.password_mismatch");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_are_trimmed_deduplicated_and_split_on_chinese_commas() {
+        let mut e = FieldErrors::new();
+        assert_eq!(parse_tags(" vip, 北京，vip ,, new ", "tags", &mut e), vec!["vip", "北京", "new"]);
+        assert!(e.is_empty());
+        parse_tags(&"x".repeat(33), "tags", &mut e);
+        assert!(e.has("tags"));
+    }
+
+    #[test]
+    fn timezones_must_be_iana_names() {
+        let mut e = FieldErrors::new();
+        assert_eq!(parse_timezone(" Europe/Berlin ", "tz", &mut e), "Europe/Berlin");
+        assert!(e.is_empty());
+        parse_timezone("Mars/Olympus", "tz", &mut e);
+        assert!(e.has("tz"));
+    }
+
+    #[test]
+    fn usernames_are_lowercased_and_restricted() {
+        let mut e = FieldErrors::new();
+        assert_eq!(parse_username("Alice_1", "u", &mut e), "alice_1");
+        assert!(e.is_empty());
+        for bad in ["a", "-abc", "has space", "ü-ber", &"x".repeat(33)] {
+            let mut e = FieldErrors::new();
+            parse_username(bad, "u", &mut e);
+            assert!(e.has("u"), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn platform_defaults() {
+        assert_eq!(Platform::parse("WeChat"), Some(Platform::Wechat));
+        assert_eq!(Platform::Wechat.default_capacity(), 200);
+        assert_eq!(Platform::Qq.default_capacity(), 500);
+        assert_eq!(Platform::Wechat.default_qr_validity_days(), Some(7));
+        assert_eq!(Platform::parse("icq"), None);
+    }
+}

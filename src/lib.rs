@@ -1,0 +1,67 @@
+//! Shoal: a self-hosted group-operations service. `main.rs` only parses the command line; this
+//! library holds everything else so that tests can start the real application on port 0.
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod i18n;
+pub mod pg;
+pub mod store;
+pub mod telemetry;
+pub mod web;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+
+/// Everything a request handler may need, cloned cheaply into every request.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: PgPool,
+    pub config: Arc<Config>,
+}
+
+impl AppState {
+    pub fn new(db: PgPool, config: Config) -> AppState {
+        AppState { db, config: Arc::new(config) }
+    }
+}
+
+/// Serves the application on `listener` until `shutdown` resolves, then finishes in-flight
+/// requests (bounded by `http.shutdown_grace_secs`) and returns.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let grace = std::time::Duration::from_secs(state.config.http.shutdown_grace_secs);
+    let session_cleanup = web::spawn_session_cleanup(state.db.clone());
+    let app = web::router(state);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let serve = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+    let mut stop_rx2 = stop_rx.clone();
+    tokio::select! {
+        res = serve => res?,
+        _ = async move {
+            let _ = stop_rx2.wait_for(|s| *s).await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!("in-flight requests did not finish within the grace period");
+        }
+    }
+    drop(stop_rx);
+    session_cleanup.abort();
+    Ok(())
+}

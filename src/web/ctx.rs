@@ -1,0 +1,229 @@
+//! The request context of an admin page: who is logged in, in which language, their CSRF token
+//! and flash messages; and the `Layout` every page template embeds.
+
+use std::net::SocketAddr;
+
+use askama::Template;
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tower_sessions::Session;
+
+use crate::auth::session::{Flash, TypedSession};
+use crate::auth::Principal;
+use crate::error::{AppError, AppResult};
+use crate::i18n::{Lang, Tr};
+use crate::AppState;
+
+pub const LANG_COOKIE: &str = "shoal_lang";
+
+/// The language of a request: the operator's setting, else the language cookie, else
+/// `Accept-Language`, else English.
+pub fn request_lang(headers: &HeaderMap, operator: Option<Lang>) -> Lang {
+    operator
+        .or_else(|| cookie(headers, LANG_COOKIE).and_then(|v| Lang::parse(&v)))
+        .or_else(|| Lang::from_accept_language(headers))
+        .unwrap_or_default()
+}
+
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|kv| {
+        let (k, v) = kv.trim().split_once('=')?;
+        (k == name).then(|| v.to_string())
+    })
+}
+
+/// The client address: the socket peer, or the first `X-Forwarded-For` hop when configured.
+pub fn client_ip(parts_headers: &HeaderMap, peer: Option<SocketAddr>, trust_forwarded: bool) -> String {
+    if trust_forwarded {
+        if let Some(first) = parts_headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            return first.to_string();
+        }
+    }
+    peer.map(|p| p.ip().to_string()).unwrap_or_else(|| "unknown".into())
+}
+
+/// What every admin page handler gets: a logged-in principal and the means to render.
+pub struct Ctx {
+    pub principal: Principal,
+    pub session: TypedSession,
+    pub tr: Tr,
+    /// Path and query of this request, for `?next=` and the language switch.
+    pub path: String,
+}
+
+/// A guest page's context (login, setup): no principal.
+pub struct GuestCtx {
+    pub session: TypedSession,
+    pub tr: Tr,
+    pub path: String,
+    pub ip: String,
+}
+
+fn path_of(parts: &Parts) -> String {
+    parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into())
+}
+
+async fn session_of(parts: &mut Parts, state: &AppState) -> Result<Session, Response> {
+    Session::from_request_parts(parts, state).await.map_err(|e| e.into_response())
+}
+
+impl FromRequestParts<AppState> for Ctx {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let session = TypedSession(session_of(parts, state).await?);
+        let path = path_of(parts);
+        let login = || super::redirect(&format!("/login?next={}", urlencoding::encode(&path)));
+        let Some(id) = session.operator_id().await.map_err(IntoResponse::into_response)? else {
+            return Err(login());
+        };
+        let mut conn = state.db.acquire().await.map_err(|e| AppError::from(e).into_response())?;
+        let principal =
+            crate::store::operators::principal(&mut conn, id).await.map_err(|e| AppError::from(e).into_response())?;
+        let Some(principal) = principal else {
+            // Disabled or deleted since the login: end the session.
+            let _ = session.log_out().await;
+            return Err(login());
+        };
+        let tr = Tr(request_lang(&parts.headers, principal.language));
+        Ok(Ctx { principal, session, tr, path })
+    }
+}
+
+impl FromRequestParts<AppState> for GuestCtx {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let session = TypedSession(session_of(parts, state).await?);
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+        let ip = client_ip(&parts.headers, peer, state.config.auth.trust_forwarded_for);
+        Ok(GuestCtx { session, tr: Tr(request_lang(&parts.headers, None)), path: path_of(parts), ip })
+    }
+}
+
+/// The logged-in user as the layout shows them.
+pub struct UserBox {
+    pub name: String,
+    pub role: &'static str,
+}
+
+/// Shared by every page: language, navigation, CSRF token, flashes.
+pub struct Layout {
+    pub tr: Tr,
+    pub title: String,
+    /// Which navigation entry is current ("" for none).
+    pub nav: &'static str,
+    pub user: Option<UserBox>,
+    pub is_admin: bool,
+    pub csrf: String,
+    pub flashes: Vec<Flash>,
+    pub path: String,
+}
+
+pub const NAV: [(&str, &str, &str); 7] = [
+    ("dashboard", "/", "nav.dashboard"),
+    ("groups", "/groups", "nav.groups"),
+    ("members", "/members", "nav.members"),
+    ("live_codes", "/live-codes", "nav.live_codes"),
+    ("bridges", "/bridges", "nav.bridges"),
+    ("points", "/points", "nav.points"),
+    ("settings", "/settings", "nav.settings"),
+];
+
+impl Layout {
+    pub fn other_lang(&self) -> Lang {
+        match self.tr.lang() {
+            Lang::En => Lang::ZhCn,
+            Lang::ZhCn => Lang::En,
+        }
+    }
+    pub fn nav_items(&self) -> Vec<(&'static str, &'static str, &'static str, bool)> {
+        NAV.iter().map(|(id, href, key)| (*id, *href, self.tr.t(key), *id == self.nav)).collect()
+    }
+}
+
+impl Ctx {
+    /// The layout for a page titled by the i18n key `title_key`.
+    pub async fn layout(&self, title_key: &str, nav: &'static str) -> AppResult<Layout> {
+        self.layout_titled(self.tr.t(title_key).to_string(), nav).await
+    }
+
+    pub async fn layout_titled(&self, title: String, nav: &'static str) -> AppResult<Layout> {
+        Ok(Layout {
+            tr: self.tr,
+            title,
+            nav,
+            user: Some(UserBox { name: self.principal.name.clone(), role: self.principal.role.as_str() }),
+            is_admin: self.principal.is_admin(),
+            csrf: self.session.csrf_token().await?,
+            flashes: self.session.take_flashes().await?,
+            path: self.path.clone(),
+        })
+    }
+
+    pub async fn flash(&self, kind: &str, key: &str) -> AppResult<()> {
+        self.session.flash(kind, key).await
+    }
+
+    pub fn scope(&self) -> Option<Vec<i64>> {
+        self.principal.group_filter()
+    }
+}
+
+impl GuestCtx {
+    pub async fn layout(&self, title_key: &str) -> AppResult<Layout> {
+        Ok(Layout {
+            tr: self.tr,
+            title: self.tr.t(title_key).to_string(),
+            nav: "",
+            user: None,
+            is_admin: false,
+            csrf: self.session.csrf_token().await?,
+            flashes: self.session.take_flashes().await?,
+            path: self.path.clone(),
+        })
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    tr: Tr,
+    code: u16,
+    title: &'static str,
+    message: &'static str,
+}
+
+/// A page for an error status that says what happened in the reader's language and nothing more.
+pub fn error_page(lang: Lang, status: StatusCode) -> Response {
+    let tr = Tr(lang);
+    let key = match status.as_u16() {
+        401 => "error.page.401",
+        403 => "error.page.403",
+        404 => "error.page.404",
+        408 => "error.page.408",
+        413 => "error.page.413",
+        422 => "error.page.422",
+        429 => "error.page.429",
+        400..=499 => "error.page.400",
+        _ => "error.page.500",
+    };
+    let page = ErrorPage {
+        tr,
+        code: status.as_u16(),
+        title: tr.t(&format!("{key}.title")),
+        message: tr.t(&format!("{key}.message")),
+    };
+    match page.render() {
+        Ok(body) => super::html(status, body),
+        Err(_) => status.into_response(),
+    }
+}

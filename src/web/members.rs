@@ -1,0 +1,498 @@
+//! Member pages: list, detail, manual add and edit, memberships, CSV import and export.
+
+use askama::Template;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use serde::Deserialize;
+
+use super::ctx::{Ctx, Layout};
+use super::{non_empty, redirect, render, upload, Pager};
+use crate::config::Config;
+use crate::domain::csv_import::{self, RowError};
+use crate::domain::member::{MemberRaw, MemberSpec, ROLES};
+use crate::domain::Platform;
+use crate::error::{on_unique, AppError, AppResult, FieldErrors};
+use crate::store::audit::{self, Actor};
+use crate::store::members::{self, MemberRow, MembershipRow};
+use crate::AppState;
+
+const PAGE_SIZE: i64 = 50;
+
+pub fn router(cfg: &Config) -> Router<AppState> {
+    let upload_limit = DefaultBodyLimit::max(cfg.http.max_upload_bytes + super::MULTIPART_OVERHEAD);
+    Router::new()
+        .route("/members", get(list))
+        .route("/members/new", get(new_form).post(create))
+        .route("/members/import", get(import_form).post(import).layer(upload_limit))
+        .route("/members/export.csv", get(export))
+        .route("/members/{id}", get(detail))
+        .route("/members/{id}/edit", get(edit_form).post(update))
+        .route("/members/{id}/memberships", post(add_membership))
+        .route("/members/{id}/memberships/{group_id}/leave", post(leave))
+}
+
+#[derive(Deserialize, Default)]
+struct ListQuery {
+    q: Option<String>,
+    platform: Option<String>,
+    group: Option<String>,
+    tag: Option<String>,
+    page: Option<i64>,
+}
+
+#[derive(Template)]
+#[template(path = "members/list.html")]
+struct ListPage {
+    l: Layout,
+    members: Vec<MemberRow>,
+    pager: Pager,
+    q: String,
+    platform: String,
+    group: String,
+    tag: String,
+    platforms: [Platform; 6],
+    groups: Vec<(i64, String)>,
+    can_write: bool,
+}
+
+async fn list(State(state): State<AppState>, ctx: Ctx, Query(q): Query<ListQuery>) -> AppResult<Response> {
+    let page = crate::store::Page::new(q.page, PAGE_SIZE);
+    let platform = non_empty(&q.platform).filter(|p| Platform::parse(p).is_some());
+    let group_id = non_empty(&q.group).and_then(|g| g.parse::<i64>().ok());
+    let scope = ctx.scope();
+    let f = members::Filter {
+        q: non_empty(&q.q),
+        platform: platform.clone(),
+        group_id,
+        tag: non_empty(&q.tag),
+        scope: scope.clone(),
+    };
+    let mut conn = state.db.acquire().await?;
+    let (rows, total) = members::list(&mut conn, &f, page.size, page.offset()).await?;
+    let groups = crate::store::groups::names(&mut conn, scope.as_deref()).await?;
+    let (qs, ps, gs, ts) = (
+        f.q.clone().unwrap_or_default(),
+        platform.unwrap_or_default(),
+        group_id.map(|g| g.to_string()).unwrap_or_default(),
+        f.tag.clone().unwrap_or_default(),
+    );
+    let pager = Pager::new(
+        "/members",
+        page.number,
+        page.size,
+        total,
+        &[("q", &qs), ("platform", &ps), ("group", &gs), ("tag", &ts)],
+    );
+    let page = ListPage {
+        l: ctx.layout("members.title", "members").await?,
+        members: rows,
+        pager,
+        q: qs,
+        platform: ps,
+        group: gs,
+        tag: ts,
+        platforms: Platform::ALL,
+        groups,
+        can_write: ctx.principal.can_write(),
+    };
+    render(StatusCode::OK, &page)
+}
+
+#[derive(Template)]
+#[template(path = "members/form.html")]
+struct FormPage {
+    l: Layout,
+    member_id: Option<i64>,
+    raw: MemberRaw,
+    errors: FieldErrors,
+    platforms: [Platform; 6],
+    groups: Vec<(i64, String)>,
+    roles: [&'static str; 3],
+    /// A scoped operator must put a new member into one of their groups.
+    group_required: bool,
+}
+
+async fn form_page(
+    state: &AppState,
+    ctx: &Ctx,
+    member_id: Option<i64>,
+    raw: MemberRaw,
+    errors: FieldErrors,
+    status: StatusCode,
+) -> AppResult<Response> {
+    let scope = ctx.scope();
+    let mut conn = state.db.acquire().await?;
+    let groups = crate::store::groups::names(&mut conn, scope.as_deref()).await?;
+    drop(conn);
+    let l = match member_id {
+        Some(_) => ctx.layout_titled(format!("{} · {}", ctx.tr.t("members.edit"), raw.display_name), "members").await?,
+        None => ctx.layout("members.new", "members").await?,
+    };
+    let page = FormPage {
+        l,
+        member_id,
+        raw,
+        errors,
+        platforms: Platform::ALL,
+        groups,
+        roles: ROLES,
+        group_required: scope.is_some(),
+    };
+    render(status, &page)
+}
+
+async fn new_form(State(state): State<AppState>, ctx: Ctx) -> AppResult<Response> {
+    ctx.principal.require_write()?;
+    let raw = MemberRaw { platform: Platform::Wechat.as_str().into(), ..MemberRaw::default() };
+    form_page(&state, &ctx, None, raw, FieldErrors::new(), StatusCode::OK).await
+}
+
+/// Parses the form and checks that a chosen group is within scope (and, for a scoped
+/// principal creating a member, that one is chosen).
+fn parse_member(ctx: &Ctx, raw: &MemberRaw, need_group: bool) -> Result<MemberSpec, FieldErrors> {
+    let spec = raw.parse();
+    let mut errors = spec.as_ref().err().cloned().unwrap_or_default();
+    if let Ok(s) = &spec {
+        match s.group_id {
+            Some(g) if !ctx.principal.sees_group(g) => errors.add("group_id", "error.choice"),
+            None if need_group && ctx.scope().is_some() => errors.add("group_id", "error.required"),
+            _ => {}
+        }
+    }
+    match spec {
+        Ok(s) if errors.is_empty() => Ok(s),
+        _ => Err(errors),
+    }
+}
+
+fn duplicate(e: sqlx::Error) -> AppError {
+    on_unique(e, "members_platform_external_user_id_key", "external_user_id", "error.member_exists")
+}
+
+async fn create(State(state): State<AppState>, ctx: Ctx, Form(raw): Form<MemberRaw>) -> AppResult<Response> {
+    ctx.principal.require_write()?;
+    let spec = match parse_member(&ctx, &raw, true) {
+        Ok(s) => s,
+        Err(errors) => return form_page(&state, &ctx, None, raw, errors, StatusCode::UNPROCESSABLE_ENTITY).await,
+    };
+    let mut tx = state.db.begin().await?;
+    let id = match members::insert(&mut tx, &spec).await.map_err(duplicate) {
+        Ok(id) => id,
+        Err(AppError::Validation(errors)) => {
+            return form_page(&state, &ctx, None, raw, errors, StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(g) = spec.group_id {
+        if crate::store::groups::get(&mut tx, g).await?.is_none() {
+            let mut errors = FieldErrors::new();
+            errors.add("group_id", "error.choice");
+            return form_page(&state, &ctx, None, raw, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
+        }
+        members::join(&mut tx, id, g, spec.role).await?;
+    }
+    audit::record(
+        &mut tx,
+        Actor::Principal(&ctx.principal),
+        "member.create",
+        "member",
+        Some(id.to_string()),
+        member_details(&spec),
+    )
+    .await?;
+    tx.commit().await?;
+    ctx.flash("success", "members.created").await?;
+    Ok(redirect(&format!("/members/{id}")))
+}
+
+fn member_details(m: &MemberSpec) -> serde_json::Value {
+    serde_json::json!({"platform": m.platform.as_str(), "external_user_id": m.external_user_id, "display_name": m.display_name, "tags": m.tags, "group_id": m.group_id})
+}
+
+async fn load(state: &AppState, ctx: &Ctx, id: i64) -> AppResult<MemberRow> {
+    let mut conn = state.db.acquire().await?;
+    members::get(&mut conn, id, ctx.scope().as_deref()).await?.ok_or(AppError::NotFound)
+}
+
+#[derive(Template)]
+#[template(path = "members/detail.html")]
+struct DetailPage {
+    l: Layout,
+    m: MemberRow,
+    memberships: Vec<MembershipRow>,
+    groups: Vec<(i64, String)>,
+    roles: [&'static str; 3],
+    can_write: bool,
+}
+
+async fn detail(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> AppResult<Response> {
+    let m = load(&state, &ctx, id).await?;
+    let scope = ctx.scope();
+    let mut conn = state.db.acquire().await?;
+    let memberships = members::memberships(&mut conn, id, scope.as_deref()).await?;
+    let groups = crate::store::groups::names(&mut conn, scope.as_deref()).await?;
+    drop(conn);
+    let page = DetailPage {
+        l: ctx.layout_titled(m.display_name.clone(), "members").await?,
+        m,
+        memberships,
+        groups,
+        roles: ROLES,
+        can_write: ctx.principal.can_write(),
+    };
+    render(StatusCode::OK, &page)
+}
+
+async fn edit_form(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> AppResult<Response> {
+    ctx.principal.require_write()?;
+    let m = load(&state, &ctx, id).await?;
+    let raw = MemberRaw {
+        platform: m.platform,
+        external_user_id: m.external_user_id,
+        display_name: m.display_name,
+        tags: m.tags.join(", "),
+        notes: m.notes,
+        ..MemberRaw::default()
+    };
+    form_page(&state, &ctx, Some(id), raw, FieldErrors::new(), StatusCode::OK).await
+}
+
+async fn update(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+    Form(raw): Form<MemberRaw>,
+) -> AppResult<Response> {
+    ctx.principal.require_write()?;
+    load(&state, &ctx, id).await?;
+    let raw = MemberRaw { group_id: String::new(), role: String::new(), ..raw };
+    let spec = match parse_member(&ctx, &raw, false) {
+        Ok(s) => s,
+        Err(errors) => return form_page(&state, &ctx, Some(id), raw, errors, StatusCode::UNPROCESSABLE_ENTITY).await,
+    };
+    let mut tx = state.db.begin().await?;
+    match members::update(&mut tx, id, &spec).await.map_err(duplicate) {
+        Ok(_) => {}
+        Err(AppError::Validation(errors)) => {
+            return form_page(&state, &ctx, Some(id), raw, errors, StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+        Err(e) => return Err(e),
+    }
+    audit::record(
+        &mut tx,
+        Actor::Principal(&ctx.principal),
+        "member.update",
+        "member",
+        Some(id.to_string()),
+        member_details(&spec),
+    )
+    .await?;
+    tx.commit().await?;
+    ctx.flash("success", "members.saved").await?;
+    Ok(redirect(&format!("/members/{id}")))
+}
+
+#[derive(Deserialize)]
+struct MembershipForm {
+    #[serde(default)]
+    group_id: String,
+    #[serde(default)]
+    role: String,
+}
+
+async fn add_membership(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+    Form(f): Form<MembershipForm>,
+) -> AppResult<Response> {
+    ctx.principal.require_write()?;
+    load(&state, &ctx, id).await?;
+    let group_id: i64 = f.group_id.trim().parse().map_err(|_| AppError::BadRequest("group_id".into()))?;
+    ctx.principal.require_group(group_id)?;
+    let role = ROLES.into_iter().find(|r| *r == f.role).unwrap_or("member");
+    let mut tx = state.db.begin().await?;
+    crate::store::groups::get(&mut tx, group_id).await?.ok_or(AppError::NotFound)?;
+    members::join(&mut tx, id, group_id, role).await?;
+    audit::record(
+        &mut tx,
+        Actor::Principal(&ctx.principal),
+        "membership.join",
+        "member",
+        Some(id.to_string()),
+        serde_json::json!({"group_id": group_id, "role": role}),
+    )
+    .await?;
+    tx.commit().await?;
+    ctx.flash("success", "members.saved").await?;
+    Ok(redirect(&format!("/members/{id}")))
+}
+
+async fn leave(State(state): State<AppState>, ctx: Ctx, Path((id, group_id)): Path<(i64, i64)>) -> AppResult<Response> {
+    ctx.principal.require_write()?;
+    ctx.principal.require_group(group_id)?;
+    load(&state, &ctx, id).await?;
+    let mut tx = state.db.begin().await?;
+    if members::leave(&mut tx, id, group_id).await? {
+        audit::record(
+            &mut tx,
+            Actor::Principal(&ctx.principal),
+            "membership.leave",
+            "member",
+            Some(id.to_string()),
+            serde_json::json!({"group_id": group_id}),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    ctx.flash("success", "members.saved").await?;
+    Ok(redirect(&format!("/members/{id}")))
+}
+
+// ---- CSV import / export ----
+
+#[derive(Template)]
+#[template(path = "members/import.html")]
+struct ImportPage {
+    l: Layout,
+    columns: [&'static str; 7],
+    /// After an upload: the outcome.
+    result: Option<ImportResult>,
+    file_error: Option<&'static str>,
+    strict: bool,
+}
+
+struct ImportResult {
+    created: usize,
+    updated: usize,
+    /// True when nothing was written because of errors in strict mode.
+    rolled_back: bool,
+    errors: Vec<(u64, String)>,
+}
+
+async fn import_form(ctx: Ctx) -> AppResult<Response> {
+    ctx.principal.require_write()?;
+    let page = ImportPage {
+        l: ctx.layout("import.title", "members").await?,
+        columns: csv_import::COLUMNS,
+        result: None,
+        file_error: None,
+        strict: false,
+    };
+    render(StatusCode::OK, &page)
+}
+
+async fn import(State(state): State<AppState>, ctx: Ctx, mp: Multipart) -> AppResult<Response> {
+    ctx.principal.require_write()?;
+    let form = upload::read(mp, state.config.http.max_upload_bytes).await?;
+    let strict = form.text("mode") == "strict";
+    let page = |l, result, file_error| ImportPage { l, columns: csv_import::COLUMNS, result, file_error, strict };
+    let file = match form.file("file") {
+        None => {
+            return render(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &page(ctx.layout("import.title", "members").await?, None, Some("error.file_empty")),
+            )
+        }
+        Some(f) if f.too_large => {
+            return render(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &page(ctx.layout("import.title", "members").await?, None, Some("error.file_too_large")),
+            )
+        }
+        Some(f) => f,
+    };
+    let parsed = match csv_import::parse(&file.bytes) {
+        Ok(p) => p,
+        Err(key) => {
+            return render(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &page(ctx.layout("import.title", "members").await?, None, Some(key)),
+            )
+        }
+    };
+    let mut errors: Vec<RowError> = parsed.errors;
+    let mut tx = state.db.begin().await?;
+    let known_groups: std::collections::HashSet<i64> =
+        crate::store::groups::names(&mut tx, ctx.scope().as_deref()).await?.into_iter().map(|(id, _)| id).collect();
+    let (mut created, mut updated) = (0, 0);
+    for (line, spec) in &parsed.rows {
+        match spec.group_id {
+            Some(g) if !known_groups.contains(&g) => {
+                errors.push(RowError { line: *line, problems: vec![("group_id".into(), "error.choice")] });
+                continue;
+            }
+            None if ctx.scope().is_some() => {
+                errors.push(RowError { line: *line, problems: vec![("group_id".into(), "error.required")] });
+                continue;
+            }
+            _ => {}
+        }
+        let (id, inserted) = members::upsert(&mut tx, spec).await?;
+        if let Some(g) = spec.group_id {
+            members::join(&mut tx, id, g, spec.role).await?;
+        }
+        if inserted {
+            created += 1;
+        } else {
+            updated += 1;
+        }
+    }
+    errors.sort_by_key(|e| e.line);
+    let rolled_back = strict && !errors.is_empty();
+    if rolled_back {
+        tx.rollback().await?;
+        (created, updated) = (0, 0);
+    } else {
+        audit::record(
+            &mut tx,
+            Actor::Principal(&ctx.principal),
+            "member.import",
+            "member",
+            None,
+            serde_json::json!({"file": file.file_name, "created": created, "updated": updated, "failed_rows": errors.len()}),
+        )
+        .await?;
+        tx.commit().await?;
+    }
+    let lang = ctx.tr.lang();
+    let result = ImportResult {
+        created,
+        updated,
+        rolled_back,
+        errors: errors.iter().map(|e| (e.line, e.describe(lang))).collect(),
+    };
+    let status = if result.errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    render(status, &page(ctx.layout("import.title", "members").await?, Some(result), None))
+}
+
+/// Every member in scope as CSV, one line per open membership; re-importable as is.
+async fn export(State(state): State<AppState>, ctx: Ctx) -> AppResult<Response> {
+    let mut conn = state.db.acquire().await?;
+    let rows = members::export(&mut conn, ctx.scope().as_deref()).await?;
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let io = |e: csv::Error| AppError::Other(e.into());
+    w.write_record(csv_import::COLUMNS).map_err(io)?;
+    for r in rows {
+        w.write_record([
+            r.platform,
+            r.external_user_id,
+            r.display_name,
+            r.group_id.map(|g| g.to_string()).unwrap_or_default(),
+            r.role.unwrap_or_default(),
+            r.tags.join("|"),
+            r.notes,
+        ])
+        .map_err(io)?;
+    }
+    let body = w.into_inner().map_err(|e| AppError::Other(anyhow::anyhow!("csv: {e}")))?;
+    let mut resp = (StatusCode::OK, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"members.csv\""));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}

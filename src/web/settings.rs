@@ -1,0 +1,461 @@
+//! Settings: one's own account (language, password) for everyone; operators, API tokens and the
+//! audit log for admins.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use serde::Deserialize;
+
+use super::ctx::{Ctx, Layout};
+use super::{redirect, render, Pager};
+use crate::auth::{password, random_token, token_hash, Role};
+use crate::domain::{check_password, parse_username, required_text};
+use crate::error::{on_unique, AppError, AppResult, FieldErrors};
+use crate::i18n::Lang;
+use crate::store::audit::{self, Actor, AuditRow};
+use crate::store::operators::{self, OperatorRow};
+use crate::store::tokens::{self, TokenRow};
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/settings", get(account))
+        .route("/settings/password", post(change_password))
+        .route("/settings/operators", get(operator_list))
+        .route("/settings/operators/new", get(operator_new).post(operator_create))
+        .route("/settings/operators/{id}", get(operator_edit).post(operator_update))
+        .route("/settings/tokens", get(token_list).post(token_create))
+        .route("/settings/tokens/{id}/revoke", post(token_revoke))
+        .route("/settings/audit", get(audit_log))
+}
+
+// ---- own account ----
+
+#[derive(Template)]
+#[template(path = "settings/account.html")]
+struct AccountPage {
+    l: Layout,
+    language: String,
+    errors: FieldErrors,
+}
+
+async fn account(ctx: Ctx) -> AppResult<Response> {
+    let language = ctx.principal.language.map(|l| l.code()).unwrap_or("").to_string();
+    let page = AccountPage { l: ctx.layout("settings.title", "settings").await?, language, errors: FieldErrors::new() };
+    render(StatusCode::OK, &page)
+}
+
+#[derive(Deserialize)]
+struct PasswordForm {
+    #[serde(default)]
+    current: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    password_confirm: String,
+}
+
+async fn change_password(State(state): State<AppState>, ctx: Ctx, Form(f): Form<PasswordForm>) -> AppResult<Response> {
+    let mut errors = FieldErrors::new();
+    check_password(&f.password, Some(&f.password_confirm), "password", &mut errors);
+    let mut conn = state.db.acquire().await?;
+    let hash = operators::password_hash(&mut conn, ctx.principal.id).await?;
+    drop(conn);
+    if !password::verify(hash, f.current).await {
+        errors.add("current", "error.password_wrong");
+    }
+    if !errors.is_empty() {
+        let language = ctx.principal.language.map(|l| l.code()).unwrap_or("").to_string();
+        let page = AccountPage { l: ctx.layout("settings.title", "settings").await?, language, errors };
+        return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
+    }
+    let new_hash = password::hash(f.password).await?;
+    let mut tx = state.db.begin().await?;
+    operators::set_password(&mut tx, ctx.principal.id, &new_hash).await?;
+    audit::record(
+        &mut tx,
+        Actor::Principal(&ctx.principal),
+        "operator.password",
+        "operator",
+        Some(ctx.principal.id.to_string()),
+        serde_json::json!({}),
+    )
+    .await?;
+    tx.commit().await?;
+    ctx.flash("success", "settings.password_changed").await?;
+    Ok(redirect("/settings"))
+}
+
+// ---- operators ----
+
+#[derive(Template)]
+#[template(path = "settings/operators.html")]
+struct OperatorsPage {
+    l: Layout,
+    operators: Vec<OperatorRow>,
+    me: i64,
+}
+
+async fn operator_list(State(state): State<AppState>, ctx: Ctx) -> AppResult<Response> {
+    ctx.principal.require_admin()?;
+    let mut conn = state.db.acquire().await?;
+    let operators = operators::list(&mut conn).await?;
+    drop(conn);
+    let page = OperatorsPage { l: ctx.layout("operators.title", "settings").await?, operators, me: ctx.principal.id };
+    render(StatusCode::OK, &page)
+}
+
+/// The operator form, as typed.
+#[derive(Deserialize, Default, Clone)]
+struct OperatorForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    all_groups: Option<String>,
+    #[serde(default)]
+    groups: Vec<i64>,
+    #[serde(default)]
+    disabled: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "settings/operator_form.html")]
+struct OperatorFormPage {
+    l: Layout,
+    /// None when creating.
+    op: Option<OperatorRow>,
+    form: OperatorForm,
+    errors: FieldErrors,
+    groups: Vec<(i64, String)>,
+    roles: [Role; 3],
+}
+
+impl OperatorFormPage {
+    fn has_group(&self, id: &i64) -> bool {
+        self.form.groups.contains(id)
+    }
+}
+
+async fn operator_form(
+    state: &AppState,
+    ctx: &Ctx,
+    op: Option<OperatorRow>,
+    form: OperatorForm,
+    errors: FieldErrors,
+    status: StatusCode,
+) -> AppResult<Response> {
+    let mut conn = state.db.acquire().await?;
+    let groups = crate::store::groups::names(&mut conn, None).await?;
+    drop(conn);
+    let l = match &op {
+        Some(o) => ctx.layout_titled(o.username.clone(), "settings").await?,
+        None => ctx.layout("operators.new", "settings").await?,
+    };
+    render(status, &OperatorFormPage { l, op, form, errors, groups, roles: Role::ALL })
+}
+
+/// Axum's `Form` cannot read repeated keys into a Vec; this reads `groups=1&groups=2`.
+fn parse_operator_form(body: &[u8]) -> OperatorForm {
+    let mut f = OperatorForm::default();
+    for (k, v) in form_urlencoded::parse(body) {
+        match &*k {
+            "username" => f.username = v.into_owned(),
+            "password" => f.password = v.into_owned(),
+            "role" => f.role = v.into_owned(),
+            "all_groups" => f.all_groups = Some(v.into_owned()),
+            "disabled" => f.disabled = Some(v.into_owned()),
+            "groups" => {
+                if let Ok(id) = v.parse() {
+                    f.groups.push(id);
+                }
+            }
+            _ => {}
+        }
+    }
+    f
+}
+
+async fn operator_new(State(state): State<AppState>, ctx: Ctx) -> AppResult<Response> {
+    ctx.principal.require_admin()?;
+    let form = OperatorForm { role: "operator".into(), ..OperatorForm::default() };
+    operator_form(&state, &ctx, None, form, FieldErrors::new(), StatusCode::OK).await
+}
+
+async fn operator_create(State(state): State<AppState>, ctx: Ctx, body: axum::body::Bytes) -> AppResult<Response> {
+    ctx.principal.require_admin()?;
+    let form = parse_operator_form(&body);
+    let mut errors = FieldErrors::new();
+    let username = parse_username(&form.username, "username", &mut errors);
+    check_password(&form.password, None, "password", &mut errors);
+    let role = Role::parse(&form.role);
+    if role.is_none() {
+        errors.add("role", "error.choice");
+    }
+    if !errors.is_empty() {
+        return operator_form(&state, &ctx, None, form, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
+    }
+    let role = role.unwrap_or(Role::Viewer);
+    let hash = password::hash(form.password.clone()).await?;
+    let mut tx = state.db.begin().await?;
+    let created = operators::create(
+        &mut tx,
+        operators::NewOperator {
+            username: &username,
+            password_hash: &hash,
+            role,
+            all_groups: form.all_groups.is_some(),
+            group_ids: &form.groups,
+            language: None,
+        },
+    )
+    .await
+    .map_err(|e| on_unique(e, "operators_username_key", "username", "error.username_taken"));
+    let id = match created {
+        Ok(id) => id,
+        Err(AppError::Validation(errors)) => {
+            return operator_form(&state, &ctx, None, form, errors, StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+        Err(e) => return Err(e),
+    };
+    audit::record(
+        &mut tx,
+        Actor::Principal(&ctx.principal),
+        "operator.create",
+        "operator",
+        Some(id.to_string()),
+        serde_json::json!({"username": username, "role": role.as_str(), "all_groups": form.all_groups.is_some(), "groups": form.groups}),
+    )
+    .await?;
+    tx.commit().await?;
+    ctx.flash("success", "operators.created").await?;
+    Ok(redirect("/settings/operators"))
+}
+
+async fn operator_edit(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> AppResult<Response> {
+    ctx.principal.require_admin()?;
+    let mut conn = state.db.acquire().await?;
+    let op = operators::get(&mut conn, id).await?.ok_or(AppError::NotFound)?;
+    drop(conn);
+    let form = OperatorForm {
+        username: op.username.clone(),
+        role: op.role.clone(),
+        all_groups: op.all_groups.then(|| "on".into()),
+        groups: op.group_ids.clone(),
+        disabled: op.disabled_at.map(|_| "on".into()),
+        password: String::new(),
+    };
+    operator_form(&state, &ctx, Some(op), form, FieldErrors::new(), StatusCode::OK).await
+}
+
+async fn operator_update(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+    body: axum::body::Bytes,
+) -> AppResult<Response> {
+    ctx.principal.require_admin()?;
+    let mut tx = state.db.begin().await?;
+    let op = operators::get(&mut tx, id).await?.ok_or(AppError::NotFound)?;
+    let form = parse_operator_form(&body);
+    let mut errors = FieldErrors::new();
+    let role = Role::parse(&form.role);
+    if role.is_none() {
+        errors.add("role", "error.choice");
+    }
+    if !form.password.is_empty() {
+        check_password(&form.password, None, "password", &mut errors);
+    }
+    let role = role.unwrap_or(Role::Viewer);
+    let disabled = form.disabled.is_some();
+    // Never leave the service without an active admin.
+    if op.role() == Role::Admin
+        && (role != Role::Admin || disabled)
+        && operators::other_active_admins(&mut tx, id).await? == 0
+    {
+        errors.add("role", "error.last_admin");
+    }
+    if !errors.is_empty() {
+        drop(tx);
+        let form = OperatorForm { username: op.username.clone(), ..form };
+        return operator_form(&state, &ctx, Some(op), form, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
+    }
+    operators::update_access(&mut tx, id, role, form.all_groups.is_some(), &form.groups).await?;
+    operators::set_disabled(&mut tx, id, disabled).await?;
+    if !form.password.is_empty() {
+        let hash = password::hash(form.password.clone()).await?;
+        operators::set_password(&mut tx, id, &hash).await?;
+    }
+    audit::record(
+        &mut tx,
+        Actor::Principal(&ctx.principal),
+        "operator.update",
+        "operator",
+        Some(id.to_string()),
+        serde_json::json!({"role": role.as_str(), "all_groups": form.all_groups.is_some(), "groups": form.groups, "disabled": disabled, "password_reset": !form.password.is_empty()}),
+    )
+    .await?;
+    tx.commit().await?;
+    ctx.flash("success", "operators.saved").await?;
+    Ok(redirect("/settings/operators"))
+}
+
+// ---- API tokens ----
+
+#[derive(Template)]
+#[template(path = "settings/tokens.html")]
+struct TokensPage {
+    l: Layout,
+    tokens: Vec<TokenRow>,
+    groups: Vec<(i64, String)>,
+    roles: [Role; 3],
+    form: OperatorForm,
+    errors: FieldErrors,
+    /// The secret of a token just created: shown this once.
+    new_secret: Option<String>,
+}
+
+impl TokensPage {
+    fn has_group(&self, id: &i64) -> bool {
+        self.form.groups.contains(id)
+    }
+}
+
+async fn tokens_page(
+    state: &AppState,
+    ctx: &Ctx,
+    form: OperatorForm,
+    errors: FieldErrors,
+    new_secret: Option<String>,
+    status: StatusCode,
+) -> AppResult<Response> {
+    let mut conn = state.db.acquire().await?;
+    let list = tokens::list(&mut conn).await?;
+    let groups = crate::store::groups::names(&mut conn, None).await?;
+    drop(conn);
+    let page = TokensPage {
+        l: ctx.layout("tokens.title", "settings").await?,
+        tokens: list,
+        groups,
+        roles: Role::ALL,
+        form,
+        errors,
+        new_secret,
+    };
+    render(status, &page)
+}
+
+async fn token_list(State(state): State<AppState>, ctx: Ctx) -> AppResult<Response> {
+    ctx.principal.require_admin()?;
+    let form = OperatorForm { role: "viewer".into(), ..OperatorForm::default() };
+    tokens_page(&state, &ctx, form, FieldErrors::new(), None, StatusCode::OK).await
+}
+
+/// Prefix of every API token, so that leaked tokens are easy to recognise (secret scanners).
+pub const TOKEN_PREFIX: &str = "shoal_";
+
+pub fn new_token_secret() -> String {
+    format!("{TOKEN_PREFIX}{}", random_token(32))
+}
+
+async fn token_create(State(state): State<AppState>, ctx: Ctx, body: axum::body::Bytes) -> AppResult<Response> {
+    ctx.principal.require_admin()?;
+    // The token form uses the operator form's field names (`username` holds the token name).
+    let form = parse_operator_form(&body);
+    let mut errors = FieldErrors::new();
+    let name = required_text(&form.username, 80, "username", &mut errors);
+    let role = Role::parse(&form.role);
+    if role.is_none() {
+        errors.add("role", "error.choice");
+    }
+    if !errors.is_empty() {
+        return tokens_page(&state, &ctx, form, errors, None, StatusCode::UNPROCESSABLE_ENTITY).await;
+    }
+    let role = role.unwrap_or(Role::Viewer);
+    let secret = new_token_secret();
+    let mut tx = state.db.begin().await?;
+    let id = tokens::create(
+        &mut tx,
+        tokens::NewToken {
+            name: &name,
+            hash: &token_hash(&secret),
+            prefix: &secret[..TOKEN_PREFIX.len() + 4],
+            role,
+            all_groups: form.all_groups.is_some(),
+            group_ids: &form.groups,
+            created_by: Some(ctx.principal.id),
+        },
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        Actor::Principal(&ctx.principal),
+        "token.create",
+        "token",
+        Some(id.to_string()),
+        serde_json::json!({"name": name, "role": role.as_str(), "groups": form.groups}),
+    )
+    .await?;
+    tx.commit().await?;
+    let form = OperatorForm { role: "viewer".into(), ..OperatorForm::default() };
+    tokens_page(&state, &ctx, form, FieldErrors::new(), Some(secret), StatusCode::CREATED).await
+}
+
+async fn token_revoke(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> AppResult<Response> {
+    ctx.principal.require_admin()?;
+    let mut tx = state.db.begin().await?;
+    if !tokens::revoke(&mut tx, id).await? {
+        return Err(AppError::NotFound);
+    }
+    audit::record(
+        &mut tx,
+        Actor::Principal(&ctx.principal),
+        "token.revoke",
+        "token",
+        Some(id.to_string()),
+        serde_json::json!({}),
+    )
+    .await?;
+    tx.commit().await?;
+    ctx.flash("success", "tokens.revoked").await?;
+    Ok(redirect("/settings/tokens"))
+}
+
+// ---- audit log ----
+
+#[derive(Template)]
+#[template(path = "settings/audit.html")]
+struct AuditPage {
+    l: Layout,
+    rows: Vec<AuditRow>,
+    pager: Pager,
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    page: Option<i64>,
+}
+
+async fn audit_log(State(state): State<AppState>, ctx: Ctx, Query(q): Query<PageQuery>) -> AppResult<Response> {
+    ctx.principal.require_admin()?;
+    let page = crate::store::Page::new(q.page, 100);
+    let mut conn = state.db.acquire().await?;
+    let (rows, total) = audit::list(&mut conn, page.size, page.offset()).await?;
+    drop(conn);
+    let pager = Pager::new("/settings/audit", page.number, page.size, total, &[]);
+    render(StatusCode::OK, &AuditPage { l: ctx.layout("audit.title", "settings").await?, rows, pager })
+}
+
+/// For templates: a language's display name.
+pub fn lang_name(l: Lang) -> &'static str {
+    match l {
+        Lang::En => "English",
+        Lang::ZhCn => "简体中文",
+    }
+}
