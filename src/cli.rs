@@ -243,7 +243,14 @@ async fn run_command(cmd: Command, config: Config, db: &Database) -> anyhow::Res
     }
 }
 
-async fn serve(config: Config, db: &Database) -> anyhow::Result<()> {
+async fn serve(mut config: Config, db: &Database) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("could not listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr()?;
+    if config.public_url.trim().is_empty() {
+        config.public_url = format!("http://{addr}");
+    }
     let mut conn = db.pool.acquire().await?;
     if !operators::any_exists(&mut conn).await? {
         let token = random_token(24);
@@ -252,10 +259,6 @@ async fn serve(config: Config, db: &Database) -> anyhow::Result<()> {
         println!("No operator exists yet. Create the first admin at: {}/setup?token={token}", config.public_base());
     }
     drop(conn);
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("could not listen on {}: {e}", config.listen))?;
-    let addr = listener.local_addr()?;
     println!("Shoal is listening on http://{addr}");
     if std::io::stdout().is_terminal() {
         println!("Press Ctrl-C to stop.");

@@ -81,7 +81,8 @@ fn postgres_user() -> Result<Option<(u32, u32)>, PgError> {
 /// A running cluster owned by this process.
 pub struct EmbeddedPostgres {
     data_dir: PathBuf,
-    watchdog: Child,
+    /// None when another Shoal process owns the running cluster and this one only attached.
+    watchdog: Option<Child>,
     stdin: Option<ChildStdin>,
 }
 
@@ -100,6 +101,13 @@ impl EmbeddedPostgres {
         let data_dir = absolute(&opts.data_dir)?;
         if !data_dir.join("PG_VERSION").exists() {
             init_cluster(&opts.bin_dir, &data_dir, user).await?;
+        } else if data_dir.join("postmaster.pid").exists() {
+            // Another Shoal process (say `shoal serve` while this is `shoal operator create`)
+            // runs the cluster: use it, and leave stopping it to its owner.
+            let attached = EmbeddedPostgres { data_dir: data_dir.clone(), watchdog: None, stdin: None };
+            if attached.ensure_database(APP_DATABASE).await.is_ok() {
+                return Ok(attached);
+            }
         }
 
         let script = r#"
@@ -144,7 +152,7 @@ echo stopped
         watchdog.stdout = None;
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
-        let pg = EmbeddedPostgres { data_dir, watchdog, stdin };
+        let pg = EmbeddedPostgres { data_dir, watchdog: Some(watchdog), stdin };
         pg.ensure_database(APP_DATABASE).await?;
         Ok(pg)
     }
@@ -188,8 +196,15 @@ echo stopped
     /// Stops the cluster (fast shutdown) and waits for it.
     pub async fn stop(mut self) -> Result<(), PgError> {
         drop(self.stdin.take());
-        self.watchdog.wait().await?;
+        if let Some(mut w) = self.watchdog.take() {
+            w.wait().await?;
+        }
         Ok(())
+    }
+
+    /// Whether this process started (and will stop) the cluster.
+    pub fn is_owner(&self) -> bool {
+        self.watchdog.is_some()
     }
 }
 

@@ -1,1 +1,14 @@
+//! One integration-test binary (one link step). Every test gets a fresh database cloned from a
+//! migrated template, in a throwaway cluster the harness starts itself (or on DATABASE_URL).
 
+mod harness;
+
+mod api;
+mod auth;
+mod browser;
+mod cli;
+mod groups;
+mod i18n;
+mod members;
+mod ops;
+mod settings;
