@@ -3,7 +3,7 @@
 //! Checked here once, before any handler runs, so no form can forget it.
 
 use axum::body::{to_bytes, Body};
-use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -43,16 +43,7 @@ async fn check(state: &AppState, session: TypedSession, req: Request) -> Result<
     let bytes = to_bytes(body, limit).await.map_err(|_| AppError::PayloadTooLarge)?;
 
     let given: Option<String> = if multipart {
-        let probe = Request::from_parts(parts.clone(), Body::from(bytes.clone()));
-        let mut mp = Multipart::from_request(probe, &()).await.map_err(|_| AppError::Csrf)?;
-        let mut found = None;
-        while let Ok(Some(field)) = mp.next_field().await {
-            if field.name() == Some(FIELD) {
-                found = field.text().await.ok();
-                break;
-            }
-        }
-        found
+        boundary(&content_type).and_then(|b| multipart_field(&bytes, &b, FIELD))
     } else if content_type.starts_with("application/x-www-form-urlencoded") {
         form_urlencoded::parse(&bytes).find(|(k, _)| k == FIELD).map(|(_, v)| v.into_owned())
     } else {
@@ -63,5 +54,50 @@ async fn check(state: &AppState, session: TypedSession, req: Request) -> Result<
             Ok(Request::from_parts(parts, Body::from(bytes)))
         }
         _ => Err(AppError::Csrf),
+    }
+}
+
+/// The multipart boundary named in a `multipart/form-data; boundary=…` content type.
+fn boundary(content_type: &str) -> Option<String> {
+    content_type.split(';').find_map(|p| p.trim().strip_prefix("boundary=")).map(|b| b.trim_matches('"').to_string())
+}
+
+/// The value of the text part called `name` in a multipart body. The body is already in memory
+/// (and size-checked), so this only scans it; a file part is never copied.
+fn multipart_field(body: &[u8], boundary: &str, name: &str) -> Option<String> {
+    let delimiter = format!("--{boundary}");
+    let wanted = format!("name=\"{name}\"");
+    let mut rest = body;
+    while let Some(start) = find(rest, delimiter.as_bytes()) {
+        rest = &rest[start + delimiter.len()..];
+        let header_end = find(rest, b"\r\n\r\n")?;
+        let headers = std::str::from_utf8(&rest[..header_end]).ok()?;
+        let content = &rest[header_end + 4..];
+        let end = find(content, delimiter.as_bytes())?;
+        let is_wanted = headers.lines().any(|l| {
+            l.to_ascii_lowercase().starts_with("content-disposition:") && l.split(';').any(|p| p.trim() == wanted)
+        });
+        if is_wanted {
+            let value = content[..end].strip_suffix(b"\r\n").unwrap_or(&content[..end]);
+            return String::from_utf8(value.to_vec()).ok();
+        }
+    }
+    None
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_token_in_a_multipart_body_but_not_in_a_file_named_like_it() {
+        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"_csrf\"\r\n\r\nname=\"_csrf\" fake\r\n--XyZ\r\nContent-Disposition: form-data; name=\"_csrf\"\r\n\r\ntok123\r\n--XyZ--\r\n";
+        assert_eq!(boundary("multipart/form-data; boundary=XyZ").as_deref(), Some("XyZ"));
+        assert_eq!(multipart_field(body, "XyZ", "_csrf").as_deref(), Some("tok123"));
+        assert_eq!(multipart_field(body, "XyZ", "other"), None);
     }
 }

@@ -54,6 +54,8 @@ pub fn spawn_session_cleanup(db: sqlx::PgPool) -> tokio::task::JoinHandle<()> {
 }
 
 pub fn router(state: AppState) -> Router {
+    // Install the metrics recorder before the first request is counted.
+    crate::telemetry::prometheus();
     let cfg = state.config.clone();
     let sessions = SessionManagerLayer::new(session_store(&state))
         .with_name(cfg.session.cookie_name.clone())
@@ -77,7 +79,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(ops::router())
         .merge(assets::router())
-        .nest("/api", crate::api::router())
+        .merge(crate::api::router())
         .merge(admin)
         .layer(DefaultBodyLimit::max(cfg.http.max_body_bytes))
         .layer(middleware::from_fn(track_metrics))
