@@ -7,6 +7,7 @@ pub mod members;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header;
 use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
@@ -80,6 +81,41 @@ pub fn router() -> Router<AppState> {
             }),
         )
         .route("/api/{*rest}", axum::routing::any(|| async { AppError::NotFound }))
+        .layer(axum::middleware::from_fn(problem_errors))
+}
+
+/// Every error answer of the API is a problem document, also those axum gives on its own: a
+/// query string or path segment that does not parse (400), a method a route lacks (405).
+async fn problem_errors(req: Request, next: axum::middleware::Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if status.as_u16() < 400 || resp.extensions().get::<crate::error::ErrorMarker>().is_some() {
+        return resp;
+    }
+    let allow = resp.headers().get(header::ALLOW).cloned();
+    let detail = axum::body::to_bytes(resp.into_body(), 64 * 1024)
+        .await
+        .ok()
+        .and_then(|b| String::from_utf8(b.to_vec()).ok())
+        .filter(|s| !s.trim().is_empty());
+    let slug = match status.as_u16() {
+        400 => "bad-request",
+        405 => "method-not-allowed",
+        _ => "error",
+    };
+    let mut body = serde_json::json!({
+        "type": format!("/problems/{slug}"),
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+    });
+    if let Some(d) = detail {
+        body["detail"] = serde_json::Value::String(d);
+    }
+    let mut out = (status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response();
+    if let Some(v) = allow {
+        out.headers_mut().insert(header::ALLOW, v);
+    }
+    out
 }
 
 /// The API caller, from `Authorization: Bearer <token>`.

@@ -19,6 +19,8 @@ struct Cluster {
     /// Connection options for the maintenance database; `.database(x)` for others.
     base: PgConnectOptions,
     template: String,
+    /// A connection URL with `{db}` in place of the database name, for child processes.
+    url_template: String,
 }
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
@@ -43,8 +45,10 @@ fn cluster() -> &'static Cluster {
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             rt.block_on(async move {
-                let (base, _keep) = match std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
-                    Some(url) => (url.parse::<PgConnectOptions>().expect("DATABASE_URL"), None),
+                let (base, url_template, _keep) = match std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+                    Some(url) => {
+                        (url.parse::<PgConnectOptions>().expect("DATABASE_URL"), with_db_placeholder(&url), None)
+                    }
                     None => {
                         let root = temp_dir("it");
                         let bin_dir = shoal::pg::find_bin_dir("").expect("PostgreSQL binaries");
@@ -55,7 +59,7 @@ fn cluster() -> &'static Cluster {
                         })
                         .await
                         .expect("start test cluster");
-                        (pg.connect_options("postgres"), Some(pg))
+                        (pg.connect_options("postgres"), pg.url("{db}"), Some(pg))
                     }
                 };
                 let template = format!("shoal_tpl_{}", std::process::id());
@@ -70,7 +74,7 @@ fn cluster() -> &'static Cluster {
                     .expect("tpl");
                 shoal::db::migrate(&pool).await.expect("migrate template");
                 pool.close().await;
-                tx.send(Cluster { base, template }).expect("send");
+                tx.send(Cluster { base, template, url_template }).expect("send");
                 std::future::pending::<()>().await;
             });
         });
@@ -95,25 +99,18 @@ pub async fn fresh_db() -> (PgPool, PgConnectOptions) {
 
 /// The connection URL of a test database, for child processes.
 pub fn url_of(opts: &PgConnectOptions) -> String {
-    let host = opts.get_host();
-    let db = opts.get_database().unwrap_or("postgres");
-    if host.starts_with('/') {
-        format!("postgres://{}@localhost:{}/{db}?host={}", opts.get_username(), opts.get_port(), urlencode(host))
-    } else {
-        format!("postgres://{}@{host}:{}/{db}", opts.get_username(), opts.get_port())
-    }
+    cluster().url_template.replace("{db}", opts.get_database().unwrap_or("postgres"))
 }
 
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+/// `postgres://u@h/name?x` → `postgres://u@h/{db}?x`.
+fn with_db_placeholder(url: &str) -> String {
+    let (main, query) = url.split_once('?').map(|(m, q)| (m, format!("?{q}"))).unwrap_or((url, String::new()));
+    let scheme_end = main.find("://").map(|i| i + 3).unwrap_or(0);
+    let prefix = match main[scheme_end..].find('/') {
+        Some(i) => &main[..scheme_end + i],
+        None => main,
+    };
+    format!("{prefix}/{{db}}{query}")
 }
 
 pub struct TestApp {
