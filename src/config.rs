@@ -105,8 +105,8 @@ pub fn redact_url(url: &str) -> String {
 impl Config {
     /// Loads the layers from `config_dir` (where `default.toml` may override the compiled-in
     /// defaults and `local.toml` is optional) and the process environment.
-    pub fn load(config_dir: &Path) -> Result<Config, figment::Error> {
-        Self::figment(config_dir).extract()
+    pub fn load(config_dir: &Path) -> Result<Config, Box<figment::Error>> {
+        Self::figment(config_dir).extract().map_err(Box::new)
     }
 
     pub fn figment(config_dir: &Path) -> Figment {
