@@ -105,3 +105,18 @@ async fn graceful_stop_finishes_and_frees_the_port() {
     app.stop().await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer listening");
 }
+
+#[tokio::test]
+async fn a_server_error_shows_a_page_that_reveals_nothing_internal() {
+    let app = TestApp::spawn().await;
+    let c = app.admin().await;
+    app.db.close().await;
+    let r = c.get(app.url("/groups")).send().await.unwrap();
+    assert!(r.status().is_server_error(), "{}", r.status());
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let body = r.text().await.unwrap();
+    assert!(body.contains("Something went wrong"));
+    for leak in ["pool", "sqlx", "closed", "postgres", "panicked"] {
+        assert!(!body.to_lowercase().contains(leak), "leaks {leak}");
+    }
+}
