@@ -55,11 +55,15 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, &'static str> {
     let col = |name: &str| headers.iter().position(|h| h == name);
     let idx: Vec<Option<usize>> = COLUMNS.iter().map(|c| col(c)).collect();
     let mut out = Parsed::default();
+    let mut lines = LineCounter::new(text.as_bytes());
     for (n, record) in rdr.records().enumerate() {
         if n >= MAX_ROWS {
             return Err("import.error_too_many");
         }
-        let line = record.as_ref().ok().and_then(|r| r.position()).map(|p| p.line()).unwrap_or(n as u64 + 2);
+        // The csv reader's own line numbers miss blank lines and line breaks inside quoted
+        // fields; count them from the record's byte offset instead, as an editor would.
+        let line =
+            record.as_ref().ok().and_then(|r| r.position()).map(|p| lines.line_at(p.byte())).unwrap_or(n as u64 + 2);
         let record = match record {
             Ok(r) => r,
             Err(_) => {
@@ -93,6 +97,33 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, &'static str> {
         }
     }
     Ok(out)
+}
+
+/// Line numbers of byte offsets, for offsets that only ever grow (one pass over the file).
+struct LineCounter<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    line: u64,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        LineCounter { bytes, pos: 0, line: 1 }
+    }
+
+    /// The 1-based line of the first character at or after `offset` that is not a line break
+    /// (a record's offset may point at the blank lines before it).
+    fn line_at(&mut self, offset: u64) -> u64 {
+        let mut start = (offset as usize).min(self.bytes.len());
+        while start < self.bytes.len() && matches!(self.bytes[start], b'\r' | b'\n') {
+            start += 1;
+        }
+        if start > self.pos {
+            self.line += self.bytes[self.pos..start].iter().filter(|&&b| b == b'\n').count() as u64;
+            self.pos = start;
+        }
+        self.line
+    }
 }
 
 #[cfg(test)]

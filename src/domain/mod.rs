@@ -69,9 +69,11 @@ impl std::fmt::Display for Platform {
 }
 
 /// Tags: lowercase-insensitive, trimmed, unique, at most 20 of at most 32 characters each.
+/// `|` separates tags too: it is the tag separator of the members CSV, so a tag containing it
+/// would not survive an export and re-import.
 pub fn parse_tags(input: &str, field: &str, errors: &mut FieldErrors) -> Vec<String> {
     let mut tags: Vec<String> = Vec::new();
-    for raw in input.split([',', '，', ';']) {
+    for raw in input.split([',', '，', ';', '|']) {
         let tag = raw.trim();
         if tag.is_empty() {
             continue;
