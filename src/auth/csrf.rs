@@ -31,8 +31,10 @@ async fn check(state: &AppState, session: TypedSession, req: Request) -> Result<
     if let Some(h) = req.headers().get(HEADER).and_then(|v| v.to_str().ok()) {
         return if super::secret_eq(h.as_bytes(), expected.as_bytes()) { Ok(req) } else { Err(AppError::Csrf) };
     }
-    let content_type =
-        req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    // The boundary is case-sensitive (browsers send `----WebKitFormBoundaryAbC…`): keep the raw
+    // header for it and compare only the media type in lower case.
+    let raw_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let content_type = raw_type.to_ascii_lowercase();
     let multipart = content_type.starts_with("multipart/form-data");
     let limit = if multipart {
         state.config.http.max_upload_bytes + crate::web::MULTIPART_OVERHEAD
@@ -43,7 +45,7 @@ async fn check(state: &AppState, session: TypedSession, req: Request) -> Result<
     let bytes = to_bytes(body, limit).await.map_err(|_| AppError::PayloadTooLarge)?;
 
     let given: Option<String> = if multipart {
-        boundary(&content_type).and_then(|b| multipart_field(&bytes, &b, FIELD))
+        boundary(&raw_type).and_then(|b| multipart_field(&bytes, &b, FIELD))
     } else if content_type.starts_with("application/x-www-form-urlencoded") {
         form_urlencoded::parse(&bytes).find(|(k, _)| k == FIELD).map(|(_, v)| v.into_owned())
     } else {
@@ -59,7 +61,10 @@ async fn check(state: &AppState, session: TypedSession, req: Request) -> Result<
 
 /// The multipart boundary named in a `multipart/form-data; boundary=…` content type.
 fn boundary(content_type: &str) -> Option<String> {
-    content_type.split(';').find_map(|p| p.trim().strip_prefix("boundary=")).map(|b| b.trim_matches('"').to_string())
+    content_type.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim().eq_ignore_ascii_case("boundary").then(|| v.trim().trim_matches('"').to_string())
+    })
 }
 
 /// The value of the text part called `name` in a multipart body. The body is already in memory
@@ -99,5 +104,13 @@ mod tests {
         assert_eq!(boundary("multipart/form-data; boundary=XyZ").as_deref(), Some("XyZ"));
         assert_eq!(multipart_field(body, "XyZ", "_csrf").as_deref(), Some("tok123"));
         assert_eq!(multipart_field(body, "XyZ", "other"), None);
+    }
+
+    #[test]
+    fn the_boundary_keeps_its_case() {
+        let ct = "multipart/form-data; Boundary=----WebKitFormBoundaryAbC9";
+        assert_eq!(boundary(ct).as_deref(), Some("----WebKitFormBoundaryAbC9"));
+        let body = b"------WebKitFormBoundaryAbC9\r\nContent-Disposition: form-data; name=\"_csrf\"\r\n\r\ntok\r\n------WebKitFormBoundaryAbC9--\r\n";
+        assert_eq!(multipart_field(body, &boundary(ct).unwrap(), "_csrf").as_deref(), Some("tok"));
     }
 }

@@ -1,1 +1,548 @@
-//! Tests: browser.
+//! A real browser: headless Chromium, driven through chromedriver with the W3C WebDriver protocol
+//! (a small client below, over reqwest). It goes through the first start the way a new admin
+//! would: setup page, log out and in again, the first group, the list; then switches the UI to
+//! Chinese with the footer button and does it once more. Screenshots of the key steps are kept in
+//! `target/browser-screenshots/`.
+//!
+//! Needs the Debian packages `chromium` and `chromium-driver`; without them the test fails.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::harness::{temp_dir, TestApp, PASSWORD};
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// How long to wait for a page, an element or a text before failing.
+const WAIT: Duration = Duration::from_secs(10);
+/// The JSON key of a web element reference (W3C WebDriver).
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// A chromedriver child process with one browser session. Dropping it ends the session, stops
+/// chromedriver, kills whatever browser process is left and removes the profile directory, so
+/// nothing outlives the test, also when it panics.
+struct Browser {
+    http: reqwest::Client,
+    port: u16,
+    session: Option<String>,
+    driver: Option<Child>,
+    /// Holds the browser profile and the chromedriver log; unique to this browser.
+    dir: PathBuf,
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        for (path, what) in [(CHROMEDRIVER, "chromedriver"), (CHROMIUM, "chromium")] {
+            assert!(
+                Path::new(path).exists(),
+                "{what} not found at {path}: the browser test needs headless Chromium and chromedriver; \
+                 install them with `apt-get install chromium chromium-driver`"
+            );
+        }
+        let dir = temp_dir("browser");
+        let profile = dir.join("profile");
+        let home = dir.join("home");
+        std::fs::create_dir_all(&home).expect("browser home");
+        let port = free_port();
+        let mut cmd = Command::new(CHROMEDRIVER);
+        cmd.arg(format!("--port={port}"))
+            .arg(format!("--log-path={}", dir.join("chromedriver.log").display()))
+            // Chromium keeps its config, caches and crash database under $HOME: keep them in
+            // the browser's own directory, which goes away with it.
+            .env("HOME", &home)
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .env("XDG_CACHE_HOME", home.join(".cache"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // Should this test process die without unwinding, chromedriver goes with it.
+        // SAFETY: only prctl runs between fork and exec, and it is async-signal-safe.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let driver = cmd.spawn().unwrap_or_else(|e| {
+            panic!("cannot start {CHROMEDRIVER}: {e}; install the packages chromium and chromium-driver")
+        });
+        let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(60)).build().expect("client");
+        let mut b = Browser { http, port, session: None, driver: Some(driver), dir };
+
+        // Ready when GET /status says so.
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(status) = b.call(Method::GET, "/status", None).await {
+                if status["ready"] == json!(true) {
+                    break;
+                }
+            }
+            if let Some(Ok(Some(exit))) = b.driver.as_mut().map(Child::try_wait) {
+                panic!("chromedriver exited at start ({exit}); log:\n{}", b.log());
+            }
+            assert!(Instant::now() < deadline, "chromedriver not ready after {WAIT:?}; log:\n{}", b.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "pageLoadStrategy": "normal",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless=new",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--no-first-run",
+                    "--window-size=1280,900",
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+            },
+        }}});
+        let created = b
+            .call(Method::POST, "/session", Some(caps))
+            .await
+            .unwrap_or_else(|e| panic!("new WebDriver session: {e}; chromedriver log:\n{}", b.log()));
+        let id = created["sessionId"].as_str().expect("sessionId").to_string();
+        b.session = Some(id);
+        b
+    }
+
+    /// The last lines of the chromedriver log, for failure messages.
+    fn log(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join("chromedriver.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// One WebDriver command; the `value` of the answer, or the WebDriver error as text.
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, String> {
+        let url = format!("http://127.0.0.1:{}{path}", self.port);
+        let mut req = self.http.request(method.clone(), &url);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.map_err(|e| format!("{method} {path}: {e}"))?;
+        let status = resp.status();
+        let mut answer: Value = resp.json().await.map_err(|e| format!("{method} {path}: not JSON: {e}"))?;
+        let value = answer["value"].take();
+        if status.is_success() {
+            Ok(value)
+        } else {
+            Err(format!("{method} {path}: {status} {}: {}", value["error"], value["message"]))
+        }
+    }
+
+    /// A command on the session.
+    async fn cmd(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, String> {
+        let id = self.session.as_deref().expect("no WebDriver session");
+        self.call(method, &format!("/session/{id}{path}"), body).await
+    }
+
+    async fn goto(&self, url: &str) {
+        self.cmd(Method::POST, "/url", Some(json!({ "url": url }))).await.expect("navigate");
+    }
+
+    /// The path of the current URL (htmx pushes it into the history after boosted requests).
+    async fn path(&self) -> Result<String, String> {
+        let url = self.cmd(Method::GET, "/url", None).await?;
+        let url = reqwest::Url::parse(url.as_str().unwrap_or_default()).map_err(|e| e.to_string())?;
+        Ok(url.path().to_string())
+    }
+
+    async fn find(&self, css: &str) -> Result<String, String> {
+        let body = json!({"using": "css selector", "value": css});
+        let el = self.cmd(Method::POST, "/element", Some(body)).await?;
+        el[ELEMENT].as_str().map(str::to_string).ok_or_else(|| format!("no element reference in {el}"))
+    }
+
+    async fn find_all(&self, css: &str) -> Result<Vec<String>, String> {
+        let body = json!({"using": "css selector", "value": css});
+        let els = self.cmd(Method::POST, "/elements", Some(body)).await?;
+        Ok(els.as_array().into_iter().flatten().filter_map(|e| e[ELEMENT].as_str().map(str::to_string)).collect())
+    }
+
+    async fn element_text(&self, el: &str) -> Result<String, String> {
+        let t = self.cmd(Method::GET, &format!("/element/{el}/text"), None).await?;
+        Ok(t.as_str().unwrap_or_default().to_string())
+    }
+
+    /// The rendered text of the first element matching `css`.
+    async fn text(&self, css: &str) -> Result<String, String> {
+        let el = self.find(css).await?;
+        self.element_text(&el).await
+    }
+
+    async fn source(&self) -> Result<String, String> {
+        Ok(self.cmd(Method::GET, "/source", None).await?.as_str().unwrap_or_default().to_string())
+    }
+
+    async fn script(&self, script: &str, args: Value) -> Result<Value, String> {
+        self.cmd(Method::POST, "/execute/sync", Some(json!({"script": script, "args": args}))).await
+    }
+
+    /// Polls `probe` until it gives a value; fails with the page's URL, text and a screenshot.
+    async fn wait_for<T>(&self, what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(v) = probe().await {
+                return v;
+            }
+            if Instant::now() > deadline {
+                let url = self.cmd(Method::GET, "/url", None).await.unwrap_or_default();
+                let text = self.text("body").await.unwrap_or_default();
+                let shot = match self.save_screenshot("failure").await {
+                    Ok((path, _)) => path.display().to_string(),
+                    Err(e) => e,
+                };
+                panic!(
+                    "timed out after {WAIT:?} waiting for {what}\nURL: {url}\nscreenshot: {shot}\npage text:\n{text}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the URL path is `path`.
+    async fn wait_path(&self, path: &str) {
+        self.wait_for(&format!("the URL path {path}"), async || (self.path().await.ok()? == path).then_some(())).await
+    }
+
+    /// Waits until an element matching `css` contains `needle` in its text; returns the text.
+    async fn wait_text(&self, css: &str, needle: &str) -> String {
+        self.wait_for(&format!("{css} containing {needle:?}"), async || {
+            let text = self.text(css).await.ok()?;
+            text.contains(needle).then_some(text)
+        })
+        .await
+    }
+
+    /// Waits until exactly `n` elements match `css`; returns their texts.
+    async fn wait_count(&self, css: &str, n: usize) -> Vec<String> {
+        self.wait_for(&format!("{n} elements matching {css}"), async || {
+            let els = self.find_all(css).await.ok()?;
+            if els.len() != n {
+                return None;
+            }
+            let mut texts = Vec::new();
+            for el in &els {
+                texts.push(self.element_text(el).await.ok()?);
+            }
+            Some(texts)
+        })
+        .await
+    }
+
+    /// The text content of every element matching `css`, as in the HTML (rendered text may be
+    /// transformed by CSS, e.g. upper-case table headings).
+    async fn texts_in_dom(&self, css: &str) -> Vec<String> {
+        let script = "return [...document.querySelectorAll(arguments[0])].map(e => e.textContent.trim())";
+        let texts = self.script(script, json!([css])).await.expect("read texts");
+        serde_json::from_value(texts).expect("a list of texts")
+    }
+
+    /// Clicks the element matching `css` once it is there and clickable.
+    async fn click(&self, css: &str) {
+        self.wait_for(&format!("a clickable {css}"), async || {
+            let el = self.find(css).await.ok()?;
+            self.cmd(Method::POST, &format!("/element/{el}/click"), Some(json!({}))).await.ok()
+        })
+        .await;
+    }
+
+    /// Types `text` into the (cleared) field matching `css`.
+    async fn type_into(&self, css: &str, text: &str) {
+        self.wait_for(&format!("an editable {css}"), async || {
+            let el = self.find(css).await.ok()?;
+            self.cmd(Method::POST, &format!("/element/{el}/clear"), Some(json!({}))).await.ok()?;
+            self.cmd(Method::POST, &format!("/element/{el}/value"), Some(json!({ "text": text }))).await.ok()
+        })
+        .await;
+        let typed = self.script("return document.querySelector(arguments[0]).value", json!([css])).await;
+        assert_eq!(typed, Ok(json!(text)), "value of {css} after typing");
+    }
+
+    /// Saves a screenshot of the viewport as `target/browser-screenshots/{name}.png`; returns
+    /// the path and the PNG bytes.
+    async fn save_screenshot(&self, name: &str) -> Result<(PathBuf, Vec<u8>), String> {
+        let data = self.cmd(Method::GET, "/screenshot", None).await?;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(data.as_str().unwrap_or_default())
+            .map_err(|e| format!("screenshot {name}: not base64: {e}"))?;
+        let dir = screenshot_dir();
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, &png).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok((path, png))
+    }
+
+    /// A screenshot of a key step, checked to be a PNG of a plausible size that shows something.
+    async fn screenshot(&self, name: &str) -> PathBuf {
+        let (path, png) = self.save_screenshot(name).await.expect("screenshot");
+        let img = image::load_from_memory_with_format(&png, image::ImageFormat::Png)
+            .unwrap_or_else(|e| panic!("screenshot {name} is not a PNG: {e}"))
+            .to_rgb8();
+        let (w, h) = img.dimensions();
+        assert!((800..=4000).contains(&w) && (400..=4000).contains(&h), "screenshot {name} is {w}x{h}");
+        let first = img.get_pixel(0, 0);
+        assert!(img.pixels().any(|p| p != first), "screenshot {name} is blank");
+        path
+    }
+
+    /// Ends the session properly; dropping does the rest.
+    async fn quit(mut self) {
+        if let Some(id) = self.session.take() {
+            self.call(Method::DELETE, &format!("/session/{id}"), None).await.expect("delete session");
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // The processes to clean up: chromedriver's descendants, and anything using our profile.
+        let marker = self.dir.display().to_string();
+        let driver_pid = self.driver.as_ref().map(|c| c.id() as i32);
+        let mut stray = descendants(driver_pid);
+        stray.extend(processes_mentioning(&marker));
+        if let Some(id) = self.session.take() {
+            // Synchronous: Drop can't await, and this also runs while unwinding from a panic.
+            http_sync(self.port, "DELETE", &format!("/session/{id}"));
+        }
+        if let Some(mut driver) = self.driver.take() {
+            http_sync(self.port, "GET", "/shutdown");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while matches!(driver.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = driver.kill();
+            let _ = driver.wait();
+        }
+        stray.extend(processes_mentioning(&marker));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let alive: Vec<&(i32, String)> = stray.iter().filter(|(pid, cmd)| cmdline(*pid) == *cmd).collect();
+            if alive.is_empty() || Instant::now() > deadline {
+                break;
+            }
+            for (pid, _) in alive {
+                unsafe { libc::kill(*pid, libc::SIGKILL) };
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn screenshot_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser-screenshots")
+}
+
+/// A port that was free a moment ago.
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind").local_addr().expect("addr").port()
+}
+
+/// A bodiless HTTP/1.1 request to chromedriver, without an async runtime; the answer is ignored.
+fn http_sync(port: u16, method: &str, path: &str) {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else { return };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(15)));
+    let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
+    let req =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_ok() {
+        let _ = s.read_to_end(&mut Vec::new());
+    }
+}
+
+/// The command line of a process ("" once it is gone).
+fn cmdline(pid: i32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline")).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+}
+
+/// Every process (pid, command line) whose command line contains `marker`.
+fn processes_mentioning(marker: &str) -> Vec<(i32, String)> {
+    let me = std::process::id() as i32;
+    all_pids()
+        .into_iter()
+        .filter(|&pid| pid != me)
+        .map(|pid| (pid, cmdline(pid)))
+        .filter(|(_, cmd)| cmd.contains(marker))
+        .collect()
+}
+
+/// The descendants (pid, command line) of `root`, from the parent links in /proc.
+fn descendants(root: Option<i32>) -> Vec<(i32, String)> {
+    let Some(root) = root else { return Vec::new() };
+    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+    for pid in all_pids() {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // "pid (comm) state ppid ...": comm may hold spaces, so read after the last ')'.
+        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok());
+        if let Some(ppid) = ppid {
+            children.entry(ppid).or_default().push(pid);
+        }
+    }
+    let (mut out, mut todo) = (Vec::new(), vec![root]);
+    while let Some(p) = todo.pop() {
+        for &c in children.get(&p).into_iter().flatten() {
+            out.push((c, cmdline(c)));
+            todo.push(c);
+        }
+    }
+    out
+}
+
+fn all_pids() -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+async fn setup_token(app: &TestApp) -> String {
+    let token = shoal::auth::random_token(24);
+    let mut conn = app.db.acquire().await.unwrap();
+    shoal::store::operators::replace_setup_token(&mut conn, &shoal::auth::token_hash(&token)).await.unwrap();
+    token
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_setup_login_and_first_group_in_both_languages() {
+    let started = Instant::now();
+    // Only a failing run leaves this one.
+    let _ = std::fs::remove_file(screenshot_dir().join("failure.png"));
+    let app = TestApp::spawn().await;
+    let token = setup_token(&app).await;
+    let b = Browser::start().await;
+
+    // The setup page: the first admin, in English.
+    b.goto(&app.url(&format!("/setup?token={token}"))).await;
+    b.wait_path("/setup").await;
+    let h1 = b.text("h1").await.expect("setup heading");
+    assert!(["Create the first admin", "创建第一个管理员"].contains(&h1.as_str()), "setup page: {h1}");
+    b.type_into("#username", "captain").await;
+    b.type_into("#password", PASSWORD).await;
+    b.type_into("#password_confirm", PASSWORD).await;
+    b.click("#language option[value='en']").await;
+    assert_eq!(b.script("return document.querySelector('#language').value", json!([])).await, Ok(json!("en")));
+    b.screenshot("01-setup").await;
+    b.click("form.stack button[type='submit']").await;
+
+    // Logged in on the dashboard, in English.
+    b.wait_path("/").await;
+    b.wait_text("h1", "Dashboard").await;
+    b.wait_text(".flash-success", "Welcome! Your admin account is ready.").await;
+    assert_eq!(b.text("a[data-nav='groups']").await.as_deref(), Ok("Groups"));
+    assert!(b.text(".userbox").await.expect("user box").contains("captain"));
+    b.screenshot("02-dashboard").await;
+
+    // Log out with the header button, and back in on the login page.
+    b.click(".userbox form button[type='submit']").await;
+    b.wait_path("/login").await;
+    b.wait_text("h1", "Log in").await;
+    assert!(b.find_all(".mainnav").await.expect("find nav").is_empty(), "no navigation when logged out");
+    // A wrong password first: the page says so (a 401 page that htmx must swap in, too).
+    b.type_into("#username", "captain").await;
+    b.type_into("#password", "not the password").await;
+    b.click("form.stack button[type='submit']").await;
+    b.wait_text(".flash-error", "Wrong username or password.").await;
+    assert_eq!(b.script("return document.querySelector('#username').value", json!([])).await, Ok(json!("captain")));
+    b.type_into("#password", PASSWORD).await;
+    b.click("form.stack button[type='submit']").await;
+    b.wait_path("/").await;
+    b.wait_text("h1", "Dashboard").await;
+    b.wait_text(".userbox", "captain").await;
+
+    // Groups → New group → the group page.
+    b.click("a[data-nav='groups']").await;
+    b.wait_path("/groups").await;
+    b.wait_text("h1", "Groups").await;
+    b.wait_text("#empty", "No groups match.").await;
+    b.click(".page-head a[href='/groups/new']").await;
+    b.wait_path("/groups/new").await;
+    b.wait_text("h1", "New group").await;
+    let first = ("Harbour Tea Club", "https://t.me/+harbour-tea-club");
+    b.type_into("#name", first.0).await;
+    b.type_into("#join_url", first.1).await;
+    b.screenshot("03-group-form").await;
+    b.click("form.stack .form-actions button[type='submit']").await;
+    b.wait_text(".flash-success", "Group created.").await;
+    b.wait_text("h1", first.0).await;
+    let path = b.path().await.expect("url");
+    let id = path.strip_prefix("/groups/").and_then(|id| id.parse::<i64>().ok());
+    assert!(id.is_some(), "on the group page, not {path}");
+    assert_eq!(b.text(&format!("dl.props a[href='{}']", first.1)).await.as_deref(), Ok(first.1));
+
+    // The list has it.
+    b.click("a[data-nav='groups']").await;
+    b.wait_path("/groups").await;
+    let rows = b.wait_count("#groups tbody tr", 1).await;
+    assert!(rows[0].contains(first.0) && rows[0].contains("Invite link"), "row: {}", rows[0]);
+    assert_eq!(b.texts_in_dom("#groups thead th").await[..3], ["Name", "Platform", "Status"]);
+    b.screenshot("04-groups-en").await;
+
+    // The footer button switches the UI to Chinese, on the same page.
+    assert_eq!(b.text("footer form button").await.as_deref(), Ok("中文"));
+    b.click("footer form button").await;
+    b.wait_text("a[data-nav='groups']", "群组").await;
+    b.wait_path("/groups").await;
+    b.wait_text("h1", "群组").await;
+    assert_eq!(b.text("footer form button").await.as_deref(), Ok("English"));
+    let source = b.source().await.expect("page source");
+    assert!(source.contains("退出登录"), "the logout button is in Chinese too");
+
+    // A second group, through the form in Chinese.
+    b.click(".page-head a[href='/groups/new']").await;
+    b.wait_path("/groups/new").await;
+    b.wait_text("h1", "新建群").await;
+    let second = ("海港读书会", "https://qm.qq.com/q/harbour-reading");
+    b.type_into("#name", second.0).await;
+    b.click("#platform option[value='qq']").await;
+    b.type_into("#join_url", second.1).await;
+    b.click("form.stack .form-actions button[type='submit']").await;
+    b.wait_text(".flash-success", "群已创建。").await;
+    b.wait_text("h1", second.0).await;
+
+    // Both groups in the list, under Chinese headings.
+    b.click("a[data-nav='groups']").await;
+    b.wait_path("/groups").await;
+    let rows = b.wait_count("#groups tbody tr", 2).await;
+    for (name, _) in [first, second] {
+        assert!(rows.iter().any(|r| r.contains(name) && r.contains("邀请链接")), "{name} in {rows:?}");
+    }
+    assert_eq!(b.texts_in_dom("#groups thead th").await[..3], ["群名称", "平台", "状态"]);
+    b.screenshot("05-groups-zh").await;
+    b.quit().await;
+
+    // What the browser did is in the database.
+    let admins: Vec<(String, String, Option<String>)> =
+        sqlx::query_as("SELECT username, role, language FROM operators").fetch_all(&app.db).await.unwrap();
+    assert_eq!(admins, [("captain".to_string(), "admin".to_string(), Some("zh-CN".to_string()))]);
+    let groups: Vec<(String, String, Option<String>)> =
+        sqlx::query_as("SELECT name, platform, join_url FROM groups ORDER BY id").fetch_all(&app.db).await.unwrap();
+    assert_eq!(
+        groups,
+        [
+            (first.0.to_string(), "wechat".to_string(), Some(first.1.to_string())),
+            (second.0.to_string(), "qq".to_string(), Some(second.1.to_string())),
+        ]
+    );
+    app.stop().await;
+    eprintln!("browser test took {:.1?}", started.elapsed());
+}
