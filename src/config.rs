@@ -23,6 +23,15 @@ pub struct Config {
     pub session: SessionConfig,
     pub auth: AuthConfig,
     pub http: HttpConfig,
+    pub scan: ScanConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ScanConfig {
+    pub redirect_status: u16,
+    pub max_block: i64,
+    pub cache_ttl_ms: u64,
+    pub stats_timezone: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +93,7 @@ impl fmt::Debug for Config {
             .field("session", &self.session)
             .field("auth", &self.auth)
             .field("http", &self.http)
+            .field("scan", &self.scan)
             .finish()
     }
 }

@@ -62,6 +62,7 @@ pub const FILES: &[(&str, &str, &str)] = &[
     ("groups", include_str!("../locales/en/groups.toml"), include_str!("../locales/zh-CN/groups.toml")),
     ("members", include_str!("../locales/en/members.toml"), include_str!("../locales/zh-CN/members.toml")),
     ("settings", include_str!("../locales/en/settings.toml"), include_str!("../locales/zh-CN/settings.toml")),
+    ("scan", include_str!("../locales/en/scan.toml"), include_str!("../locales/zh-CN/scan.toml")),
 ];
 
 pub type Catalog = HashMap<String, String>;

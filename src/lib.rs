@@ -10,6 +10,7 @@ pub mod domain;
 pub mod error;
 pub mod i18n;
 pub mod pg;
+pub mod scan;
 pub mod store;
 pub mod telemetry;
 pub mod web;
@@ -27,11 +28,14 @@ pub use config::Config;
 pub struct AppState {
     pub db: PgPool,
     pub config: Arc<Config>,
+    pub scan: Arc<scan::ScanRuntime>,
 }
 
 impl AppState {
+    /// Builds the state and starts its background writer; call inside a Tokio runtime.
     pub fn new(db: PgPool, config: Config) -> AppState {
-        AppState { db, config: Arc::new(config) }
+        let scan = Arc::new(scan::ScanRuntime::start(db.clone(), &config.scan));
+        AppState { db, config: Arc::new(config), scan }
     }
 }
 
@@ -44,6 +48,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let grace = std::time::Duration::from_secs(state.config.http.shutdown_grace_secs);
     let session_cleanup = web::spawn_session_cleanup(state.db.clone());
+    let (db, scan) = (state.db.clone(), state.scan.clone());
     let app = web::router(state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let serve = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
@@ -63,5 +68,7 @@ pub async fn run(
     }
     drop(stop_rx);
     session_cleanup.abort();
+    // No request is running any more: give reserved slots back and write queued scan events.
+    scan.shutdown(&db).await;
     Ok(())
 }

@@ -60,3 +60,74 @@ pub fn find_qr(img: &image::DynamicImage) -> Option<String> {
         (img.width().max(img.height()) > DETECT_SIDE).then(|| try_decode(img.to_luma8())).flatten()
     })
 }
+
+/// The dark/light modules of a QR code for `text` (error correction M), with its width.
+fn modules(text: &str) -> Option<(usize, Vec<bool>)> {
+    let code = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::M).ok()?;
+    let w = code.width();
+    Some((w, code.to_colors().into_iter().map(|c| c == qrcode::Color::Dark).collect()))
+}
+
+/// A QR code as a PNG of `size`×`size` pixels (at least one pixel per module), with the
+/// standard four-module quiet zone.
+pub fn render_png(text: &str, size: u32) -> Option<Vec<u8>> {
+    let (w, dark) = modules(text)?;
+    let total = (w + 8) as u32;
+    let scale = (size / total).max(1);
+    let side = (size).max(total * scale);
+    let offset = (side - total * scale) / 2;
+    let img = image::GrayImage::from_fn(side, side, |x, y| {
+        let inside = |v: u32| v >= offset && v < offset + total * scale;
+        if !inside(x) || !inside(y) {
+            return image::Luma([255]);
+        }
+        let (mx, my) = (((x - offset) / scale) as i64 - 4, ((y - offset) / scale) as i64 - 4);
+        let is_dark =
+            mx >= 0 && my >= 0 && (mx as usize) < w && (my as usize) < w && dark[my as usize * w + mx as usize];
+        image::Luma([if is_dark { 0 } else { 255 }])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).ok()?;
+    Some(out.into_inner())
+}
+
+/// A QR code as SVG: one path of unit squares on a white background, scalable for print.
+pub fn render_svg(text: &str) -> Option<String> {
+    let (w, dark) = modules(text)?;
+    let total = w + 8;
+    let mut path = String::with_capacity(w * w * 8);
+    for y in 0..w {
+        for x in 0..w {
+            if dark[y * w + x] {
+                path.push_str(&format!("M{} {}h1v1h-1z", x + 4, y + 4));
+            }
+        }
+    }
+    Some(format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {total} {total}\" width=\"{px}\" height=\"{px}\" shape-rendering=\"crispEdges\"><rect width=\"{total}\" height=\"{total}\" fill=\"#fff\"/><path fill=\"#000\" d=\"{path}\"/></svg>\n",
+        px = total * 8
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendered_pngs_decode_back_to_their_text() {
+        for size in [256, 1024] {
+            let png = render_png("https://shoal.example/l/abc?ch=flyer", size).unwrap();
+            let img = image::load_from_memory(&png).unwrap();
+            assert!(img.width() >= size && img.width() < size + 64);
+            assert_eq!(find_qr(&img).as_deref(), Some("https://shoal.example/l/abc?ch=flyer"));
+        }
+    }
+
+    #[test]
+    fn uploads_are_checked_for_a_qr_code() {
+        let png = render_png("https://weixin.qq.com/g/x", 400).unwrap();
+        assert_eq!(validate(png, 2 << 20).unwrap().payload, "https://weixin.qq.com/g/x");
+        assert_eq!(validate(b"GIF89a....".to_vec(), 2 << 20).unwrap_err(), "error.image_format");
+        assert_eq!(validate(vec![1, 2, 3], 2 << 20).unwrap_err(), "error.not_an_image");
+    }
+}

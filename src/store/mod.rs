@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod groups;
+pub mod live_codes;
 pub mod members;
 pub mod operators;
 pub mod tokens;

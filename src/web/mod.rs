@@ -8,6 +8,7 @@ pub mod groups;
 pub mod login;
 pub mod members;
 pub mod ops;
+pub mod scan;
 pub mod settings;
 pub mod upload;
 
@@ -79,6 +80,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(ops::router())
         .merge(assets::router())
+        .merge(scan::router())
         .merge(crate::api::router())
         .merge(admin)
         .layer(DefaultBodyLimit::max(cfg.http.max_body_bytes))

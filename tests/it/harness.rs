@@ -117,9 +117,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub db: PgPool,
     pub db_opts: PgConnectOptions,
-    pub config: Config,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    stop: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<anyhow::Result<()>>>>,
 }
 
 impl TestApp {
@@ -149,21 +148,29 @@ impl TestApp {
         let task = tokio::spawn(shoal::run(listener, state, async move {
             let _ = stopped.await;
         }));
-        TestApp { addr, db, db_opts, config, stop: Some(stop), task: Some(task) }
+        TestApp { addr, db, db_opts, stop: std::sync::Mutex::new(Some(stop)), task: std::sync::Mutex::new(Some(task)) }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    /// Stops the server gracefully and waits for it.
-    pub async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
+    /// Stops the server gracefully and waits for it (queued scan events are written, reserved
+    /// slots given back), keeping the database for assertions.
+    pub async fn stop_keep(&self) {
+        let stop = self.stop.lock().unwrap().take();
+        if let Some(s) = stop {
             let _ = s.send(());
         }
-        if let Some(t) = self.task.take() {
+        let task = self.task.lock().unwrap().take();
+        if let Some(t) = task {
             t.await.expect("join").expect("server result");
         }
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(self) {
+        self.stop_keep().await;
     }
 
     /// Creates an operator directly in the database; `groups` scopes a non-admin.
@@ -278,7 +285,7 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
+        if let Some(s) = self.stop.lock().ok().and_then(|mut s| s.take()) {
             let _ = s.send(());
         }
     }

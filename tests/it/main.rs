@@ -9,6 +9,7 @@ mod browser;
 mod cli;
 mod groups;
 mod i18n;
+mod live_codes;
 mod members;
 mod ops;
 mod settings;

@@ -1,0 +1,442 @@
+//! Live-code rules, free of I/O: which targets are eligible, in which order a scan tries them,
+//! who is a link-preview crawler, and how visitors' addresses are anonymised.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{optional_text, required_text};
+use crate::error::FieldErrors;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Fill targets in order: the first eligible target takes the scan.
+    Fill,
+    /// The least-filled eligible target (used / limit) takes the scan.
+    Balance,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Fill => "fill",
+            Mode::Balance => "balance",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s.trim() {
+            "fill" => Some(Mode::Fill),
+            "balance" => Some(Mode::Balance),
+            _ => None,
+        }
+    }
+}
+
+/// What the routing rules need to know about one target and its group.
+#[derive(Clone, Debug)]
+pub struct TargetState {
+    pub id: i64,
+    pub position: i32,
+    pub enabled: bool,
+    pub scan_limit: i64,
+    pub used: i64,
+    pub group_active: bool,
+    pub member_count: Option<i32>,
+    pub capacity: i32,
+    /// Joined by QR image: when the image stops working.
+    pub qr_expires_at: Option<DateTime<Utc>>,
+    /// The group has a join target at all (invite URL or QR image).
+    pub joinable: bool,
+}
+
+impl TargetState {
+    /// Eligible apart from its slot counter: enabled, group active and joinable, not full by the
+    /// reported member count, QR image not expired.
+    pub fn open(&self, now: DateTime<Utc>) -> bool {
+        self.enabled
+            && self.group_active
+            && self.joinable
+            && self.member_count.is_none_or(|n| n < self.capacity)
+            && self.qr_expires_at.is_none_or(|at| at > now)
+    }
+
+    /// Eligible for a new scan: open, and fewer slots used than its limit.
+    pub fn eligible(&self, now: DateTime<Utc>) -> bool {
+        self.open(now) && self.used < self.scan_limit
+    }
+
+    pub fn fill_ratio(&self) -> f64 {
+        if self.scan_limit <= 0 {
+            1.0
+        } else {
+            self.used as f64 / self.scan_limit as f64
+        }
+    }
+}
+
+/// Indexes of the open targets in the order a scan should try them. Slot counters are checked
+/// by the caller (they change between the snapshot and the scan).
+pub fn try_order(mode: Mode, targets: &[TargetState], now: DateTime<Utc>) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..targets.len()).filter(|&i| targets[i].open(now)).collect();
+    match mode {
+        Mode::Fill => idx.sort_by_key(|&i| (targets[i].position, targets[i].id)),
+        Mode::Balance => idx.sort_by(|&a, &b| {
+            let (ta, tb) = (&targets[a], &targets[b]);
+            ta.fill_ratio()
+                .partial_cmp(&tb.fill_ratio())
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(ta.position.cmp(&tb.position))
+                .then(ta.id.cmp(&tb.id))
+        }),
+    }
+    idx
+}
+
+/// Slots to reserve in one round trip: large while the target has plenty left, shrinking to one
+/// as it nears its limit, so that blocks parked in other processes stay small.
+pub fn block_size(remaining: i64, max_block: i64) -> i64 {
+    (remaining / 8).clamp(1, max_block.max(1)).min(remaining.max(0))
+}
+
+/// Who fetched a live-code link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UaClass {
+    /// A link-preview fetcher or other bot: gets a preview page and never uses a slot.
+    Crawler,
+    Wechat,
+    Qq,
+    Mobile,
+    Desktop,
+    Other,
+}
+
+impl UaClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UaClass::Crawler => "crawler",
+            UaClass::Wechat => "wechat",
+            UaClass::Qq => "qq",
+            UaClass::Mobile => "mobile",
+            UaClass::Desktop => "desktop",
+            UaClass::Other => "other",
+        }
+    }
+}
+
+/// Substrings (lower case) of the User-Agents of link-preview fetchers and crawlers.
+const CRAWLERS: &[&str] = &[
+    "facebookexternalhit",
+    "facebot",
+    "meta-externalagent",
+    "twitterbot",
+    "slackbot",
+    "slack-imgproxy",
+    "discordbot",
+    "telegrambot",
+    "whatsapp/",
+    "linkedinbot",
+    "skypeuripreview",
+    "embedly",
+    "pinterest",
+    "redditbot",
+    "vkshare",
+    "googlebot",
+    "bingbot",
+    "applebot",
+    "yandex",
+    "baiduspider",
+    "bytespider",
+    "sogou",
+    "360spider",
+    "yisouspider",
+    "petalbot",
+    "headlesschrome",
+    "bot/",
+    "bot;",
+    "crawler",
+    "spider",
+    "preview",
+];
+
+pub fn classify_user_agent(ua: &str) -> UaClass {
+    let ua = ua.to_ascii_lowercase();
+    if CRAWLERS.iter().any(|c| ua.contains(c)) || ua.ends_with("bot") {
+        UaClass::Crawler
+    } else if ua.contains("micromessenger") {
+        UaClass::Wechat
+    } else if ua.contains(" qq/") || ua.contains("mqqbrowser") {
+        UaClass::Qq
+    } else if ua.contains("mobile") || ua.contains("android") || ua.contains("iphone") {
+        UaClass::Mobile
+    } else if ua.contains("windows") || ua.contains("macintosh") || ua.contains("x11") {
+        UaClass::Desktop
+    } else {
+        UaClass::Other
+    }
+}
+
+/// An address with its host part dropped: IPv4 to /24, IPv6 to /48.
+pub fn anonymize_ip(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.0", o[0], o[1], o[2])
+        }
+        std::net::IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return anonymize_ip(std::net::IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}::", s[0], s[1], s[2])
+        }
+    }
+}
+
+/// A new unguessable slug: 10 characters of a URL-safe alphabet without look-alikes (~58 bits).
+pub fn random_slug() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::thread_rng();
+    (0..10).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect()
+}
+
+pub fn valid_slug(s: &str) -> bool {
+    (3..=64).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+pub fn valid_channel_key(s: &str) -> bool {
+    (1..=48).contains(&s.len())
+        && s.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+/// A live code's settings as typed into a form.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct LiveCodeRaw {
+    pub name: String,
+    pub slug: String,
+    pub status: String,
+    pub mode: String,
+    pub sticky_days: String,
+    pub starts_at: String,
+    pub ends_at: String,
+    pub fallback_kind: String,
+    pub fallback_url: String,
+    pub fallback_message: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LiveCodeSpec {
+    pub name: String,
+    pub slug: String,
+    pub active: bool,
+    pub mode: Mode,
+    pub sticky_days: i32,
+    pub starts_at: Option<DateTime<Utc>>,
+    pub ends_at: Option<DateTime<Utc>>,
+    pub fallback_kind: &'static str,
+    pub fallback_url: Option<String>,
+    pub fallback_message: String,
+}
+
+impl LiveCodeRaw {
+    pub fn blank() -> LiveCodeRaw {
+        LiveCodeRaw {
+            slug: random_slug(),
+            status: "active".into(),
+            mode: "fill".into(),
+            sticky_days: "7".into(),
+            fallback_kind: "none".into(),
+            ..LiveCodeRaw::default()
+        }
+    }
+
+    /// Parses the form; times are local to `tz`.
+    pub fn parse(&self, tz: &str) -> Result<LiveCodeSpec, FieldErrors> {
+        let mut e = FieldErrors::new();
+        let name = required_text(&self.name, 120, "name", &mut e);
+        let slug = self.slug.trim().to_string();
+        if !valid_slug(&slug) {
+            e.add("slug", "error.slug");
+        }
+        let active = match self.status.trim() {
+            "" | "active" => true,
+            "paused" => false,
+            _ => {
+                e.add("status", "error.choice");
+                true
+            }
+        };
+        let mode = match self.mode.trim() {
+            "" => Mode::Fill,
+            m => Mode::parse(m).unwrap_or_else(|| {
+                e.add("mode", "error.choice");
+                Mode::Fill
+            }),
+        };
+        let sticky_days = match self.sticky_days.trim() {
+            "" => 7,
+            s => match s.parse::<i32>() {
+                Ok(n) if (0..=365).contains(&n) => n,
+                _ => {
+                    e.add("sticky_days", "error.number_range");
+                    7
+                }
+            },
+        };
+        let mut instant = |v: &str, field: &str| -> Option<DateTime<Utc>> {
+            if v.trim().is_empty() {
+                return None;
+            }
+            let at = super::group::parse_instant(v, tz);
+            if at.is_none() {
+                e.add(field, "error.datetime");
+            }
+            at
+        };
+        let starts_at = instant(&self.starts_at, "starts_at");
+        let ends_at = instant(&self.ends_at, "ends_at");
+        if let (Some(s), Some(t)) = (starts_at, ends_at) {
+            if t <= s {
+                e.add("ends_at", "error.ends_before_start");
+            }
+        }
+        let fallback_kind = match self.fallback_kind.trim() {
+            "" | "none" => "none",
+            "url" => "url",
+            "image" => "image",
+            _ => {
+                e.add("fallback_kind", "error.choice");
+                "none"
+            }
+        };
+        let url = self.fallback_url.trim();
+        let fallback_url = if url.is_empty() {
+            if fallback_kind == "url" {
+                e.add("fallback_url", "error.required");
+            }
+            None
+        } else {
+            if !super::group::valid_http_url(url) {
+                e.add("fallback_url", "error.url");
+            }
+            Some(url.to_string())
+        };
+        let fallback_message = optional_text(&self.fallback_message, 500, "fallback_message", &mut e);
+        if e.is_empty() {
+            Ok(LiveCodeSpec {
+                name,
+                slug,
+                active,
+                mode,
+                sticky_days,
+                starts_at,
+                ends_at,
+                fallback_kind,
+                fallback_url,
+                fallback_message,
+            })
+        } else {
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(id: i64, position: i32, limit: i64, used: i64) -> TargetState {
+        TargetState {
+            id,
+            position,
+            enabled: true,
+            scan_limit: limit,
+            used,
+            group_active: true,
+            member_count: None,
+            capacity: 200,
+            qr_expires_at: None,
+            joinable: true,
+        }
+    }
+
+    #[test]
+    fn fill_tries_targets_in_position_order_and_skips_closed_ones() {
+        let now = Utc::now();
+        let mut ts = vec![target(1, 2, 100, 0), target(2, 1, 100, 100), target(3, 3, 100, 0)];
+        ts[2].qr_expires_at = Some(now - chrono::Duration::minutes(1));
+        assert_eq!(try_order(Mode::Fill, &ts, now), vec![1, 0]);
+        assert!(!ts[1].eligible(now), "used up");
+        assert!(ts[0].eligible(now));
+    }
+
+    #[test]
+    fn balance_prefers_the_least_filled_target() {
+        let now = Utc::now();
+        let ts = vec![target(1, 1, 100, 50), target(2, 2, 200, 20), target(3, 3, 10, 9)];
+        assert_eq!(try_order(Mode::Balance, &ts, now), vec![1, 0, 2]);
+    }
+
+    #[test]
+    fn a_full_or_paused_group_or_disabled_target_is_not_open() {
+        let now = Utc::now();
+        let mut t = target(1, 1, 100, 0);
+        t.member_count = Some(200);
+        assert!(!t.open(now), "reported full");
+        let mut t = target(1, 1, 100, 0);
+        t.group_active = false;
+        assert!(!t.open(now));
+        let mut t = target(1, 1, 100, 0);
+        t.enabled = false;
+        assert!(!t.open(now));
+        let mut t = target(1, 1, 100, 0);
+        t.joinable = false;
+        assert!(!t.open(now));
+    }
+
+    #[test]
+    fn blocks_shrink_to_one_near_the_limit() {
+        assert_eq!(block_size(1_000_000, 1000), 1000);
+        assert_eq!(block_size(100, 1000), 12);
+        assert_eq!(block_size(7, 1000), 1);
+        assert_eq!(block_size(1, 1000), 1);
+        assert_eq!(block_size(0, 1000), 0);
+    }
+
+    #[test]
+    fn link_preview_fetchers_are_crawlers_and_phones_are_not() {
+        for ua in [
+            "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)",
+            "TelegramBot (like TwitterBot)",
+            "Mozilla/5.0 (compatible; Discordbot/2.0; +https://discordapp.com)",
+            "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)",
+            "Twitterbot/1.0",
+            "WhatsApp/2.23.20.0",
+            "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+            "Mozilla/5.0 (compatible; Baiduspider/2.0)",
+        ] {
+            assert_eq!(classify_user_agent(ua), UaClass::Crawler, "{ua}");
+        }
+        let wechat = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 MicroMessenger/8.0.38(0x1800262c) NetType/WIFI Language/zh_CN";
+        assert_eq!(classify_user_agent(wechat), UaClass::Wechat);
+        assert_eq!(classify_user_agent("Mozilla/5.0 (Linux; Android 13) Mobile Safari/537.36"), UaClass::Mobile);
+        assert_eq!(classify_user_agent(""), UaClass::Other);
+    }
+
+    #[test]
+    fn addresses_lose_their_host_part() {
+        assert_eq!(anonymize_ip("203.0.113.77".parse().unwrap()), "203.0.113.0");
+        assert_eq!(anonymize_ip("2001:db8:abcd:12::1".parse().unwrap()), "2001:db8:abcd::");
+        assert_eq!(anonymize_ip("::ffff:198.51.100.9".parse().unwrap()), "198.51.100.0");
+    }
+
+    #[test]
+    fn slugs_and_channel_keys() {
+        let s = random_slug();
+        assert!(valid_slug(&s) && s.len() == 10);
+        assert!(!valid_slug("a b") && !valid_slug("ab"));
+        assert!(valid_channel_key("poster-a") && !valid_channel_key("Poster") && !valid_channel_key(""));
+    }
+}

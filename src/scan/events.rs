@@ -1,0 +1,246 @@
+//! Scan events, recorded off the response path: handlers push into a bounded channel and one
+//! writer task copies them to `scan_events` in batches (every 500 ms, or sooner when 20 000 are
+//! waiting), updating the daily counters in the same transaction. On shutdown the writer drains
+//! the channel before it stops. A hard crash loses at most the events not yet written.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::PgPool;
+use tokio::sync::{mpsc, watch};
+
+const CHANNEL_CAPACITY: usize = 200_000;
+const BATCH: usize = 20_000;
+
+#[derive(Debug, Clone)]
+pub struct ScanEvent {
+    pub at: DateTime<Utc>,
+    pub live_code_id: i64,
+    pub channel: String,
+    pub target_id: Option<i64>,
+    pub group_id: Option<i64>,
+    /// new | sticky | fallback | preview | long_press
+    pub outcome: &'static str,
+    pub visitor: String,
+    pub referrer: String,
+    pub ua_class: &'static str,
+    pub ip_anon: String,
+}
+
+pub struct EventSink {
+    tx: mpsc::Sender<ScanEvent>,
+    stop: watch::Sender<bool>,
+    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl EventSink {
+    /// Starts the writer. `tz` names the time zone whose calendar days the counters use.
+    pub fn start(db: PgPool, tz: chrono_tz::Tz) -> EventSink {
+        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let (stop, stop_rx) = watch::channel(false);
+        let writer = tokio::spawn(write_loop(db, tz, rx, stop_rx));
+        EventSink { tx, stop, writer: Mutex::new(Some(writer)) }
+    }
+
+    /// Queues an event; never waits. A full queue (the database far behind) drops the event
+    /// and counts it in `scan_events_dropped_total`.
+    pub fn record(&self, e: ScanEvent) {
+        if self.tx.try_send(e).is_err() {
+            metrics::counter!("scan_events_dropped_total").increment(1);
+        }
+    }
+
+    /// Writes everything queued, then stops the writer.
+    pub async fn flush_and_stop(&self) {
+        let _ = self.stop.send(true);
+        let handle = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(h) = handle {
+            let _ = h.await;
+        }
+    }
+}
+
+async fn write_loop(db: PgPool, tz: chrono_tz::Tz, mut rx: mpsc::Receiver<ScanEvent>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut buf: Vec<ScanEvent> = Vec::with_capacity(BATCH);
+    loop {
+        let stopping = tokio::select! {
+            _ = tick.tick() => false,
+            _ = stop.changed() => true,
+            n = rx.recv_many(&mut buf, BATCH) => {
+                if n == 0 { true } else if buf.len() < BATCH { continue } else { false }
+            }
+        };
+        while let Ok(e) = rx.try_recv() {
+            buf.push(e);
+            if buf.len() >= 5 * BATCH {
+                break;
+            }
+        }
+        if !buf.is_empty() {
+            write_with_retry(&db, tz, &buf).await;
+            buf.clear();
+        }
+        if stopping {
+            // Drain what is left after the last requests finished.
+            while let Ok(e) = rx.try_recv() {
+                buf.push(e);
+            }
+            if !buf.is_empty() {
+                write_with_retry(&db, tz, &buf).await;
+            }
+            return;
+        }
+    }
+}
+
+async fn write_with_retry(db: &PgPool, tz: chrono_tz::Tz, events: &[ScanEvent]) {
+    for attempt in 1..=5u32 {
+        match write(db, tz, events).await {
+            Ok(()) => {
+                metrics::counter!("scan_events_written_total").increment(events.len() as u64);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(attempt, events = events.len(), error = %e, "writing scan events failed");
+                tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
+            }
+        }
+    }
+    tracing::error!(events = events.len(), "scan events could not be written and are lost");
+    metrics::counter!("scan_events_dropped_total").increment(events.len() as u64);
+}
+
+/// COPY text format: escape backslash, tab, newline and carriage return.
+fn copy_text(s: &str, out: &mut String) {
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn opt_id(v: Option<i64>, out: &mut String) {
+    match v {
+        Some(n) => out.push_str(&n.to_string()),
+        None => out.push_str("\\N"),
+    }
+}
+
+pub fn local_day(at: DateTime<Utc>, tz: chrono_tz::Tz) -> NaiveDate {
+    at.with_timezone(&tz).date_naive()
+}
+
+async fn write(db: &PgPool, tz: chrono_tz::Tz, events: &[ScanEvent]) -> sqlx::Result<()> {
+    let mut text = String::with_capacity(events.len() * 120);
+    // Counters: (code, day, channel, target, outcome) → scans; visitors: unique per day+channel.
+    let mut daily: HashMap<(i64, NaiveDate, &str, i64, &str), i64> = HashMap::new();
+    let mut visitors: HashSet<(i64, NaiveDate, &str, &str)> = HashSet::new();
+    for e in events {
+        text.push_str(&e.at.to_rfc3339());
+        text.push('\t');
+        text.push_str(&e.live_code_id.to_string());
+        text.push('\t');
+        copy_text(&e.channel, &mut text);
+        text.push('\t');
+        opt_id(e.target_id, &mut text);
+        text.push('\t');
+        opt_id(e.group_id, &mut text);
+        text.push('\t');
+        text.push_str(e.outcome);
+        text.push('\t');
+        copy_text(&e.visitor, &mut text);
+        text.push('\t');
+        copy_text(&e.referrer, &mut text);
+        text.push('\t');
+        text.push_str(e.ua_class);
+        text.push('\t');
+        copy_text(&e.ip_anon, &mut text);
+        text.push('\n');
+        let day = local_day(e.at, tz);
+        *daily.entry((e.live_code_id, day, e.channel.as_str(), e.target_id.unwrap_or(0), e.outcome)).or_default() += 1;
+        if e.outcome != "preview" {
+            visitors.insert((e.live_code_id, day, e.channel.as_str(), e.visitor.as_str()));
+        }
+    }
+    let mut tx = db.begin().await?;
+    let mut copy = tx
+        .copy_in_raw(
+            "COPY scan_events (at, live_code_id, channel, target_id, group_id, outcome, visitor, ref, ua_class, ip_anon) FROM STDIN",
+        )
+        .await?;
+    copy.send(text.into_bytes()).await?;
+    copy.finish().await?;
+
+    let mut codes = Vec::new();
+    let mut days = Vec::new();
+    let mut channels = Vec::new();
+    let mut targets = Vec::new();
+    let mut outcomes = Vec::new();
+    let mut counts = Vec::new();
+    for ((code, day, ch, target, outcome), n) in &daily {
+        codes.push(*code);
+        days.push(*day);
+        channels.push(ch.to_string());
+        targets.push(*target);
+        outcomes.push(outcome.to_string());
+        counts.push(*n);
+    }
+    sqlx::query(
+        "INSERT INTO scan_daily (live_code_id, day, channel, target_id, outcome, scans)
+         SELECT * FROM UNNEST($1::bigint[], $2::date[], $3::text[], $4::bigint[], $5::text[], $6::bigint[])
+         ON CONFLICT (live_code_id, day, channel, target_id, outcome) DO UPDATE SET scans = scan_daily.scans + EXCLUDED.scans",
+    )
+    .bind(&codes)
+    .bind(&days)
+    .bind(&channels)
+    .bind(&targets)
+    .bind(&outcomes)
+    .bind(&counts)
+    .execute(&mut *tx)
+    .await?;
+
+    let (mut vc, mut vd, mut vch, mut vv) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (code, day, ch, v) in &visitors {
+        vc.push(*code);
+        vd.push(*day);
+        vch.push(ch.to_string());
+        vv.push(v.to_string());
+    }
+    sqlx::query(
+        "INSERT INTO scan_daily_visitors (live_code_id, day, channel, visitor)
+         SELECT * FROM UNNEST($1::bigint[], $2::date[], $3::text[], $4::text[]) ON CONFLICT DO NOTHING",
+    )
+    .bind(&vc)
+    .bind(&vd)
+    .bind(&vch)
+    .bind(&vv)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_text_escapes_control_characters() {
+        let mut s = String::new();
+        copy_text("a\tb\\c\nd", &mut s);
+        assert_eq!(s, "a\\tb\\\\c\\nd");
+    }
+
+    #[test]
+    fn days_are_local_to_the_configured_zone() {
+        let at: DateTime<Utc> = "2026-11-23T17:30:00Z".parse().unwrap();
+        assert_eq!(local_day(at, chrono_tz::Asia::Shanghai).to_string(), "2026-11-24");
+        assert_eq!(local_day(at, chrono_tz::UTC).to_string(), "2026-11-23");
+    }
+}

@@ -1,0 +1,196 @@
+//! The scan runtime shared by every request of one process: cached live-code snapshots, the
+//! slot pool, the event writer and the cookie key. Nothing here is needed for correctness
+//! across processes: slots are settled in Postgres, snapshots expire within a second.
+
+pub mod events;
+pub mod slots;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use sqlx::PgPool;
+
+use crate::domain::live_code::{try_order, Mode, TargetState};
+use crate::store::live_codes::{self, ChannelRow, LiveCodeRow, TargetRow};
+
+/// A live code as the scan path sees it, loaded at most once per `cache_ttl` per process.
+pub struct Snapshot {
+    pub code: LiveCodeRow,
+    pub targets: Vec<TargetRow>,
+    pub channels: Vec<ChannelRow>,
+}
+
+impl Snapshot {
+    pub fn mode(&self) -> Mode {
+        Mode::parse(&self.code.mode).unwrap_or(Mode::Fill)
+    }
+    pub fn states(&self) -> Vec<TargetState> {
+        self.targets.iter().map(TargetRow::state).collect()
+    }
+    pub fn target(&self, id: i64) -> Option<&TargetRow> {
+        self.targets.iter().find(|t| t.id == id)
+    }
+    pub fn channel(&self, key: &str) -> Option<&ChannelRow> {
+        self.channels.iter().find(|c| c.key == key)
+    }
+}
+
+struct Cached {
+    at: Instant,
+    snapshot: Option<Arc<Snapshot>>,
+}
+
+/// Where a scan went.
+pub enum Outcome {
+    /// A target took the scan (`sticky`: a returning visitor, no slot used).
+    Target {
+        target: TargetRow,
+        sticky: bool,
+    },
+    Fallback,
+}
+
+pub struct ScanRuntime {
+    pub slots: slots::SlotPool,
+    pub events: events::EventSink,
+    cache: RwLock<HashMap<String, Arc<Cached>>>,
+    ttl: Duration,
+    key: tokio::sync::OnceCell<Vec<u8>>,
+}
+
+impl ScanRuntime {
+    pub fn start(db: PgPool, config: &crate::config::ScanConfig) -> ScanRuntime {
+        let tz = config.stats_timezone.parse().unwrap_or(chrono_tz::Asia::Shanghai);
+        ScanRuntime {
+            slots: slots::SlotPool::new(config.max_block),
+            events: events::EventSink::start(db, tz),
+            cache: RwLock::new(HashMap::new()),
+            ttl: Duration::from_millis(config.cache_ttl_ms),
+            key: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The live code with this slug, from a cache refreshed at most every `ttl`.
+    pub async fn snapshot(&self, db: &PgPool, slug: &str) -> sqlx::Result<Option<Arc<Snapshot>>> {
+        let k = slug.to_ascii_lowercase();
+        if let Some(c) = self.cache.read().ok().and_then(|m| m.get(&k).cloned()) {
+            if c.at.elapsed() < self.ttl {
+                return Ok(c.snapshot.clone());
+            }
+        }
+        let snapshot = self.load(db, slug).await?;
+        if let Some(s) = &snapshot {
+            for t in &s.targets {
+                self.slots.reconcile(db, t.id, t.scan_limit as i64, t.generation).await;
+            }
+        }
+        if let Ok(mut m) = self.cache.write() {
+            if m.len() > 10_000 {
+                m.clear();
+            }
+            m.insert(k, Arc::new(Cached { at: Instant::now(), snapshot: snapshot.clone() }));
+        }
+        Ok(snapshot)
+    }
+
+    /// Forgets a cached snapshot (after an operator changed the live code in this process).
+    pub fn invalidate(&self, slug: &str) {
+        if let Ok(mut m) = self.cache.write() {
+            m.remove(&slug.to_ascii_lowercase());
+        }
+    }
+
+    async fn load(&self, db: &PgPool, slug: &str) -> sqlx::Result<Option<Arc<Snapshot>>> {
+        let mut conn = db.acquire().await?;
+        let Some(code) = live_codes::by_slug(&mut conn, slug).await? else { return Ok(None) };
+        let targets = live_codes::targets(&mut conn, code.id).await?;
+        let channels = live_codes::channels(&mut conn, code.id).await?;
+        Ok(Some(Arc::new(Snapshot { code, targets, channels })))
+    }
+
+    /// Routes a new scan: tries the open targets in the mode's order and takes a slot from the
+    /// first that has one.
+    pub async fn route(&self, db: &PgPool, snap: &Snapshot, now: DateTime<Utc>) -> sqlx::Result<Outcome> {
+        let states = snap.states();
+        for i in try_order(snap.mode(), &states, now) {
+            if self.slots.take(db, states[i].id).await? {
+                return Ok(Outcome::Target { target: snap.targets[i].clone(), sticky: false });
+            }
+        }
+        Ok(Outcome::Fallback)
+    }
+
+    /// Which target the next scan would get, taking nothing.
+    pub fn peek(&self, snap: &Snapshot, now: DateTime<Utc>) -> Option<TargetRow> {
+        let states = snap.states();
+        try_order(snap.mode(), &states, now)
+            .into_iter()
+            .find(|&i| states[i].used < states[i].scan_limit || self.slots.held(states[i].id) > 0)
+            .map(|i| snap.targets[i].clone())
+    }
+
+    async fn key(&self, db: &PgPool) -> sqlx::Result<&[u8]> {
+        self.key
+            .get_or_try_init(|| async {
+                let mut conn = db.acquire().await?;
+                let fresh = crate::auth::random_token(32);
+                sqlx::query("INSERT INTO app_secrets (name, value) VALUES ('scan_cookie_key', $1) ON CONFLICT (name) DO NOTHING")
+                    .bind(fresh.as_bytes())
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query_scalar::<_, Vec<u8>>("SELECT value FROM app_secrets WHERE name = 'scan_cookie_key'").fetch_one(&mut *conn).await
+            })
+            .await
+            .map(|v| v.as_slice())
+    }
+
+    fn sign(key: &[u8], msg: &str) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+        mac.update(msg.as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..16])
+    }
+
+    /// The value of the sticky cookie remembering that `visitor` went to `target` at `at`.
+    pub async fn sticky_value(
+        &self,
+        db: &PgPool,
+        code_id: i64,
+        visitor: &str,
+        target: i64,
+        at: i64,
+    ) -> sqlx::Result<String> {
+        let key = self.key(db).await?;
+        Ok(format!("{target}.{at}.{}", Self::sign(key, &format!("{code_id}.{visitor}.{target}.{at}"))))
+    }
+
+    /// The target a valid, unexpired sticky cookie names.
+    pub async fn read_sticky(
+        &self,
+        db: &PgPool,
+        code_id: i64,
+        visitor: &str,
+        value: &str,
+        window_days: i32,
+        now: i64,
+    ) -> sqlx::Result<Option<i64>> {
+        let mut parts = value.splitn(3, '.');
+        let (Some(t), Some(at), Some(sig)) = (parts.next(), parts.next(), parts.next()) else { return Ok(None) };
+        let (Ok(target), Ok(at)) = (t.parse::<i64>(), at.parse::<i64>()) else { return Ok(None) };
+        if now - at > window_days as i64 * 86_400 || at > now + 300 {
+            return Ok(None);
+        }
+        let key = self.key(db).await?;
+        let expected = Self::sign(key, &format!("{code_id}.{visitor}.{target}.{at}"));
+        Ok(crate::auth::secret_eq(expected.as_bytes(), sig.as_bytes()).then_some(target))
+    }
+
+    /// After the server stopped: write queued events and give reserved slots back.
+    pub async fn shutdown(&self, db: &PgPool) {
+        self.slots.release_all(db).await;
+        self.events.flush_and_stop().await;
+    }
+}

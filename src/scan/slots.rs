@@ -1,0 +1,156 @@
+//! Exact slot accounting without a database write per scan. Each process reserves blocks of
+//! slots from a target with one conditional UPDATE (`store::live_codes::reserve`, which never
+//! grants past the limit) and hands them out from memory; unused slots go back at shutdown or
+//! when the target's limit changes. A hard crash can strand at most one block per target and
+//! process: the target then admits fewer scans than its limit, never more.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use sqlx::PgPool;
+
+/// How long a "used up" answer from the database is trusted before asking again.
+const EXHAUSTED_MS: u64 = 250;
+
+struct TargetSlots {
+    remaining: AtomicI64,
+    generation: AtomicI32,
+    /// The limit these slots were reserved under (-1: unknown yet).
+    limit: AtomicI64,
+    /// Milliseconds since pool start until which the target counts as used up.
+    exhausted_until: AtomicU64,
+    refill: tokio::sync::Mutex<()>,
+}
+
+impl TargetSlots {
+    fn try_take(&self) -> bool {
+        let mut cur = self.remaining.load(Ordering::Acquire);
+        while cur > 0 {
+            match self.remaining.compare_exchange_weak(cur, cur - 1, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return true,
+                Err(actual) => cur = actual,
+            }
+        }
+        false
+    }
+}
+
+pub struct SlotPool {
+    targets: Mutex<HashMap<i64, Arc<TargetSlots>>>,
+    started: Instant,
+    max_block: i64,
+}
+
+impl SlotPool {
+    pub fn new(max_block: i64) -> SlotPool {
+        SlotPool { targets: Mutex::new(HashMap::new()), started: Instant::now(), max_block: max_block.max(1) }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn entry(&self, target_id: i64) -> Arc<TargetSlots> {
+        let mut map = self.targets.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(target_id)
+            .or_insert_with(|| {
+                Arc::new(TargetSlots {
+                    remaining: AtomicI64::new(0),
+                    generation: AtomicI32::new(0),
+                    limit: AtomicI64::new(-1),
+                    exhausted_until: AtomicU64::new(0),
+                    refill: tokio::sync::Mutex::new(()),
+                })
+            })
+            .clone()
+    }
+
+    /// Takes one slot of `target_id`: from memory, or by reserving a new block. False when the
+    /// target is used up.
+    pub async fn take(&self, db: &PgPool, target_id: i64) -> sqlx::Result<bool> {
+        let e = self.entry(target_id);
+        loop {
+            if e.try_take() {
+                return Ok(true);
+            }
+            if e.exhausted_until.load(Ordering::Acquire) > self.now_ms() {
+                return Ok(false);
+            }
+            let _refill = e.refill.lock().await;
+            if e.remaining.load(Ordering::Acquire) > 0 {
+                continue;
+            }
+            if e.exhausted_until.load(Ordering::Acquire) > self.now_ms() {
+                return Ok(false);
+            }
+            let mut conn = db.acquire().await?;
+            let (granted, generation) = crate::store::live_codes::reserve(&mut conn, target_id, self.max_block).await?;
+            if granted == 0 {
+                e.exhausted_until.store(self.now_ms() + EXHAUSTED_MS, Ordering::Release);
+                return Ok(false);
+            }
+            e.generation.store(generation, Ordering::Release);
+            e.remaining.fetch_add(granted, Ordering::AcqRel);
+            metrics::counter!("scan_slot_reservations_total").increment(1);
+        }
+    }
+
+    /// Slots held in memory for a target (for `resolve`, which must not take any).
+    pub fn held(&self, target_id: i64) -> i64 {
+        self.targets
+            .lock()
+            .map(|m| m.get(&target_id).map(|e| e.remaining.load(Ordering::Acquire)).unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    /// Called with fresh target rows: when a limit was changed or a counter reset, give held
+    /// slots back (or drop them, after a reset) so the new figures are honoured.
+    pub async fn reconcile(&self, db: &PgPool, target_id: i64, limit: i64, generation: i32) {
+        let e = match self.targets.lock() {
+            Ok(m) => m.get(&target_id).cloned(),
+            Err(_) => None,
+        };
+        let Some(e) = e else { return };
+        let old_limit = e.limit.swap(limit, Ordering::AcqRel);
+        let old_gen = e.generation.load(Ordering::Acquire);
+        if old_gen != generation {
+            // Reset: what we hold belonged to the old count; the new count starts from zero.
+            e.remaining.store(0, Ordering::Release);
+            e.generation.store(generation, Ordering::Release);
+            e.exhausted_until.store(0, Ordering::Release);
+        } else if old_limit >= 0 && old_limit != limit {
+            e.exhausted_until.store(0, Ordering::Release);
+            let n = e.remaining.swap(0, Ordering::AcqRel);
+            if n > 0 {
+                give_back(db, target_id, n, generation).await;
+            }
+        }
+    }
+
+    /// Gives every held slot back; called after the server stopped taking requests.
+    pub async fn release_all(&self, db: &PgPool) {
+        let entries: Vec<(i64, Arc<TargetSlots>)> = match self.targets.lock() {
+            Ok(m) => m.iter().map(|(k, v)| (*k, v.clone())).collect(),
+            Err(_) => Vec::new(),
+        };
+        for (id, e) in entries {
+            let n = e.remaining.swap(0, Ordering::AcqRel);
+            if n > 0 {
+                give_back(db, id, n, e.generation.load(Ordering::Acquire)).await;
+            }
+        }
+    }
+}
+
+async fn give_back(db: &PgPool, target_id: i64, n: i64, generation: i32) {
+    let result = async {
+        let mut conn = db.acquire().await?;
+        crate::store::live_codes::give_back(&mut conn, target_id, n, generation).await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(target_id, slots = n, error = %e, "could not give reserved slots back");
+    }
+}

@@ -1,0 +1,311 @@
+//! The public scan path: `GET /l/{slug}` sends each scan to a group with room, exactly, without
+//! touching the database on most requests; plus the long-press beacon and the public images.
+
+use std::net::SocketAddr;
+
+use askama::Template;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::Utc;
+use serde::Deserialize;
+
+use super::ctx::{client_ip, cookie, request_lang};
+use crate::domain::live_code::{anonymize_ip, classify_user_agent, UaClass};
+use crate::error::AppError;
+use crate::i18n::Tr;
+use crate::scan::events::ScanEvent;
+use crate::scan::{Outcome, Snapshot};
+use crate::store::live_codes::TargetRow;
+use crate::AppState;
+
+pub const VISITOR_COOKIE: &str = "shoal_vid";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/l/{slug}", get(scan))
+        .route("/l/{slug}/press", post(press))
+        .route("/l/{slug}/t/{target}/qr", get(target_qr))
+        .route("/l/{slug}/fallback-image", get(fallback_image))
+        .route("/l/{slug}/qr.png", get(code_qr))
+}
+
+fn sticky_cookie(code_id: i64) -> String {
+    format!("shoal_lc{code_id}")
+}
+
+#[derive(Deserialize, Default)]
+pub struct ScanQuery {
+    ch: Option<String>,
+    #[serde(rename = "ref")]
+    referrer: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "scan/target.html")]
+struct TargetPage<'a> {
+    tr: Tr,
+    slug: &'a str,
+    target: &'a TargetRow,
+}
+
+#[derive(Template)]
+#[template(path = "scan/fallback.html")]
+struct FallbackPage<'a> {
+    tr: Tr,
+    slug: &'a str,
+    name: &'a str,
+    message: &'a str,
+    url: Option<&'a str>,
+    image: bool,
+}
+
+#[derive(Template)]
+#[template(path = "scan/preview.html")]
+struct PreviewPage<'a> {
+    tr: Tr,
+    name: &'a str,
+    image: String,
+    url: String,
+}
+
+#[derive(Template)]
+#[template(path = "scan/not_found.html")]
+struct NotFoundPage {
+    tr: Tr,
+}
+
+fn no_store(mut resp: Response) -> Response {
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn page<T: Template>(status: StatusCode, t: &T) -> Response {
+    match t.render() {
+        Ok(body) => no_store(super::html(status, body)),
+        Err(e) => AppError::from(e).into_response(),
+    }
+}
+
+fn set_cookie(resp: &mut Response, name: &str, value: &str, max_age_secs: i64, secure: bool) {
+    let secure = if secure { "; Secure" } else { "" };
+    let c = format!("{name}={value}; Path=/l; Max-Age={max_age_secs}; HttpOnly; SameSite=Lax{secure}");
+    if let Ok(v) = HeaderValue::from_str(&c) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+/// Text safe to store: at most `max` characters, no control characters.
+fn clean(s: Option<&str>, max: usize) -> String {
+    s.unwrap_or("").chars().filter(|c| !c.is_control()).take(max).collect()
+}
+
+async fn scan(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    Query(q): Query<ScanQuery>,
+    headers: HeaderMap,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    match scan_inner(&state, &slug, q, &headers, Some(peer)).await {
+        Ok(r) => r,
+        Err(e) => no_store(e.into_response()),
+    }
+}
+
+async fn scan_inner(
+    state: &AppState,
+    slug: &str,
+    q: ScanQuery,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+) -> Result<Response, AppError> {
+    let tr = Tr(request_lang(headers, None));
+    let now = Utc::now();
+    let rt = &state.scan;
+    let snap = match rt.snapshot(&state.db, slug).await? {
+        Some(s) if s.code.live(now) => s,
+        _ => return Ok(page(StatusCode::NOT_FOUND, &NotFoundPage { tr })),
+    };
+    let code_id = snap.code.id;
+    let ua = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let class = classify_user_agent(ua);
+    let channel = q.ch.as_deref().filter(|c| snap.channel(c).is_some()).unwrap_or("").to_string();
+    let referrer = clean(q.referrer.as_deref(), 64);
+    let ip = client_ip(headers, peer, state.config.auth.trust_forwarded_for);
+    let ip_anon = ip.parse().map(anonymize_ip).unwrap_or_default();
+    let event = |outcome: &'static str, target: Option<&TargetRow>, visitor: &str| ScanEvent {
+        at: now,
+        live_code_id: code_id,
+        channel: channel.clone(),
+        target_id: target.map(|t| t.id),
+        group_id: target.map(|t| t.group_id),
+        outcome,
+        visitor: visitor.to_string(),
+        referrer: referrer.clone(),
+        ua_class: class.as_str(),
+        ip_anon: ip_anon.clone(),
+    };
+
+    if class == UaClass::Crawler {
+        rt.events.record(event("preview", None, ""));
+        let base = state.config.public_base();
+        let p = PreviewPage {
+            tr,
+            name: &snap.code.name,
+            image: format!("{base}/l/{}/qr.png", snap.code.slug),
+            url: format!("{base}/l/{}", snap.code.slug),
+        };
+        return Ok(page(StatusCode::OK, &p));
+    }
+
+    let known_visitor = cookie(headers, VISITOR_COOKIE)
+        .filter(|v| v.len() == 22 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    let visitor = known_visitor.clone().unwrap_or_else(|| crate::auth::random_token(16));
+    let ts = now.timestamp();
+
+    // A returning visitor within the sticky window keeps their group, using no slot, as long
+    // as that group can still take people.
+    let mut outcome = None;
+    if snap.code.sticky_days > 0 && known_visitor.is_some() {
+        if let Some(value) = cookie(headers, &sticky_cookie(code_id)) {
+            if let Some(tid) = rt.read_sticky(&state.db, code_id, &visitor, &value, snap.code.sticky_days, ts).await? {
+                if let Some(t) = snap.target(tid).filter(|t| t.state().open(now)) {
+                    outcome = Some(Outcome::Target { target: t.clone(), sticky: true });
+                }
+            }
+        }
+    }
+    let outcome = match outcome {
+        Some(o) => o,
+        None => rt.route(&state.db, &snap, now).await?,
+    };
+    let secure = state.config.session.secure;
+    let mut resp = match &outcome {
+        Outcome::Target { target, sticky } => {
+            rt.events.record(event(if *sticky { "sticky" } else { "new" }, Some(target), &visitor));
+            let mut r = serve_target(state, &snap, target, tr);
+            if !*sticky && snap.code.sticky_days > 0 {
+                let value = rt.sticky_value(&state.db, code_id, &visitor, target.id, ts).await?;
+                set_cookie(&mut r, &sticky_cookie(code_id), &value, snap.code.sticky_days as i64 * 86_400, secure);
+            }
+            r
+        }
+        Outcome::Fallback => {
+            rt.events.record(event("fallback", None, &visitor));
+            metrics::counter!("scan_fallbacks_total").increment(1);
+            fallback(&snap, tr)
+        }
+    };
+    if known_visitor.is_none() {
+        set_cookie(&mut resp, VISITOR_COOKIE, &visitor, 365 * 86_400, secure);
+    }
+    Ok(resp)
+}
+
+/// A redirect to the invite link, or the page showing the group's current QR image.
+fn serve_target(state: &AppState, snap: &Snapshot, t: &TargetRow, tr: Tr) -> Response {
+    if let Some(url) = &t.join_url {
+        let status =
+            if state.config.scan.redirect_status == 307 { StatusCode::TEMPORARY_REDIRECT } else { StatusCode::FOUND };
+        let mut r = status.into_response();
+        if let Ok(v) = HeaderValue::from_str(url) {
+            r.headers_mut().insert(header::LOCATION, v);
+        }
+        return no_store(r);
+    }
+    page(StatusCode::OK, &TargetPage { tr, slug: &snap.code.slug, target: t })
+}
+
+fn fallback(snap: &Snapshot, tr: Tr) -> Response {
+    let c = &snap.code;
+    let p = FallbackPage {
+        tr,
+        slug: &c.slug,
+        name: &c.name,
+        message: &c.fallback_message,
+        url: if c.fallback_kind == "url" { c.fallback_url.as_deref() } else { None },
+        image: c.fallback_kind == "image" && c.fallback_sha.is_some(),
+    };
+    page(StatusCode::OK, &p)
+}
+
+#[derive(Deserialize)]
+struct PressForm {
+    t: Option<i64>,
+}
+
+/// The long-press beacon from the QR page: counted as intent to join.
+async fn press(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let f: PressForm = serde_urlencoded_lite(&body);
+    let Ok(Some(snap)) = state.scan.snapshot(&state.db, &slug).await else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let Some(target) = f.t.and_then(|t| snap.target(t)) else { return StatusCode::NO_CONTENT.into_response() };
+    let visitor = cookie(&headers, VISITOR_COOKIE).unwrap_or_default();
+    let ua = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    state.scan.events.record(ScanEvent {
+        at: Utc::now(),
+        live_code_id: snap.code.id,
+        channel: String::new(),
+        target_id: Some(target.id),
+        group_id: Some(target.group_id),
+        outcome: "long_press",
+        visitor,
+        referrer: String::new(),
+        ua_class: classify_user_agent(ua).as_str(),
+        ip_anon: String::new(),
+    });
+    StatusCode::NO_CONTENT.into_response()
+}
+
+fn serde_urlencoded_lite(body: &[u8]) -> PressForm {
+    let t = form_urlencoded::parse(body).find(|(k, _)| k == "t").and_then(|(_, v)| v.parse().ok());
+    PressForm { t }
+}
+
+/// The current QR image of a target's group (replaced in place: the URL carries its hash).
+async fn target_qr(
+    State(state): State<AppState>,
+    Path((slug, target)): Path<(String, i64)>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let snap = state.scan.snapshot(&state.db, &slug).await?.ok_or(AppError::NotFound)?;
+    let t = snap.target(target).ok_or(AppError::NotFound)?;
+    let mut conn = state.db.acquire().await?;
+    let (ct, bytes, sha) = crate::store::groups::qr_image(&mut conn, t.group_id).await?.ok_or(AppError::NotFound)?;
+    Ok(super::groups::image_response(&headers, ct, bytes, &sha, "public, max-age=300"))
+}
+
+async fn fallback_image(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let snap = state.scan.snapshot(&state.db, &slug).await?.ok_or(AppError::NotFound)?;
+    let mut conn = state.db.acquire().await?;
+    let (ct, bytes, sha) =
+        crate::store::live_codes::fallback_image(&mut conn, snap.code.id).await?.ok_or(AppError::NotFound)?;
+    Ok(super::groups::image_response(&headers, ct, bytes, &sha, "public, max-age=300"))
+}
+
+/// The live code's own QR (for link previews), 512 px.
+async fn code_qr(State(state): State<AppState>, Path(slug): Path<String>) -> Result<Response, AppError> {
+    let snap = state.scan.snapshot(&state.db, &slug).await?.ok_or(AppError::NotFound)?;
+    let url = format!("{}/l/{}", state.config.public_base(), snap.code.slug);
+    let png = tokio::task::spawn_blocking(move || crate::domain::qr::render_png(&url, 512))
+        .await
+        .map_err(|e| AppError::Other(e.into()))?
+        .ok_or(AppError::NotFound)?;
+    let mut r = (StatusCode::OK, png).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("image/png"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    Ok(r)
+}

@@ -1,0 +1,403 @@
+//! Live codes: exact slot accounting under concurrency and across processes, sticky visitors,
+//! crawlers, fallbacks, and scan events written off the response path.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::harness::{location, qr_png, url_of, TestApp};
+
+const PHONE: &str = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 Mobile Safari/537.36";
+
+/// A live code with one target per (group name, limit), each group joined by invite link.
+pub async fn live_code(app: &TestApp, slug: &str, mode: &str, targets: &[(&str, i32)]) -> (i64, Vec<i64>) {
+    let code: i64 = sqlx::query_scalar(
+        "INSERT INTO live_codes (slug, name, mode, fallback_kind, fallback_message) VALUES ($1, 'Test code', $2, 'none', 'Sorry, all full') RETURNING id",
+    )
+    .bind(slug)
+    .bind(mode)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    let mut ids = Vec::new();
+    for (i, (name, limit)) in targets.iter().enumerate() {
+        let g: i64 = sqlx::query_scalar(
+            "INSERT INTO groups (name, platform, capacity, join_url) VALUES ($1, 'qq', 500, $2) RETURNING id",
+        )
+        .bind(name)
+        .bind(format!("https://qm.qq.com/q/{name}"))
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+        let t: i64 = sqlx::query_scalar(
+            "INSERT INTO live_code_targets (live_code_id, group_id, position, scan_limit) VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(code)
+        .bind(g)
+        .bind(i as i32 + 1)
+        .bind(limit)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+        ids.push(t);
+    }
+    (code, ids)
+}
+
+fn phone() -> reqwest::Client {
+    reqwest::Client::builder().user_agent(PHONE).redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+fn phone_with_cookies() -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(PHONE)
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn used(app: &TestApp, target: i64) -> i32 {
+    sqlx::query_scalar("SELECT used FROM live_code_targets WHERE id = $1")
+        .bind(target)
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+}
+
+fn raise_fd_limit() {
+    // SAFETY: plain libc calls on our own process limits.
+    unsafe {
+        let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_and_2400_concurrent_scans_fill_each_target_exactly_to_its_limit() {
+    raise_fd_limit();
+    let app = TestApp::spawn().await;
+    let (code, targets) = live_code(&app, "exact", "fill", &[("g1", 100), ("g2", 100), ("g3", 100)]).await;
+    let url = url_of(&app.db_opts);
+
+    // Two real Shoal processes on the same database.
+    let mut procs = Vec::new();
+    for _ in 0..2 {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .arg("serve")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("DATABASE_URL", &url)
+            .env("SHOAL_LISTEN", "127.0.0.1:0")
+            .env("SHOAL_LOG_FORMAT", "json")
+            .env("SHOAL_DATABASE__MAX_CONNECTIONS", "8")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(a) = line.strip_prefix("Shoal is listening on http://") {
+                    return a.trim().to_string();
+                }
+            }
+            panic!("shoal exited");
+        })
+        .await
+        .unwrap();
+        procs.push((child, addr));
+    }
+
+    const SCANS: usize = 2400;
+    let client = reqwest::Client::builder()
+        .user_agent(PHONE)
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(SCANS));
+    let mut tasks = Vec::new();
+    for i in 0..SCANS {
+        let url = format!("http://{}/l/exact", procs[i % 2].1);
+        let (client, barrier) = (client.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let r = client.get(url).send().await.unwrap();
+            (r.status(), location(&r))
+        }));
+    }
+    let mut by_location: HashMap<String, usize> = HashMap::new();
+    let mut fallbacks = 0;
+    for t in tasks {
+        let (status, loc) = t.await.unwrap();
+        match status {
+            StatusCode::FOUND => *by_location.entry(loc).or_default() += 1,
+            StatusCode::OK => fallbacks += 1,
+            s => panic!("unexpected status {s}"),
+        }
+    }
+
+    // Stop both gracefully: they write queued events and give unused slots back.
+    for (child, _) in &procs {
+        // SAFETY: signalling our own children.
+        unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGTERM) };
+    }
+    for (mut child, _) in procs {
+        let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await.unwrap().unwrap();
+        assert!(status.success());
+    }
+
+    for name in ["g1", "g2", "g3"] {
+        assert_eq!(
+            by_location.get(&format!("https://qm.qq.com/q/{name}")).copied().unwrap_or(0),
+            100,
+            "responses to {name}: {by_location:?}"
+        );
+    }
+    assert_eq!(fallbacks, SCANS - 300);
+    for t in &targets {
+        assert_eq!(used(&app, *t).await, 100, "stored counter of target {t}");
+        let events: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM scan_events WHERE target_id = $1 AND outcome = 'new'")
+                .bind(t)
+                .fetch_one(&app.db)
+                .await
+                .unwrap();
+        assert_eq!(events, 100, "recorded events of target {t}");
+    }
+    let fallback_events: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM scan_events WHERE live_code_id = $1 AND outcome = 'fallback'")
+            .bind(code)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(fallback_events as usize, SCANS - 300);
+    let daily: i64 = sqlx::query_scalar("SELECT sum(scans)::bigint FROM scan_daily WHERE live_code_id = $1")
+        .bind(code)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(daily as usize, SCANS, "daily counters agree with the events");
+}
+
+#[tokio::test]
+async fn a_scan_redirects_to_the_invite_link_and_is_never_cached() {
+    let app = TestApp::spawn().await;
+    let (_, targets) = live_code(&app, "join-us", "fill", &[("alpha", 10)]).await;
+    let r = phone().get(app.url("/l/join-us")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FOUND);
+    assert_eq!(location(&r), "https://qm.qq.com/q/alpha");
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    // Slugs are case-insensitive.
+    assert_eq!(phone().get(app.url("/l/JOIN-US")).send().await.unwrap().status(), StatusCode::FOUND);
+    app.stop_keep().await;
+    assert_eq!(used(&app, targets[0]).await, 2);
+}
+
+#[tokio::test]
+async fn a_full_target_passes_scans_to_the_next_and_then_to_the_fallback() {
+    let app = TestApp::spawn().await;
+    live_code(&app, "small", "fill", &[("one", 2), ("two", 1)]).await;
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let r = phone().get(app.url("/l/small")).send().await.unwrap();
+        seen.push(if r.status() == StatusCode::FOUND { location(&r) } else { r.text().await.unwrap() });
+    }
+    assert_eq!(seen[0], "https://qm.qq.com/q/one");
+    assert_eq!(seen[1], "https://qm.qq.com/q/one");
+    assert_eq!(seen[2], "https://qm.qq.com/q/two");
+    assert!(seen[3].contains("Sorry, all full") && seen[4].contains("id=\"fallback-message\""));
+}
+
+#[tokio::test]
+async fn a_returning_visitor_keeps_their_group_and_uses_no_second_slot() {
+    let app = TestApp::spawn().await;
+    let (_, targets) = live_code(&app, "sticky", "balance", &[("a", 50), ("b", 50)]).await;
+    let c = phone_with_cookies();
+    let first = location(&c.get(app.url("/l/sticky")).send().await.unwrap());
+    for _ in 0..5 {
+        assert_eq!(location(&c.get(app.url("/l/sticky")).send().await.unwrap()), first);
+    }
+    app.stop_keep().await;
+    let total = used(&app, targets[0]).await + used(&app, targets[1]).await;
+    assert_eq!(total, 1, "one slot for six visits");
+    let sticky: i64 = sqlx::query_scalar("SELECT count(*) FROM scan_events WHERE outcome = 'sticky'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(sticky, 5);
+}
+
+#[tokio::test]
+async fn a_sticky_visitor_sees_the_replaced_qr_image_of_their_group() {
+    let app = TestApp::spawn().await;
+    let g: i64 = sqlx::query_scalar(
+        "INSERT INTO groups (name, platform, capacity) VALUES ('微信一群', 'wechat', 200) RETURNING id",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    let code: i64 = sqlx::query_scalar("INSERT INTO live_codes (slug, name) VALUES ('wx1', 'WX') RETURNING id")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO live_code_targets (live_code_id, group_id, position, scan_limit) VALUES ($1, $2, 1, 100)")
+        .bind(code)
+        .bind(g)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let put = |payload: &'static str| {
+        let img = shoal::domain::qr::validate(qr_png(payload), 2 << 20).unwrap();
+        let db = app.db.clone();
+        async move {
+            let mut conn = db.acquire().await.unwrap();
+            shoal::store::groups::put_qr(&mut conn, g, &img, Some(chrono::Utc::now() + chrono::Duration::days(7)))
+                .await
+                .unwrap();
+        }
+    };
+    put("https://weixin.qq.com/g/first").await;
+    let c = phone_with_cookies();
+    let page = c.get(app.url("/l/wx1")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("长按识别二维码") || page.contains("Long-press"));
+    let decode = |bytes: &[u8]| {
+        let img = image::load_from_memory(bytes).unwrap();
+        shoal::domain::qr::find_qr(&img).unwrap()
+    };
+    let img_url = |page: &str| {
+        let i = page.find("src=\"/l/wx1/t/").unwrap() + 5;
+        page[i..i + page[i..].find('"').unwrap()].to_string()
+    };
+    let bytes = c.get(app.url(&img_url(&page))).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(decode(&bytes), "https://weixin.qq.com/g/first");
+
+    put("https://weixin.qq.com/g/second").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await; // the process re-reads settings every second
+    let page = c.get(app.url("/l/wx1")).send().await.unwrap().text().await.unwrap();
+    let bytes = c.get(app.url(&img_url(&page))).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(decode(&bytes), "https://weixin.qq.com/g/second");
+    app.stop_keep().await;
+    let sticky: i64 = sqlx::query_scalar("SELECT count(*) FROM scan_events WHERE outcome = 'sticky'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(sticky, 1, "the second visit was sticky");
+}
+
+#[tokio::test]
+async fn a_disabled_or_expired_group_is_not_sticky() {
+    let app = TestApp::spawn().await;
+    let (_, targets) = live_code(&app, "move", "fill", &[("first", 10), ("second", 10)]).await;
+    let c = phone_with_cookies();
+    assert_eq!(location(&c.get(app.url("/l/move")).send().await.unwrap()), "https://qm.qq.com/q/first");
+    sqlx::query("UPDATE live_code_targets SET enabled = FALSE WHERE id = $1")
+        .bind(targets[0])
+        .execute(&app.db)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(location(&c.get(app.url("/l/move")).send().await.unwrap()), "https://qm.qq.com/q/second");
+}
+
+#[tokio::test]
+async fn link_preview_crawlers_get_a_preview_and_use_no_slot() {
+    let app = TestApp::spawn().await;
+    let (_, targets) = live_code(&app, "preview", "fill", &[("x", 1)]).await;
+    for ua in [
+        "TelegramBot (like TwitterBot)",
+        "facebookexternalhit/1.1",
+        "Mozilla/5.0 (compatible; Discordbot/2.0)",
+        "Slackbot-LinkExpanding 1.0",
+    ] {
+        let r = reqwest::Client::builder()
+            .user_agent(ua)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .get(app.url("/l/preview"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{ua}");
+        let body = r.text().await.unwrap();
+        assert!(body.contains("og:title") && body.contains("og:image"), "{ua}");
+    }
+    // The one slot is still there for a person.
+    assert_eq!(location(&phone().get(app.url("/l/preview")).send().await.unwrap()), "https://qm.qq.com/q/x");
+    app.stop_keep().await;
+    assert_eq!(used(&app, targets[0]).await, 1);
+    let previews: i64 = sqlx::query_scalar("SELECT count(*) FROM scan_events WHERE outcome = 'preview'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(previews, 4);
+}
+
+#[tokio::test]
+async fn unknown_and_paused_codes_get_a_friendly_404() {
+    let app = TestApp::spawn().await;
+    live_code(&app, "paused", "fill", &[("x", 5)]).await;
+    sqlx::query("UPDATE live_codes SET status = 'paused'").execute(&app.db).await.unwrap();
+    for path in ["/l/nope", "/l/paused"] {
+        let r = phone().get(app.url(path)).header("accept-language", "zh-CN").send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        assert_eq!(r.headers()["cache-control"], "no-store");
+        assert!(r.text().await.unwrap().contains("该二维码已失效"));
+    }
+}
+
+#[tokio::test]
+async fn an_expired_group_qr_is_skipped() {
+    let app = TestApp::spawn().await;
+    let (_, targets) = live_code(&app, "exp", "fill", &[("old", 10), ("new", 10)]).await;
+    // Make the first group a QR-image group whose image has expired.
+    let g: i64 = sqlx::query_scalar("SELECT group_id FROM live_code_targets WHERE id = $1")
+        .bind(targets[0])
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let img = shoal::domain::qr::validate(qr_png("https://weixin.qq.com/g/old"), 2 << 20).unwrap();
+    let mut conn = app.db.acquire().await.unwrap();
+    shoal::store::groups::put_qr(&mut conn, g, &img, Some(chrono::Utc::now() - chrono::Duration::hours(1)))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE groups SET join_url = NULL WHERE id = $1").bind(g).execute(&mut *conn).await.unwrap();
+    drop(conn);
+    assert_eq!(location(&phone().get(app.url("/l/exp")).send().await.unwrap()), "https://qm.qq.com/q/new");
+}
+
+#[tokio::test]
+async fn scan_events_are_written_on_graceful_shutdown_with_channel_and_anonymised_ip() {
+    let app = TestApp::spawn().await;
+    let (code, _) = live_code(&app, "evt", "fill", &[("x", 100)]).await;
+    sqlx::query("INSERT INTO live_code_channels (live_code_id, key, name) VALUES ($1, 'flyer-a', 'Flyer A')")
+        .bind(code)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    for q in ["?ch=flyer-a&ref=alice", "?ch=unknown", ""] {
+        phone().get(app.url(&format!("/l/evt{q}"))).send().await.unwrap();
+    }
+    app.stop_keep().await;
+    let rows: Vec<(String, String, String, String)> =
+        sqlx::query_as("SELECT channel, ref, ua_class, ip_anon FROM scan_events ORDER BY id")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0], ("flyer-a".into(), "alice".into(), "mobile".into(), "127.0.0.0".into()));
+    assert_eq!(rows[1].0, "", "unknown channels count as direct");
+    let per_channel: i64 = sqlx::query_scalar("SELECT sum(scans)::bigint FROM scan_daily WHERE channel = 'flyer-a'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(per_channel, 1);
+}
