@@ -179,20 +179,6 @@ pub fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::safe_next;
-
-    #[test]
-    fn next_is_only_ever_a_local_path() {
-        assert_eq!(safe_next(Some("/groups?page=2")), "/groups?page=2");
-        assert_eq!(safe_next(Some("//evil.example/")), "/");
-        assert_eq!(safe_next(Some("https://evil.example/")), "/");
-        assert_eq!(safe_next(Some("/\\evil.example")), "/");
-        assert_eq!(safe_next(None), "/");
-    }
-}
-
 /// Page links for a list: keeps the list's filters in every link.
 pub struct Pager {
     pub page: i64,
@@ -237,4 +223,18 @@ impl Pager {
 /// `Some(s)` unless `s` is blank.
 pub fn non_empty(s: &Option<String>) -> Option<String> {
     s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_is_only_ever_a_local_path() {
+        assert_eq!(safe_next(Some("/groups?page=2")), "/groups?page=2");
+        assert_eq!(safe_next(Some("//evil.example/")), "/");
+        assert_eq!(safe_next(Some("https://evil.example/")), "/");
+        assert_eq!(safe_next(Some("/\\evil.example")), "/");
+        assert_eq!(safe_next(None), "/");
+    }
 }
