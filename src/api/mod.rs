@@ -2,6 +2,7 @@
 //! pagination, and an OpenAPI 3.1 document generated from the handlers at `/api/openapi.json`.
 
 pub mod groups;
+pub mod live_codes;
 pub mod members;
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -61,7 +62,10 @@ pub struct FieldProblemDoc {
 }
 
 fn open_api_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(groups::router()).merge(members::router())
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(groups::router())
+        .merge(members::router())
+        .merge(live_codes::router())
 }
 
 /// The OpenAPI document of every `/api` route.

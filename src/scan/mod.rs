@@ -104,6 +104,11 @@ impl ScanRuntime {
         }
     }
 
+    /// The live code read now, bypassing the cache (for `resolve`, which must see current counters).
+    pub async fn fresh_snapshot(&self, db: &PgPool, slug: &str) -> sqlx::Result<Option<Arc<Snapshot>>> {
+        self.load(db, slug).await
+    }
+
     async fn load(&self, db: &PgPool, slug: &str) -> sqlx::Result<Option<Arc<Snapshot>>> {
         let mut conn = db.acquire().await?;
         let Some(code) = live_codes::by_slug(&mut conn, slug).await? else { return Ok(None) };

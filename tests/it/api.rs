@@ -876,6 +876,14 @@ async fn the_openapi_document_lists_exactly_the_api_routes() {
         ("/api/v1/groups/{id}".to_string(), set(&["get", "patch", "delete"])),
         ("/api/v1/members".to_string(), set(&["get", "post"])),
         ("/api/v1/members/{id}".to_string(), set(&["get", "patch", "delete"])),
+        ("/api/v1/live-codes".to_string(), set(&["get", "post"])),
+        ("/api/v1/live-codes/{slug}".to_string(), set(&["get", "patch", "delete"])),
+        ("/api/v1/live-codes/{slug}/targets".to_string(), set(&["post"])),
+        ("/api/v1/live-codes/{slug}/targets/{id}".to_string(), set(&["patch", "delete"])),
+        ("/api/v1/live-codes/{slug}/channels".to_string(), set(&["post"])),
+        ("/api/v1/live-codes/{slug}/channels/{key}".to_string(), set(&["delete"])),
+        ("/api/v1/live-codes/{slug}/resolve".to_string(), set(&["get"])),
+        ("/api/v1/live-codes/{slug}/scans".to_string(), set(&["post"])),
     ]);
     assert_eq!(paths, expected);
 
@@ -900,13 +908,16 @@ async fn every_documented_route_answers_at_its_documented_path() {
     .fetch_one(&app.db)
     .await
     .unwrap();
+    sqlx::query("INSERT INTO live_codes (slug, name) VALUES ('docs-code', 'Docs')").execute(&app.db).await.unwrap();
     let doc: Value =
         reqwest::Client::new().get(app.url("/api/openapi.json")).send().await.unwrap().json().await.unwrap();
     for (path, item) in doc["paths"].as_object().unwrap() {
         if item.get("get").is_none() {
             continue;
         }
-        let concrete = path.replace("{id}", &if path.contains("groups") { g } else { m }.to_string());
+        let concrete = path
+            .replace("{id}", &if path.contains("groups") { g } else { m }.to_string())
+            .replace("{slug}", "docs-code");
         let r = get(&app, &concrete, &token).await;
         assert_eq!(r.status, StatusCode::OK, "GET {concrete}: {}", r.json);
     }

@@ -401,3 +401,150 @@ async fn scan_events_are_written_on_graceful_shutdown_with_channel_and_anonymise
         .unwrap();
     assert_eq!(per_channel, 1);
 }
+
+async fn api(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> (StatusCode, serde_json::Value) {
+    let mut req = reqwest::Client::new().request(method, app.url(path)).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+}
+
+#[tokio::test]
+async fn the_api_manages_live_codes_targets_and_channels() {
+    use reqwest::Method;
+    use serde_json::json;
+    let app = TestApp::spawn().await;
+    let token = app.token("operator", true, &[]).await;
+    let g = app.group("API group").await;
+    let (s, code) = api(
+        &app,
+        Method::POST,
+        "/api/v1/live-codes",
+        &token,
+        Some(json!({"name": "Spring", "slug": "spring-26", "mode": "balance"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{code}");
+    assert_eq!(code["url"], format!("http://{}/l/spring-26", app.addr));
+    let (s, dup) =
+        api(&app, Method::POST, "/api/v1/live-codes", &token, Some(json!({"name": "Again", "slug": "SPRING-26"})))
+            .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(dup["errors"][0]["field"], "slug");
+    let (s, bad) = api(
+        &app,
+        Method::POST,
+        "/api/v1/live-codes",
+        &token,
+        Some(json!({"name": "", "slug": "a b", "mode": "random", "sticky_days": 999})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad["errors"].as_array().unwrap().len(), 4, "{bad}");
+    assert_eq!(app.count("live_codes").await, 1);
+
+    let (s, t) =
+        api(&app, Method::POST, "/api/v1/live-codes/spring-26/targets", &token, Some(json!({"group_id": g}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    assert_eq!(t["scan_limit"], 500, "capacity minus reported members");
+    let tid = t["id"].as_i64().unwrap();
+    let (s, _) =
+        api(&app, Method::POST, "/api/v1/live-codes/spring-26/targets", &token, Some(json!({"group_id": g}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "a group is a target once");
+    let (s, t) = api(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/live-codes/spring-26/targets/{tid}"),
+        &token,
+        Some(json!({"scan_limit": 3, "enabled": true})),
+    )
+    .await;
+    assert_eq!((s, t["scan_limit"].as_i64()), (StatusCode::OK, Some(3)));
+    let (s, ch) = api(
+        &app,
+        Method::POST,
+        "/api/v1/live-codes/spring-26/channels",
+        &token,
+        Some(json!({"key": "poster-a", "name": "Poster A"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert!(ch["url"].as_str().unwrap().ends_with("/l/spring-26?ch=poster-a"));
+    let (s, _) = api(
+        &app,
+        Method::POST,
+        "/api/v1/live-codes/spring-26/channels",
+        &token,
+        Some(json!({"key": "Bad Key", "name": "x"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, full) = api(&app, Method::GET, "/api/v1/live-codes/spring-26", &token, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(full["targets"].as_array().unwrap().len(), 1);
+    assert_eq!(full["channels"][0]["key"], "poster-a");
+    let (s, _) = api(&app, Method::DELETE, "/api/v1/live-codes/spring-26/channels/poster-a", &token, None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = api(&app, Method::DELETE, &format!("/api/v1/live-codes/spring-26/targets/{tid}"), &token, None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = api(&app, Method::DELETE, "/api/v1/live-codes/spring-26", &token, None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(app.count("live_codes").await, 0);
+    let audited: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action LIKE 'live_code.%'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(audited, 7);
+}
+
+#[tokio::test]
+async fn resolve_takes_nothing_and_scans_take_slots_exactly_like_qr_scans() {
+    use reqwest::Method;
+    let app = TestApp::spawn().await;
+    let token = app.token("operator", true, &[]).await;
+    let (_, targets) = live_code(&app, "integr", "fill", &[("first", 2), ("second", 1)]).await;
+    for _ in 0..3 {
+        let (s, r) = api(&app, Method::GET, "/api/v1/live-codes/integr/resolve", &token, None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(r["target"]["group_name"], "first");
+    }
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        let (s, r) = api(
+            &app,
+            Method::POST,
+            "/api/v1/live-codes/integr/scans",
+            &token,
+            Some(serde_json::json!({"visitor": "v1"})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{r}");
+        got.push(r["target"]["join_url"].as_str().unwrap_or(r["outcome"].as_str().unwrap()).to_string());
+    }
+    assert_eq!(
+        got,
+        vec!["https://qm.qq.com/q/first", "https://qm.qq.com/q/first", "https://qm.qq.com/q/second", "fallback"]
+    );
+    let (_, r) = api(&app, Method::GET, "/api/v1/live-codes/integr/resolve", &token, None).await;
+    assert_eq!(r["outcome"], "fallback");
+    // A QR scan now finds nothing left either.
+    assert_eq!(phone().get(app.url("/l/integr")).send().await.unwrap().status(), StatusCode::OK);
+    let viewer = app.token("viewer", true, &[]).await;
+    let (s, _) = api(&app, Method::POST, "/api/v1/live-codes/integr/scans", &viewer, None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    app.stop_keep().await;
+    assert_eq!((used(&app, targets[0]).await, used(&app, targets[1]).await), (2, 1));
+    let api_events: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM scan_events WHERE ua_class = 'api'").fetch_one(&app.db).await.unwrap();
+    assert_eq!(api_events, 4);
+}
