@@ -24,6 +24,16 @@ pub struct Config {
     pub auth: AuthConfig,
     pub http: HttpConfig,
     pub scan: ScanConfig,
+    pub alerts: AlertConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AlertConfig {
+    pub check_interval_ms: u64,
+    pub expiring_hours: i64,
+    pub nearly_full_percent: i64,
+    pub retry_delays_ms: Vec<u64>,
+    pub timeout_secs: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -94,6 +104,7 @@ impl fmt::Debug for Config {
             .field("auth", &self.auth)
             .field("http", &self.http)
             .field("scan", &self.scan)
+            .field("alerts", &self.alerts)
             .finish()
     }
 }

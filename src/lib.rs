@@ -1,6 +1,7 @@
 //! Shoal: a self-hosted group-operations service. `main.rs` only parses the command line; this
 //! library holds everything else so that tests can start the real application on port 0.
 
+pub mod alerts;
 pub mod api;
 pub mod auth;
 pub mod cli;
@@ -48,6 +49,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let grace = std::time::Duration::from_secs(state.config.http.shutdown_grace_secs);
     let session_cleanup = web::spawn_session_cleanup(state.db.clone());
+    let alert_checks = alerts::spawn(state.db.clone(), state.config.alerts.clone(), state.scan.fallback_seen.clone());
     let (db, scan) = (state.db.clone(), state.scan.clone());
     let app = web::router(state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -68,6 +70,7 @@ pub async fn run(
     }
     drop(stop_rx);
     session_cleanup.abort();
+    alert_checks.abort();
     // No request is running any more: give reserved slots back and write queued scan events.
     scan.shutdown(&db).await;
     Ok(())

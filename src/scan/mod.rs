@@ -56,6 +56,8 @@ pub enum Outcome {
 
 pub struct ScanRuntime {
     pub slots: slots::SlotPool,
+    /// Poked when a scan falls back, so the alert check runs at once.
+    pub fallback_seen: Arc<tokio::sync::Notify>,
     pub events: events::EventSink,
     cache: RwLock<HashMap<String, Arc<Cached>>>,
     ttl: Duration,
@@ -67,6 +69,7 @@ impl ScanRuntime {
         let tz = config.stats_timezone.parse().unwrap_or(chrono_tz::Asia::Shanghai);
         ScanRuntime {
             slots: slots::SlotPool::new(config.max_block),
+            fallback_seen: Arc::new(tokio::sync::Notify::new()),
             events: events::EventSink::start(db, tz),
             cache: RwLock::new(HashMap::new()),
             ttl: Duration::from_millis(config.cache_ttl_ms),

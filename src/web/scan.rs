@@ -196,6 +196,7 @@ async fn scan_inner(
         Outcome::Fallback => {
             rt.events.record(event("fallback", None, &visitor));
             metrics::counter!("scan_fallbacks_total").increment(1);
+            rt.fallback_seen.notify_one();
             fallback(&snap, tr)
         }
     };

@@ -30,6 +30,7 @@ pub fn router() -> Router<AppState> {
         .route("/settings/tokens", get(token_list).post(token_create))
         .route("/settings/tokens/{id}/revoke", post(token_revoke))
         .route("/settings/audit", get(audit_log))
+        .route("/settings/alerts", get(alerts_page).post(alerts_save))
 }
 
 // ---- own account ----
@@ -458,4 +459,96 @@ pub fn lang_name(l: Lang) -> &'static str {
         Lang::En => "English",
         Lang::ZhCn => "简体中文",
     }
+}
+
+// ---- alerts ----
+
+#[derive(sqlx::FromRow)]
+struct DeliveryRow {
+    at: chrono::DateTime<chrono::Utc>,
+    condition: String,
+    subject: String,
+    attempt: i32,
+    status_code: Option<i32>,
+    error: Option<String>,
+    succeeded: bool,
+}
+
+#[derive(sqlx::FromRow)]
+struct OpenAlert {
+    raised_at: chrono::DateTime<chrono::Utc>,
+    condition: String,
+    subject: String,
+}
+
+#[derive(Template)]
+#[template(path = "settings/alerts.html")]
+struct AlertsPage {
+    l: Layout,
+    webhook_url: String,
+    errors: FieldErrors,
+    open: Vec<OpenAlert>,
+    deliveries: Vec<DeliveryRow>,
+}
+
+async fn alerts_view(
+    state: &AppState,
+    ctx: &Ctx,
+    webhook_url: String,
+    errors: FieldErrors,
+    status: StatusCode,
+) -> AppResult<Response> {
+    let subject = "COALESCE(a.payload #>> '{live_code,name}', '') || COALESCE(' · ' || (a.payload #>> '{target,group_name}'), '')";
+    let open: Vec<OpenAlert> = sqlx::query_as(&format!(
+        "SELECT a.raised_at, a.condition, {subject} AS subject FROM alerts a WHERE a.cleared_at IS NULL ORDER BY a.raised_at DESC LIMIT 100"
+    ))
+    .fetch_all(&state.db)
+    .await?;
+    let deliveries: Vec<DeliveryRow> = sqlx::query_as(&format!(
+        "SELECT d.at, a.condition, {subject} AS subject, d.attempt, d.status_code, d.error, d.succeeded
+         FROM alert_deliveries d JOIN alerts a ON a.id = d.alert_id ORDER BY d.at DESC, d.id DESC LIMIT 200"
+    ))
+    .fetch_all(&state.db)
+    .await?;
+    let page = AlertsPage { l: ctx.layout("alerts.title", "settings").await?, webhook_url, errors, open, deliveries };
+    render(status, &page)
+}
+
+async fn alerts_page(State(state): State<AppState>, ctx: Ctx) -> AppResult<Response> {
+    ctx.principal.require_admin()?;
+    let url = crate::alerts::webhook_url(&state.db).await?.unwrap_or_default();
+    alerts_view(&state, &ctx, url, FieldErrors::new(), StatusCode::OK).await
+}
+
+#[derive(Deserialize)]
+struct AlertsForm {
+    #[serde(default)]
+    webhook_url: String,
+}
+
+async fn alerts_save(State(state): State<AppState>, ctx: Ctx, Form(f): Form<AlertsForm>) -> AppResult<Response> {
+    ctx.principal.require_admin()?;
+    let url = f.webhook_url.trim().to_string();
+    if !url.is_empty() && !crate::domain::group::valid_http_url(&url) {
+        let mut errors = FieldErrors::new();
+        errors.add("webhook_url", "error.url");
+        return alerts_view(&state, &ctx, f.webhook_url, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
+    }
+    let mut tx = state.db.begin().await?;
+    sqlx::query("UPDATE alert_settings SET webhook_url = $1, updated_at = now()")
+        .bind((!url.is_empty()).then_some(&url))
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut tx,
+        Actor::Principal(&ctx.principal),
+        "alerts.webhook",
+        "settings",
+        None,
+        serde_json::json!({"set": !url.is_empty()}),
+    )
+    .await?;
+    tx.commit().await?;
+    ctx.flash("success", "alerts.saved").await?;
+    Ok(redirect("/settings/alerts"))
 }

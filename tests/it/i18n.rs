@@ -46,6 +46,8 @@ fn used_keys() -> (BTreeSet<String>, BTreeSet<String>) {
             "operators",
             "tokens",
             "audit",
+            "alerts",
+            "scan",
         ]
         .contains(&head)
             && !s.ends_with(".html")

@@ -3,12 +3,14 @@
 
 mod harness;
 
+mod alerts;
 mod api;
 mod auth;
 mod browser;
 mod cli;
 mod groups;
 mod i18n;
+mod live_code_pages;
 mod live_codes;
 mod members;
 mod ops;
