@@ -548,3 +548,73 @@ async fn resolve_takes_nothing_and_scans_take_slots_exactly_like_qr_scans() {
         sqlx::query_scalar("SELECT count(*) FROM scan_events WHERE ua_class = 'api'").fetch_one(&app.db).await.unwrap();
     assert_eq!(api_events, 4);
 }
+
+#[tokio::test]
+async fn a_long_press_on_the_qr_page_is_counted_as_join_intent() {
+    let app = TestApp::spawn().await;
+    let g: i64 = sqlx::query_scalar(
+        "INSERT INTO groups (name, platform, capacity) VALUES ('WeChat 3', 'wechat', 200) RETURNING id",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    let img = shoal::domain::qr::validate(qr_png("https://weixin.qq.com/g/3"), 2 << 20).unwrap();
+    let mut conn = app.db.acquire().await.unwrap();
+    shoal::store::groups::put_qr(&mut conn, g, &img, None).await.unwrap();
+    drop(conn);
+    let code: i64 = sqlx::query_scalar("INSERT INTO live_codes (slug, name) VALUES ('press', 'P') RETURNING id")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let t: i64 = sqlx::query_scalar("INSERT INTO live_code_targets (live_code_id, group_id, position, scan_limit) VALUES ($1, $2, 1, 10) RETURNING id")
+        .bind(code)
+        .bind(g)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let c = phone_with_cookies();
+    let page = c.get(app.url("/l/press")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("touchstart") && page.contains("/l/press/press"), "the page reports long presses");
+    let r = c
+        .post(app.url("/l/press/press"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("t={t}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    // A press naming a target of another code is ignored.
+    c.post(app.url("/l/press/press")).body("t=999999").send().await.unwrap();
+    app.stop_keep().await;
+    let presses: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM scan_events WHERE outcome = 'long_press' AND target_id = $1")
+            .bind(t)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(presses, 1);
+    let visitors: i64 = sqlx::query_scalar("SELECT count(DISTINCT visitor) FROM scan_events WHERE live_code_id = $1")
+        .bind(code)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(visitors, 1, "the press carries the scanning visitor's id");
+}
+
+#[tokio::test]
+async fn the_preview_image_is_a_qr_code_of_the_permanent_link() {
+    let app = TestApp::spawn().await;
+    live_code(&app, "og-img", "fill", &[("x", 1)]).await;
+    let r = phone().get(app.url("/l/og-img/qr.png")).send().await.unwrap();
+    assert_eq!(r.headers()["content-type"], "image/png");
+    let img = image::load_from_memory(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(shoal::domain::qr::find_qr(&img).unwrap(), format!("http://{}/l/og-img", app.addr));
+}
+
+#[tokio::test]
+async fn the_redirect_status_is_configurable() {
+    let app = TestApp::spawn_with(|c| c.scan.redirect_status = 307).await;
+    live_code(&app, "temp", "fill", &[("x", 5)]).await;
+    let r = phone().get(app.url("/l/temp")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::TEMPORARY_REDIRECT);
+}
