@@ -45,7 +45,7 @@ CREATE TABLE live_code_targets (
     position     INTEGER NOT NULL,
     scan_limit   INTEGER NOT NULL CHECK (scan_limit >= 0),
     used         INTEGER NOT NULL DEFAULT 0 CHECK (used >= 0),
-    -- Bumped when an operator resets or changes the limit, so that blocks reserved before are
+    -- Bumped when an operator resets the counter, so that blocks reserved before the reset are
     -- not given back into the new count.
     generation   INTEGER NOT NULL DEFAULT 0,
     enabled      BOOLEAN NOT NULL DEFAULT TRUE,

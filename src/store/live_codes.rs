@@ -428,3 +428,27 @@ pub async fn stats(conn: &mut PgConnection, code_id: i64, from: NaiveDate, to: N
         unique_visitors,
     })
 }
+
+// ---- admin pages ----
+
+/// The live code, locked for the rest of the transaction, if the scope sees it: every change
+/// of a live code or its targets starts here, so concurrent changes of one code run in turn and
+/// the scope check holds until the commit.
+pub async fn lock(conn: &mut PgConnection, id: i64, scope: Option<&[i64]>) -> sqlx::Result<Option<LiveCodeRow>> {
+    sqlx::query_as(&format!("{SELECT} WHERE {SCOPE} AND c.id = $2 FOR UPDATE OF c"))
+        .bind(scope)
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Scans (routed to a target or to the fallback) per live code on one day of the counters.
+pub async fn scans_on(conn: &mut PgConnection, day: NaiveDate) -> sqlx::Result<Vec<(i64, i64)>> {
+    sqlx::query_as(
+        "SELECT live_code_id, sum(scans)::bigint FROM scan_daily
+         WHERE day = $1 AND outcome IN ('new', 'sticky', 'fallback') GROUP BY live_code_id",
+    )
+    .bind(day)
+    .fetch_all(conn)
+    .await
+}

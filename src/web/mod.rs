@@ -5,6 +5,7 @@ pub mod assets;
 pub mod ctx;
 pub mod dashboard;
 pub mod groups;
+pub mod live_codes;
 pub mod login;
 pub mod members;
 pub mod ops;
@@ -70,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .merge(login::router())
         .merge(dashboard::router())
         .merge(groups::router(&cfg))
+        .merge(live_codes::router(&cfg))
         .merge(members::router(&cfg))
         .merge(settings::router())
         .fallback(|| async { AppError::NotFound })

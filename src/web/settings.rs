@@ -542,7 +542,7 @@ async fn alerts_save(State(state): State<AppState>, ctx: Ctx, Form(f): Form<Aler
     audit::record(
         &mut tx,
         Actor::Principal(&ctx.principal),
-        "alerts.webhook",
+        "alert_settings.update",
         "settings",
         None,
         serde_json::json!({"set": !url.is_empty()}),
