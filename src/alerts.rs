@@ -59,7 +59,8 @@ pub async fn current(db: &PgPool, cfg: &AlertConfig) -> sqlx::Result<Vec<Conditi
                 });
             }
         }
-        if !mine.iter().any(|t| t.state().eligible(now)) {
+        // A code still being set up (no targets yet) is not "exhausted".
+        if !mine.is_empty() && !mine.iter().any(|t| t.state().eligible(now)) {
             out.push(Condition {
                 condition: "exhausted",
                 subject_kind: "live_code",
