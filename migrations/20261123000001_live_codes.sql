@@ -63,11 +63,13 @@ CREATE TABLE live_code_channels (
     UNIQUE (live_code_id, key)
 );
 
--- One row per scan, written in batches off the response path. `target_id` NULL = fallback.
+-- One row per scan, written in batches (COPY) off the response path. `target_id` NULL = fallback.
+-- Append-only and read rarely (statistics come from the tables below), so only a BRIN index on
+-- time: cheap to keep up at tens of thousands of rows a second.
 CREATE TABLE scan_events (
-    id           BIGSERIAL PRIMARY KEY,
+    id           BIGINT GENERATED ALWAYS AS IDENTITY (CACHE 1000),
     at           TIMESTAMPTZ NOT NULL,
-    live_code_id BIGINT NOT NULL REFERENCES live_codes (id) ON DELETE CASCADE,
+    live_code_id BIGINT NOT NULL,
     channel      TEXT NOT NULL DEFAULT '',
     target_id    BIGINT,
     group_id     BIGINT,
@@ -77,9 +79,9 @@ CREATE TABLE scan_events (
     ua_class     TEXT NOT NULL,
     ip_anon      TEXT NOT NULL
 );
-CREATE INDEX scan_events_code_at_idx ON scan_events (live_code_id, at);
+CREATE INDEX scan_events_at_brin ON scan_events USING BRIN (at);
 
--- Pre-aggregated daily counters (UTC days) that statistics pages read instead of scan_events.
+-- Pre-aggregated daily counters (days in scan.stats_timezone) that statistics pages read.
 CREATE TABLE scan_daily (
     live_code_id BIGINT NOT NULL REFERENCES live_codes (id) ON DELETE CASCADE,
     day          DATE NOT NULL,
@@ -90,13 +92,14 @@ CREATE TABLE scan_daily (
     PRIMARY KEY (live_code_id, day, channel, target_id, outcome)
 );
 
--- Unique visitors per live code and day (one row each), for unique counts without scanning events.
-CREATE TABLE scan_daily_visitors (
+-- Unique visitors per live code, day and channel as HyperLogLog registers (domain::hll):
+-- merged per batch, and over any date range at read time.
+CREATE TABLE scan_daily_uniques (
     live_code_id BIGINT NOT NULL REFERENCES live_codes (id) ON DELETE CASCADE,
     day          DATE NOT NULL,
     channel      TEXT NOT NULL DEFAULT '',
-    visitor      TEXT NOT NULL,
-    PRIMARY KEY (live_code_id, day, channel, visitor)
+    registers    BYTEA NOT NULL,
+    PRIMARY KEY (live_code_id, day, channel)
 );
 
 -- Operator alerts: one webhook URL for the installation, a record per condition so that each

@@ -625,7 +625,7 @@ async fn take_scan(
     }
     let outcome = state.scan.route(&state.db, &snap, now).await?;
     let target = match &outcome {
-        Outcome::Target { target, .. } => Some(target.clone()),
+        Outcome::Target { index, .. } => Some(snap.targets[*index].clone()),
         Outcome::Fallback => None,
     };
     let clean = |s: Option<String>, max: usize| {

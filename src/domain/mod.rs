@@ -3,6 +3,7 @@
 
 pub mod csv_import;
 pub mod group;
+pub mod hll;
 pub mod live_code;
 pub mod member;
 pub mod qr;

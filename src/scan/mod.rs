@@ -22,17 +22,19 @@ pub struct Snapshot {
     pub code: LiveCodeRow,
     pub targets: Vec<TargetRow>,
     pub channels: Vec<ChannelRow>,
+    /// `targets` as the routing rules see them, computed once per load.
+    pub states: Vec<TargetState>,
 }
 
 impl Snapshot {
     pub fn mode(&self) -> Mode {
         Mode::parse(&self.code.mode).unwrap_or(Mode::Fill)
     }
-    pub fn states(&self) -> Vec<TargetState> {
-        self.targets.iter().map(TargetRow::state).collect()
-    }
     pub fn target(&self, id: i64) -> Option<&TargetRow> {
         self.targets.iter().find(|t| t.id == id)
+    }
+    pub fn target_index(&self, id: i64) -> Option<usize> {
+        self.targets.iter().position(|t| t.id == id)
     }
     pub fn channel(&self, key: &str) -> Option<&ChannelRow> {
         self.channels.iter().find(|c| c.key == key)
@@ -46,9 +48,9 @@ struct Cached {
 
 /// Where a scan went.
 pub enum Outcome {
-    /// A target took the scan (`sticky`: a returning visitor, no slot used).
+    /// `snapshot.targets[index]` took the scan (`sticky`: a returning visitor, no slot used).
     Target {
-        target: TargetRow,
+        index: usize,
         sticky: bool,
     },
     Fallback,
@@ -117,16 +119,17 @@ impl ScanRuntime {
         let Some(code) = live_codes::by_slug(&mut conn, slug).await? else { return Ok(None) };
         let targets = live_codes::targets(&mut conn, code.id).await?;
         let channels = live_codes::channels(&mut conn, code.id).await?;
-        Ok(Some(Arc::new(Snapshot { code, targets, channels })))
+        let states = targets.iter().map(TargetRow::state).collect();
+        Ok(Some(Arc::new(Snapshot { code, targets, channels, states })))
     }
 
     /// Routes a new scan: tries the open targets in the mode's order and takes a slot from the
     /// first that has one.
     pub async fn route(&self, db: &PgPool, snap: &Snapshot, now: DateTime<Utc>) -> sqlx::Result<Outcome> {
-        let states = snap.states();
-        for i in try_order(snap.mode(), &states, now) {
+        let states = &snap.states;
+        for i in try_order(snap.mode(), states, now) {
             if self.slots.take(db, states[i].id).await? {
-                return Ok(Outcome::Target { target: snap.targets[i].clone(), sticky: false });
+                return Ok(Outcome::Target { index: i, sticky: false });
             }
         }
         Ok(Outcome::Fallback)
@@ -134,8 +137,8 @@ impl ScanRuntime {
 
     /// Which target the next scan would get, taking nothing.
     pub fn peek(&self, snap: &Snapshot, now: DateTime<Utc>) -> Option<TargetRow> {
-        let states = snap.states();
-        try_order(snap.mode(), &states, now)
+        let states = &snap.states;
+        try_order(snap.mode(), states, now)
             .into_iter()
             .find(|&i| states[i].used < states[i].scan_limit || self.slots.held(states[i].id) > 0)
             .map(|i| snap.targets[i].clone())

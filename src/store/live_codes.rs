@@ -145,6 +145,8 @@ pub async fn update(conn: &mut PgConnection, id: i64, s: &LiveCodeSpec) -> sqlx:
 }
 
 pub async fn delete(conn: &mut PgConnection, id: i64) -> sqlx::Result<bool> {
+    // scan_events has no foreign key (it is written by COPY at high rates): delete by hand.
+    sqlx::query("DELETE FROM scan_events WHERE live_code_id = $1").bind(id).execute(&mut *conn).await?;
     Ok(sqlx::query("DELETE FROM live_codes WHERE id = $1").bind(id).execute(conn).await?.rows_affected() == 1)
 }
 
@@ -408,14 +410,19 @@ pub async fn stats(conn: &mut PgConnection, code_id: i64, from: NaiveDate, to: N
     .bind(to)
     .fetch_all(&mut *conn)
     .await?;
-    let unique_visitors: i64 = sqlx::query_scalar(
-        "SELECT count(DISTINCT visitor) FROM scan_daily_visitors WHERE live_code_id = $1 AND day BETWEEN $2 AND $3",
+    let sketches: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT registers FROM scan_daily_uniques WHERE live_code_id = $1 AND day BETWEEN $2 AND $3",
     )
     .bind(code_id)
     .bind(from)
     .bind(to)
-    .fetch_one(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
+    let mut union = crate::domain::hll::Sketch::default();
+    for s in sketches {
+        union.merge(&crate::domain::hll::Sketch::from_bytes(&s));
+    }
+    let unique_visitors = union.estimate() as i64;
     let sum = |o: &str| daily.iter().filter(|d| d.outcome == o).map(|d| d.scans).sum::<i64>();
     Ok(Stats {
         long_presses: sum("long_press"),

@@ -32,6 +32,16 @@ pub fn router() -> Router<AppState> {
         .route("/l/{slug}/qr.png", get(code_qr))
 }
 
+/// 16 random bytes, URL-safe: a visitor id needs to be unique, not secret, so the thread-local
+/// generator does (no system call per scan).
+fn new_visitor_id() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut b = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut b);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
 fn sticky_cookie(code_id: i64) -> String {
     format!("shoal_lc{code_id}")
 }
@@ -163,7 +173,7 @@ async fn scan_inner(
 
     let known_visitor = cookie(headers, VISITOR_COOKIE)
         .filter(|v| v.len() == 22 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
-    let visitor = known_visitor.clone().unwrap_or_else(|| crate::auth::random_token(16));
+    let visitor = known_visitor.clone().unwrap_or_else(new_visitor_id);
     let ts = now.timestamp();
 
     // A returning visitor within the sticky window keeps their group, using no slot, as long
@@ -172,8 +182,8 @@ async fn scan_inner(
     if snap.code.sticky_days > 0 && known_visitor.is_some() {
         if let Some(value) = cookie(headers, &sticky_cookie(code_id)) {
             if let Some(tid) = rt.read_sticky(&state.db, code_id, &visitor, &value, snap.code.sticky_days, ts).await? {
-                if let Some(t) = snap.target(tid).filter(|t| t.state().open(now)) {
-                    outcome = Some(Outcome::Target { target: t.clone(), sticky: true });
+                if let Some(i) = snap.target_index(tid).filter(|&i| snap.states[i].open(now)) {
+                    outcome = Some(Outcome::Target { index: i, sticky: true });
                 }
             }
         }
@@ -184,7 +194,8 @@ async fn scan_inner(
     };
     let secure = state.config.session.secure;
     let mut resp = match &outcome {
-        Outcome::Target { target, sticky } => {
+        Outcome::Target { index, sticky } => {
+            let target = &snap.targets[*index];
             rt.events.record(event(if *sticky { "sticky" } else { "new" }, Some(target), &visitor));
             let mut r = serve_target(state, &snap, target, tr);
             if !*sticky && snap.code.sticky_days > 0 {
