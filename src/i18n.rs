@@ -63,6 +63,7 @@ pub const FILES: &[(&str, &str, &str)] = &[
     ("members", include_str!("../locales/en/members.toml"), include_str!("../locales/zh-CN/members.toml")),
     ("settings", include_str!("../locales/en/settings.toml"), include_str!("../locales/zh-CN/settings.toml")),
     ("scan", include_str!("../locales/en/scan.toml"), include_str!("../locales/zh-CN/scan.toml")),
+    ("checkins", include_str!("../locales/en/checkins.toml"), include_str!("../locales/zh-CN/checkins.toml")),
     ("live_codes", include_str!("../locales/en/live_codes.toml"), include_str!("../locales/zh-CN/live_codes.toml")),
 ];
 

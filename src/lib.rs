@@ -4,6 +4,7 @@
 pub mod alerts;
 pub mod api;
 pub mod auth;
+pub mod bridges;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -30,13 +31,14 @@ pub struct AppState {
     pub db: PgPool,
     pub config: Arc<Config>,
     pub scan: Arc<scan::ScanRuntime>,
+    pub bridge_errors: Arc<bridges::RecentErrors>,
 }
 
 impl AppState {
     /// Builds the state and starts its background writer; call inside a Tokio runtime.
     pub fn new(db: PgPool, config: Config) -> AppState {
         let scan = Arc::new(scan::ScanRuntime::start(db.clone(), &config.scan));
-        AppState { db, config: Arc::new(config), scan }
+        AppState { db, config: Arc::new(config), scan, bridge_errors: Arc::default() }
     }
 }
 

@@ -6,6 +6,7 @@ pub mod groups;
 pub mod live_codes;
 pub mod members;
 pub mod operators;
+pub mod points;
 pub mod tokens;
 
 /// Offset pagination for the admin UI.

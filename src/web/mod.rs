@@ -5,6 +5,7 @@ pub mod assets;
 pub mod ctx;
 pub mod dashboard;
 pub mod groups;
+pub mod hooks;
 pub mod live_codes;
 pub mod login;
 pub mod members;
@@ -83,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::router())
         .merge(assets::router())
         .merge(scan::router())
+        .merge(hooks::router())
         .merge(crate::api::router())
         .merge(admin)
         .layer(DefaultBodyLimit::max(cfg.http.max_body_bytes))

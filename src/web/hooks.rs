@@ -1,0 +1,83 @@
+//! Bridge webhooks: `POST /hooks/{kind}/{bridge_id}`. The signature is checked over the raw
+//! bytes before anything is parsed; a rejected delivery writes nothing.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+
+use crate::bridges;
+use crate::domain::bridge::{self, Kind, ParseError, Parsed};
+use crate::error::AppError;
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/hooks/{kind}/{bridge_id}", post(hook))
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn hook(
+    State(state): State<AppState>,
+    Path((kind, bridge_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Some(kind) = Kind::parse(&kind) else { return AppError::NotFound.into_response() };
+    let Ok(bridge_id) = bridge_id.parse::<i64>() else { return AppError::NotFound.into_response() };
+    let bridge = match state.db.acquire().await {
+        Ok(mut conn) => match bridges::get(&mut conn, bridge_id).await {
+            Ok(Some(b)) if b.kind() == kind => b,
+            Ok(_) => return AppError::NotFound.into_response(),
+            Err(e) => return AppError::from(e).into_response(),
+        },
+        Err(e) => return AppError::from(e).into_response(),
+    };
+    let reject = |status: u16, reason: &str, err: AppError| {
+        state.bridge_errors.push(bridge.id, status, reason);
+        err.into_response()
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return reject(413, "body over the size limit", AppError::PayloadTooLarge)
+        }
+        Err(e) => return reject(400, &e.body_text(), AppError::BadRequest(e.body_text())),
+    };
+    let now = chrono::Utc::now().timestamp();
+    let authentic = match kind {
+        Kind::OneBot11 => bridge::verify_onebot(&bridge.secret, header(&headers, "x-signature"), &body),
+        Kind::Telegram => bridge::verify_telegram(&bridge.secret, header(&headers, "x-telegram-bot-api-secret-token")),
+        Kind::Generic => bridge::verify_generic(
+            &bridge.secret,
+            header(&headers, "x-shoal-timestamp"),
+            header(&headers, "x-shoal-signature"),
+            &body,
+            now,
+        ),
+    };
+    if !authentic {
+        return reject(401, "missing or wrong signature", AppError::Unauthorized);
+    }
+    let parsed = match kind {
+        Kind::OneBot11 => bridge::parse_onebot(&body),
+        Kind::Telegram => bridge::parse_telegram(&body),
+        Kind::Generic => bridge::parse_generic(&body),
+    };
+    let delivery = match parsed {
+        Ok(Parsed::Events(d)) => d,
+        Ok(Parsed::Ignored(_)) => return StatusCode::NO_CONTENT.into_response(),
+        Err(ParseError::Malformed(m)) => return reject(400, &m, AppError::BadRequest(format!("malformed JSON: {m}"))),
+        Err(ParseError::Shape(m)) => return reject(422, &m.clone(), AppError::Unprocessable(m)),
+    };
+    match bridges::handle(&state.db, &bridge, &delivery).await {
+        Ok(Some(reply)) => (StatusCode::OK, Json(reply)).into_response(),
+        Ok(None) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => AppError::from(e).into_response(),
+    }
+}
