@@ -42,10 +42,11 @@ pub async fn get(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<Bridge
 
 /// Rejected deliveries, kept in memory per process for the bridge's status page: a rejected
 /// delivery must write nothing to the database (invariant 5).
+/// One rejected delivery: when, the status answered, why.
+pub type Rejection = (DateTime<Utc>, u16, String);
+
 #[derive(Default)]
-pub struct RecentErrors(
-    std::sync::Mutex<std::collections::HashMap<i64, std::collections::VecDeque<(DateTime<Utc>, u16, String)>>>,
-);
+pub struct RecentErrors(std::sync::Mutex<std::collections::HashMap<i64, std::collections::VecDeque<Rejection>>>);
 
 impl RecentErrors {
     pub fn push(&self, bridge_id: i64, status: u16, reason: &str) {
@@ -57,7 +58,7 @@ impl RecentErrors {
         metrics::counter!("bridge_rejections_total", "status" => status.to_string()).increment(1);
     }
 
-    pub fn list(&self, bridge_id: i64) -> Vec<(DateTime<Utc>, u16, String)> {
+    pub fn list(&self, bridge_id: i64) -> Vec<Rejection> {
         self.0.lock().ok().and_then(|m| m.get(&bridge_id).map(|q| q.iter().cloned().collect())).unwrap_or_default()
     }
 }
