@@ -182,7 +182,8 @@ async fn tampered_unsigned_truncated_and_mistyped_deliveries_are_refused_and_wri
     let mut tampered = body.clone();
     let pos = tampered.iter().position(|b| *b == b'1').unwrap();
     tampered[pos] = b'2';
-    let cases: Vec<(Vec<u8>, Vec<(&str, String)>, StatusCode)> = vec![
+    type Case<'a> = (Vec<u8>, Vec<(&'a str, String)>, StatusCode);
+    let cases: Vec<Case> = vec![
         (tampered, vec![("x-signature", sig.clone())], StatusCode::UNAUTHORIZED),
         (body.clone(), vec![], StatusCode::UNAUTHORIZED),
         (body.clone(), vec![("x-signature", "sha1=".to_string() + &"0".repeat(40))], StatusCode::UNAUTHORIZED),
