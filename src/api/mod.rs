@@ -4,6 +4,7 @@
 pub mod groups;
 pub mod live_codes;
 pub mod members;
+pub mod points;
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header;
@@ -24,9 +25,10 @@ use crate::AppState;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Shoal API", description = "Groups and members of a Shoal installation. Authenticate with `Authorization: Bearer <token>` (tokens are created by admins under Settings → API tokens). Errors are `application/problem+json` (RFC 9457)."),
+    paths(crate::web::hooks::generic_webhook_doc),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    components(schemas(ProblemDoc, FieldProblemDoc))
+    components(schemas(ProblemDoc, FieldProblemDoc, crate::domain::bridge::GenericEvent))
 )]
 struct ApiDoc;
 
@@ -66,6 +68,7 @@ fn open_api_router() -> OpenApiRouter<AppState> {
         .merge(groups::router())
         .merge(members::router())
         .merge(live_codes::router())
+        .merge(points::router())
 }
 
 /// The OpenAPI document of every `/api` route.

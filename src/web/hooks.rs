@@ -81,3 +81,16 @@ async fn hook(
         Err(e) => AppError::from(e).into_response(),
     }
 }
+
+/// The generic bridge webhook, for the OpenAPI document (the handler is `hook`).
+/// Sign as `X-Shoal-Timestamp: <unix seconds>` and
+/// `X-Shoal-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<raw body>")>`; requests more
+/// than 5 minutes off are refused. A repeated `event_id` changes nothing and gets the same reply.
+#[utoipa::path(post, path = "/hooks/generic/{bridge_id}", tag = "bridges", params(("bridge_id" = i64, Path)),
+    request_body = crate::domain::bridge::GenericEvent,
+    params(("X-Shoal-Timestamp" = String, Header, description = "unix seconds"), ("X-Shoal-Signature" = String, Header, description = "v1=<hex HMAC-SHA256>")),
+    security(()),
+    responses((status = 200, description = "a reply to post in the chat: {\"reply\": \"…\"}"), (status = 204, description = "processed, nothing to say"),
+        (status = 400, body = crate::api::ProblemDoc), (status = 401, body = crate::api::ProblemDoc), (status = 413, body = crate::api::ProblemDoc),
+        (status = 422, body = crate::api::ProblemDoc)))]
+pub async fn generic_webhook_doc() {}

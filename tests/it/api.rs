@@ -884,6 +884,8 @@ async fn the_openapi_document_lists_exactly_the_api_routes() {
         ("/api/v1/live-codes/{slug}/channels/{key}".to_string(), set(&["delete"])),
         ("/api/v1/live-codes/{slug}/resolve".to_string(), set(&["get"])),
         ("/api/v1/live-codes/{slug}/scans".to_string(), set(&["post"])),
+        ("/api/v1/members/{id}/points".to_string(), set(&["get", "post"])),
+        ("/hooks/generic/{bridge_id}".to_string(), set(&["post"])),
     ]);
     assert_eq!(paths, expected);
 

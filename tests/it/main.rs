@@ -15,4 +15,5 @@ mod live_code_pages;
 mod live_codes;
 mod members;
 mod ops;
+mod points;
 mod settings;
