@@ -110,11 +110,16 @@ pub async fn handle(db: &sqlx::PgPool, bridge: &BridgeRow, d: &Delivery) -> sqlx
         .bind(if reply.is_some() { 200 } else { 204 })
         .execute(&mut *tx)
         .await?;
-    sqlx::query("UPDATE bridges SET last_event_at = now(), self_id = COALESCE(self_id, $2) WHERE id = $1")
-        .bind(bridge.id)
-        .bind(&d.self_id)
-        .execute(&mut *tx)
-        .await?;
+    // One row shared by every delivery of this bridge: touch it at most once a second so that
+    // concurrent deliveries do not queue behind its lock.
+    sqlx::query(
+        "UPDATE bridges SET last_event_at = now(), self_id = COALESCE(self_id, $2)
+         WHERE id = $1 AND (last_event_at IS NULL OR last_event_at < now() - interval '1 second' OR (self_id IS NULL AND $2 IS NOT NULL))",
+    )
+    .bind(bridge.id)
+    .bind(&d.self_id)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     metrics::counter!("bridge_events_total", "kind" => bridge.kind.clone(), "result" => "processed").increment(1);
     Ok(reply)
