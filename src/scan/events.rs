@@ -1,5 +1,5 @@
 //! Scan events, recorded off the response path: handlers push into a bounded channel and one
-//! writer task copies them to `scan_events` in batches (every 500 ms, or sooner when 20 000 are
+//! writer task copies them to `scan_events` in batches (every 200 ms, or sooner when 20 000 are
 //! waiting), updating the daily counters in the same transaction. On shutdown the writer drains
 //! the channel before it stops. A hard crash loses at most the events not yet written.
 
@@ -63,7 +63,7 @@ impl EventSink {
 }
 
 async fn write_loop(db: PgPool, tz: chrono_tz::Tz, mut rx: mpsc::Receiver<ScanEvent>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut buf: Vec<ScanEvent> = Vec::with_capacity(BATCH);
     loop {
         let stopping = tokio::select! {
