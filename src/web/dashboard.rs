@@ -1,4 +1,4 @@
-//! The dashboard, and the sections that later issues fill in (shown as what is coming).
+//! The dashboard: overview counts and what needs an operator's attention.
 
 use askama::Template;
 use axum::extract::State;
@@ -15,10 +15,7 @@ use crate::store::live_codes::{self, LiveCodeRow, TargetRow};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/", get(dashboard))
-        .route("/bridges", get(|c: Ctx| coming(c, "bridges")))
-        .route("/points", get(|c: Ctx| coming(c, "points")))
+    Router::new().route("/", get(dashboard))
 }
 
 #[derive(Template)]
@@ -119,18 +116,5 @@ async fn dashboard(State(state): State<AppState>, ctx: Ctx) -> AppResult<Respons
         lc,
         can_write: ctx.principal.can_write(),
     };
-    render(StatusCode::OK, &page)
-}
-
-#[derive(Template)]
-#[template(path = "coming.html")]
-struct ComingPage {
-    l: Layout,
-    section: &'static str,
-}
-
-async fn coming(ctx: Ctx, section: &'static str) -> AppResult<Response> {
-    let nav_key = format!("nav.{section}");
-    let page = ComingPage { l: ctx.layout(&nav_key, section).await?, section };
     render(StatusCode::OK, &page)
 }

@@ -1,4 +1,5 @@
-//! Member pages: list, detail, manual add and edit, memberships, CSV import and export.
+//! Member pages: list, detail (with activity, check-ins and points), manual add and edit,
+//! memberships, CSV import and export.
 
 use askama::Template;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
@@ -226,14 +227,33 @@ struct DetailPage {
     groups: Vec<(i64, String)>,
     roles: [&'static str; 3],
     can_write: bool,
+    activity: super::checkins::Activity,
+    checkins: Vec<super::checkins::MemberCheckin>,
+    points: super::points::MemberPoints,
 }
 
 async fn detail(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> AppResult<Response> {
-    let m = load(&state, &ctx, id).await?;
+    detail_page(&state, &ctx, id, None, StatusCode::OK).await
+}
+
+/// The member page; `adjust` brings back a refused points adjustment with its messages.
+pub(super) async fn detail_page(
+    state: &AppState,
+    ctx: &Ctx,
+    id: i64,
+    adjust: Option<super::points::AdjustRetry>,
+    status: StatusCode,
+) -> AppResult<Response> {
+    let m = load(state, ctx, id).await?;
     let scope = ctx.scope();
     let mut conn = state.db.acquire().await?;
     let memberships = members::memberships(&mut conn, id, scope.as_deref()).await?;
     let groups = crate::store::groups::names(&mut conn, scope.as_deref()).await?;
+    let tz: chrono_tz::Tz = state.config.scan.stats_timezone.parse().unwrap_or(chrono_tz::Asia::Shanghai);
+    let today = chrono::Utc::now().with_timezone(&tz).date_naive();
+    let activity = super::checkins::member_activity(&mut conn, id, scope.as_deref(), today).await?;
+    let checkins = super::checkins::member_checkins(&mut conn, id, scope.as_deref()).await?;
+    let points = super::points::member_points(&mut conn, &ctx.tr, id, adjust).await?;
     drop(conn);
     let page = DetailPage {
         l: ctx.layout_titled(m.display_name.clone(), "members").await?,
@@ -242,8 +262,11 @@ async fn detail(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) ->
         groups,
         roles: ROLES,
         can_write: ctx.principal.can_write(),
+        activity,
+        checkins,
+        points,
     };
-    render(StatusCode::OK, &page)
+    render(status, &page)
 }
 
 async fn edit_form(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> AppResult<Response> {

@@ -2,6 +2,8 @@
 //! around it (sessions and CSRF for the admin UI, body limits, timeouts, tracing, metrics).
 
 pub mod assets;
+pub mod bridges;
+pub mod checkins;
 pub mod ctx;
 pub mod dashboard;
 pub mod groups;
@@ -10,6 +12,7 @@ pub mod live_codes;
 pub mod login;
 pub mod members;
 pub mod ops;
+pub mod points;
 pub mod scan;
 pub mod settings;
 pub mod upload;
@@ -74,6 +77,9 @@ pub fn router(state: AppState) -> Router {
         .merge(groups::router(&cfg))
         .merge(live_codes::router(&cfg))
         .merge(members::router(&cfg))
+        .merge(bridges::router())
+        .merge(checkins::router())
+        .merge(points::router())
         .merge(settings::router())
         .fallback(|| async { AppError::NotFound })
         .layer(middleware::from_fn_with_state(state.clone(), csrf::guard))

@@ -48,6 +48,13 @@ fn used_keys() -> (BTreeSet<String>, BTreeSet<String>) {
             "audit",
             "alerts",
             "scan",
+            "live_codes",
+            "bridges",
+            "checkin",
+            "checkin_rules",
+            "checkins",
+            "points",
+            "activity",
         ]
         .contains(&head)
             && !s.ends_with(".html")

@@ -6,6 +6,7 @@ mod harness;
 mod alerts;
 mod api;
 mod auth;
+mod bridge_pages;
 mod bridges;
 mod browser;
 mod cli;

@@ -1,0 +1,597 @@
+//! Bridge pages (admins only): the list, a new bridge whose generated secret is shown once with
+//! the webhook URL and setup steps, secret rotation (shown once again), and a status page with
+//! counts, recent deliveries, this process's rejections and the chats no group claims yet, each
+//! of which can be linked to a group or become one.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use sqlx::PgConnection;
+
+use super::ctx::{Ctx, Layout};
+use super::{redirect, render};
+use crate::bridges::Rejection;
+use crate::domain::bridge::Kind;
+use crate::domain::group::valid_http_url;
+use crate::domain::{optional_text, required_text, Platform};
+use crate::error::{AppError, AppResult, FieldErrors};
+use crate::store::audit::{self, Actor};
+use crate::AppState;
+
+/// Deliveries listed on the status page.
+const RECENT_EVENTS: i64 = 50;
+/// Unlinked chats listed on the status page.
+const MAX_CHATS: i64 = 200;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/bridges", get(list))
+        .route("/bridges/new", get(new_form).post(create))
+        .route("/bridges/{id}", get(detail))
+        .route("/bridges/{id}/rotate", post(rotate))
+        .route("/bridges/{id}/chats/link", post(link_chat))
+        .route("/bridges/{id}/chats/create-group", post(create_group))
+}
+
+pub const KINDS: [Kind; 3] = [Kind::OneBot11, Kind::Telegram, Kind::Generic];
+
+/// The platform a bridge of `kind` reports unless the operator says otherwise.
+fn default_platform(kind: Kind) -> Option<Platform> {
+    match kind {
+        Kind::OneBot11 => Some(Platform::Qq),
+        Kind::Telegram => Some(Platform::Telegram),
+        Kind::Generic => None,
+    }
+}
+
+/// Where a bridge delivers its events.
+fn webhook_url(state: &AppState, kind: &str, id: i64) -> String {
+    format!("{}/hooks/{kind}/{id}", state.config.public_base())
+}
+
+/// A bridge as the pages show it: never its secret or access token.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct BridgeView {
+    id: i64,
+    kind: String,
+    platform: String,
+    name: String,
+    api_base_url: Option<String>,
+    has_access_token: bool,
+    self_id: Option<String>,
+    created_at: DateTime<Utc>,
+    last_event_at: Option<DateTime<Utc>>,
+}
+
+async fn view(conn: &mut PgConnection, id: i64) -> AppResult<BridgeView> {
+    sqlx::query_as(
+        "SELECT id, kind, platform, name, api_base_url, access_token IS NOT NULL AS has_access_token, self_id,
+                created_at, last_event_at
+         FROM bridges WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or(AppError::NotFound)
+}
+
+// ---------------------------------------------------------------- list
+
+#[derive(sqlx::FromRow)]
+struct ListRow {
+    id: i64,
+    kind: String,
+    name: String,
+    platform: String,
+    last_event_at: Option<DateTime<Utc>>,
+    events_24h: i64,
+    unlinked: i64,
+}
+
+#[derive(Template)]
+#[template(path = "bridges/list.html")]
+struct ListPage {
+    l: Layout,
+    rows: Vec<ListRow>,
+}
+
+async fn list(State(state): State<AppState>, ctx: Ctx) -> AppResult<Response> {
+    ctx.principal.require_admin()?;
+    let mut conn = state.db.acquire().await?;
+    let rows: Vec<ListRow> = sqlx::query_as(
+        "SELECT b.id, b.kind, b.name, b.platform, b.last_event_at,
+                (SELECT count(*) FROM bridge_events e
+                  WHERE e.bridge_id = b.id AND e.received_at > now() - interval '24 hours') AS events_24h,
+                (SELECT count(*) FROM unlinked_chats u WHERE u.bridge_id = b.id) AS unlinked
+         FROM bridges b ORDER BY b.name, b.id",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    drop(conn);
+    let page = ListPage { l: ctx.layout("bridges.title", "bridges").await?, rows };
+    render(StatusCode::OK, &page)
+}
+
+// ---------------------------------------------------------------- create
+
+/// The new-bridge form as typed.
+#[derive(Deserialize, Default, Clone, Debug)]
+#[serde(default)]
+struct BridgeRaw {
+    kind: String,
+    name: String,
+    platform: String,
+    api_base_url: String,
+    access_token: String,
+}
+
+#[derive(Debug, PartialEq)]
+struct BridgeSpec {
+    kind: Kind,
+    name: String,
+    platform: Platform,
+    api_base_url: Option<String>,
+    access_token: Option<String>,
+}
+
+impl BridgeRaw {
+    fn parse(&self) -> Result<BridgeSpec, FieldErrors> {
+        let mut e = FieldErrors::new();
+        let kind = Kind::parse(self.kind.trim());
+        if kind.is_none() {
+            e.add("kind", "error.choice");
+        }
+        let name = required_text(&self.name, 120, "name", &mut e);
+        let platform = match self.platform.trim() {
+            "" => match kind.map(default_platform) {
+                Some(Some(p)) => Some(p),
+                // A generic bridge can report any platform: the operator says which.
+                Some(None) => {
+                    e.add("platform", "bridges.error.platform_required");
+                    None
+                }
+                None => None,
+            },
+            p => {
+                let p = Platform::parse(p);
+                if p.is_none() {
+                    e.add("platform", "error.choice");
+                }
+                p
+            }
+        };
+        let url = optional_text(&self.api_base_url, 500, "api_base_url", &mut e);
+        if !url.is_empty() && !valid_http_url(&url) {
+            e.add("api_base_url", "error.url");
+        }
+        let token = optional_text(&self.access_token, 500, "access_token", &mut e);
+        match (kind, platform) {
+            (Some(kind), Some(platform)) if e.is_empty() => Ok(BridgeSpec {
+                kind,
+                name,
+                platform,
+                api_base_url: Some(url).filter(|u| !u.is_empty()),
+                access_token: Some(token).filter(|t| !t.is_empty()),
+            }),
+            _ => Err(e),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "bridges/form.html")]
+struct FormPage {
+    l: Layout,
+    raw: BridgeRaw,
+    errors: FieldErrors,
+    kinds: [Kind; 3],
+    platforms: [Platform; 6],
+}
+
+async fn form_page(ctx: &Ctx, raw: BridgeRaw, errors: FieldErrors, status: StatusCode) -> AppResult<Response> {
+    let page = FormPage {
+        l: ctx.layout("bridges.new", "bridges").await?,
+        raw,
+        errors,
+        kinds: KINDS,
+        platforms: Platform::ALL,
+    };
+    render(status, &page)
+}
+
+async fn new_form(ctx: Ctx) -> AppResult<Response> {
+    ctx.principal.require_admin()?;
+    let raw = BridgeRaw { kind: Kind::OneBot11.as_str().into(), ..BridgeRaw::default() };
+    form_page(&ctx, raw, FieldErrors::new(), StatusCode::OK).await
+}
+
+/// The one page that shows a bridge's secret: right after it was made.
+#[derive(Template)]
+#[template(path = "bridges/secret.html")]
+struct SecretPage {
+    l: Layout,
+    b: BridgeView,
+    webhook: String,
+    secret: String,
+    rotated: bool,
+}
+
+async fn secret_page(
+    state: &AppState,
+    ctx: &Ctx,
+    id: i64,
+    secret: String,
+    rotated: bool,
+    status: StatusCode,
+) -> AppResult<Response> {
+    let mut conn = state.db.acquire().await?;
+    let b = view(&mut conn, id).await?;
+    drop(conn);
+    let title = if rotated { "bridges.rotated_title" } else { "bridges.created_title" };
+    let page = SecretPage {
+        l: ctx.layout_titled(format!("{} · {}", ctx.tr.t(title), b.name), "bridges").await?,
+        webhook: webhook_url(state, &b.kind, b.id),
+        b,
+        secret,
+        rotated,
+    };
+    render(status, &page)
+}
+
+async fn create(State(state): State<AppState>, ctx: Ctx, Form(raw): Form<BridgeRaw>) -> AppResult<Response> {
+    ctx.principal.require_admin()?;
+    let spec = match raw.parse() {
+        Ok(s) => s,
+        Err(errors) => return form_page(&ctx, raw, errors, StatusCode::UNPROCESSABLE_ENTITY).await,
+    };
+    let secret = crate::auth::random_token(24);
+    let mut tx = state.db.begin().await?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO bridges (kind, platform, name, secret, api_base_url, access_token)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+    )
+    .bind(spec.kind.as_str())
+    .bind(spec.platform.as_str())
+    .bind(&spec.name)
+    .bind(&secret)
+    .bind(&spec.api_base_url)
+    .bind(&spec.access_token)
+    .fetch_one(&mut *tx)
+    .await?;
+    audit::record(
+        &mut tx,
+        Actor::Principal(&ctx.principal),
+        "bridge.create",
+        "bridge",
+        Some(id.to_string()),
+        serde_json::json!({
+            "kind": spec.kind.as_str(), "platform": spec.platform.as_str(), "name": spec.name,
+            "api_base_url": spec.api_base_url, "access_token_set": spec.access_token.is_some(),
+        }),
+    )
+    .await?;
+    tx.commit().await?;
+    secret_page(&state, &ctx, id, secret, false, StatusCode::CREATED).await
+}
+
+async fn rotate(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> AppResult<Response> {
+    ctx.principal.require_admin()?;
+    let secret = crate::auth::random_token(24);
+    let mut tx = state.db.begin().await?;
+    let updated = sqlx::query("UPDATE bridges SET secret = $2 WHERE id = $1")
+        .bind(id)
+        .bind(&secret)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if updated == 0 {
+        return Err(AppError::NotFound);
+    }
+    audit::record(
+        &mut tx,
+        Actor::Principal(&ctx.principal),
+        "bridge.rotate_secret",
+        "bridge",
+        Some(id.to_string()),
+        serde_json::json!({}),
+    )
+    .await?;
+    tx.commit().await?;
+    secret_page(&state, &ctx, id, secret, true, StatusCode::OK).await
+}
+
+// ---------------------------------------------------------------- status page
+
+#[derive(sqlx::FromRow)]
+struct KindCount {
+    kind: String,
+    last_day: i64,
+    last_month: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    kind: String,
+    chat_id: Option<String>,
+    user_id: Option<String>,
+    status: i32,
+    received_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ChatRow {
+    chat_id: String,
+    title: String,
+    events: i64,
+    first_seen: DateTime<Utc>,
+    last_seen: DateTime<Utc>,
+}
+
+#[derive(Template)]
+#[template(path = "bridges/detail.html")]
+struct DetailPage {
+    l: Layout,
+    b: BridgeView,
+    webhook: String,
+    counts: Vec<KindCount>,
+    total_day: i64,
+    total_month: i64,
+    events: Vec<EventRow>,
+    rejections: Vec<Rejection>,
+    chats: Vec<ChatRow>,
+    /// Groups a chat can be linked to: the bridge's platform, no chat id yet, not archived.
+    candidates: Vec<(i64, String)>,
+}
+
+async fn detail(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> AppResult<Response> {
+    ctx.principal.require_admin()?;
+    let mut conn = state.db.acquire().await?;
+    let b = view(&mut conn, id).await?;
+    let counts: Vec<KindCount> = sqlx::query_as(
+        "SELECT kind, count(*) FILTER (WHERE received_at > now() - interval '24 hours') AS last_day,
+                count(*) AS last_month
+         FROM bridge_events WHERE bridge_id = $1 AND received_at > now() - interval '30 days'
+         GROUP BY kind ORDER BY kind",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let events: Vec<EventRow> = sqlx::query_as(
+        "SELECT kind, chat_id, user_id, status, received_at FROM bridge_events
+         WHERE bridge_id = $1 ORDER BY received_at DESC, id DESC LIMIT $2",
+    )
+    .bind(id)
+    .bind(RECENT_EVENTS)
+    .fetch_all(&mut *conn)
+    .await?;
+    let chats: Vec<ChatRow> = sqlx::query_as(
+        "SELECT chat_id, title, events, first_seen, last_seen FROM unlinked_chats
+         WHERE bridge_id = $1 ORDER BY last_seen DESC, chat_id LIMIT $2",
+    )
+    .bind(id)
+    .bind(MAX_CHATS)
+    .fetch_all(&mut *conn)
+    .await?;
+    let candidates: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT id, name FROM groups
+         WHERE platform = $1 AND external_chat_id IS NULL AND status <> 'archived'
+           AND ($2::bigint[] IS NULL OR id = ANY($2))
+         ORDER BY name, id",
+    )
+    .bind(&b.platform)
+    .bind(ctx.scope())
+    .fetch_all(&mut *conn)
+    .await?;
+    drop(conn);
+    let page = DetailPage {
+        l: ctx.layout_titled(b.name.clone(), "bridges").await?,
+        webhook: webhook_url(&state, &b.kind, b.id),
+        total_day: counts.iter().map(|c| c.last_day).sum(),
+        total_month: counts.iter().map(|c| c.last_month).sum(),
+        counts,
+        events,
+        rejections: state.bridge_errors.list(id),
+        chats,
+        candidates,
+        b,
+    };
+    render(StatusCode::OK, &page)
+}
+
+// ---------------------------------------------------------------- unlinked chats
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ChatForm {
+    chat_id: String,
+    group_id: String,
+}
+
+fn is_chat_conflict(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation() && db.constraint() == Some("groups_external_chat_key"))
+}
+
+/// Ends a chat action that changed nothing: a flash error and back to the status page.
+async fn refuse(ctx: &Ctx, bridge_id: i64, key: &str) -> AppResult<Response> {
+    ctx.flash("error", key).await?;
+    Ok(redirect(&format!("/bridges/{bridge_id}#chats")))
+}
+
+/// The bridge's platform and the unlinked chat's title, the chat row locked; `None` when the
+/// chat is no longer unlinked.
+async fn lock_chat(conn: &mut PgConnection, bridge_id: i64, chat_id: &str) -> AppResult<Option<(String, String)>> {
+    let platform: String = sqlx::query_scalar("SELECT platform FROM bridges WHERE id = $1")
+        .bind(bridge_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let title: Option<String> =
+        sqlx::query_scalar("SELECT title FROM unlinked_chats WHERE bridge_id = $1 AND chat_id = $2 FOR UPDATE")
+            .bind(bridge_id)
+            .bind(chat_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(title.map(|t| (platform, t)))
+}
+
+async fn forget_chat(conn: &mut PgConnection, bridge_id: i64, chat_id: &str) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM unlinked_chats WHERE bridge_id = $1 AND chat_id = $2")
+        .bind(bridge_id)
+        .bind(chat_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+async fn link_chat(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+    Form(f): Form<ChatForm>,
+) -> AppResult<Response> {
+    ctx.principal.require_admin()?;
+    let Ok(group_id) = f.group_id.trim().parse::<i64>() else {
+        return refuse(&ctx, id, "bridges.error.choose_group").await;
+    };
+    ctx.principal.require_group(group_id)?;
+    let mut tx = state.db.begin().await?;
+    let Some((platform, title)) = lock_chat(&mut tx, id, &f.chat_id).await? else {
+        drop(tx);
+        return refuse(&ctx, id, "bridges.error.chat_gone").await;
+    };
+    let linked = sqlx::query(
+        "UPDATE groups SET external_chat_id = $3, updated_at = now()
+         WHERE id = $1 AND platform = $2 AND external_chat_id IS NULL AND status <> 'archived'",
+    )
+    .bind(group_id)
+    .bind(&platform)
+    .bind(&f.chat_id)
+    .execute(&mut *tx)
+    .await;
+    match linked {
+        Ok(r) if r.rows_affected() == 1 => {}
+        Ok(_) => {
+            drop(tx);
+            return refuse(&ctx, id, "bridges.error.group_unavailable").await;
+        }
+        Err(e) if is_chat_conflict(&e) => {
+            drop(tx);
+            return refuse(&ctx, id, "bridges.error.chat_taken").await;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    forget_chat(&mut tx, id, &f.chat_id).await?;
+    audit::record(
+        &mut tx,
+        Actor::Principal(&ctx.principal),
+        "bridge.link_chat",
+        "group",
+        Some(group_id.to_string()),
+        serde_json::json!({"bridge_id": id, "chat_id": f.chat_id, "title": title}),
+    )
+    .await?;
+    tx.commit().await?;
+    ctx.flash("success", "bridges.chat_linked").await?;
+    Ok(redirect(&format!("/bridges/{id}#chats")))
+}
+
+/// A group name from a chat: its title, else its id; at most 120 characters.
+fn group_name(title: &str, chat_id: &str) -> String {
+    let t = title.trim();
+    let name = if t.is_empty() { chat_id.trim() } else { t };
+    name.chars().take(120).collect()
+}
+
+async fn create_group(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+    Form(f): Form<ChatForm>,
+) -> AppResult<Response> {
+    ctx.principal.require_admin()?;
+    let mut tx = state.db.begin().await?;
+    let Some((platform, title)) = lock_chat(&mut tx, id, &f.chat_id).await? else {
+        drop(tx);
+        return refuse(&ctx, id, "bridges.error.chat_gone").await;
+    };
+    let platform = Platform::parse(&platform).unwrap_or(Platform::Other);
+    let name = group_name(&title, &f.chat_id);
+    let capacity = platform.default_capacity();
+    let inserted: Result<i64, sqlx::Error> = sqlx::query_scalar(
+        "INSERT INTO groups (name, platform, capacity, external_chat_id) VALUES ($1, $2, $3, $4) RETURNING id",
+    )
+    .bind(&name)
+    .bind(platform.as_str())
+    .bind(capacity)
+    .bind(&f.chat_id)
+    .fetch_one(&mut *tx)
+    .await;
+    let group_id = match inserted {
+        Ok(g) => g,
+        Err(e) if is_chat_conflict(&e) => {
+            drop(tx);
+            return refuse(&ctx, id, "bridges.error.chat_taken").await;
+        }
+        Err(e) => return Err(e.into()),
+    };
+    super::groups::grant_group(&mut tx, &ctx.principal, group_id).await?;
+    forget_chat(&mut tx, id, &f.chat_id).await?;
+    audit::record(
+        &mut tx,
+        Actor::Principal(&ctx.principal),
+        "group.create",
+        "group",
+        Some(group_id.to_string()),
+        serde_json::json!({
+            "name": name, "platform": platform.as_str(), "capacity": capacity,
+            "external_chat_id": f.chat_id, "bridge_id": id,
+        }),
+    )
+    .await?;
+    tx.commit().await?;
+    ctx.flash("success", "bridges.group_created").await?;
+    Ok(redirect(&format!("/groups/{group_id}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(kind: &str, platform: &str) -> BridgeRaw {
+        BridgeRaw { kind: kind.into(), name: "Bot".into(), platform: platform.into(), ..BridgeRaw::default() }
+    }
+
+    #[test]
+    fn the_platform_defaults_by_kind_and_generic_bridges_must_choose() {
+        assert_eq!(raw("onebot11", "").parse().unwrap().platform, Platform::Qq);
+        assert_eq!(raw("telegram", "").parse().unwrap().platform, Platform::Telegram);
+        assert!(raw("generic", "").parse().unwrap_err().has("platform"));
+        assert_eq!(raw("generic", "wechat").parse().unwrap().platform, Platform::Wechat);
+        assert!(raw("icq", "qq").parse().unwrap_err().has("kind"));
+        assert!(raw("generic", "myspace").parse().unwrap_err().has("platform"));
+    }
+
+    #[test]
+    fn the_api_url_must_be_http_and_blank_optionals_are_none() {
+        let ok = raw("onebot11", "").parse().unwrap();
+        assert_eq!((ok.api_base_url, ok.access_token), (None, None));
+        let bad = BridgeRaw { api_base_url: "ftp://x".into(), ..raw("onebot11", "") };
+        assert!(bad.parse().unwrap_err().has("api_base_url"));
+        let good = BridgeRaw { api_base_url: " http://127.0.0.1:3000 ".into(), ..raw("onebot11", "") };
+        assert_eq!(good.parse().unwrap().api_base_url.as_deref(), Some("http://127.0.0.1:3000"));
+        let nameless = BridgeRaw { name: "  ".into(), ..raw("telegram", "") };
+        assert!(nameless.parse().unwrap_err().has("name"));
+    }
+
+    #[test]
+    fn group_names_come_from_the_title_or_the_chat_id() {
+        assert_eq!(group_name(" Yoga ", "1"), "Yoga");
+        assert_eq!(group_name("", "-100123"), "-100123");
+        assert_eq!(group_name(&"长".repeat(200), "1").chars().count(), 120);
+    }
+}
