@@ -51,6 +51,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let grace = std::time::Duration::from_secs(state.config.http.shutdown_grace_secs);
     let session_cleanup = web::spawn_session_cleanup(state.db.clone());
+    let metrics_upkeep = telemetry::spawn_metrics_upkeep();
     let alert_checks = alerts::spawn(state.db.clone(), state.config.alerts.clone(), state.scan.fallback_seen.clone());
     let (db, scan) = (state.db.clone(), state.scan.clone());
     let app = web::router(state);
@@ -72,6 +73,7 @@ pub async fn run(
     }
     drop(stop_rx);
     session_cleanup.abort();
+    metrics_upkeep.abort();
     alert_checks.abort();
     // No request is running any more: give reserved slots back and write queued scan events.
     scan.shutdown(&db).await;

@@ -47,3 +47,15 @@ pub fn prometheus() -> &'static PrometheusHandle {
         handle
     })
 }
+
+/// Folds recorded histogram samples into their buckets every few seconds; without it they pile
+/// up in memory until the next scrape.
+pub fn spawn_metrics_upkeep() -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            prometheus().run_upkeep();
+        }
+    })
+}

@@ -158,21 +158,49 @@ const CRAWLERS: &[&str] = &[
     "preview",
 ];
 
+/// Every pattern the classification looks for, matched in one case-insensitive pass.
+const OTHERS: &[(&str, UaClass)] = &[
+    ("micromessenger", UaClass::Wechat),
+    (" qq/", UaClass::Qq),
+    ("mqqbrowser", UaClass::Qq),
+    ("mobile", UaClass::Mobile),
+    ("android", UaClass::Mobile),
+    ("iphone", UaClass::Mobile),
+    ("windows", UaClass::Desktop),
+    ("macintosh", UaClass::Desktop),
+    ("x11", UaClass::Desktop),
+];
+
+static MATCHER: std::sync::LazyLock<aho_corasick::AhoCorasick> = std::sync::LazyLock::new(|| {
+    aho_corasick::AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .build(CRAWLERS.iter().copied().chain(OTHERS.iter().map(|(p, _)| *p)))
+        .expect("static patterns")
+});
+
+/// The class of a User-Agent: crawler before WeChat before QQ before mobile before desktop.
 pub fn classify_user_agent(ua: &str) -> UaClass {
-    let ua = ua.to_ascii_lowercase();
-    if CRAWLERS.iter().any(|c| ua.contains(c)) || ua.ends_with("bot") {
-        UaClass::Crawler
-    } else if ua.contains("micromessenger") {
-        UaClass::Wechat
-    } else if ua.contains(" qq/") || ua.contains("mqqbrowser") {
-        UaClass::Qq
-    } else if ua.contains("mobile") || ua.contains("android") || ua.contains("iphone") {
-        UaClass::Mobile
-    } else if ua.contains("windows") || ua.contains("macintosh") || ua.contains("x11") {
-        UaClass::Desktop
-    } else {
-        UaClass::Other
+    let rank = |c: UaClass| match c {
+        UaClass::Crawler => 0,
+        UaClass::Wechat => 1,
+        UaClass::Qq => 2,
+        UaClass::Mobile => 3,
+        UaClass::Desktop => 4,
+        UaClass::Other => 5,
+    };
+    let mut best =
+        if ua.len() >= 3 && ua[ua.len() - 3..].eq_ignore_ascii_case("bot") { UaClass::Crawler } else { UaClass::Other };
+    for m in MATCHER.find_overlapping_iter(ua) {
+        let i = m.pattern().as_usize();
+        let class = if i < CRAWLERS.len() { UaClass::Crawler } else { OTHERS[i - CRAWLERS.len()].1 };
+        if rank(class) < rank(best) {
+            best = class;
+            if best == UaClass::Crawler {
+                break;
+            }
+        }
     }
+    best
 }
 
 /// An address with its host part dropped: IPv4 to /24, IPv6 to /48.

@@ -11,7 +11,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, watch};
 
-const CHANNEL_CAPACITY: usize = 200_000;
+const CHANNEL_CAPACITY: usize = 100_000;
 const BATCH: usize = 20_000;
 
 #[derive(Debug, Clone)]
@@ -75,13 +75,12 @@ async fn write_loop(db: PgPool, tz: chrono_tz::Tz, mut rx: mpsc::Receiver<ScanEv
         };
         while let Ok(e) = rx.try_recv() {
             buf.push(e);
-            if buf.len() >= 5 * BATCH {
+            if buf.len() >= 2 * BATCH {
                 break;
             }
         }
         if !buf.is_empty() {
-            write_with_retry(&db, tz, &buf).await;
-            buf.clear();
+            write_with_retry(&db, tz, std::mem::take(&mut buf)).await;
         }
         if stopping {
             // Drain what is left after the last requests finished.
@@ -89,28 +88,38 @@ async fn write_loop(db: PgPool, tz: chrono_tz::Tz, mut rx: mpsc::Receiver<ScanEv
                 buf.push(e);
             }
             if !buf.is_empty() {
-                write_with_retry(&db, tz, &buf).await;
+                write_with_retry(&db, tz, buf).await;
             }
             return;
         }
     }
 }
 
-async fn write_with_retry(db: &PgPool, tz: chrono_tz::Tz, events: &[ScanEvent]) {
+async fn write_with_retry(db: &PgPool, tz: chrono_tz::Tz, events: Vec<ScanEvent>) {
+    let n = events.len();
+    // Formatting the batch is CPU work: keep it off the request workers.
+    let prepared = match tokio::task::spawn_blocking(move || prepare(&events, tz)).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(events = n, error = %e, "preparing scan events failed; they are lost");
+            metrics::counter!("scan_events_dropped_total").increment(n as u64);
+            return;
+        }
+    };
     for attempt in 1..=5u32 {
-        match write(db, tz, events).await {
+        match write(db, &prepared).await {
             Ok(()) => {
-                metrics::counter!("scan_events_written_total").increment(events.len() as u64);
+                metrics::counter!("scan_events_written_total").increment(n as u64);
                 return;
             }
             Err(e) => {
-                tracing::warn!(attempt, events = events.len(), error = %e, "writing scan events failed");
+                tracing::warn!(attempt, events = n, error = %e, "writing scan events failed");
                 tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
             }
         }
     }
-    tracing::error!(events = events.len(), "scan events could not be written and are lost");
-    metrics::counter!("scan_events_dropped_total").increment(events.len() as u64);
+    tracing::error!(events = n, "scan events could not be written and are lost");
+    metrics::counter!("scan_events_dropped_total").increment(n as u64);
 }
 
 /// COPY text format: escape backslash, tab, newline and carriage return.
@@ -179,11 +188,7 @@ fn prepare(events: &[ScanEvent], tz: chrono_tz::Tz) -> Prepared {
     Prepared { copy: text.into_bytes(), daily, uniques }
 }
 
-async fn write(db: &PgPool, tz: chrono_tz::Tz, events: &[ScanEvent]) -> sqlx::Result<()> {
-    let owned = events.to_vec();
-    let p = tokio::task::spawn_blocking(move || prepare(&owned, tz))
-        .await
-        .map_err(|e| sqlx::Error::Protocol(format!("preparing scan events failed: {e}")))?;
+async fn write(db: &PgPool, p: &Prepared) -> sqlx::Result<()> {
     let mut tx = db.begin().await?;
     // Analytics: a database crash may lose the last moments of events (as a Shoal crash may);
     // not waiting for the WAL flush keeps the writer cheap.
@@ -193,7 +198,7 @@ async fn write(db: &PgPool, tz: chrono_tz::Tz, events: &[ScanEvent]) -> sqlx::Re
             "COPY scan_events (at, live_code_id, channel, target_id, group_id, outcome, visitor, ref, ua_class, ip_anon) FROM STDIN",
         )
         .await?;
-    copy.send(p.copy).await?;
+    copy.send(p.copy.as_slice()).await?;
     copy.finish().await?;
 
     let mut codes = Vec::new();
@@ -224,7 +229,7 @@ async fn write(db: &PgPool, tz: chrono_tz::Tz, events: &[ScanEvent]) -> sqlx::Re
     .execute(&mut *tx)
     .await?;
 
-    for ((code, day, ch), sketch) in p.uniques {
+    for ((code, day, ch), sketch) in &p.uniques {
         let inserted = sqlx::query(
             "INSERT INTO scan_daily_uniques (live_code_id, day, channel, registers) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
         )

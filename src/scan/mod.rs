@@ -63,7 +63,8 @@ pub struct ScanRuntime {
     pub events: events::EventSink,
     cache: RwLock<HashMap<String, Arc<Cached>>>,
     ttl: Duration,
-    key: tokio::sync::OnceCell<Vec<u8>>,
+    /// The cookie-signing HMAC with its key already absorbed (cloned per use).
+    key: tokio::sync::OnceCell<Hmac<Sha256>>,
 }
 
 impl ScanRuntime {
@@ -144,7 +145,7 @@ impl ScanRuntime {
             .map(|i| snap.targets[i].clone())
     }
 
-    async fn key(&self, db: &PgPool) -> sqlx::Result<&[u8]> {
+    async fn key(&self, db: &PgPool) -> sqlx::Result<&Hmac<Sha256>> {
         self.key
             .get_or_try_init(|| async {
                 let mut conn = db.acquire().await?;
@@ -153,14 +154,15 @@ impl ScanRuntime {
                     .bind(fresh.as_bytes())
                     .execute(&mut *conn)
                     .await?;
-                sqlx::query_scalar::<_, Vec<u8>>("SELECT value FROM app_secrets WHERE name = 'scan_cookie_key'").fetch_one(&mut *conn).await
+                let key: Vec<u8> =
+                    sqlx::query_scalar("SELECT value FROM app_secrets WHERE name = 'scan_cookie_key'").fetch_one(&mut *conn).await?;
+                Ok(<Hmac<Sha256> as Mac>::new_from_slice(&key).expect("HMAC takes any key length"))
             })
             .await
-            .map(|v| v.as_slice())
     }
 
-    fn sign(key: &[u8], msg: &str) -> String {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    fn sign(key: &Hmac<Sha256>, msg: &str) -> String {
+        let mut mac = key.clone();
         mac.update(msg.as_bytes());
         hex::encode(&mac.finalize().into_bytes()[..16])
     }

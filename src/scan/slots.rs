@@ -85,15 +85,27 @@ impl SlotPool {
             if e.exhausted_until.load(Ordering::Acquire) > self.now_ms() {
                 return Ok(false);
             }
-            let mut conn = db.acquire().await?;
-            let (granted, generation) = crate::store::live_codes::reserve(&mut conn, target_id, self.max_block).await?;
+            // The reservation runs in its own task: if this request is cancelled (the client
+            // went away) after the UPDATE committed, the granted slots still reach the pool
+            // instead of being lost.
+            let (db, entry, max_block, now) = (db.clone(), e.clone(), self.max_block, self.now_ms());
+            let granted = tokio::spawn(async move {
+                let mut conn = db.acquire().await?;
+                let (granted, generation) = crate::store::live_codes::reserve(&mut conn, target_id, max_block).await?;
+                if granted == 0 {
+                    entry.exhausted_until.store(now + EXHAUSTED_MS, Ordering::Release);
+                } else {
+                    entry.generation.store(generation, Ordering::Release);
+                    entry.remaining.fetch_add(granted, Ordering::AcqRel);
+                    metrics::counter!("scan_slot_reservations_total").increment(1);
+                }
+                Ok::<i64, sqlx::Error>(granted)
+            })
+            .await
+            .map_err(|e| sqlx::Error::Protocol(format!("slot reservation task failed: {e}")))??;
             if granted == 0 {
-                e.exhausted_until.store(self.now_ms() + EXHAUSTED_MS, Ordering::Release);
                 return Ok(false);
             }
-            e.generation.store(generation, Ordering::Release);
-            e.remaining.fetch_add(granted, Ordering::AcqRel);
-            metrics::counter!("scan_slot_reservations_total").increment(1);
         }
     }
 
