@@ -235,7 +235,7 @@ async fn write(db: &PgPool, p: &Prepared) -> sqlx::Result<()> {
         )
         .bind(code)
         .bind(day)
-        .bind(&ch)
+        .bind(ch)
         .bind(sketch.to_bytes())
         .execute(&mut *tx)
         .await?;
@@ -247,17 +247,17 @@ async fn write(db: &PgPool, p: &Prepared) -> sqlx::Result<()> {
         )
         .bind(code)
         .bind(day)
-        .bind(&ch)
+        .bind(ch)
         .fetch_one(&mut *tx)
         .await?;
         let mut merged = crate::domain::hll::Sketch::from_bytes(&stored);
-        merged.merge(&sketch);
+        merged.merge(sketch);
         sqlx::query(
             "UPDATE scan_daily_uniques SET registers = $4 WHERE live_code_id = $1 AND day = $2 AND channel = $3",
         )
         .bind(code)
         .bind(day)
-        .bind(&ch)
+        .bind(ch)
         .bind(merged.to_bytes())
         .execute(&mut *tx)
         .await?;
