@@ -194,6 +194,23 @@ fn raw_of(c: &LiveCodeRow) -> LiveCodeRaw {
     }
 }
 
+/// The end of every change: an audit row for the live code, the commit, and this process's cached
+/// snapshot dropped so that its next scan sees the change.
+async fn finish(
+    state: &AppState,
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    p: &crate::auth::Principal,
+    action: &str,
+    code_id: i64,
+    slug: &str,
+    details: serde_json::Value,
+) -> AppResult<()> {
+    audit::record(&mut tx, Actor::Principal(p), action, "live_code", Some(code_id.to_string()), details).await?;
+    tx.commit().await?;
+    state.scan.invalidate(slug);
+    Ok(())
+}
+
 fn slug_taken(e: sqlx::Error) -> AppError {
     on_unique(e, "live_codes_slug_key", "slug", "error.slug_taken")
 }
@@ -282,17 +299,7 @@ async fn delete_code(
     let mut tx = state.db.begin().await?;
     let c = load(&mut tx, &p, &slug).await?;
     store::delete(&mut tx, c.id).await?;
-    audit::record(
-        &mut tx,
-        Actor::Principal(&p),
-        "live_code.delete",
-        "live_code",
-        Some(c.id.to_string()),
-        serde_json::json!({"slug": c.slug}),
-    )
-    .await?;
-    tx.commit().await?;
-    state.scan.invalidate(&slug);
+    finish(&state, tx, &p, "live_code.delete", c.id, &slug, serde_json::json!({"slug": c.slug})).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -417,17 +424,7 @@ async fn remove_target(
     if !store::remove_target(&mut tx, c.id, id).await? {
         return Err(AppError::NotFound);
     }
-    audit::record(
-        &mut tx,
-        Actor::Principal(&p),
-        "live_code.target_remove",
-        "live_code",
-        Some(c.id.to_string()),
-        serde_json::json!({"target_id": id}),
-    )
-    .await?;
-    tx.commit().await?;
-    state.scan.invalidate(&slug);
+    finish(&state, tx, &p, "live_code.target_remove", c.id, &slug, serde_json::json!({"target_id": id})).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -461,17 +458,7 @@ async fn add_channel(
     store::add_channel(&mut tx, c.id, &key, &name)
         .await
         .map_err(|e| on_unique(e, "live_code_channels_live_code_id_key_key", "key", "error.channel_taken"))?;
-    audit::record(
-        &mut tx,
-        Actor::Principal(&p),
-        "live_code.channel_add",
-        "live_code",
-        Some(c.id.to_string()),
-        serde_json::json!({"key": key}),
-    )
-    .await?;
-    tx.commit().await?;
-    state.scan.invalidate(&slug);
+    finish(&state, tx, &p, "live_code.channel_add", c.id, &slug, serde_json::json!({"key": key})).await?;
     let url = format!("{}/l/{}?ch={key}", state.config.public_base(), c.slug);
     Ok((StatusCode::CREATED, Json(Channel { key, name, url })).into_response())
 }
@@ -489,17 +476,7 @@ async fn delete_channel(
     let c = load(&mut tx, &p, &slug).await?;
     let ch = store::channels(&mut tx, c.id).await?.into_iter().find(|ch| ch.key == key).ok_or(AppError::NotFound)?;
     store::delete_channel(&mut tx, c.id, ch.id).await?;
-    audit::record(
-        &mut tx,
-        Actor::Principal(&p),
-        "live_code.channel_delete",
-        "live_code",
-        Some(c.id.to_string()),
-        serde_json::json!({"key": key}),
-    )
-    .await?;
-    tx.commit().await?;
-    state.scan.invalidate(&slug);
+    finish(&state, tx, &p, "live_code.channel_delete", c.id, &slug, serde_json::json!({"key": key})).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
