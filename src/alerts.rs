@@ -8,15 +8,15 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
 use crate::config::AlertConfig;
-use crate::store::live_codes;
+use crate::store::live_codes::{self, LiveCodeRow, TargetRow};
 
-/// A condition that holds now.
+/// A condition that holds now, ready to raise.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Condition {
     pub condition: &'static str,
@@ -25,50 +25,93 @@ pub struct Condition {
     pub payload: serde_json::Value,
 }
 
-/// Every condition that holds now, across all live codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A target's group joins by QR image and the image expires within `expiring_hours`.
+    ExpiringSoon,
+    /// A target has used `nearly_full_percent` of its limit or more.
+    NearlyFull,
+    /// A live code whose next scan would go to the fallback.
+    Exhausted,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::ExpiringSoon => "expiring_soon",
+            Kind::NearlyFull => "nearly_full",
+            Kind::Exhausted => "exhausted",
+        }
+    }
+}
+
+/// One condition found among live codes: the dashboard lists these, alerts raise them.
+pub struct Finding<'a> {
+    pub kind: Kind,
+    pub code: &'a LiveCodeRow,
+    /// The target concerned (none for `Exhausted`).
+    pub target: Option<&'a TargetRow>,
+    /// How many targets the code has.
+    pub targets: usize,
+}
+
+/// Every condition that holds at `now` among `codes` and their `targets` (pure).
+pub fn findings<'a>(
+    codes: &'a [LiveCodeRow],
+    targets: &'a [TargetRow],
+    cfg: &AlertConfig,
+    now: DateTime<Utc>,
+) -> Vec<Finding<'a>> {
+    let soon = now + chrono::Duration::hours(cfg.expiring_hours);
+    let mut out = Vec::new();
+    for c in codes.iter().filter(|c| c.live(now)) {
+        let mine: Vec<&TargetRow> = targets.iter().filter(|t| t.live_code_id == c.id).collect();
+        for t in mine.iter().copied().filter(|t| t.enabled && t.group_status == "active") {
+            let finding = |kind| Finding { kind, code: c, target: Some(t), targets: mine.len() };
+            if t.join_url.is_none() && t.qr_expires_at.is_some_and(|at| at <= soon) {
+                out.push(finding(Kind::ExpiringSoon));
+            }
+            if t.scan_limit > 0 && (t.used as i64) * 100 >= cfg.nearly_full_percent * t.scan_limit as i64 {
+                out.push(finding(Kind::NearlyFull));
+            }
+        }
+        if !mine.iter().any(|t| t.state().eligible(now)) {
+            out.push(Finding { kind: Kind::Exhausted, code: c, target: None, targets: mine.len() });
+        }
+    }
+    out
+}
+
+/// Every condition to alert on now, across all live codes.
 pub async fn current(db: &PgPool, cfg: &AlertConfig) -> sqlx::Result<Vec<Condition>> {
     let mut conn = db.acquire().await?;
     let codes = live_codes::list(&mut conn, None).await?;
     let targets = live_codes::all_targets(&mut conn, None).await?;
     drop(conn);
-    let now = Utc::now();
-    let soon = now + chrono::Duration::hours(cfg.expiring_hours);
-    let mut out = Vec::new();
-    for c in codes.iter().filter(|c| c.live(now)) {
-        let mine: Vec<_> = targets.iter().filter(|t| t.live_code_id == c.id).collect();
-        let code = json!({"id": c.id, "slug": c.slug, "name": c.name});
-        for t in &mine {
-            let target = json!({"id": t.id, "group_id": t.group_id, "group_name": t.group_name, "used": t.used, "scan_limit": t.scan_limit});
-            let open = t.enabled && t.group_status == "active";
-            if let Some(at) = t.qr_expires_at.filter(|_| open && t.join_url.is_none()) {
-                if at <= soon {
-                    out.push(Condition {
-                        condition: "expiring_soon",
-                        subject_kind: "target",
-                        subject_id: t.id,
-                        payload: json!({"live_code": code, "target": target, "expires_at": at}),
-                    });
+    let out = findings(&codes, &targets, cfg, Utc::now())
+        .into_iter()
+        // A code still being set up (no targets yet) shows on the dashboard but alerts nobody.
+        .filter(|f| !(f.kind == Kind::Exhausted && f.targets == 0))
+        .map(|f| {
+            let code = json!({"id": f.code.id, "slug": f.code.slug, "name": f.code.name});
+            match f.target {
+                Some(t) => {
+                    let target = json!({"id": t.id, "group_id": t.group_id, "group_name": t.group_name, "used": t.used, "scan_limit": t.scan_limit});
+                    let mut payload = json!({"live_code": code, "target": target});
+                    if f.kind == Kind::ExpiringSoon {
+                        payload["expires_at"] = json!(t.qr_expires_at);
+                    }
+                    Condition { condition: f.kind.as_str(), subject_kind: "target", subject_id: t.id, payload }
                 }
+                None => Condition {
+                    condition: f.kind.as_str(),
+                    subject_kind: "live_code",
+                    subject_id: f.code.id,
+                    payload: json!({"live_code": code, "targets": f.targets}),
+                },
             }
-            if open && t.scan_limit > 0 && (t.used as i64) * 100 >= cfg.nearly_full_percent * t.scan_limit as i64 {
-                out.push(Condition {
-                    condition: "nearly_full",
-                    subject_kind: "target",
-                    subject_id: t.id,
-                    payload: json!({"live_code": code, "target": target}),
-                });
-            }
-        }
-        // A code still being set up (no targets yet) is not "exhausted".
-        if !mine.is_empty() && !mine.iter().any(|t| t.state().eligible(now)) {
-            out.push(Condition {
-                condition: "exhausted",
-                subject_kind: "live_code",
-                subject_id: c.id,
-                payload: json!({"live_code": code, "targets": mine.len()}),
-            });
-        }
-    }
+        })
+        .collect();
     Ok(out)
 }
 

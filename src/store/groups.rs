@@ -91,6 +91,26 @@ pub async fn get(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<GroupR
     sqlx::query_as(&format!("{SELECT} WHERE g.id = $1")).bind(id).fetch_optional(conn).await
 }
 
+/// Groups that need an operator: no way to join, or a QR image expired or expiring within
+/// `hours`; archived groups aside.
+pub async fn needing_attention(
+    conn: &mut PgConnection,
+    scope: Option<&[i64]>,
+    hours: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<GroupRow>> {
+    sqlx::query_as(&format!(
+        "{SELECT} WHERE ($1::bigint[] IS NULL OR g.id = ANY($1)) AND g.status <> 'archived'
+           AND ((g.join_url IS NULL AND q.group_id IS NULL) OR q.expires_at <= now() + make_interval(hours => $2::int))
+         ORDER BY q.expires_at NULLS FIRST, g.name LIMIT $3"
+    ))
+    .bind(scope)
+    .bind(hours as i32)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
 /// Id and name of every group in scope (for pickers), archived last.
 pub async fn names(conn: &mut PgConnection, scope: Option<&[i64]>) -> sqlx::Result<Vec<(i64, String)>> {
     sqlx::query_as(

@@ -9,6 +9,7 @@ use axum::Router;
 
 use super::ctx::{Ctx, Layout};
 use super::render;
+use crate::alerts::Kind;
 use crate::error::AppResult;
 use crate::store::groups::{self, GroupRow, Overview};
 use crate::store::live_codes::{self, LiveCodeRow, TargetRow};
@@ -55,36 +56,29 @@ impl LiveCodeAttention {
 async fn live_code_attention(
     conn: &mut sqlx::PgConnection,
     scope: Option<&[i64]>,
-    tz: &str,
+    state: &AppState,
 ) -> sqlx::Result<LiveCodeAttention> {
     let now = chrono::Utc::now();
-    let soon = now + chrono::Duration::hours(super::live_codes::EXPIRY_WARNING_HOURS);
+    let tz = &state.config.scan.stats_timezone;
     let codes = live_codes::list(&mut *conn, scope).await?;
     let targets = live_codes::all_targets(&mut *conn, scope).await?;
     let mut out = LiveCodeAttention::default();
-    for c in &codes {
-        let mine: Vec<&TargetRow> = targets.iter().filter(|t| t.live_code_id == c.id).collect();
-        let current = c.status == "active" && c.ends_at.is_none_or(|e| e > now);
-        if current && !mine.iter().any(|t| t.state().eligible(now)) {
-            out.no_target.push(c.clone());
-        }
-        for t in mine.into_iter().filter(|t| t.enabled) {
-            let alert = |expired| TargetAlert {
-                t: t.clone(),
-                code_name: c.name.clone(),
-                expired,
-                expires_local: t
-                    .state()
-                    .qr_expires_at
-                    .map(|at| crate::domain::group::local_input_value(at, tz).replace('T', " "))
-                    .unwrap_or_default(),
-            };
-            if let Some(at) = t.state().qr_expires_at.filter(|at| *at <= soon) {
-                out.expiring.push(alert(at <= now));
-            }
-            if t.scan_limit > 0 && t.used as i64 * 10 >= t.scan_limit as i64 * 9 {
-                out.nearly_full.push(alert(false));
-            }
+    // The same conditions the alerts raise, from the same function.
+    for f in crate::alerts::findings(&codes, &targets, &state.config.alerts, now) {
+        let alert = |t: &TargetRow| TargetAlert {
+            t: t.clone(),
+            code_name: f.code.name.clone(),
+            expired: t.qr_expires_at.is_some_and(|at| at <= now),
+            expires_local: t
+                .qr_expires_at
+                .map(|at| crate::domain::group::local_input_value(at, tz).replace('T', " "))
+                .unwrap_or_default(),
+        };
+        match (f.kind, f.target) {
+            (Kind::ExpiringSoon, Some(t)) => out.expiring.push(alert(t)),
+            (Kind::NearlyFull, Some(t)) => out.nearly_full.push(TargetAlert { expired: false, ..alert(t) }),
+            (Kind::Exhausted, _) => out.no_target.push(f.code.clone()),
+            _ => {}
         }
     }
     out.expiring.truncate(20);
@@ -98,16 +92,9 @@ async fn dashboard(State(state): State<AppState>, ctx: Ctx) -> AppResult<Respons
     let mut conn = state.db.acquire().await?;
     let o = groups::overview(&mut conn, scope.as_deref()).await?;
     let members = crate::store::members::count(&mut conn, scope.as_deref()).await?;
-    // Groups that need an operator: QR expiring within 48 h or expired, or no way to join.
-    let f = groups::Filter { scope, ..Default::default() };
-    let (all, _) = groups::list(&mut conn, &f, 1000, 0).await?;
-    let soon = chrono::Utc::now() + chrono::Duration::hours(48);
-    let attention: Vec<GroupRow> = all
-        .into_iter()
-        .filter(|g| !g.has_join_target() || g.qr_expires_at.is_some_and(|at| at <= soon))
-        .take(20)
-        .collect();
-    let lc = live_code_attention(&mut conn, ctx.scope().as_deref(), &state.config.scan.stats_timezone).await?;
+    let attention =
+        groups::needing_attention(&mut conn, scope.as_deref(), state.config.alerts.expiring_hours, 20).await?;
+    let lc = live_code_attention(&mut conn, scope.as_deref(), &state).await?;
     let page = DashboardPage {
         l: ctx.layout("nav.dashboard", "dashboard").await?,
         o,
