@@ -205,19 +205,8 @@ async fn update_group(
     p.require_write()?;
     let mut tx = state.db.begin().await?;
     let current = load(&mut tx, &p, id).await?;
-    let base = GroupRaw {
-        name: current.name.clone(),
-        platform: current.platform.clone(),
-        join_url: current.join_url.clone().unwrap_or_default(),
-        capacity: current.capacity.to_string(),
-        member_count: current.member_count.map(|n| n.to_string()).unwrap_or_default(),
-        timezone: current.timezone.clone(),
-        external_chat_id: current.external_chat_id.clone().unwrap_or_default(),
-        status: current.status.clone(),
-        tags: current.tags.join(","),
-        notes: current.notes.clone(),
-        qr_expires_at: String::new(),
-    };
+    // The QR expiry is only changed when the body names it.
+    let base = GroupRaw { qr_expires_at: String::new(), ..crate::web::groups::raw_of(&current) };
     let spec = body.overlay(base)?.parse().map_err(AppError::Validation)?;
     groups::update(&mut tx, id, &spec).await.map_err(external_chat_conflict)?;
     audit::record(&mut tx, Actor::Principal(&p), "group.update", "group", Some(id.to_string()), audit_details(&spec))

@@ -92,12 +92,6 @@ pub fn try_order(mode: Mode, targets: &[TargetState], now: DateTime<Utc>) -> Vec
     idx
 }
 
-/// Slots to reserve in one round trip: large while the target has plenty left, shrinking to one
-/// as it nears its limit, so that blocks parked in other processes stay small.
-pub fn block_size(remaining: i64, max_block: i64) -> i64 {
-    (remaining / 8).clamp(1, max_block.max(1)).min(remaining.max(0))
-}
-
 /// Who fetched a live-code link.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UaClass {
@@ -422,15 +416,6 @@ mod tests {
         let mut t = target(1, 1, 100, 0);
         t.joinable = false;
         assert!(!t.open(now));
-    }
-
-    #[test]
-    fn blocks_shrink_to_one_near_the_limit() {
-        assert_eq!(block_size(1_000_000, 1000), 1000);
-        assert_eq!(block_size(100, 1000), 12);
-        assert_eq!(block_size(7, 1000), 1);
-        assert_eq!(block_size(1, 1000), 1);
-        assert_eq!(block_size(0, 1000), 0);
     }
 
     #[test]

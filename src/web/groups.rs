@@ -276,7 +276,8 @@ async fn load(state: &AppState, ctx: &Ctx, id: i64) -> AppResult<GroupRow> {
     groups::get(&mut conn, id).await?.ok_or(AppError::NotFound)
 }
 
-fn raw_of(g: &GroupRow) -> GroupRaw {
+/// A stored group as the form shows it.
+pub fn raw_of(g: &GroupRow) -> GroupRaw {
     GroupRaw {
         name: g.name.clone(),
         platform: g.platform.clone(),

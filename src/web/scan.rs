@@ -244,11 +244,6 @@ fn fallback(snap: &Snapshot, tr: Tr) -> Response {
     page(StatusCode::OK, &p)
 }
 
-#[derive(Deserialize)]
-struct PressForm {
-    t: Option<i64>,
-}
-
 /// The long-press beacon from the QR page: counted as intent to join.
 async fn press(
     State(state): State<AppState>,
@@ -256,11 +251,12 @@ async fn press(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let f: PressForm = serde_urlencoded_lite(&body);
+    let target_id: Option<i64> =
+        form_urlencoded::parse(&body).find(|(k, _)| k == "t").and_then(|(_, v)| v.parse().ok());
     let Ok(Some(snap)) = state.scan.snapshot(&state.db, &slug).await else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let Some(target) = f.t.and_then(|t| snap.target(t)) else { return StatusCode::NO_CONTENT.into_response() };
+    let Some(target) = target_id.and_then(|t| snap.target(t)) else { return StatusCode::NO_CONTENT.into_response() };
     let visitor = cookie(&headers, VISITOR_COOKIE).unwrap_or_default();
     let ua = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
     state.scan.events.record(ScanEvent {
@@ -276,11 +272,6 @@ async fn press(
         ip_anon: String::new(),
     });
     StatusCode::NO_CONTENT.into_response()
-}
-
-fn serde_urlencoded_lite(body: &[u8]) -> PressForm {
-    let t = form_urlencoded::parse(body).find(|(k, _)| k == "t").and_then(|(_, v)| v.parse().ok());
-    PressForm { t }
 }
 
 /// The current QR image of a target's group (replaced in place: the URL carries its hash).

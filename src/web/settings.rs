@@ -14,7 +14,6 @@ use super::{redirect, render, Pager};
 use crate::auth::{password, random_token, token_hash, Role};
 use crate::domain::{check_password, parse_username, required_text};
 use crate::error::{on_unique, AppError, AppResult, FieldErrors};
-use crate::i18n::Lang;
 use crate::store::audit::{self, Actor, AuditRow};
 use crate::store::operators::{self, OperatorRow};
 use crate::store::tokens::{self, TokenRow};
@@ -451,14 +450,6 @@ async fn audit_log(State(state): State<AppState>, ctx: Ctx, Query(q): Query<Page
     drop(conn);
     let pager = Pager::new("/settings/audit", page.number, page.size, total, &[]);
     render(StatusCode::OK, &AuditPage { l: ctx.layout("audit.title", "settings").await?, rows, pager })
-}
-
-/// For templates: a language's display name.
-pub fn lang_name(l: Lang) -> &'static str {
-    match l {
-        Lang::En => "English",
-        Lang::ZhCn => "简体中文",
-    }
 }
 
 // ---- alerts ----
