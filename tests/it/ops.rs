@@ -99,7 +99,7 @@ async fn static_assets_are_vendored_and_cacheable() {
 }
 
 #[tokio::test]
-async fn graceful_stop_finishes_and_frees_the_port() {
+async fn a_graceful_stop_returns_and_frees_the_port() {
     let app = TestApp::spawn().await;
     let addr = app.addr;
     app.stop().await;
