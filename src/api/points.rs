@@ -121,7 +121,7 @@ async fn post_points(
     )
     .await?;
     match applied {
-        Applied::New(entry) => {
+        Applied::New { entry, balance } => {
             audit::record(
                 &mut tx,
                 Actor::Principal(&p),
@@ -131,7 +131,6 @@ async fn post_points(
                 serde_json::json!({"delta": body.delta, "kind": kind, "key": key}),
             )
             .await?;
-            let balance = points::balance(&mut tx, id).await?;
             tx.commit().await?;
             Ok((StatusCode::CREATED, Json(Applied2 { entry, balance, created: true })).into_response())
         }

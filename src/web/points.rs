@@ -262,7 +262,7 @@ async fn adjust(
     )
     .await?;
     match applied {
-        Applied::New(entry) => {
+        Applied::New { entry, .. } => {
             audit::record(
                 &mut tx,
                 Actor::Principal(&ctx.principal),
