@@ -59,6 +59,19 @@ pub struct DatabaseConfig {
     pub pg_bin_dir: String,
 }
 
+impl DatabaseConfig {
+    /// The pool size: `max_connections`, or for 0 four per CPU core (4 to 64).
+    pub fn pool_size(&self) -> u32 {
+        match self.max_connections {
+            0 => {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+                (cores * 4).clamp(4, 64)
+            }
+            n => n,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SessionConfig {
     pub secure: bool,
@@ -172,5 +185,14 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.log_format, LogFormat::Pretty);
         assert!(!c.session.secure);
+    }
+
+    #[test]
+    fn the_pool_defaults_to_four_connections_per_core_and_a_set_size_stands() {
+        let mut c = Config::defaults();
+        let cores = std::thread::available_parallelism().unwrap().get() as u32;
+        assert_eq!(c.database.pool_size(), (cores * 4).clamp(4, 64));
+        c.database.max_connections = 7;
+        assert_eq!(c.database.pool_size(), 7);
     }
 }

@@ -38,7 +38,7 @@ impl Database {
             (config.database.url.parse::<PgConnectOptions>()?, None)
         };
         let pool = PgPoolOptions::new()
-            .max_connections(config.database.max_connections)
+            .max_connections(config.database.pool_size())
             .acquire_timeout(Duration::from_secs(config.database.acquire_timeout_secs))
             .connect_with(opts)
             .await;
