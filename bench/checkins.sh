@@ -13,14 +13,16 @@
 #    for DURATION seconds: every request is a first check-in (dedupe row, member, membership,
 #    activity, check-in, ledger entry, balance) answered with a reply;
 # 4. checks that check-ins == 200 answers and balance == sum(ledger) for every member;
-# 5. runs `pgbench -c CLIENTS -j THREADS -T DURATION` (TPC-B, scale 10) on the same cluster;
+# 5. runs `pgbench -c CLIENTS -j THREADS -T DURATION` (TPC-B, scale 10) on the same cluster,
+#    logging each transaction for its p99 (both loads run after a warm-up and a CHECKPOINT);
 # 6. prints a Markdown report and appends it to bench/results/checkins-<date>.md.
 #
-# Knobs: DURATION (20), CLIENTS (16), THREADS (2), NGROUPS (100), REQUESTS (200000), SKIP_BUILD=1.
+# Knobs: DURATION (20), WARMUP (5), CLIENTS (16), THREADS (2), NGROUPS (100), REQUESTS (200000), SKIP_BUILD=1.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DURATION=${DURATION:-20}
+WARMUP=${WARMUP:-5}
 CLIENTS=${CLIENTS:-16}
 THREADS=${THREADS:-2}
 NGROUPS=${NGROUPS:-100}
@@ -78,12 +80,14 @@ psql_q "INSERT INTO groups (name, platform, capacity, external_chat_id)
         SELECT 'bench ' || i, 'qq', 2000, (900000 + i)::text FROM generate_series(1, $NGROUPS) i" >/dev/null
 log "bridge $BRIDGE, $NGROUPS groups; writing $REQUESTS signed deliveries"
 
-python3 - "$tmp/requests.txt" "$REQUESTS" "$NGROUPS" "$SECRET" <<'PY'
+python3 - "$tmp" "$REQUESTS" "$NGROUPS" "$SECRET" <<'PY'
 import hashlib, hmac, json, sys, time
-path, n, groups, secret = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4].encode()
+tmp, n, groups, secret = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4].encode()
 now = int(time.time())
-with open(path, "w") as f:
-    for i in range(n):
+# The warm-up's deliveries (other members) come after the measured ones' ids.
+for path, ids in ((tmp + "/requests.txt", range(n)), (tmp + "/warmup.txt", range(n, n + n // 4))):
+  with open(path, "w") as f:
+    for i in ids:
         body = json.dumps({"time": now, "self_id": 10001000, "post_type": "message", "message_type": "group",
             "sub_type": "normal", "message_id": 5_000_000 + i, "group_id": 900001 + i % groups,
             "user_id": 20_000_000 + i, "anonymous": None, "message": [{"type": "text", "data": {"text": "签到"}}],
@@ -94,7 +98,7 @@ with open(path, "w") as f:
 PY
 
 cat >"$tmp/post.lua" <<LUA
--- Each wrk thread replays its own slice of the pre-signed deliveries.
+-- Each wrk thread replays its own slice of the pre-signed deliveries in \$DELIVERIES.
 local counter = 0
 function setup(thread)
   thread:set("id", counter)
@@ -103,7 +107,7 @@ end
 local lines, i = {}, 0
 function init(args)
   local k = 0
-  for line in io.lines("$tmp/requests.txt") do
+  for line in io.lines(os.getenv("DELIVERIES")) do
     if k % $THREADS == id then table.insert(lines, line) end
     k = k + 1
   end
@@ -123,8 +127,14 @@ function done(summary, latency, requests)
 end
 LUA
 
+# Both loads run warm and start from a checkpoint: a few seconds of other members' check-ins
+# first (caches, prepared statements, WAL segments to recycle), as pgbench's initialisation
+# warms its tables.
+log "warm-up: ${WARMUP}s"
+DELIVERIES=$tmp/warmup.txt wrk -t"$THREADS" -c"$CLIENTS" -d"${WARMUP}s" -s "$tmp/post.lua" "http://$ADDR" >/dev/null 2>&1
+psql_q "CHECKPOINT" >/dev/null
 log "wrk: $CLIENTS connections, $THREADS threads, ${DURATION}s"
-wrk -t"$THREADS" -c"$CLIENTS" -d"${DURATION}s" --latency -s "$tmp/post.lua" "http://$ADDR" >"$tmp/wrk.txt" 2>&1
+DELIVERIES=$tmp/requests.txt wrk -t"$THREADS" -c"$CLIENTS" -d"${DURATION}s" --latency -s "$tmp/post.lua" "http://$ADDR" >"$tmp/wrk.txt" 2>&1
 grep -E '^(P50_US|P99_US|REQS|RPS|ERRORS) ' "$tmp/wrk.txt" >"$tmp/wrk.kv" || { cat "$tmp/wrk.txt" >&2; die "wrk failed"; }
 val() { awk -v k="$1" '$1 == k { print $2 }' "$tmp/wrk.kv"; }
 sleep 1
@@ -136,8 +146,11 @@ OK_ANSWERS=$(psql_q "SELECT count(*) FROM bridge_events WHERE status = 200")
 log "pgbench: initialising scale 10, then $CLIENTS clients for ${DURATION}s"
 psql_q "CREATE DATABASE pgbench" >/dev/null
 pgbench -q -i -s 10 -h "$PGSOCK" -U postgres pgbench >/dev/null 2>&1
+psql_q "CHECKPOINT" >/dev/null
 SYNC=$(DB=pgbench psql_q "SHOW synchronous_commit")
-pgbench -c "$CLIENTS" -j "$THREADS" -T "$DURATION" -h "$PGSOCK" -U postgres pgbench >"$tmp/pgbench.txt" 2>&1 || { cat "$tmp/pgbench.txt" >&2; die "pgbench failed"; }
+pgbench -c "$CLIENTS" -j "$THREADS" -T "$DURATION" -l --log-prefix="$tmp/pglog" -h "$PGSOCK" -U postgres pgbench >"$tmp/pgbench.txt" 2>&1 || { cat "$tmp/pgbench.txt" >&2; die "pgbench failed"; }
+# Per-transaction log: client, transaction, latency (µs), …
+PG_P99=$(cat "$tmp"/pglog* | awk '{ print $3 }' | sort -n | awk '{ v[NR] = $1 } END { printf "%.2f", v[int(NR * 0.99)] / 1000 }')
 PG_TPS=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$tmp/pgbench.txt" | head -n1)
 PG_LAT=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$tmp/pgbench.txt" | head -n1)
 
@@ -158,7 +171,7 @@ report=$(cat <<MD
 | load | per second | p50 | p99 |
 | --- | ---: | ---: | ---: |
 | Shoal check-ins | $RPS | $(awk -v v="$P50" 'BEGIN { printf "%.2f ms", v / 1000 }') | $(awk -v v="$P99" 'BEGIN { printf "%.2f ms", v / 1000 }') |
-| pgbench TPC-B | $PG_TPS | avg $PG_LAT ms | – |
+| pgbench TPC-B | $PG_TPS | avg $PG_LAT ms | $PG_P99 ms |
 
 | target | figure | verdict |
 | --- | --- | --- |
