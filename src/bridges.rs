@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
+use sqlx::types::Json;
 use sqlx::PgConnection;
 
 use crate::domain::bridge::{onebot_reply, telegram_reply, Delivery, Event, EventBody, Kind};
@@ -40,6 +41,67 @@ pub async fn get(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<Bridge
     .await
 }
 
+/// Bridge rows as webhooks need them, kept per process for up to [`BridgeCache::TTL`]: every
+/// delivery needs its bridge (kind, secret) before anything else, and at hundreds of deliveries
+/// a second that lookup was a round trip of its own. A change made in this process evicts the
+/// row at once; one made by another process is seen within the TTL.
+#[derive(Default)]
+pub struct BridgeCache(std::sync::Mutex<std::collections::HashMap<i64, CachedBridge>>);
+
+struct CachedBridge {
+    row: std::sync::Arc<BridgeRow>,
+    loaded: std::time::Instant,
+    /// When this process last refreshed the row's `last_event_at`.
+    touched: Option<std::time::Instant>,
+}
+
+impl BridgeCache {
+    pub const TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+    pub async fn get(&self, db: &sqlx::PgPool, id: i64) -> sqlx::Result<Option<std::sync::Arc<BridgeRow>>> {
+        if let Some(c) = self.0.lock().ok().and_then(|m| m.get(&id).map(|c| (c.loaded, c.row.clone()))) {
+            if c.0.elapsed() < Self::TTL {
+                return Ok(Some(c.1));
+            }
+        }
+        let mut conn = db.acquire().await?;
+        let Some(row) = get(&mut conn, id).await? else {
+            self.evict(id);
+            return Ok(None);
+        };
+        let row = std::sync::Arc::new(row);
+        if let Ok(mut m) = self.0.lock() {
+            let touched = m.get(&id).and_then(|c| c.touched);
+            m.insert(id, CachedBridge { row: row.clone(), loaded: std::time::Instant::now(), touched });
+        }
+        Ok(Some(row))
+    }
+
+    pub fn evict(&self, id: i64) {
+        if let Ok(mut m) = self.0.lock() {
+            m.remove(&id);
+        }
+    }
+
+    /// Whether this delivery should refresh the bridge's `last_event_at` (and `self_id`): at most
+    /// once a second per process, so that concurrent deliveries do not queue behind the one row
+    /// every delivery of the bridge shares.
+    fn should_touch(&self, bridge: &BridgeRow, self_id: Option<&str>) -> bool {
+        if bridge.self_id.is_none() && self_id.is_some() {
+            return true;
+        }
+        let Ok(mut m) = self.0.lock() else { return true };
+        match m.get_mut(&bridge.id) {
+            Some(c) if c.touched.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) => false,
+            Some(c) => {
+                c.touched = Some(std::time::Instant::now());
+                true
+            }
+            None => true,
+        }
+    }
+}
+
 /// Rejected deliveries, kept in memory per process for the bridge's status page: a rejected
 /// delivery must write nothing to the database (invariant 5).
 /// One rejected delivery: when, the status answered, why.
@@ -64,21 +126,36 @@ impl RecentErrors {
 }
 
 /// Handles one authenticated, parsed delivery in one transaction; returns the reply body.
-pub async fn handle(db: &sqlx::PgPool, bridge: &BridgeRow, d: &Delivery) -> sqlx::Result<Option<Value>> {
+pub async fn handle(
+    db: &sqlx::PgPool,
+    cache: &BridgeCache,
+    bridge: &BridgeRow,
+    d: &Delivery,
+) -> sqlx::Result<Option<Value>> {
     let mut tx = db.begin().await?;
     let first = d.events.first();
-    let inserted: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO bridge_events (bridge_id, dedupe_key, kind, chat_id, user_id, status) VALUES ($1, $2, $3, $4, $5, 0)
-         ON CONFLICT (bridge_id, dedupe_key) DO NOTHING RETURNING id",
-    )
-    .bind(bridge.id)
-    .bind(&d.dedupe_key)
-    .bind(d.kind)
-    .bind(first.map(|e| e.chat.id.clone()))
-    .bind(first.map(|e| e.user.id.clone()))
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(event_row) = inserted else {
+    // The dedupe row and, in the same round trip, the first event's group with its check-in
+    // rules (`to_jsonb(r)` is NULL when the group has none yet).
+    let (event_row, gid, timezone, rules): (Option<i64>, Option<i64>, Option<String>, Option<Json<RulesRow>>) =
+        sqlx::query_as(
+            "WITH event AS (
+                INSERT INTO bridge_events (bridge_id, dedupe_key, kind, chat_id, user_id, status) VALUES ($1, $2, $3, $4, $5, 0)
+                ON CONFLICT (bridge_id, dedupe_key) DO NOTHING RETURNING id
+             )
+             SELECT (SELECT id FROM event), g.id, g.timezone, to_jsonb(r)
+             FROM (VALUES (1)) AS one (x)
+             LEFT JOIN groups g ON g.platform = $6 AND g.external_chat_id = $4 AND g.status <> 'archived'
+             LEFT JOIN checkin_rules r ON r.group_id = g.id",
+        )
+        .bind(bridge.id)
+        .bind(&d.dedupe_key)
+        .bind(d.kind)
+        .bind(first.map(|e| e.chat.id.clone()))
+        .bind(first.map(|e| e.user.id.clone()))
+        .bind(&bridge.platform)
+        .fetch_one(&mut *tx)
+        .await?;
+    let Some(event_row) = event_row else {
         // A retry: the first delivery's reply, nothing else.
         let reply: Option<Value> =
             sqlx::query_scalar("SELECT reply FROM bridge_events WHERE bridge_id = $1 AND dedupe_key = $2")
@@ -90,44 +167,154 @@ pub async fn handle(db: &sqlx::PgPool, bridge: &BridgeRow, d: &Delivery) -> sqlx
         metrics::counter!("bridge_events_total", "kind" => bridge.kind.clone(), "result" => "duplicate").increment(1);
         return Ok(reply);
     };
-    let mut reply_text = None;
+    let mut known = first.map(|e| (e.chat.id.as_str(), gid.zip(timezone).map(|(id, tz)| (id, tz, rules))));
+    // A lone event's reply can be stored by the statement that writes the event (a check-in's is).
+    let sink = (d.events.len() == 1).then(|| ReplySink {
+        event_row,
+        envelope: envelope(bridge.kind(), d, ""),
+        text_path: text_path(bridge.kind()),
+    });
+    let mut reply = None;
     for e in &d.events {
-        if let Some(t) = process(&mut tx, bridge, e).await? {
-            reply_text = Some(t);
+        let group = match known.take_if(|(chat, _)| *chat == e.chat.id) {
+            Some((_, group)) => group,
+            None => find_group(&mut tx, &bridge.platform, &e.chat.id).await?,
+        };
+        if let Some(r) = process(&mut tx, bridge, e, group, sink.as_ref()).await? {
+            reply = Some(r);
         }
     }
-    let reply = reply_text.map(|t| match bridge.kind() {
-        Kind::OneBot11 => onebot_reply(&t),
-        Kind::Telegram => match &d.reply_to {
-            Some((chat, msg)) => telegram_reply(chat, msg, &t),
-            None => serde_json::json!({"method": "sendMessage", "text": t}),
-        },
-        Kind::Generic => serde_json::json!({"reply": t}),
-    });
-    sqlx::query("UPDATE bridge_events SET reply = $2, status = $3 WHERE id = $1")
-        .bind(event_row)
-        .bind(&reply)
-        .bind(if reply.is_some() { 200 } else { 204 })
-        .execute(&mut *tx)
-        .await?;
-    // One row shared by every delivery of this bridge: touch it at most once a second so that
-    // concurrent deliveries do not queue behind its lock.
-    sqlx::query(
+    let reply = match reply {
+        Some(Reply::Stored(body)) => Some(body),
+        other => {
+            let body = other.map(|r| match r {
+                Reply::Text(t) => envelope(bridge.kind(), d, &t),
+                Reply::Stored(body) => body,
+            });
+            sqlx::query("UPDATE bridge_events SET reply = $2, status = $3 WHERE id = $1")
+                .bind(event_row)
+                .bind(&body)
+                .bind(if body.is_some() { 200 } else { 204 })
+                .execute(&mut *tx)
+                .await?;
+            body
+        }
+    };
+    // One row shared by every delivery of this bridge: touch it at most once a second (per
+    // process here, across processes in the statement) so that concurrent deliveries do not
+    // queue behind its lock.
+    if cache.should_touch(bridge, d.self_id.as_deref()) {
+        sqlx::query(
         "UPDATE bridges SET last_event_at = now(), self_id = COALESCE(self_id, $2)
          WHERE id = $1 AND (last_event_at IS NULL OR last_event_at < now() - interval '1 second' OR (self_id IS NULL AND $2 IS NOT NULL))",
     )
-    .bind(bridge.id)
-    .bind(&d.self_id)
-    .execute(&mut *tx)
-    .await?;
+        .bind(bridge.id)
+        .bind(&d.self_id)
+        .execute(&mut *tx)
+        .await?;
+    }
     tx.commit().await?;
     metrics::counter!("bridge_events_total", "kind" => bridge.kind.clone(), "result" => "processed").increment(1);
     Ok(reply)
 }
 
-struct GroupRef {
-    id: i64,
-    timezone: String,
+/// Creates or refreshes the member behind an event; `$1` platform, `$2` external user id, `$3`
+/// display name, `$4` event time. A macro so that the check-in path can embed it in one
+/// statement with the membership and the day's activity.
+macro_rules! upsert_member {
+    () => {
+        "INSERT INTO members (platform, external_user_id, display_name, last_active_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (platform, external_user_id) DO UPDATE SET display_name = EXCLUDED.display_name,
+            last_active_at = GREATEST(members.last_active_at, EXCLUDED.last_active_at), updated_at = now()
+         RETURNING id"
+    };
+}
+
+/// The statement every group message runs: `$5` group, `$6` role, `$7` local day; the CTE `m`
+/// holds the member's id.
+macro_rules! message_ctes {
+    () => {
+        concat!(
+            "WITH m AS (",
+            upsert_member!(),
+            "), membership AS (
+                INSERT INTO memberships (member_id, group_id, role, joined_at) SELECT id, $5, $6, $4 FROM m
+                ON CONFLICT (member_id, group_id) WHERE left_at IS NULL DO UPDATE SET role = EXCLUDED.role
+                WHERE memberships.role IS DISTINCT FROM EXCLUDED.role
+             ), activity AS (
+                INSERT INTO member_daily_activity (member_id, group_id, day, messages) SELECT id, $5, $7, 1 FROM m
+                ON CONFLICT (member_id, group_id, day) DO UPDATE SET messages = member_daily_activity.messages + 1
+             )"
+        )
+    };
+}
+
+/// Appended to [`message_ctes`] for a check-in, with `$8` points per check-in, `$9`/`$10` the
+/// streak-bonus table (days, points), `$11` the reply template, and — when this event's reply is
+/// the delivery's — `$12` the delivery's `bridge_events` row, `$13` its reply body and `$14` the
+/// path of the text in it.
+///
+/// At most one check-in per member, group and local day (the unique index decides); the streak
+/// continues yesterday's; the points and any bonus for the streak reached are credited through
+/// the ledger ([`credit_ctes`]) with keys derived from the member, group and day; the template's
+/// placeholders are filled ({name} {streak} {total_days} {points} {balance} {rank_today}, in that
+/// order, as [`render`] does) and the reply stored. Counts come from the statement's snapshot,
+/// which does not hold the new row yet (hence the + 1s). Selects the member, the reply text and
+/// the stored reply body (NULLs when the member had already checked in today), and the streak of
+/// today's check-in as the snapshot has it.
+///
+/// [`credit_ctes`]: crate::store::points::credit_ctes
+macro_rules! checkin_ctes {
+    () => {
+        concat!(
+            "yesterday AS (
+                SELECT streak FROM checkins WHERE member_id = (SELECT id FROM m) AND group_id = $5 AND day = $7::date - 1
+             ), checkin AS (
+                INSERT INTO checkins (member_id, group_id, day, at, streak)
+                SELECT id, $5, $7, $4, COALESCE((SELECT streak + 1 FROM yesterday), 1) FROM m
+                ON CONFLICT (member_id, group_id, day) DO NOTHING RETURNING id, member_id, streak
+             ), credits (member_id, delta, kind, reference, idempotency_key, request_hash, operator_id, note) AS (
+                SELECT member_id, amount, kind, 'checkin:' || id,
+                       kind || ':' || member_id || ':' || $5::text || ':' || to_char($7::date, 'YYYY-MM-DD'),
+                       NULL::text, NULL::bigint, ''
+                FROM checkin, LATERAL (
+                    SELECT 'checkin' AS kind, $8::bigint AS amount
+                    UNION ALL
+                    SELECT 'streak_bonus', COALESCE(sum(b.points), 0)::bigint
+                    FROM unnest($9::int[], $10::int[]) AS b (day, points) WHERE b.day = checkin.streak
+                ) AS award
+                WHERE amount > 0
+             ), ",
+            crate::store::points::credit_ctes!(),
+            ", result AS (
+                SELECT m.id AS member,
+                       replace(replace(replace(replace(replace(replace($11::text,
+                           '{name}', $3::text),
+                           '{streak}', checkin.streak::text),
+                           '{total_days}', ((SELECT count(*) FROM checkins WHERE member_id = m.id AND group_id = $5) + 1)::text),
+                           '{points}', COALESCE((SELECT sum(delta) FROM entries), 0)::text),
+                           '{balance}', COALESCE((SELECT balance FROM account),
+                                                 (SELECT balance FROM points_accounts WHERE member_id = m.id), 0)::text),
+                           '{rank_today}', ((SELECT count(*) FROM checkins WHERE group_id = $5 AND day = $7 AND NOT makeup) + 1)::text)
+                       AS text,
+                       (SELECT streak FROM checkins WHERE member_id = m.id AND group_id = $5 AND day = $7) AS earlier
+                FROM m LEFT JOIN checkin ON TRUE
+             ), stored AS (
+                UPDATE bridge_events SET status = 200, reply = jsonb_set($13::jsonb, $14::text[], to_jsonb(result.text))
+                FROM result WHERE bridge_events.id = $12 AND result.text IS NOT NULL
+                RETURNING bridge_events.reply
+             )
+             SELECT member, text, (SELECT reply FROM stored), earlier FROM result"
+        )
+    };
+}
+
+fn display_name<'a>(user_id: &'a str, name: &'a str) -> &'a str {
+    if name.is_empty() {
+        user_id
+    } else {
+        name
+    }
 }
 
 async fn member_id(
@@ -137,30 +324,75 @@ async fn member_id(
     name: &str,
     at: DateTime<Utc>,
 ) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
-        "INSERT INTO members (platform, external_user_id, display_name, last_active_at) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (platform, external_user_id) DO UPDATE SET display_name = EXCLUDED.display_name,
-            last_active_at = GREATEST(members.last_active_at, EXCLUDED.last_active_at), updated_at = now()
-         RETURNING id",
+    sqlx::query_scalar(upsert_member!())
+        .bind(platform)
+        .bind(user_id)
+        .bind(display_name(user_id, name))
+        .bind(at)
+        .fetch_one(conn)
+        .await
+}
+
+/// What an event answers.
+enum Reply {
+    /// A text, to be wrapped in the bridge's reply body and stored.
+    Text(String),
+    /// The reply body, already stored with the delivery.
+    Stored(Value),
+}
+
+/// Where a statement may store the delivery's reply itself: the `bridge_events` row, the reply
+/// body with an empty text, and the path of the text in it.
+struct ReplySink {
+    event_row: i64,
+    envelope: Value,
+    text_path: &'static [&'static str],
+}
+
+/// The reply body a bridge expects, around `text`.
+fn envelope(kind: Kind, d: &Delivery, text: &str) -> Value {
+    match kind {
+        Kind::OneBot11 => onebot_reply(text),
+        Kind::Telegram => match &d.reply_to {
+            Some((chat, msg)) => telegram_reply(chat, msg, text),
+            None => serde_json::json!({"method": "sendMessage", "text": text}),
+        },
+        Kind::Generic => serde_json::json!({"reply": text}),
+    }
+}
+
+/// Where [`envelope`] puts the text.
+fn text_path(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::OneBot11 | Kind::Generic => &["reply"],
+        Kind::Telegram => &["text"],
+    }
+}
+
+/// A linked group: id, timezone, check-in rules (when it has its own).
+type GroupFound = Option<(i64, String, Option<Json<RulesRow>>)>;
+
+async fn find_group(conn: &mut PgConnection, platform: &str, chat: &str) -> sqlx::Result<GroupFound> {
+    sqlx::query_as(
+        "SELECT g.id, g.timezone, to_jsonb(r) FROM groups g LEFT JOIN checkin_rules r ON r.group_id = g.id
+         WHERE g.platform = $1 AND g.external_chat_id = $2 AND g.status <> 'archived'",
     )
     .bind(platform)
-    .bind(user_id)
-    .bind(if name.is_empty() { user_id } else { name })
-    .bind(at)
-    .fetch_one(conn)
+    .bind(chat)
+    .fetch_optional(conn)
     .await
 }
 
-/// One event; returns a reply text when the event asks for one (check-ins).
-async fn process(conn: &mut PgConnection, bridge: &BridgeRow, e: &Event) -> sqlx::Result<Option<String>> {
-    let group: Option<(i64, String)> = sqlx::query_as(
-        "SELECT id, timezone FROM groups WHERE platform = $1 AND external_chat_id = $2 AND status <> 'archived'",
-    )
-    .bind(&bridge.platform)
-    .bind(&e.chat.id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some((gid, timezone)) = group else {
+/// One event in the chat `group` (None: no group claims the chat yet); returns a reply text
+/// when the event asks for one (check-ins).
+async fn process(
+    conn: &mut PgConnection,
+    bridge: &BridgeRow,
+    e: &Event,
+    group: GroupFound,
+    sink: Option<&ReplySink>,
+) -> sqlx::Result<Option<Reply>> {
+    let Some((gid, timezone, rules)) = group else {
         sqlx::query(
             "INSERT INTO unlinked_chats (bridge_id, chat_id, title) VALUES ($1, $2, $3)
              ON CONFLICT (bridge_id, chat_id) DO UPDATE SET last_seen = now(), events = unlinked_chats.events + 1,
@@ -173,38 +405,59 @@ async fn process(conn: &mut PgConnection, bridge: &BridgeRow, e: &Event) -> sqlx
         .await?;
         return Ok(None);
     };
-    let group = GroupRef { id: gid, timezone };
-    let mid = member_id(conn, &bridge.platform, &e.user.id, &e.user.name, e.at).await?;
     match &e.body {
         EventBody::Message { text, force_checkin, .. } => {
-            sqlx::query(
-                "INSERT INTO memberships (member_id, group_id, role, joined_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (member_id, group_id) WHERE left_at IS NULL DO UPDATE SET role = EXCLUDED.role",
-            )
-            .bind(mid)
-            .bind(group.id)
-            .bind(e.user.role.unwrap_or("member"))
-            .bind(e.at)
-            .execute(&mut *conn)
-            .await?;
-            let rules = load_rules(conn, group.id, &group.timezone).await?;
+            let rules = rules_of(rules.map(|r| r.0), &timezone);
             let day = rules.day_of(e.at);
-            sqlx::query(
-                "INSERT INTO member_daily_activity (member_id, group_id, day, messages) VALUES ($1, $2, $3, 1)
-                 ON CONFLICT (member_id, group_id, day) DO UPDATE SET messages = member_daily_activity.messages + 1",
-            )
-            .bind(mid)
-            .bind(group.id)
-            .bind(day)
-            .execute(&mut *conn)
-            .await?;
-            match rules.intent(text, *force_checkin) {
-                Intent::CheckIn => check_in(conn, &rules, mid, &e.user.name, group.id, e.at).await.map(Some),
-                Intent::MakeUp => make_up(conn, &rules, mid, &e.user.name, group.id, e.at).await.map(Some),
+            let intent = rules.intent(text, *force_checkin);
+            // Member, open membership (its role refreshed only when it changed), the day's
+            // message count and, for a check-in, the check-in itself: one statement.
+            let checking_in = intent == Intent::CheckIn;
+            let query = if checking_in {
+                concat!(message_ctes!(), ", ", checkin_ctes!())
+            } else {
+                concat!(message_ctes!(), " SELECT id, NULL::text, NULL::jsonb, NULL::int FROM m")
+            };
+            let name = display_name(&e.user.id, &e.user.name);
+            let mut q = sqlx::query_as(query)
+                .bind(&bridge.platform)
+                .bind(&e.user.id)
+                .bind(name)
+                .bind(e.at)
+                .bind(gid)
+                .bind(e.user.role.unwrap_or("member"))
+                .bind(day);
+            if checking_in {
+                let (days, points): (Vec<i32>, Vec<i32>) =
+                    rules.streak_bonuses.iter().map(|b| (b.day, b.points)).unzip();
+                let template = if rules.reply_lang == Lang::En { &rules.reply_en } else { &rules.reply_zh };
+                q = q
+                    .bind(rules.points as i64)
+                    .bind(days)
+                    .bind(points)
+                    .bind(template)
+                    .bind(sink.map(|s| s.event_row))
+                    .bind(sink.map(|s| &s.envelope))
+                    .bind(sink.map(|s| s.text_path));
+            }
+            let (mid, text, stored, earlier): (i64, Option<String>, Option<Value>, Option<i32>) =
+                q.fetch_one(&mut *conn).await?;
+            match intent {
+                Intent::CheckIn => match (text, stored) {
+                    (_, Some(body)) => Ok(Some(Reply::Stored(body))),
+                    (Some(text), None) => Ok(Some(Reply::Text(text))),
+                    (None, _) => {
+                        already(conn, &rules, mid, name, gid, day, earlier).await.map(|t| Some(Reply::Text(t)))
+                    }
+                },
+                Intent::MakeUp => {
+                    make_up(conn, &rules, mid, &e.user.name, gid, e.at).await.map(|t| Some(Reply::Text(t)))
+                }
                 Intent::None => Ok(None),
             }
         }
         EventBody::Join { inviter, invite_link_name } => {
+            let mid = member_id(conn, &bridge.platform, &e.user.id, &e.user.name, e.at).await?;
             let inviter_id = match inviter {
                 Some(u) => Some(member_id(conn, &bridge.platform, &u.id, &u.name, e.at).await?),
                 None => None,
@@ -214,7 +467,7 @@ async fn process(conn: &mut PgConnection, bridge: &BridgeRow, e: &Event) -> sqlx
                  ON CONFLICT (member_id, group_id) WHERE left_at IS NULL DO NOTHING",
             )
             .bind(mid)
-            .bind(group.id)
+            .bind(gid)
             .bind(e.at)
             .bind(inviter_id)
             .bind(invite_link_name)
@@ -222,26 +475,27 @@ async fn process(conn: &mut PgConnection, bridge: &BridgeRow, e: &Event) -> sqlx
             .await?;
             if opened.rows_affected() == 1 {
                 sqlx::query("UPDATE groups SET member_count = member_count + 1, updated_at = now() WHERE id = $1 AND member_count IS NOT NULL")
-                    .bind(group.id)
+                    .bind(gid)
                     .execute(&mut *conn)
                     .await?;
             }
             Ok(None)
         }
         EventBody::Leave { reason } => {
+            let mid = member_id(conn, &bridge.platform, &e.user.id, &e.user.name, e.at).await?;
             let closed = sqlx::query(
                 "UPDATE memberships SET left_at = GREATEST($3, joined_at), left_reason = $4
                  WHERE member_id = $1 AND group_id = $2 AND left_at IS NULL",
             )
             .bind(mid)
-            .bind(group.id)
+            .bind(gid)
             .bind(e.at)
             .bind(reason.as_str())
             .execute(&mut *conn)
             .await?;
             if closed.rows_affected() == 1 {
                 sqlx::query("UPDATE groups SET member_count = GREATEST(member_count - 1, 0), updated_at = now() WHERE id = $1 AND member_count IS NOT NULL")
-                    .bind(group.id)
+                    .bind(gid)
                     .execute(&mut *conn)
                     .await?;
             }
@@ -250,7 +504,7 @@ async fn process(conn: &mut PgConnection, bridge: &BridgeRow, e: &Event) -> sqlx
     }
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, serde::Deserialize)]
 struct RulesRow {
     enabled: bool,
     keywords: Vec<String>,
@@ -269,7 +523,6 @@ struct RulesRow {
 
 /// The group's rules, or the defaults when it has none yet.
 pub async fn load_rules(conn: &mut PgConnection, group_id: i64, timezone: &str) -> sqlx::Result<Rules> {
-    let tz = timezone.parse().unwrap_or(chrono_tz::Asia::Shanghai);
     let row: Option<RulesRow> = sqlx::query_as(
         "SELECT enabled, keywords, points, streak_bonuses, day_start_hour, makeup_enabled, makeup_keyword, makeup_cost,
                 makeup_days_back, makeup_per_month, reply_lang, reply_zh, reply_en
@@ -278,7 +531,12 @@ pub async fn load_rules(conn: &mut PgConnection, group_id: i64, timezone: &str) 
     .bind(group_id)
     .fetch_optional(conn)
     .await?;
-    Ok(match row {
+    Ok(rules_of(row, timezone))
+}
+
+fn rules_of(row: Option<RulesRow>, timezone: &str) -> Rules {
+    let tz = timezone.parse().unwrap_or(chrono_tz::Asia::Shanghai);
+    match row {
         None => Rules { timezone: tz, ..Rules::default() },
         Some(r) => Rules {
             enabled: r.enabled,
@@ -296,105 +554,32 @@ pub async fn load_rules(conn: &mut PgConnection, group_id: i64, timezone: &str) 
             reply_zh: r.reply_zh,
             reply_en: r.reply_en,
         },
-    })
-}
-
-async fn award(
-    conn: &mut PgConnection,
-    member: i64,
-    delta: i64,
-    kind: &str,
-    key: String,
-    reference: &str,
-) -> sqlx::Result<()> {
-    if delta != 0 {
-        points::apply(
-            conn,
-            NewEntry {
-                member_id: member,
-                delta,
-                kind,
-                reference,
-                idempotency_key: &key,
-                request_hash: None,
-                operator_id: None,
-                note: "",
-            },
-        )
-        .await?;
     }
-    Ok(())
 }
 
-async fn check_in(
+/// The reply to a second check-in the same day. A check-in committed while the statement waited
+/// on the unique index is not in its snapshot (`earlier` is then None): ask again.
+async fn already(
     conn: &mut PgConnection,
     rules: &Rules,
     member: i64,
     name: &str,
     group: i64,
-    at: DateTime<Utc>,
+    day: NaiveDate,
+    earlier: Option<i32>,
 ) -> sqlx::Result<String> {
-    let tr = Tr(rules.reply_lang);
-    let day = rules.day_of(at);
-    let prev: Option<(NaiveDate, i32)> =
-        sqlx::query_as("SELECT day, streak FROM checkins WHERE member_id = $1 AND group_id = $2 AND day < $3 ORDER BY day DESC LIMIT 1")
-            .bind(member)
-            .bind(group)
-            .bind(day)
-            .fetch_optional(&mut *conn)
-            .await?;
-    let streak = match prev {
-        Some((d, s)) if d + chrono::Duration::days(1) == day => s + 1,
-        _ => 1,
-    };
-    let id: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO checkins (member_id, group_id, day, at, streak) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (member_id, group_id, day) DO NOTHING RETURNING id",
-    )
-    .bind(member)
-    .bind(group)
-    .bind(day)
-    .bind(at)
-    .bind(streak)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(id) = id else {
-        let today: i32 =
+    let streak = match earlier {
+        Some(s) => s,
+        None => {
             sqlx::query_scalar("SELECT streak FROM checkins WHERE member_id = $1 AND group_id = $2 AND day = $3")
                 .bind(member)
                 .bind(group)
                 .bind(day)
                 .fetch_one(&mut *conn)
-                .await?;
-        return Ok(render(tr.t("checkin.already"), &[("name", name.to_string()), ("streak", today.to_string())]));
+                .await?
+        }
     };
-    let reference = format!("checkin:{id}");
-    award(conn, member, rules.points as i64, "checkin", format!("checkin:{member}:{group}:{day}"), &reference).await?;
-    let bonus = rules.bonus_for(streak) as i64;
-    award(conn, member, bonus, "streak_bonus", format!("streak_bonus:{member}:{group}:{day}"), &reference).await?;
-    let (total_days, rank_today): (i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM checkins WHERE member_id = $1 AND group_id = $2),
-                (SELECT count(*) FROM checkins WHERE group_id = $2 AND day = $3 AND NOT makeup AND id <= $4)",
-    )
-    .bind(member)
-    .bind(group)
-    .bind(day)
-    .bind(id)
-    .fetch_one(&mut *conn)
-    .await?;
-    let balance = points::balance(conn, member).await?;
-    let template = if rules.reply_lang == Lang::En { &rules.reply_en } else { &rules.reply_zh };
-    Ok(render(
-        template,
-        &[
-            ("name", name.to_string()),
-            ("streak", streak.to_string()),
-            ("total_days", total_days.to_string()),
-            ("points", (rules.points as i64 + bonus).to_string()),
-            ("balance", balance.to_string()),
-            ("rank_today", rank_today.to_string()),
-        ],
-    ))
+    Ok(render(Tr(rules.reply_lang).t("checkin.already"), &[("name", name.to_string()), ("streak", streak.to_string())]))
 }
 
 async fn make_up(

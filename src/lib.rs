@@ -32,13 +32,14 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub scan: Arc<scan::ScanRuntime>,
     pub bridge_errors: Arc<bridges::RecentErrors>,
+    pub bridges: Arc<bridges::BridgeCache>,
 }
 
 impl AppState {
     /// Builds the state and starts its background writer; call inside a Tokio runtime.
     pub fn new(db: PgPool, config: Config) -> AppState {
         let scan = Arc::new(scan::ScanRuntime::start(db.clone(), &config.scan));
-        AppState { db, config: Arc::new(config), scan, bridge_errors: Arc::default() }
+        AppState { db, config: Arc::new(config), scan, bridge_errors: Arc::default(), bridges: Arc::default() }
     }
 }
 

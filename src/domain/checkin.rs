@@ -87,10 +87,6 @@ impl Rules {
         (at.with_timezone(&self.timezone) - Duration::hours(self.day_start_hour as i64)).date_naive()
     }
 
-    pub fn bonus_for(&self, streak: i32) -> i32 {
-        self.streak_bonuses.iter().filter(|b| b.day == streak).map(|b| b.points).sum()
-    }
-
     /// The day a make-up on `today` fills: the latest missed day within `makeup_days_back`,
     /// provided the member has checked in at some point before it (nothing to make up for a
     /// newcomer). `days` are the member's check-in days in this group.
@@ -165,8 +161,6 @@ mod tests {
         assert_eq!(r.makeup_day(d("2026-11-04"), &days), Some(d("2026-11-03")));
         assert_eq!(r.makeup_day(d("2026-11-09"), &days), Some(d("2026-11-08")));
         assert_eq!(r.makeup_day(d("2026-11-02"), &[d("2026-11-02")]), None, "nothing before the first check-in");
-        assert_eq!(r.bonus_for(7), 5);
-        assert_eq!(r.bonus_for(6), 0);
     }
 
     #[test]

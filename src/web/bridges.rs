@@ -302,6 +302,7 @@ async fn rotate(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) ->
     )
     .await?;
     tx.commit().await?;
+    state.bridges.evict(id);
     secret_page(&state, &ctx, id, secret, true, StatusCode::OK).await
 }
 

@@ -30,12 +30,9 @@ async fn hook(
 ) -> Response {
     let Some(kind) = Kind::parse(&kind) else { return AppError::NotFound.into_response() };
     let Ok(bridge_id) = bridge_id.parse::<i64>() else { return AppError::NotFound.into_response() };
-    let bridge = match state.db.acquire().await {
-        Ok(mut conn) => match bridges::get(&mut conn, bridge_id).await {
-            Ok(Some(b)) if b.kind() == kind => b,
-            Ok(_) => return AppError::NotFound.into_response(),
-            Err(e) => return AppError::from(e).into_response(),
-        },
+    let bridge = match state.bridges.get(&state.db, bridge_id).await {
+        Ok(Some(b)) if b.kind() == kind => b,
+        Ok(_) => return AppError::NotFound.into_response(),
         Err(e) => return AppError::from(e).into_response(),
     };
     let reject = |status: u16, reason: &str, err: AppError| {
@@ -75,7 +72,7 @@ async fn hook(
         Err(ParseError::Malformed(m)) => return reject(400, &m, AppError::BadRequest(format!("malformed JSON: {m}"))),
         Err(ParseError::Shape(m)) => return reject(422, &m.clone(), AppError::Unprocessable(m)),
     };
-    match bridges::handle(&state.db, &bridge, &delivery).await {
+    match bridges::handle(&state.db, &state.bridges, &bridge, &delivery).await {
         Ok(Some(reply)) => (StatusCode::OK, Json(reply)).into_response(),
         Ok(None) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => AppError::from(e).into_response(),

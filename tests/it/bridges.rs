@@ -359,7 +359,32 @@ async fn three_members_over_three_days_build_streaks_and_a_makeup_joins_them() {
     .unwrap();
     // ann/cat: 3×10 + 7 bonus; bob: 2×10 − 5 make-up (no retroactive bonus).
     assert_eq!(balances, vec![("ann".into(), 37), ("bob".into(), 15), ("cat".into(), 37)]);
-    assert!(replies[5].contains("连续 3 天") && replies[5].contains("+17"), "{}", replies[5]);
+    // Every placeholder of the default template, filled from the database.
+    assert_eq!(replies[5], "ANN 签到成功！连续 3 天，累计 3 天，+17 积分，余额 37。今日第 1 名。");
+    assert_eq!(replies[4], "CAT 签到成功！连续 2 天，累计 2 天，+10 积分，余额 20。今日第 2 名。");
+    assert_eq!(replies[6], "BOB 签到成功！连续 1 天，累计 2 天，+10 积分，余额 20。今日第 2 名。");
+    // Each check-in has its one ledger entry pointing at it; the day-3 streak bonus went to ann and cat.
+    let unmatched: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM checkins c WHERE NOT makeup AND (SELECT count(*) FROM points_ledger l
+           WHERE l.kind = 'checkin' AND l.reference = 'checkin:' || c.id AND l.delta = 10 AND l.member_id = c.member_id) <> 1",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(unmatched, 0);
+    let bonuses: Vec<(String, i64, String)> = sqlx::query_as(
+        "SELECT m.external_user_id, l.delta, l.idempotency_key FROM points_ledger l JOIN members m ON m.id = l.member_id
+         WHERE l.kind = 'streak_bonus' ORDER BY 1",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(bonuses.len(), 2, "{bonuses:?}");
+    assert!(
+        bonuses[0].0 == "ann" && bonuses[0].1 == 7 && bonuses[0].2.ends_with(&format!(":{g}:2026-11-03")),
+        "{bonuses:?}"
+    );
+    assert_eq!(bonuses[1].0, "cat");
     assert_ledger_consistent(&app).await;
 }
 
@@ -411,4 +436,21 @@ async fn generic_signatures_outside_the_window_are_refused() {
     .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert_eq!(app.count("bridge_events").await, 0);
+}
+
+#[tokio::test]
+async fn a_deleted_bridge_takes_its_delivery_log_and_only_its_own() {
+    let app = TestApp::spawn().await;
+    let gone = bridge(&app, "generic", "wechat", "a").await;
+    let kept = bridge(&app, "generic", "wechat", "b").await;
+    linked_group(&app, "wechat", "room").await;
+    for (id, secret) in [(gone, "a"), (kept, "b")] {
+        let ev =
+            json!({"event_id": "same-id", "kind": "message", "group_id": "room", "member_id": "zoe", "text": "hi"});
+        let (s, _) = generic(&app, id, secret, ev).await;
+        assert_eq!(s, StatusCode::NO_CONTENT);
+    }
+    sqlx::query("DELETE FROM bridges WHERE id = $1").bind(gone).execute(&app.db).await.unwrap();
+    let left: Vec<i64> = sqlx::query_scalar("SELECT bridge_id FROM bridge_events").fetch_all(&app.db).await.unwrap();
+    assert_eq!(left, vec![kept]);
 }
