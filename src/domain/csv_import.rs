@@ -74,7 +74,7 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, &'static str> {
         if record.iter().all(|f| f.is_empty()) {
             continue;
         }
-        let get = |i: usize| idx[i].and_then(|j| record.get(j)).unwrap_or("").to_string();
+        let get = |i: usize| restore(idx[i].and_then(|j| record.get(j)).unwrap_or("")).to_string();
         let raw = MemberRaw {
             platform: get(0),
             external_user_id: get(1),
@@ -97,6 +97,25 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, &'static str> {
         }
     }
     Ok(out)
+}
+
+/// A cell as a spreadsheet may open it: text starting with `=`, `+`, `-`, `@`, a tab or a
+/// carriage return would be run as a formula (CSV injection), so such a cell gets a leading `'`,
+/// which spreadsheets show as text. [`restore`] takes it off again on import.
+pub fn neutralise(cell: String) -> String {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}")
+    } else {
+        cell
+    }
+}
+
+/// Undoes [`neutralise`]: an exported file re-imports to the same values.
+pub fn restore(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(['=', '+', '-', '@', '\t', '\r']) => rest,
+        _ => cell,
+    }
 }
 
 /// Line numbers of byte offsets, for offsets that only ever grow (one pass over the file).
@@ -129,6 +148,19 @@ impl<'a> LineCounter<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formula_cells_are_neutralised_and_restored() {
+        for cell in ["=HYPERLINK(\"http://x\")", "+1", "-2", "@SUM(A1)", "\tx", "\rx"] {
+            let safe = neutralise(cell.to_string());
+            assert_eq!(safe, format!("'{cell}"));
+            assert_eq!(restore(&safe), cell);
+        }
+        for cell in ["Alice", "'quoted", "1-2", ""] {
+            assert_eq!(neutralise(cell.to_string()), cell);
+            assert_eq!(restore(cell), cell);
+        }
+    }
 
     #[test]
     fn good_rows_are_kept_and_bad_rows_reported_by_line() {

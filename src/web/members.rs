@@ -502,12 +502,12 @@ async fn export(State(state): State<AppState>, ctx: Ctx) -> AppResult<Response> 
     for r in rows {
         w.write_record([
             r.platform,
-            r.external_user_id,
-            r.display_name,
+            csv_import::neutralise(r.external_user_id),
+            csv_import::neutralise(r.display_name),
             r.group_id.map(|g| g.to_string()).unwrap_or_default(),
             r.role.unwrap_or_default(),
-            r.tags.join("|"),
-            r.notes,
+            csv_import::neutralise(r.tags.join("|")),
+            csv_import::neutralise(r.notes),
         ])
         .map_err(io)?;
     }

@@ -324,6 +324,7 @@ async fn export(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) ->
     .fetch_all(&mut *conn)
     .await?;
     drop(conn);
+    use crate::domain::csv_import::neutralise;
     let mut w = csv::Writer::from_writer(Vec::new());
     let io = |e: csv::Error| AppError::Other(e.into());
     w.write_record(["id", "at", "kind", "delta", "reference", "note", "operator", "idempotency_key"]).map_err(io)?;
@@ -333,10 +334,10 @@ async fn export(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) ->
             r.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             r.kind,
             r.delta.to_string(),
-            r.reference,
-            r.note,
-            r.operator.unwrap_or_default(),
-            r.idempotency_key,
+            neutralise(r.reference),
+            neutralise(r.note),
+            neutralise(r.operator.unwrap_or_default()),
+            neutralise(r.idempotency_key),
         ])
         .map_err(io)?;
     }

@@ -534,7 +534,7 @@ async fn manual_adjustments_apply_once_never_overdraw_and_show_on_the_member_pag
     assert_eq!(balance, 10);
 
     // A spend within the balance works with a fresh key.
-    let r = app.post_form(&c, &page, &action, &[("key", &fresh), ("delta", "-4"), ("reason", "sticker")]).await;
+    let r = app.post_form(&c, &page, &action, &[("key", &fresh), ("delta", "-4"), ("reason", "=sticker()")]).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
 
     let r = c.get(app.url(&format!("/members/{m}/points.csv"))).send().await.unwrap();
@@ -545,7 +545,8 @@ async fn manual_adjustments_apply_once_never_overdraw_and_show_on_the_member_pag
     assert_eq!(lines[0], "id,at,kind,delta,reference,note,operator,idempotency_key");
     assert_eq!(lines.len(), 3, "{csv}");
     assert!(lines[1].ends_with(&format!(",adjustment,10,,welcome gift,admin,adjustment:{m}:{key}")), "{}", lines[1]);
-    assert!(lines[2].contains(",adjustment,-4,,sticker,admin,"), "{}", lines[2]);
+    // A reason a spreadsheet would run as a formula leaves as text; numbers stay numbers.
+    assert!(lines[2].contains(",adjustment,-4,,'=sticker(),admin,"), "{}", lines[2]);
 
     let (s, overview) = get(&c, &app, "/points").await;
     assert_eq!(s, StatusCode::OK);

@@ -521,7 +521,8 @@ async fn importing_an_export_changes_nothing() {
          qq,1001,\"Wong, Alice\",{g1},admin,vip|北京,\"says \"\"hi\"\"\nand more\"\n\
          qq,1001,\"Wong, Alice\",{g2},member,,\n\
          telegram,@bob,Bob,,,,\n\
-         wechat,wx_3,张三,{g2},owner,new,\n"
+         wechat,wx_3,张三,{g2},owner,new,\n\
+         telegram,-42,\"=HYPERLINK(\"\"http://evil\"\")\",,,,@cmd\n"
     );
     let (status, _) = import(&app, &c, &csv, true).await;
     assert_eq!(status, StatusCode::OK);
@@ -539,12 +540,15 @@ async fn importing_an_export_changes_nothing() {
         (members, memberships)
     };
     let before = snapshot(app.db.clone()).await;
-    assert_eq!(before.0.len(), 3);
+    assert_eq!(before.0.len(), 4);
     assert_eq!(before.1.len(), 3);
+    assert_eq!(before.0[3].3, "=HYPERLINK(\"http://evil\")");
     assert_eq!(before.0[0].5, "says \"hi\"\nand more");
 
     let exported = export(&app, &c).await;
     assert_eq!(exported.lines().next(), Some(HEADER));
+    // Spreadsheets would run these as formulas: they leave as text.
+    assert!(exported.contains("telegram,'-42,\"'=HYPERLINK(\"\"http://evil\"\")\",,,,'@cmd"), "{exported}");
     let (status, body) = import(&app, &c, &exported, false).await;
     assert_eq!(status, StatusCode::OK, "{:?}", import_errors(&body));
     assert_eq!(text_of(&body, "import-created").as_deref(), Some("0"));
