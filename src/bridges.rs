@@ -125,13 +125,34 @@ impl RecentErrors {
     }
 }
 
-/// Handles one authenticated, parsed delivery in one transaction; returns the reply body.
+/// Handles one authenticated, parsed delivery atomically; returns the reply body.
+///
+/// The common delivery — one message in a linked group, a check-in or plain chat — is one
+/// statement ([`message_at_once`]) after reading the group's rules. Anything else (joins,
+/// leaves, make-ups, unlinked chats, several events) runs in a transaction that first claims the
+/// delivery's dedupe row.
 pub async fn handle(
     db: &sqlx::PgPool,
     cache: &BridgeCache,
     bridge: &BridgeRow,
     d: &Delivery,
 ) -> sqlx::Result<Option<Value>> {
+    if let [e @ Event { body: EventBody::Message { text, force_checkin, .. }, .. }] = d.events.as_slice() {
+        let mut conn = db.acquire().await?;
+        if let Some((gid, timezone, rules)) = find_group(&mut conn, &bridge.platform, &e.chat.id).await? {
+            let rules = rules_of(rules.map(|r| r.0), &timezone);
+            let intent = rules.intent(text, *force_checkin);
+            if intent != Intent::MakeUp {
+                let Some(reply) = message_at_once(&mut conn, bridge, d, e, gid, &rules, intent).await? else {
+                    return stored_reply(&mut conn, bridge, d).await;
+                };
+                touch(&mut conn, cache, bridge, d).await?;
+                metrics::counter!("bridge_events_total", "kind" => bridge.kind.clone(), "result" => "processed")
+                    .increment(1);
+                return Ok(reply);
+            }
+        }
+    }
     let mut tx = db.begin().await?;
     let first = d.events.first();
     // The dedupe row and, in the same round trip, the first event's group with its check-in
@@ -156,86 +177,81 @@ pub async fn handle(
         .fetch_one(&mut *tx)
         .await?;
     let Some(event_row) = event_row else {
-        // A retry: the first delivery's reply, nothing else.
-        let reply: Option<Value> =
-            sqlx::query_scalar("SELECT reply FROM bridge_events WHERE bridge_id = $1 AND dedupe_key = $2")
-                .bind(bridge.id)
-                .bind(&d.dedupe_key)
-                .fetch_one(&mut *tx)
-                .await?;
-        tx.commit().await?;
-        metrics::counter!("bridge_events_total", "kind" => bridge.kind.clone(), "result" => "duplicate").increment(1);
-        return Ok(reply);
+        drop(tx);
+        return stored_reply(&mut *db.acquire().await?, bridge, d).await;
     };
     let mut known = first.map(|e| (e.chat.id.as_str(), gid.zip(timezone).map(|(id, tz)| (id, tz, rules))));
-    // A lone event's reply can be stored by the statement that writes the event (a check-in's is).
-    let sink = (d.events.len() == 1).then(|| ReplySink {
-        event_row,
-        envelope: envelope(bridge.kind(), d, ""),
-        text_path: text_path(bridge.kind()),
-    });
-    let mut reply = None;
+    let mut reply_text = None;
     for e in &d.events {
         let group = match known.take_if(|(chat, _)| *chat == e.chat.id) {
             Some((_, group)) => group,
             None => find_group(&mut tx, &bridge.platform, &e.chat.id).await?,
         };
-        if let Some(r) = process(&mut tx, bridge, e, group, sink.as_ref()).await? {
-            reply = Some(r);
+        if let Some(t) = process(&mut tx, bridge, e, group).await? {
+            reply_text = Some(t);
         }
     }
-    let reply = match reply {
-        Some(Reply::Stored(body)) => Some(body),
-        other => {
-            let body = other.map(|r| match r {
-                Reply::Text(t) => envelope(bridge.kind(), d, &t),
-                Reply::Stored(body) => body,
-            });
-            sqlx::query("UPDATE bridge_events SET reply = $2, status = $3 WHERE id = $1")
-                .bind(event_row)
-                .bind(&body)
-                .bind(if body.is_some() { 200 } else { 204 })
-                .execute(&mut *tx)
-                .await?;
-            body
-        }
-    };
-    // One row shared by every delivery of this bridge: touch it at most once a second (per
-    // process here, across processes in the statement) so that concurrent deliveries do not
-    // queue behind its lock.
-    if cache.should_touch(bridge, d.self_id.as_deref()) {
-        sqlx::query(
-        "UPDATE bridges SET last_event_at = now(), self_id = COALESCE(self_id, $2)
-         WHERE id = $1 AND (last_event_at IS NULL OR last_event_at < now() - interval '1 second' OR (self_id IS NULL AND $2 IS NOT NULL))",
-    )
-        .bind(bridge.id)
-        .bind(&d.self_id)
+    let reply = reply_text.map(|t| envelope(bridge.kind(), d, &t));
+    sqlx::query("UPDATE bridge_events SET reply = $2, status = $3 WHERE id = $1")
+        .bind(event_row)
+        .bind(&reply)
+        .bind(if reply.is_some() { 200 } else { 204 })
         .execute(&mut *tx)
         .await?;
-    }
+    touch(&mut tx, cache, bridge, d).await?;
     tx.commit().await?;
     metrics::counter!("bridge_events_total", "kind" => bridge.kind.clone(), "result" => "processed").increment(1);
     Ok(reply)
 }
 
-/// Creates or refreshes the member behind an event; `$1` platform, `$2` external user id, `$3`
-/// display name, `$4` event time. A macro so that the check-in path can embed it in one
-/// statement with the membership and the day's activity.
+/// A retry: the first delivery's reply, nothing else.
+async fn stored_reply(conn: &mut PgConnection, bridge: &BridgeRow, d: &Delivery) -> sqlx::Result<Option<Value>> {
+    let reply: Option<Value> =
+        sqlx::query_scalar("SELECT reply FROM bridge_events WHERE bridge_id = $1 AND dedupe_key = $2")
+            .bind(bridge.id)
+            .bind(&d.dedupe_key)
+            .fetch_one(conn)
+            .await?;
+    metrics::counter!("bridge_events_total", "kind" => bridge.kind.clone(), "result" => "duplicate").increment(1);
+    Ok(reply)
+}
+
+/// Refreshes the bridge's `last_event_at` (and `self_id`). One row shared by every delivery of
+/// the bridge: touched at most once a second (per process by the cache, across processes by the
+/// statement) so that concurrent deliveries do not queue behind its lock.
+async fn touch(conn: &mut PgConnection, cache: &BridgeCache, bridge: &BridgeRow, d: &Delivery) -> sqlx::Result<()> {
+    if cache.should_touch(bridge, d.self_id.as_deref()) {
+        sqlx::query(
+            "UPDATE bridges SET last_event_at = now(), self_id = COALESCE(self_id, $2)
+             WHERE id = $1 AND (last_event_at IS NULL OR last_event_at < now() - interval '1 second'
+                OR (self_id IS NULL AND $2 IS NOT NULL))",
+        )
+        .bind(bridge.id)
+        .bind(&d.self_id)
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Creates or refreshes the member behind an event, once per row of the CTE `fresh`; `$1`
+/// platform, `$2` external user id, `$3` display name, `$4` event time.
 macro_rules! upsert_member {
     () => {
-        "INSERT INTO members (platform, external_user_id, display_name, last_active_at) VALUES ($1, $2, $3, $4)
+        "INSERT INTO members (platform, external_user_id, display_name, last_active_at) SELECT $1, $2, $3, $4 FROM fresh
          ON CONFLICT (platform, external_user_id) DO UPDATE SET display_name = EXCLUDED.display_name,
             last_active_at = GREATEST(members.last_active_at, EXCLUDED.last_active_at), updated_at = now()
          RETURNING id"
     };
 }
 
-/// The statement every group message runs: `$5` group, `$6` role, `$7` local day; the CTE `m`
-/// holds the member's id.
+/// What every group message writes, as CTEs after `fresh`: the member (`m`), the open
+/// membership (its role refreshed only when it changed) and the day's message count; `$5` group,
+/// `$6` role, `$7` local day.
 macro_rules! message_ctes {
     () => {
         concat!(
-            "WITH m AS (",
+            "m AS (",
             upsert_member!(),
             "), membership AS (
                 INSERT INTO memberships (member_id, group_id, role, joined_at) SELECT id, $5, $6, $4 FROM m
@@ -249,22 +265,28 @@ macro_rules! message_ctes {
     };
 }
 
-/// Appended to [`message_ctes`] for a check-in, with `$8` points per check-in, `$9`/`$10` the
-/// streak-bonus table (days, points), `$11` the reply template, and — when this event's reply is
-/// the delivery's — `$12` the delivery's `bridge_events` row, `$13` its reply body and `$14` the
-/// path of the text in it.
+/// After [`message_ctes`] for a message that asks for nothing: `result` (member, no text).
+macro_rules! plain_result {
+    () => {
+        "result AS (SELECT id AS member, NULL::text AS text FROM m)"
+    };
+}
+
+/// After [`message_ctes`] for a check-in, with `$8` points per check-in, `$9`/`$10` the
+/// streak-bonus table (days, points), `$11` the reply template and `$12` the "already checked in"
+/// one: `result` (member, reply text).
 ///
 /// At most one check-in per member, group and local day (the unique index decides); the streak
 /// continues yesterday's; the points and any bonus for the streak reached are credited through
 /// the ledger ([`credit_ctes`]) with keys derived from the member, group and day; the template's
 /// placeholders are filled ({name} {streak} {total_days} {points} {balance} {rank_today}, in that
-/// order, as [`render`] does) and the reply stored. Counts come from the statement's snapshot,
-/// which does not hold the new row yet (hence the + 1s). Selects the member, the reply text and
-/// the stored reply body (NULLs when the member had already checked in today), and the streak of
-/// today's check-in as the snapshot has it.
+/// order, as [`render`] does). Counts come from the statement's snapshot, which does not hold the
+/// new row yet (hence the + 1s). A second check-in the same day answers with the streak of the
+/// first — or, when that one was committed after this statement began (it waited on the unique
+/// index), with the streak it must have had.
 ///
 /// [`credit_ctes`]: crate::store::points::credit_ctes
-macro_rules! checkin_ctes {
+macro_rules! checkin_result {
     () => {
         concat!(
             "yesterday AS (
@@ -287,7 +309,7 @@ macro_rules! checkin_ctes {
              ), ",
             crate::store::points::credit_ctes!(),
             ", result AS (
-                SELECT m.id AS member,
+                SELECT m.id AS member, CASE WHEN checkin.id IS NOT NULL THEN
                        replace(replace(replace(replace(replace(replace($11::text,
                            '{name}', $3::text),
                            '{streak}', checkin.streak::text),
@@ -296,17 +318,105 @@ macro_rules! checkin_ctes {
                            '{balance}', COALESCE((SELECT balance FROM account),
                                                  (SELECT balance FROM points_accounts WHERE member_id = m.id), 0)::text),
                            '{rank_today}', ((SELECT count(*) FROM checkins WHERE group_id = $5 AND day = $7 AND NOT makeup) + 1)::text)
-                       AS text,
-                       (SELECT streak FROM checkins WHERE member_id = m.id AND group_id = $5 AND day = $7) AS earlier
+                     ELSE
+                       replace(replace($12::text, '{name}', $3::text), '{streak}', COALESCE(
+                           (SELECT streak FROM checkins WHERE member_id = m.id AND group_id = $5 AND day = $7),
+                           (SELECT streak + 1 FROM yesterday), 1)::text)
+                     END AS text
                 FROM m LEFT JOIN checkin ON TRUE
-             ), stored AS (
-                UPDATE bridge_events SET status = 200, reply = jsonb_set($13::jsonb, $14::text[], to_jsonb(result.text))
-                FROM result WHERE bridge_events.id = $12 AND result.text IS NOT NULL
-                RETURNING bridge_events.reply
-             )
-             SELECT member, text, (SELECT reply FROM stored), earlier FROM result"
+             )"
         )
     };
+}
+
+/// [`message_at_once`]'s statement: `fresh` holds a row only when the delivery (`$13` bridge,
+/// `$14` dedupe key) is new, and the delivery's row — `$15` kind, `$16` chat, `$17` user, the
+/// reply `$18` with its text at path `$19` — is written from `result`, so a retry writes nothing
+/// and a concurrent twin fails on the dedupe key. Selects whether it was written and the reply.
+macro_rules! at_once {
+    ($result:expr) => {
+        concat!(
+            "WITH fresh AS (SELECT WHERE NOT EXISTS (SELECT FROM bridge_events WHERE bridge_id = $13 AND dedupe_key = $14)), ",
+            message_ctes!(),
+            ", ",
+            $result,
+            ", event AS (
+                INSERT INTO bridge_events (bridge_id, dedupe_key, kind, chat_id, user_id, status, reply)
+                SELECT $13, $14, $15, $16, $17, CASE WHEN text IS NULL THEN 204 ELSE 200 END,
+                       jsonb_set($18::jsonb, $19::text[], to_jsonb(text))
+                FROM result RETURNING reply
+             )
+             SELECT EXISTS (SELECT FROM event), (SELECT reply FROM event)"
+        )
+    };
+}
+
+/// The same inside [`handle`]'s transaction, which has claimed the delivery already.
+macro_rules! in_transaction {
+    ($result:expr) => {
+        concat!("WITH fresh AS (SELECT), ", message_ctes!(), ", ", $result, " SELECT member, text FROM result")
+    };
+}
+
+/// Binds `$1`–`$12` of the message statements (those of a check-in too, which a plain message's
+/// statement leaves unused).
+fn bind_message<'q, O>(
+    q: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    bridge: &'q BridgeRow,
+    e: &'q Event,
+    group: i64,
+    rules: &'q Rules,
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+    let (days, points): (Vec<i32>, Vec<i32>) = rules.streak_bonuses.iter().map(|b| (b.day, b.points)).unzip();
+    let template = if rules.reply_lang == Lang::En { &rules.reply_en } else { &rules.reply_zh };
+    q.bind(&bridge.platform)
+        .bind(&e.user.id)
+        .bind(display_name(&e.user.id, &e.user.name))
+        .bind(e.at)
+        .bind(group)
+        .bind(e.user.role.unwrap_or("member"))
+        .bind(rules.day_of(e.at))
+        .bind(rules.points as i64)
+        .bind(days)
+        .bind(points)
+        .bind(template)
+        .bind(Tr(rules.reply_lang).t("checkin.already"))
+}
+
+/// One message (not a make-up) in a linked group as one statement, its own transaction: the
+/// member, membership, activity, check-in, ledger entries, balance and the delivery's row with
+/// its reply. `Ok(None)` when the delivery was seen before (or a twin of it won the race).
+async fn message_at_once(
+    conn: &mut PgConnection,
+    bridge: &BridgeRow,
+    d: &Delivery,
+    e: &Event,
+    group: i64,
+    rules: &Rules,
+    intent: Intent,
+) -> sqlx::Result<Option<Option<Value>>> {
+    let sql = match intent {
+        Intent::CheckIn => at_once!(checkin_result!()),
+        Intent::None | Intent::MakeUp => at_once!(plain_result!()),
+    };
+    let written: sqlx::Result<(bool, Option<Value>)> = bind_message(sqlx::query_as(sql), bridge, e, group, rules)
+        .bind(bridge.id)
+        .bind(&d.dedupe_key)
+        .bind(d.kind)
+        .bind(&e.chat.id)
+        .bind(&e.user.id)
+        .bind(envelope(bridge.kind(), d, ""))
+        .bind(text_path(bridge.kind()))
+        .fetch_one(conn)
+        .await;
+    match written {
+        Ok((true, reply)) => Ok(Some(reply)),
+        Ok((false, _)) => Ok(None),
+        Err(sqlx::Error::Database(err)) if err.constraint() == Some("bridge_events_bridge_id_dedupe_key_key") => {
+            Ok(None)
+        }
+        Err(err) => Err(err),
+    }
 }
 
 fn display_name<'a>(user_id: &'a str, name: &'a str) -> &'a str {
@@ -324,29 +434,13 @@ async fn member_id(
     name: &str,
     at: DateTime<Utc>,
 ) -> sqlx::Result<i64> {
-    sqlx::query_scalar(upsert_member!())
+    sqlx::query_scalar(concat!("WITH fresh AS (SELECT) ", upsert_member!()))
         .bind(platform)
         .bind(user_id)
         .bind(display_name(user_id, name))
         .bind(at)
         .fetch_one(conn)
         .await
-}
-
-/// What an event answers.
-enum Reply {
-    /// A text, to be wrapped in the bridge's reply body and stored.
-    Text(String),
-    /// The reply body, already stored with the delivery.
-    Stored(Value),
-}
-
-/// Where a statement may store the delivery's reply itself: the `bridge_events` row, the reply
-/// body with an empty text, and the path of the text in it.
-struct ReplySink {
-    event_row: i64,
-    envelope: Value,
-    text_path: &'static [&'static str],
 }
 
 /// The reply body a bridge expects, around `text`.
@@ -390,8 +484,7 @@ async fn process(
     bridge: &BridgeRow,
     e: &Event,
     group: GroupFound,
-    sink: Option<&ReplySink>,
-) -> sqlx::Result<Option<Reply>> {
+) -> sqlx::Result<Option<String>> {
     let Some((gid, timezone, rules)) = group else {
         sqlx::query(
             "INSERT INTO unlinked_chats (bridge_id, chat_id, title) VALUES ($1, $2, $3)
@@ -408,51 +501,16 @@ async fn process(
     match &e.body {
         EventBody::Message { text, force_checkin, .. } => {
             let rules = rules_of(rules.map(|r| r.0), &timezone);
-            let day = rules.day_of(e.at);
             let intent = rules.intent(text, *force_checkin);
-            // Member, open membership (its role refreshed only when it changed), the day's
-            // message count and, for a check-in, the check-in itself: one statement.
-            let checking_in = intent == Intent::CheckIn;
-            let query = if checking_in {
-                concat!(message_ctes!(), ", ", checkin_ctes!())
-            } else {
-                concat!(message_ctes!(), " SELECT id, NULL::text, NULL::jsonb, NULL::int FROM m")
+            let sql = match intent {
+                Intent::CheckIn => in_transaction!(checkin_result!()),
+                Intent::None | Intent::MakeUp => in_transaction!(plain_result!()),
             };
-            let name = display_name(&e.user.id, &e.user.name);
-            let mut q = sqlx::query_as(query)
-                .bind(&bridge.platform)
-                .bind(&e.user.id)
-                .bind(name)
-                .bind(e.at)
-                .bind(gid)
-                .bind(e.user.role.unwrap_or("member"))
-                .bind(day);
-            if checking_in {
-                let (days, points): (Vec<i32>, Vec<i32>) =
-                    rules.streak_bonuses.iter().map(|b| (b.day, b.points)).unzip();
-                let template = if rules.reply_lang == Lang::En { &rules.reply_en } else { &rules.reply_zh };
-                q = q
-                    .bind(rules.points as i64)
-                    .bind(days)
-                    .bind(points)
-                    .bind(template)
-                    .bind(sink.map(|s| s.event_row))
-                    .bind(sink.map(|s| &s.envelope))
-                    .bind(sink.map(|s| s.text_path));
-            }
-            let (mid, text, stored, earlier): (i64, Option<String>, Option<Value>, Option<i32>) =
-                q.fetch_one(&mut *conn).await?;
+            let (mid, text): (i64, Option<String>) =
+                bind_message(sqlx::query_as(sql), bridge, e, gid, &rules).fetch_one(&mut *conn).await?;
             match intent {
-                Intent::CheckIn => match (text, stored) {
-                    (_, Some(body)) => Ok(Some(Reply::Stored(body))),
-                    (Some(text), None) => Ok(Some(Reply::Text(text))),
-                    (None, _) => {
-                        already(conn, &rules, mid, name, gid, day, earlier).await.map(|t| Some(Reply::Text(t)))
-                    }
-                },
-                Intent::MakeUp => {
-                    make_up(conn, &rules, mid, &e.user.name, gid, e.at).await.map(|t| Some(Reply::Text(t)))
-                }
+                Intent::CheckIn => Ok(text),
+                Intent::MakeUp => make_up(conn, &rules, mid, &e.user.name, gid, e.at).await.map(Some),
                 Intent::None => Ok(None),
             }
         }
@@ -555,31 +613,6 @@ fn rules_of(row: Option<RulesRow>, timezone: &str) -> Rules {
             reply_en: r.reply_en,
         },
     }
-}
-
-/// The reply to a second check-in the same day. A check-in committed while the statement waited
-/// on the unique index is not in its snapshot (`earlier` is then None): ask again.
-async fn already(
-    conn: &mut PgConnection,
-    rules: &Rules,
-    member: i64,
-    name: &str,
-    group: i64,
-    day: NaiveDate,
-    earlier: Option<i32>,
-) -> sqlx::Result<String> {
-    let streak = match earlier {
-        Some(s) => s,
-        None => {
-            sqlx::query_scalar("SELECT streak FROM checkins WHERE member_id = $1 AND group_id = $2 AND day = $3")
-                .bind(member)
-                .bind(group)
-                .bind(day)
-                .fetch_one(&mut *conn)
-                .await?
-        }
-    };
-    Ok(render(Tr(rules.reply_lang).t("checkin.already"), &[("name", name.to_string()), ("streak", streak.to_string())]))
 }
 
 async fn make_up(

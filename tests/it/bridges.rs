@@ -454,3 +454,39 @@ async fn a_deleted_bridge_takes_its_delivery_log_and_only_its_own() {
     let left: Vec<i64> = sqlx::query_scalar("SELECT bridge_id FROM bridge_events").fetch_all(&app.db).await.unwrap();
     assert_eq!(left, vec![kept]);
 }
+
+#[tokio::test]
+async fn concurrent_copies_of_one_delivery_write_once_and_all_get_its_reply() {
+    let app = TestApp::spawn().await;
+    let id = bridge(&app, "onebot11", "qq", "some-secret").await;
+    linked_group(&app, "qq", "123456789").await;
+    let body = fixture("onebot11/group_message_array_checkin.json");
+    let sig = onebot_signature("group_message_array_checkin.json");
+    let mut tasks = Vec::new();
+    for _ in 0..12 {
+        let (url, body, sig) = (app.url(&format!("/hooks/onebot11/{id}")), body.clone(), sig.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .header("content-type", "application/json")
+                .header("x-signature", sig)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.json::<Value>().await.unwrap())
+        }));
+    }
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
+    assert!(answers.iter().all(|a| a == &answers[0]), "{answers:?}");
+    assert_eq!(answers[0].0, StatusCode::OK);
+    assert!(answers[0].1["reply"].as_str().unwrap().contains("签到成功"), "{:?}", answers[0]);
+    assert_eq!(footprint(&app).await[..5], [1, 1, 1, 1, 1], "one event, member, membership, check-in, entry");
+    let messages: i32 =
+        sqlx::query_scalar("SELECT messages FROM member_daily_activity").fetch_one(&app.db).await.unwrap();
+    assert_eq!(messages, 1, "the copies counted no extra messages");
+    assert_ledger_consistent(&app).await;
+}
