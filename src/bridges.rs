@@ -280,8 +280,9 @@ macro_rules! plain_result {
 /// continues yesterday's; the points and any bonus for the streak reached are credited through
 /// the ledger ([`credit_ctes`]) with keys derived from the member, group and day; the template's
 /// placeholders are filled ({name} {streak} {total_days} {points} {balance} {rank_today}, in that
-/// order, as [`render`] does). Counts come from the statement's snapshot, which does not hold the
-/// new row yet (hence the + 1s). A second check-in the same day answers with the streak of the
+/// order, as [`render`] does); the rank today is the group's counter for the day (`checkin_days`),
+/// the total days a count from the statement's snapshot, which does not hold the new row yet
+/// (hence the + 1). A second check-in the same day answers with the streak of the
 /// first — or, when that one was committed after this statement began (it waited on the unique
 /// index), with the streak it must have had.
 ///
@@ -295,6 +296,10 @@ macro_rules! checkin_result {
                 INSERT INTO checkins (member_id, group_id, day, at, streak)
                 SELECT id, $5, $7, $4, COALESCE((SELECT streak + 1 FROM yesterday), 1) FROM m
                 ON CONFLICT (member_id, group_id, day) DO NOTHING RETURNING id, member_id, streak
+             ), today AS (
+                INSERT INTO checkin_days (group_id, day, checkins) SELECT $5, $7, 1 FROM checkin
+                ON CONFLICT (group_id, day) DO UPDATE SET checkins = checkin_days.checkins + 1
+                RETURNING checkins
              ), credits (member_id, delta, kind, reference, idempotency_key, request_hash, operator_id, note) AS (
                 SELECT member_id, amount, kind, 'checkin:' || id,
                        kind || ':' || member_id || ':' || $5::text || ':' || to_char($7::date, 'YYYY-MM-DD'),
@@ -317,7 +322,7 @@ macro_rules! checkin_result {
                            '{points}', COALESCE((SELECT sum(delta) FROM entries), 0)::text),
                            '{balance}', COALESCE((SELECT balance FROM account),
                                                  (SELECT balance FROM points_accounts WHERE member_id = m.id), 0)::text),
-                           '{rank_today}', ((SELECT count(*) FROM checkins WHERE group_id = $5 AND day = $7 AND NOT makeup) + 1)::text)
+                           '{rank_today}', (SELECT checkins FROM today)::text)
                      ELSE
                        replace(replace($12::text, '{name}', $3::text), '{streak}', COALESCE(
                            (SELECT streak FROM checkins WHERE member_id = m.id AND group_id = $5 AND day = $7),
