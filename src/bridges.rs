@@ -713,3 +713,20 @@ async fn make_up(
         &vars(&[("date", target.to_string()), ("streak", current.to_string()), ("balance", balance.to_string())]),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_path_points_at_the_text_of_every_reply_body() {
+        for reply_to in [None, Some((serde_json::json!(-100), serde_json::json!(7)))] {
+            let d = Delivery { dedupe_key: "k".into(), kind: "message", self_id: None, events: vec![], reply_to };
+            for kind in [Kind::OneBot11, Kind::Telegram, Kind::Generic] {
+                let body = envelope(kind, &d, "hello");
+                let pointer: String = text_path(kind).iter().map(|p| format!("/{p}")).collect();
+                assert_eq!(body.pointer(&pointer), Some(&serde_json::json!("hello")), "{kind:?}");
+            }
+        }
+    }
+}
