@@ -33,6 +33,7 @@ pub fn router() -> Router<AppState> {
         .route("/bridges", get(list))
         .route("/bridges/new", get(new_form).post(create))
         .route("/bridges/{id}", get(detail))
+        .route("/bridges/{id}/edit", get(edit_form).post(update))
         .route("/bridges/{id}/rotate", post(rotate))
         .route("/bridges/{id}/chats/link", post(link_chat))
         .route("/bridges/{id}/chats/create-group", post(create_group))
@@ -128,6 +129,8 @@ struct BridgeRaw {
     platform: String,
     api_base_url: String,
     access_token: String,
+    /// Editing only: remove the stored access token (a blank token field keeps it).
+    clear_access_token: Option<String>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -187,27 +190,33 @@ impl BridgeRaw {
 #[template(path = "bridges/form.html")]
 struct FormPage {
     l: Layout,
+    /// The bridge being edited; None for a new one.
+    editing: Option<BridgeView>,
     raw: BridgeRaw,
     errors: FieldErrors,
     kinds: [Kind; 3],
     platforms: [Platform; 6],
 }
 
-async fn form_page(ctx: &Ctx, raw: BridgeRaw, errors: FieldErrors, status: StatusCode) -> AppResult<Response> {
-    let page = FormPage {
-        l: ctx.layout("bridges.new", "bridges").await?,
-        raw,
-        errors,
-        kinds: KINDS,
-        platforms: Platform::ALL,
+async fn form_page(
+    ctx: &Ctx,
+    editing: Option<BridgeView>,
+    raw: BridgeRaw,
+    errors: FieldErrors,
+    status: StatusCode,
+) -> AppResult<Response> {
+    let l = match &editing {
+        Some(b) => ctx.layout_titled(format!("{} · {}", ctx.tr.t("bridges.edit"), b.name), "bridges").await?,
+        None => ctx.layout("bridges.new", "bridges").await?,
     };
+    let page = FormPage { l, editing, raw, errors, kinds: KINDS, platforms: Platform::ALL };
     render(status, &page)
 }
 
 async fn new_form(ctx: Ctx) -> AppResult<Response> {
     ctx.principal.require_admin()?;
     let raw = BridgeRaw { kind: Kind::OneBot11.as_str().into(), ..BridgeRaw::default() };
-    form_page(&ctx, raw, FieldErrors::new(), StatusCode::OK).await
+    form_page(&ctx, None, raw, FieldErrors::new(), StatusCode::OK).await
 }
 
 /// The one page that shows a bridge's secret: right after it was made.
@@ -247,7 +256,7 @@ async fn create(State(state): State<AppState>, ctx: Ctx, Form(raw): Form<BridgeR
     ctx.principal.require_admin()?;
     let spec = match raw.parse() {
         Ok(s) => s,
-        Err(errors) => return form_page(&ctx, raw, errors, StatusCode::UNPROCESSABLE_ENTITY).await,
+        Err(errors) => return form_page(&ctx, None, raw, errors, StatusCode::UNPROCESSABLE_ENTITY).await,
     };
     let secret = crate::auth::random_token(24);
     let mut tx = state.db.begin().await?;
@@ -277,6 +286,78 @@ async fn create(State(state): State<AppState>, ctx: Ctx, Form(raw): Form<BridgeR
     .await?;
     tx.commit().await?;
     secret_page(&state, &ctx, id, secret, false, StatusCode::CREATED).await
+}
+
+// ---------------------------------------------------------------- edit
+
+async fn edit_form(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> AppResult<Response> {
+    ctx.principal.require_admin()?;
+    let b = view(&mut *state.db.acquire().await?, id).await?;
+    let raw = BridgeRaw {
+        kind: b.kind.clone(),
+        name: b.name.clone(),
+        platform: b.platform.clone(),
+        api_base_url: b.api_base_url.clone().unwrap_or_default(),
+        ..BridgeRaw::default()
+    };
+    form_page(&ctx, Some(b), raw, FieldErrors::new(), StatusCode::OK).await
+}
+
+/// Saves name, platform, API URL and access token. The kind stays: it decides the webhook URL
+/// and how deliveries are signed. A blank token keeps the stored one.
+async fn update(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+    Form(mut raw): Form<BridgeRaw>,
+) -> AppResult<Response> {
+    ctx.principal.require_admin()?;
+    let mut tx = state.db.begin().await?;
+    let b = view(&mut tx, id).await?;
+    raw.kind = b.kind.clone();
+    let spec = match raw.parse() {
+        Ok(s) => s,
+        Err(errors) => {
+            drop(tx);
+            return form_page(&ctx, Some(b), raw, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
+        }
+    };
+    let clear = raw.clear_access_token.is_some() && spec.access_token.is_none();
+    sqlx::query(
+        "UPDATE bridges SET name = $2, platform = $3, api_base_url = $4,
+            access_token = CASE WHEN $6 THEN NULL ELSE COALESCE($5, access_token) END
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(&spec.name)
+    .bind(spec.platform.as_str())
+    .bind(&spec.api_base_url)
+    .bind(&spec.access_token)
+    .bind(clear)
+    .execute(&mut *tx)
+    .await?;
+    let token = match (&spec.access_token, clear) {
+        (Some(_), _) => "changed",
+        (None, true) => "removed",
+        (None, false) => "kept",
+    };
+    audit::record(
+        &mut tx,
+        Actor::Principal(&ctx.principal),
+        "bridge.update",
+        "bridge",
+        Some(id.to_string()),
+        serde_json::json!({
+            "name": spec.name, "platform": spec.platform.as_str(), "api_base_url": spec.api_base_url,
+            "access_token": token,
+        }),
+    )
+    .await?;
+    tx.commit().await?;
+    // The platform decides which groups the bridge's chats map to.
+    state.bridges.evict(id);
+    ctx.flash("success", "bridges.updated").await?;
+    Ok(redirect(&format!("/bridges/{id}")))
 }
 
 async fn rotate(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> AppResult<Response> {

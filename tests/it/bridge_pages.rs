@@ -640,7 +640,9 @@ async fn viewers_scoped_operators_and_non_admins_are_kept_out() {
 
     // Bridges are for admins only.
     let (id, _, _) = create_bridge(&app, &admin, &[("kind", "onebot11"), ("name", "QQ bot")]).await;
-    for path in ["/bridges".to_string(), "/bridges/new".to_string(), format!("/bridges/{id}")] {
+    for path in
+        ["/bridges".to_string(), "/bridges/new".to_string(), format!("/bridges/{id}"), format!("/bridges/{id}/edit")]
+    {
         assert_eq!(get(&olga, &app, &path).await.0, StatusCode::FORBIDDEN, "{path}");
         assert_eq!(get(&viewer, &app, &path).await.0, StatusCode::FORBIDDEN, "{path}");
     }
@@ -650,10 +652,100 @@ async fn viewers_scoped_operators_and_non_admins_are_kept_out() {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let r = app.post_form(&olga, "/members", "/bridges/new", &[("kind", "onebot11"), ("name", "Mine")]).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r =
+        app.post_form(&olga, "/members", &format!("/bridges/{id}/edit"), &[("name", "Mine"), ("platform", "qq")]).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(audit_count(&app, "bridge.update").await, 0);
     let after: String =
         sqlx::query_scalar("SELECT secret FROM bridges WHERE id = $1").bind(id).fetch_one(&app.db).await.unwrap();
     assert_eq!(after, secret);
     assert_eq!(app.count("bridges").await, 1);
+}
+
+#[tokio::test]
+async fn an_admin_edits_a_bridge_and_a_blank_token_keeps_the_stored_one() {
+    let app = TestApp::spawn().await;
+    let c = app.admin().await;
+    let (id, secret, _) = create_bridge(
+        &app,
+        &c,
+        &[
+            ("kind", "onebot11"),
+            ("name", "QQ bot"),
+            ("api_base_url", "http://127.0.0.1:3000"),
+            ("access_token", "tok-1"),
+        ],
+    )
+    .await;
+    let stored = |db: sqlx::PgPool| async move {
+        sqlx::query_as::<_, (String, String, String, Option<String>, Option<String>)>(
+            "SELECT kind, name, platform, api_base_url, access_token FROM bridges",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap()
+    };
+    let page = format!("/bridges/{id}/edit");
+    let (s, detail) = get(&c, &app, &format!("/bridges/{id}")).await;
+    assert!(s == StatusCode::OK && detail.contains(&format!("href=\"{page}\"")), "the status page links the form");
+    let (s, form) = get(&c, &app, &page).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(field_value(&form, "name"), "QQ bot");
+    assert!(form.contains("value=\"http://127.0.0.1:3000\""));
+    assert!(!form.contains("tok-1"), "the token is never shown");
+    assert!(form.contains("Leave this blank to keep it") && form.contains("name=\"clear_access_token\""));
+
+    // Refused: nothing written, the form again with the message.
+    let before = stored(app.db.clone()).await;
+    let r = app.post_form(&c, &page, &page, &[("name", "  "), ("platform", "qq"), ("api_base_url", "ftp://x")]).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("id=\"err-name\"") && body.contains("id=\"err-api_base_url\""), "{body}");
+    assert_eq!(stored(app.db.clone()).await, before);
+
+    // A blank token keeps the stored one; the kind cannot be changed through the form.
+    let fields =
+        [("name", "NapCat main"), ("platform", "qq"), ("api_base_url", "http://10.0.0.2:3000"), ("kind", "telegram")];
+    let r = app.post_form(&c, &page, &page, &fields).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], format!("/bridges/{id}").as_str());
+    assert_eq!(
+        stored(app.db.clone()).await,
+        (
+            "onebot11".into(),
+            "NapCat main".into(),
+            "qq".into(),
+            Some("http://10.0.0.2:3000".into()),
+            Some("tok-1".into())
+        )
+    );
+    let (_, detail) = get(&c, &app, &format!("/bridges/{id}")).await;
+    assert!(detail.contains("Bridge saved.") && detail.contains("NapCat main"));
+    // A new token replaces it; the checkbox removes it.
+    let r = app
+        .post_form(&c, &page, &page, &[("name", "NapCat main"), ("platform", "qq"), ("access_token", "tok-2")])
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(stored(app.db.clone()).await.4.as_deref(), Some("tok-2"));
+    assert_eq!(stored(app.db.clone()).await.3, None, "a blank URL clears it");
+    let r = app
+        .post_form(&c, &page, &page, &[("name", "NapCat main"), ("platform", "qq"), ("clear_access_token", "1")])
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(stored(app.db.clone()).await.4, None);
+
+    let details: Vec<String> =
+        sqlx::query_scalar("SELECT details->>'access_token' FROM audit_log WHERE action = 'bridge.update' ORDER BY id")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(details, ["kept", "changed", "removed"]);
+    let all: String =
+        sqlx::query_scalar("SELECT string_agg(details::text, ' ') FROM audit_log").fetch_one(&app.db).await.unwrap();
+    assert!(!all.contains("tok-2") && !all.contains(&secret), "no secret in the audit log");
+    // The webhook secret is untouched.
+    let (s, _) = onebot(&app, id, &secret, "group_message_plain_chat.json").await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
 }
 
 /// Keys of these pages are not covered by the catalog-wide test's prefixes: check them here.
