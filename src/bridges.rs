@@ -102,11 +102,11 @@ impl BridgeCache {
     }
 }
 
-/// Rejected deliveries, kept in memory per process for the bridge's status page: a rejected
-/// delivery must write nothing to the database (invariant 5).
 /// One rejected delivery: when, the status answered, why.
 pub type Rejection = (DateTime<Utc>, u16, String);
 
+/// Rejected deliveries, kept in memory per process for the bridge's status page: a rejected
+/// delivery must write nothing to the database (invariant 5).
 #[derive(Default)]
 pub struct RecentErrors(std::sync::Mutex<std::collections::HashMap<i64, std::collections::VecDeque<Rejection>>>);
 
