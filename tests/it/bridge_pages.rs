@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::harness::{location, TestApp};
 
 fn fixture(path: &str) -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/bridges").join(path);
+    let p = crate::harness::bridge_fixtures().join(path);
     std::fs::read(&p).unwrap_or_else(|e| panic!("fixture {path}: {e}"))
 }
 

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::harness::TestApp;
 
 fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/bridges")
+    crate::harness::bridge_fixtures()
 }
 
 fn fixture(path: &str) -> Vec<u8> {
@@ -489,4 +489,32 @@ async fn concurrent_copies_of_one_delivery_write_once_and_all_get_its_reply() {
         sqlx::query_scalar("SELECT messages FROM member_daily_activity").fetch_one(&app.db).await.unwrap();
     assert_eq!(messages, 1, "the copies counted no extra messages");
     assert_ledger_consistent(&app).await;
+}
+
+#[test]
+fn the_vendored_fixtures_are_the_shared_ones() {
+    fn files(dir: &std::path::Path, base: &std::path::Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                files(&p, base, out);
+            } else {
+                out.push((p.strip_prefix(base).unwrap().to_path_buf(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    let ours = fixtures();
+    let mut vendored = Vec::new();
+    files(&ours, &ours, &mut vendored);
+    vendored.sort();
+    assert!(vendored.iter().filter(|(p, _)| p.extension().is_some_and(|x| x == "json")).count() >= 15, "{vendored:?}");
+    // Where the shared material sits beside the repository (a developer's checkout), the copy
+    // must be byte for byte the same.
+    let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/bridges");
+    if shared.is_dir() {
+        let mut theirs = Vec::new();
+        files(&shared, &shared, &mut theirs);
+        theirs.sort();
+        assert!(vendored == theirs, "tests/fixtures/bridges differs from ../shared/fixtures/bridges: copy it again");
+    }
 }

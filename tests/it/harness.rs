@@ -333,3 +333,10 @@ pub fn plain_png() -> Vec<u8> {
     img.write_to(&mut out, image::ImageFormat::Png).expect("png");
     out.into_inner()
 }
+
+/// The bridge payload fixtures: a byte-for-byte copy of `../shared/fixtures/bridges` kept in the
+/// repository, so that a clone runs its tests wherever it is checked out
+/// (`bridges::the_vendored_fixtures_are_the_shared_ones` keeps the copy honest).
+pub fn bridge_fixtures() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bridges")
+}
