@@ -331,25 +331,30 @@ async fn create(State(state): State<AppState>, ctx: Ctx, mp: Multipart) -> AppRe
         }
         Err(e) => return Err(e),
     };
-    let mut details = audit_details(&spec);
-    if let Some(img) = &image {
-        live_codes::put_fallback_image(&mut tx, id, img.content_type, &img.bytes, &img.sha256).await?;
-        details["fallback_image_sha256"] = serde_json::json!(img.sha256);
-    }
-    audit::record(
-        &mut tx,
-        Actor::Principal(&ctx.principal),
-        "live_code.create",
-        "live_code",
-        Some(id.to_string()),
-        details,
-    )
-    .await?;
+    store_image_and_audit(&mut tx, &ctx, id, &spec, image.as_ref(), "live_code.create").await?;
     tx.commit().await?;
     // The scan path may have cached "no such code" for this slug.
     state.scan.invalidate(&spec.slug);
     ctx.flash("success", "live_codes.created").await?;
     Ok(redirect(&format!("/live-codes/{id}")))
+}
+
+/// The rest of a create or an update: the uploaded fallback image, if any, and the audit row.
+async fn store_image_and_audit(
+    tx: &mut sqlx::PgConnection,
+    ctx: &Ctx,
+    id: i64,
+    spec: &LiveCodeSpec,
+    image: Option<&FallbackImage>,
+    action: &str,
+) -> AppResult<()> {
+    let mut details = audit_details(spec);
+    if let Some(img) = image {
+        live_codes::put_fallback_image(&mut *tx, id, img.content_type, &img.bytes, &img.sha256).await?;
+        details["fallback_image_sha256"] = serde_json::json!(img.sha256);
+    }
+    audit::record(tx, Actor::Principal(&ctx.principal), action, "live_code", Some(id.to_string()), details).await?;
+    Ok(())
 }
 
 /// The live code, if it exists and the principal's scope sees it (else 404).
@@ -383,20 +388,7 @@ async fn update(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>, mp
         }
         Err(e) => return Err(e),
     }
-    let mut details = audit_details(&spec);
-    if let Some(img) = &image {
-        live_codes::put_fallback_image(&mut tx, id, img.content_type, &img.bytes, &img.sha256).await?;
-        details["fallback_image_sha256"] = serde_json::json!(img.sha256);
-    }
-    audit::record(
-        &mut tx,
-        Actor::Principal(&ctx.principal),
-        "live_code.update",
-        "live_code",
-        Some(id.to_string()),
-        details,
-    )
-    .await?;
+    store_image_and_audit(&mut tx, &ctx, id, &spec, image.as_ref(), "live_code.update").await?;
     tx.commit().await?;
     state.scan.invalidate(&old.slug);
     state.scan.invalidate(&spec.slug);
