@@ -8,12 +8,7 @@ use std::path::PathBuf;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 
-use crate::harness::{location, TestApp};
-
-fn fixture(path: &str) -> Vec<u8> {
-    let p = crate::harness::bridge_fixtures().join(path);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("fixture {path}: {e}"))
-}
+use crate::harness::{bridge_fixture, location, post_generic, post_hook, TestApp};
 
 /// The text of the element with `id`, up to the next tag.
 fn text_of(body: &str, id: &str) -> String {
@@ -37,18 +32,6 @@ async fn get(c: &Client, app: &TestApp, path: &str) -> (StatusCode, String) {
     (s, r.text().await.unwrap())
 }
 
-async fn post_raw(app: &TestApp, path: &str, body: &[u8], headers: &[(&str, String)]) -> (StatusCode, Value) {
-    let mut req =
-        reqwest::Client::new().post(app.url(path)).header("content-type", "application/json").body(body.to_vec());
-    for (k, v) in headers {
-        req = req.header(*k, v);
-    }
-    let r = req.send().await.unwrap();
-    let s = r.status();
-    let t = r.text().await.unwrap();
-    (s, serde_json::from_str(&t).unwrap_or(Value::Null))
-}
-
 fn sha1_signature(secret: &str, body: &[u8]) -> String {
     use hmac::Mac;
     let mut mac = <hmac::Hmac<sha1::Sha1> as hmac::Mac>::new_from_slice(secret.as_bytes()).unwrap();
@@ -57,27 +40,14 @@ fn sha1_signature(secret: &str, body: &[u8]) -> String {
 }
 
 async fn onebot(app: &TestApp, id: i64, secret: &str, file: &str) -> (StatusCode, Value) {
-    let body = fixture(&format!("onebot11/{file}"));
+    let body = bridge_fixture(&format!("onebot11/{file}"));
     let sig = sha1_signature(secret, &body);
-    post_raw(app, &format!("/hooks/onebot11/{id}"), &body, &[("x-signature", sig), ("x-self-id", "10001000".into())])
+    post_hook(app, &format!("/hooks/onebot11/{id}"), &body, &[("x-signature", sig), ("x-self-id", "10001000".into())])
         .await
 }
 
-async fn generic(app: &TestApp, id: i64, secret: &str, event: Value) -> (StatusCode, Value) {
-    let body = serde_json::to_vec(&event).unwrap();
-    let ts = chrono::Utc::now().timestamp();
-    let sig = shoal::domain::bridge::sign_generic(secret, ts, &body);
-    post_raw(
-        app,
-        &format!("/hooks/generic/{id}"),
-        &body,
-        &[("x-shoal-timestamp", ts.to_string()), ("x-shoal-signature", sig)],
-    )
-    .await
-}
-
 async fn telegram(app: &TestApp, id: i64, secret: &str, body: &[u8]) -> (StatusCode, Value) {
-    post_raw(app, &format!("/hooks/telegram/{id}"), body, &[("x-telegram-bot-api-secret-token", secret.into())]).await
+    post_hook(app, &format!("/hooks/telegram/{id}"), body, &[("x-telegram-bot-api-secret-token", secret.into())]).await
 }
 
 /// Creates a bridge through the form; returns its id, its secret and the answer page.
@@ -265,7 +235,7 @@ async fn a_group_can_be_created_from_an_unlinked_chat_unless_its_chat_id_is_take
     let c = app.admin().await;
     let (id, secret, answer) = create_bridge(&app, &c, &[("kind", "telegram"), ("name", "TG bot")]).await;
     assert!(answer.contains("setWebhook") && answer.contains("secret_token"));
-    let (s, _) = telegram(&app, id, &secret, &fixture("telegram/message_text_checkin.json")).await;
+    let (s, _) = telegram(&app, id, &secret, &bridge_fixture("telegram/message_text_checkin.json")).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let r = app
         .post_form(
@@ -290,7 +260,7 @@ async fn a_group_can_be_created_from_an_unlinked_chat_unless_its_chat_id_is_take
     let (s, group_page) = get(&c, &app, &to).await;
     assert_eq!(s, StatusCode::OK);
     assert!(group_page.contains(&format!("/groups/{gid}/checkin-rules")));
-    let (s, reply) = telegram(&app, id, &secret, &fixture("telegram/message_command_checkin.json")).await;
+    let (s, reply) = telegram(&app, id, &secret, &bridge_fixture("telegram/message_command_checkin.json")).await;
     assert_eq!(s, StatusCode::OK, "the new group takes check-ins: {reply}");
 
     // A chat whose id an archived group holds cannot become a second group.
@@ -390,9 +360,9 @@ async fn bad_rules_are_refused_and_good_rules_drive_the_next_checkin() {
         json!({"event_id": format!("e{n}"), "kind": "message", "group_id": "room-1", "member_id": who,
                "display_name": who.to_uppercase(), "text": text, "timestamp": chrono::Utc::now().timestamp()})
     };
-    let (s, _) = generic(&app, id, &secret, ev(1, "bob", "签到")).await;
+    let (s, _) = post_generic(&app, id, &secret, ev(1, "bob", "签到")).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-    let (s, r) = generic(&app, id, &secret, ev(2, "ann", "hi")).await;
+    let (s, r) = post_generic(&app, id, &secret, ev(2, "ann", "hi")).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(r["reply"], "ANN is in: +3, balance 3, #1");
     let ledger: Vec<(String, i64)> =
@@ -415,7 +385,7 @@ async fn the_group_checkin_page_lists_today_in_order_with_streaks_and_a_calendar
     for (n, who, at) in
         [(1, "ann", now - 86_400), (2, "ann", now - 2), (3, "bob", now - 1), (4, "cat", now - 3 * 86_400)]
     {
-        let (s, r) = generic(&app, id, &secret, ev(n, who, at)).await;
+        let (s, r) = post_generic(&app, id, &secret, ev(n, who, at)).await;
         assert_eq!(s, StatusCode::OK, "{r}");
     }
     let (s, page) = get(&c, &app, &format!("/groups/{g}/checkins")).await;
@@ -567,7 +537,7 @@ async fn the_member_page_shows_activity_checkins_and_points_from_a_bridge() {
     for (n, kind, text) in [(1, "message", "hello"), (2, "message", "签到"), (3, "message", "again")] {
         let ev = json!({"event_id": format!("e{n}"), "kind": kind, "group_id": "room-1", "member_id": "ann",
                         "display_name": "Ann", "text": text, "timestamp": now});
-        generic(&app, id, &secret, ev).await;
+        post_generic(&app, id, &secret, ev).await;
     }
     let m: i64 =
         sqlx::query_scalar("SELECT id FROM members WHERE external_user_id = 'ann'").fetch_one(&app.db).await.unwrap();

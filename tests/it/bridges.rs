@@ -6,18 +6,10 @@ use std::path::PathBuf;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::harness::TestApp;
-
-fn fixtures() -> PathBuf {
-    crate::harness::bridge_fixtures()
-}
-
-fn fixture(path: &str) -> Vec<u8> {
-    std::fs::read(fixtures().join(path)).unwrap_or_else(|e| panic!("fixture {path}: {e}"))
-}
+use crate::harness::{bridge_fixture, bridge_fixtures, post_generic, post_hook, TestApp};
 
 fn onebot_signature(file: &str) -> String {
-    let tsv = std::fs::read_to_string(fixtures().join("onebot11/SIGNATURES.tsv")).unwrap();
+    let tsv = std::fs::read_to_string(bridge_fixtures().join("onebot11/SIGNATURES.tsv")).unwrap();
     tsv.lines()
         .find_map(|l| l.strip_prefix(&format!("{file}\t")))
         .unwrap_or_else(|| panic!("no signature for {file}"))
@@ -45,21 +37,9 @@ async fn linked_group(app: &TestApp, platform: &str, chat: &str) -> i64 {
         .unwrap()
 }
 
-async fn post(app: &TestApp, path: &str, body: &[u8], headers: &[(&str, String)]) -> (StatusCode, Value) {
-    let mut req =
-        reqwest::Client::new().post(app.url(path)).header("content-type", "application/json").body(body.to_vec());
-    for (k, v) in headers {
-        req = req.header(*k, v);
-    }
-    let r = req.send().await.unwrap();
-    let s = r.status();
-    let t = r.text().await.unwrap();
-    (s, serde_json::from_str(&t).unwrap_or(Value::Null))
-}
-
 async fn onebot(app: &TestApp, id: i64, file: &str) -> (StatusCode, Value) {
-    let body = fixture(&format!("onebot11/{file}"));
-    post(
+    let body = bridge_fixture(&format!("onebot11/{file}"));
+    post_hook(
         app,
         &format!("/hooks/onebot11/{id}"),
         &body,
@@ -176,7 +156,7 @@ async fn tampered_unsigned_truncated_and_mistyped_deliveries_are_refused_and_wri
     linked_group(&app, "qq", "123456789").await;
     let before = footprint(&app).await;
     let file = "group_message_array_checkin.json";
-    let body = fixture(&format!("onebot11/{file}"));
+    let body = bridge_fixture(&format!("onebot11/{file}"));
     let sig = onebot_signature(file);
     let path = format!("/hooks/onebot11/{id}");
     let mut tampered = body.clone();
@@ -191,7 +171,7 @@ async fn tampered_unsigned_truncated_and_mistyped_deliveries_are_refused_and_wri
         (body[..body.len() / 2].to_vec(), vec![("x-signature", sig.clone())], StatusCode::UNAUTHORIZED),
     ];
     for (b, h, status) in cases {
-        let (s, problem) = post(&app, &path, &b, &h).await;
+        let (s, problem) = post_hook(&app, &path, &b, &h).await;
         assert_eq!(s, status);
         assert_eq!(problem["status"], status.as_u16());
     }
@@ -203,20 +183,23 @@ async fn tampered_unsigned_truncated_and_mistyped_deliveries_are_refused_and_wri
         format!("sha1={}", hex::encode(mac.finalize().into_bytes()))
     };
     let truncated = body[..body.len() - 10].to_vec();
-    let (s, _) = post(&app, &path, &truncated, &[("x-signature", sign(&truncated))]).await;
+    let (s, _) = post_hook(&app, &path, &truncated, &[("x-signature", sign(&truncated))]).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     let wrong = br#"{"time":1,"self_id":10001000,"post_type":"message","message_type":"group","message_id":5,"group_id":123456789,"user_id":{"id":1},"message":"x"}"#;
-    let (s, _) = post(&app, &path, wrong, &[("x-signature", sign(wrong))]).await;
+    let (s, _) = post_hook(&app, &path, wrong, &[("x-signature", sign(wrong))]).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     let wrong_msg = br#"{"time":1,"self_id":10001000,"post_type":"message","message_type":"group","message_id":5,"group_id":123456789,"user_id":1,"message":42}"#;
-    let (s, _) = post(&app, &path, wrong_msg, &[("x-signature", sign(wrong_msg))]).await;
+    let (s, _) = post_hook(&app, &path, wrong_msg, &[("x-signature", sign(wrong_msg))]).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     let huge = vec![b' '; 1024 * 1024 + 1];
-    let (s, _) = post(&app, &path, &huge, &[("x-signature", sign(&huge))]).await;
+    let (s, _) = post_hook(&app, &path, &huge, &[("x-signature", sign(&huge))]).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
     // The wrong kind or an unknown bridge is a 404.
-    assert_eq!(post(&app, &format!("/hooks/telegram/{id}"), &body, &[]).await.0, StatusCode::NOT_FOUND);
-    assert_eq!(post(&app, "/hooks/onebot11/999999", &body, &[("x-signature", sig)]).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(post_hook(&app, &format!("/hooks/telegram/{id}"), &body, &[]).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        post_hook(&app, "/hooks/onebot11/999999", &body, &[("x-signature", sig)]).await.0,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(footprint(&app).await, before, "nothing written");
     let last: Option<chrono::DateTime<chrono::Utc>> =
         sqlx::query_scalar("SELECT last_event_at FROM bridges").fetch_one(&app.db).await.unwrap();
@@ -241,8 +224,8 @@ async fn chats_no_group_claims_are_listed_as_unlinked() {
 }
 
 async fn telegram(app: &TestApp, id: i64, file: &str) -> (StatusCode, Value) {
-    let body = fixture(&format!("telegram/{file}"));
-    post(
+    let body = bridge_fixture(&format!("telegram/{file}"));
+    post_hook(
         app,
         &format!("/hooks/telegram/{id}"),
         &body,
@@ -288,24 +271,15 @@ async fn telegram_updates_check_in_join_with_named_links_and_ignore_anonymous_ad
     let open: i64 =
         sqlx::query_scalar("SELECT count(*) FROM memberships WHERE left_at IS NULL").fetch_one(&app.db).await.unwrap();
     assert_eq!(open, 1, "Mei is in; Tom left; the inviting bot never joined");
-    let body = fixture("telegram/message_command_checkin.json");
-    let (s, _) =
-        post(&app, &format!("/hooks/telegram/{id}"), &body, &[("x-telegram-bot-api-secret-token", "wrong".into())])
-            .await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED);
-}
-
-async fn generic(app: &TestApp, id: i64, secret: &str, event: Value) -> (StatusCode, Value) {
-    let body = serde_json::to_vec(&event).unwrap();
-    let ts = chrono::Utc::now().timestamp();
-    let sig = shoal::domain::bridge::sign_generic(secret, ts, &body);
-    post(
-        app,
-        &format!("/hooks/generic/{id}"),
+    let body = bridge_fixture("telegram/message_command_checkin.json");
+    let (s, _) = post_hook(
+        &app,
+        &format!("/hooks/telegram/{id}"),
         &body,
-        &[("x-shoal-timestamp", ts.to_string()), ("x-shoal-signature", sig)],
+        &[("x-telegram-bot-api-secret-token", "wrong".into())],
     )
-    .await
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
 }
 
 fn day(d: u32, hour: u32) -> i64 {
@@ -333,16 +307,16 @@ async fn three_members_over_three_days_build_streaks_and_a_makeup_joins_them() {
     let plan = [("ann", 1), ("bob", 1), ("cat", 1), ("ann", 2), ("cat", 2), ("ann", 3), ("bob", 3), ("cat", 3)];
     for (m, d) in plan {
         let ev = send(m, "message", "签到", day(d, 10));
-        let (s, r) = generic(&app, id, "g-secret", ev).await;
+        let (s, r) = post_generic(&app, id, "g-secret", ev).await;
         assert_eq!(s, StatusCode::OK, "{r}");
         replies.push(r["reply"].as_str().unwrap().to_string());
     }
     // Bob missed day 2 and makes it up on day 3.
     let ev = send("bob", "message", "补签", day(3, 12));
-    let (_, r) = generic(&app, id, "g-secret", ev).await;
+    let (_, r) = post_generic(&app, id, "g-secret", ev).await;
     assert!(r["reply"].as_str().unwrap().contains("2026-11-02"), "{r}");
     let ev = send("ann", "checkin", "", day(3, 20));
-    let (_, again) = generic(&app, id, "g-secret", ev).await;
+    let (_, again) = post_generic(&app, id, "g-secret", ev).await;
     assert!(again["reply"].as_str().unwrap().contains("已经签到"), "{again}");
     let streaks: Vec<(String, i32)> = sqlx::query_as(
         "SELECT m.external_user_id, c.streak FROM checkins c JOIN members m ON m.id = c.member_id WHERE c.day = '2026-11-03' ORDER BY 1",
@@ -427,7 +401,7 @@ async fn generic_signatures_outside_the_window_are_refused() {
     let body = br#"{"event_id":"x","kind":"checkin","group_id":"r","member_id":"m"}"#;
     let old = chrono::Utc::now().timestamp() - 301;
     let sig = shoal::domain::bridge::sign_generic("g", old, body);
-    let (s, _) = post(
+    let (s, _) = post_hook(
         &app,
         &format!("/hooks/generic/{id}"),
         body,
@@ -447,7 +421,7 @@ async fn a_deleted_bridge_takes_its_delivery_log_and_only_its_own() {
     for (id, secret) in [(gone, "a"), (kept, "b")] {
         let ev =
             json!({"event_id": "same-id", "kind": "message", "group_id": "room", "member_id": "zoe", "text": "hi"});
-        let (s, _) = generic(&app, id, secret, ev).await;
+        let (s, _) = post_generic(&app, id, secret, ev).await;
         assert_eq!(s, StatusCode::NO_CONTENT);
     }
     sqlx::query("DELETE FROM bridges WHERE id = $1").bind(gone).execute(&app.db).await.unwrap();
@@ -460,7 +434,7 @@ async fn concurrent_copies_of_one_delivery_write_once_and_all_get_its_reply() {
     let app = TestApp::spawn().await;
     let id = bridge(&app, "onebot11", "qq", "some-secret").await;
     linked_group(&app, "qq", "123456789").await;
-    let body = fixture("onebot11/group_message_array_checkin.json");
+    let body = bridge_fixture("onebot11/group_message_array_checkin.json");
     let sig = onebot_signature("group_message_array_checkin.json");
     let mut tasks = Vec::new();
     for _ in 0..12 {
@@ -503,7 +477,7 @@ fn the_vendored_fixtures_are_the_shared_ones() {
             }
         }
     }
-    let ours = fixtures();
+    let ours = bridge_fixtures();
     let mut vendored = Vec::new();
     files(&ours, &ours, &mut vendored);
     vendored.sort();

@@ -337,6 +337,48 @@ pub fn plain_png() -> Vec<u8> {
 /// The bridge payload fixtures: a byte-for-byte copy of `../shared/fixtures/bridges` kept in the
 /// repository, so that a clone runs its tests wherever it is checked out
 /// (`bridges::the_vendored_fixtures_are_the_shared_ones` keeps the copy honest).
-pub fn bridge_fixtures() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bridges")
+pub fn bridge_fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bridges")
+}
+
+/// One fixture's bytes, e.g. `onebot11/group_message_array_checkin.json`.
+pub fn bridge_fixture(path: &str) -> Vec<u8> {
+    std::fs::read(bridge_fixtures().join(path)).unwrap_or_else(|e| panic!("fixture {path}: {e}"))
+}
+
+/// POSTs a JSON body to a webhook with the given headers; the status and the JSON answer (Null
+/// when there is none).
+pub async fn post_hook(
+    app: &TestApp,
+    path: &str,
+    body: &[u8],
+    headers: &[(&str, String)],
+) -> (StatusCode, serde_json::Value) {
+    let mut req = Client::new().post(app.url(path)).header("content-type", "application/json").body(body.to_vec());
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    let r = req.send().await.unwrap();
+    let s = r.status();
+    let t = r.text().await.unwrap();
+    (s, serde_json::from_str(&t).unwrap_or(serde_json::Value::Null))
+}
+
+/// A generic-bridge event, signed now with `secret`.
+pub async fn post_generic(
+    app: &TestApp,
+    id: i64,
+    secret: &str,
+    event: serde_json::Value,
+) -> (StatusCode, serde_json::Value) {
+    let body = serde_json::to_vec(&event).unwrap();
+    let ts = chrono::Utc::now().timestamp();
+    let sig = shoal::domain::bridge::sign_generic(secret, ts, &body);
+    post_hook(
+        app,
+        &format!("/hooks/generic/{id}"),
+        &body,
+        &[("x-shoal-timestamp", ts.to_string()), ("x-shoal-signature", sig)],
+    )
+    .await
 }
