@@ -5,7 +5,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 use sqlx::types::Json;
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 
 use crate::domain::bridge::{onebot_reply, telegram_reply, Delivery, Event, EventBody, Kind};
 use crate::domain::checkin::{render, streaks, Intent, Rules, StreakBonus};
@@ -137,50 +137,44 @@ pub async fn handle(
     bridge: &BridgeRow,
     d: &Delivery,
 ) -> sqlx::Result<Option<Value>> {
-    if let [e @ Event { body: EventBody::Message { text, force_checkin, .. }, .. }] = d.events.as_slice() {
-        let mut conn = db.acquire().await?;
-        if let Some((gid, timezone, rules)) = find_group(&mut conn, &bridge.platform, &e.chat.id).await? {
-            let rules = rules_of(rules.map(|r| r.0), &timezone);
-            let intent = rules.intent(text, *force_checkin);
-            if intent != Intent::MakeUp {
-                let Some(reply) = message_at_once(&mut conn, bridge, d, e, gid, &rules, intent).await? else {
-                    return stored_reply(&mut conn, bridge, d).await;
-                };
-                touch(&mut conn, cache, bridge, d).await?;
-                metrics::counter!("bridge_events_total", "kind" => bridge.kind.clone(), "result" => "processed")
-                    .increment(1);
-                return Ok(reply);
-            }
+    // The first event's group with its rules, read once for either path below.
+    let first = d.events.first();
+    let mut conn = db.acquire().await?;
+    let first_group = match first {
+        Some(e) => find_group(&mut conn, &bridge.platform, &e.chat.id).await?,
+        None => None,
+    };
+    if let ([e @ Event { body: EventBody::Message { text, force_checkin, .. }, .. }], Some((gid, rules))) =
+        (d.events.as_slice(), &first_group)
+    {
+        let intent = rules.intent(text, *force_checkin);
+        if intent != Intent::MakeUp {
+            let Some(reply) = message_at_once(&mut conn, bridge, d, e, *gid, rules, intent).await? else {
+                return stored_reply(&mut conn, bridge, d).await;
+            };
+            touch(&mut conn, cache, bridge, d).await?;
+            metrics::counter!("bridge_events_total", "kind" => bridge.kind.clone(), "result" => "processed")
+                .increment(1);
+            return Ok(reply);
         }
     }
-    let mut tx = db.begin().await?;
-    let first = d.events.first();
-    // The dedupe row and, in the same round trip, the first event's group with its check-in
-    // rules (`to_jsonb(r)` is NULL when the group has none yet).
-    let (event_row, gid, timezone, rules): (Option<i64>, Option<i64>, Option<String>, Option<Json<RulesRow>>) =
-        sqlx::query_as(
-            "WITH event AS (
-                INSERT INTO bridge_events (bridge_id, dedupe_key, kind, chat_id, user_id, status) VALUES ($1, $2, $3, $4, $5, 0)
-                ON CONFLICT (bridge_id, dedupe_key) DO NOTHING RETURNING id
-             )
-             SELECT (SELECT id FROM event), g.id, g.timezone, to_jsonb(r)
-             FROM (VALUES (1)) AS one (x)
-             LEFT JOIN groups g ON g.platform = $6 AND g.external_chat_id = $4 AND g.status <> 'archived'
-             LEFT JOIN checkin_rules r ON r.group_id = g.id",
-        )
-        .bind(bridge.id)
-        .bind(&d.dedupe_key)
-        .bind(d.kind)
-        .bind(first.map(|e| e.chat.id.clone()))
-        .bind(first.map(|e| e.user.id.clone()))
-        .bind(&bridge.platform)
-        .fetch_one(&mut *tx)
-        .await?;
+    let mut tx = conn.begin().await?;
+    let event_row: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO bridge_events (bridge_id, dedupe_key, kind, chat_id, user_id, status) VALUES ($1, $2, $3, $4, $5, 0)
+         ON CONFLICT (bridge_id, dedupe_key) DO NOTHING RETURNING id",
+    )
+    .bind(bridge.id)
+    .bind(&d.dedupe_key)
+    .bind(d.kind)
+    .bind(first.map(|e| e.chat.id.clone()))
+    .bind(first.map(|e| e.user.id.clone()))
+    .fetch_optional(&mut *tx)
+    .await?;
     let Some(event_row) = event_row else {
         drop(tx);
-        return stored_reply(&mut *db.acquire().await?, bridge, d).await;
+        return stored_reply(&mut conn, bridge, d).await;
     };
-    let mut known = first.map(|e| (e.chat.id.as_str(), gid.zip(timezone).map(|(id, tz)| (id, tz, rules))));
+    let mut known = first.map(|e| (e.chat.id.as_str(), first_group));
     let mut reply_text = None;
     for e in &d.events {
         let group = match known.take_if(|(chat, _)| *chat == e.chat.id) {
@@ -468,18 +462,20 @@ fn text_path(kind: Kind) -> &'static [&'static str] {
     }
 }
 
-/// A linked group: id, timezone, check-in rules (when it has its own).
-type GroupFound = Option<(i64, String, Option<Json<RulesRow>>)>;
+/// A linked group: its id and check-in rules (its own, or the defaults in its time zone).
+type GroupFound = Option<(i64, Rules)>;
 
 async fn find_group(conn: &mut PgConnection, platform: &str, chat: &str) -> sqlx::Result<GroupFound> {
-    sqlx::query_as(
+    // `to_jsonb(r)` is NULL when the group has no rules of its own yet.
+    let row: Option<(i64, String, Option<Json<RulesRow>>)> = sqlx::query_as(
         "SELECT g.id, g.timezone, to_jsonb(r) FROM groups g LEFT JOIN checkin_rules r ON r.group_id = g.id
          WHERE g.platform = $1 AND g.external_chat_id = $2 AND g.status <> 'archived'",
     )
     .bind(platform)
     .bind(chat)
     .fetch_optional(conn)
-    .await
+    .await?;
+    Ok(row.map(|(id, timezone, rules)| (id, rules_of(rules.map(|r| r.0), &timezone))))
 }
 
 /// One event in the chat `group` (None: no group claims the chat yet); returns a reply text
@@ -490,7 +486,7 @@ async fn process(
     e: &Event,
     group: GroupFound,
 ) -> sqlx::Result<Option<String>> {
-    let Some((gid, timezone, rules)) = group else {
+    let Some((gid, rules)) = group else {
         sqlx::query(
             "INSERT INTO unlinked_chats (bridge_id, chat_id, title) VALUES ($1, $2, $3)
              ON CONFLICT (bridge_id, chat_id) DO UPDATE SET last_seen = now(), events = unlinked_chats.events + 1,
@@ -505,7 +501,6 @@ async fn process(
     };
     match &e.body {
         EventBody::Message { text, force_checkin, .. } => {
-            let rules = rules_of(rules.map(|r| r.0), &timezone);
             let intent = rules.intent(text, *force_checkin);
             let sql = match intent {
                 Intent::CheckIn => in_transaction!(checkin_result!()),
