@@ -42,6 +42,7 @@ pub struct ScanConfig {
     pub max_block: i64,
     pub cache_ttl_ms: u64,
     pub stats_timezone: String,
+    pub events_flush_ms: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -55,13 +55,12 @@ pub async fn run(
     let metrics_upkeep = telemetry::spawn_metrics_upkeep();
     let alert_checks = alerts::spawn(state.db.clone(), state.config.alerts.clone(), state.scan.fallback_seen.clone());
     let (db, scan) = (state.db.clone(), state.scan.clone());
-    let app = web::router(state);
+    let app = web::fast::MakeApp::new(state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let serve = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        });
+    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
     let mut stop_rx2 = stop_rx.clone();
     tokio::select! {
         res = serve => res?,

@@ -618,7 +618,7 @@ async fn take_scan(
         visitor: clean(body.visitor, 64),
         referrer: clean(body.referrer, 64),
         ua_class: "api",
-        ip_anon: String::new(),
+        ip_anon: None,
     });
     Ok(Json(scan_result(&state, &snap.code, target.as_ref())))
 }

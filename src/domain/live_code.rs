@@ -166,14 +166,39 @@ const OTHERS: &[(&str, UaClass)] = &[
 ];
 
 static MATCHER: std::sync::LazyLock<aho_corasick::AhoCorasick> = std::sync::LazyLock::new(|| {
+    // A DFA: the fastest search, and with a few dozen short patterns its size is small.
     aho_corasick::AhoCorasick::builder()
+        .kind(Some(aho_corasick::AhoCorasickKind::DFA))
         .ascii_case_insensitive(true)
         .build(CRAWLERS.iter().copied().chain(OTHERS.iter().map(|(p, _)| *p)))
         .expect("static patterns")
 });
 
 /// The class of a User-Agent: crawler before WeChat before QQ before mobile before desktop.
+///
+/// Scans come from a few phone and app versions at a time, so each worker thread remembers the
+/// class of the User-Agents it saw last (64 of them) and matches a new one only once.
 pub fn classify_user_agent(ua: &str) -> UaClass {
+    const SLOTS: usize = 64;
+    type Seen = Vec<Option<(Box<str>, UaClass)>>;
+    thread_local! {
+        static SEEN: std::cell::RefCell<Seen> = std::cell::RefCell::new(vec![None; SLOTS]);
+    }
+    if ua.len() > 512 {
+        return match_user_agent(ua);
+    }
+    // The slot comes from the length and the last bytes (where versions differ); a hit is
+    // confirmed on the whole string.
+    let slot = ua.bytes().rev().take(16).fold(ua.len(), |h, b| h.wrapping_mul(31).wrapping_add(b as usize)) % SLOTS;
+    let hit = SEEN.with_borrow(|seen| seen[slot].as_ref().filter(|(s, _)| &**s == ua).map(|&(_, class)| class));
+    hit.unwrap_or_else(|| {
+        let class = match_user_agent(ua);
+        SEEN.with_borrow_mut(|seen| seen[slot] = Some((ua.into(), class)));
+        class
+    })
+}
+
+fn match_user_agent(ua: &str) -> UaClass {
     let rank = |c: UaClass| match c {
         UaClass::Crawler => 0,
         UaClass::Wechat => 1,
@@ -197,20 +222,20 @@ pub fn classify_user_agent(ua: &str) -> UaClass {
     best
 }
 
-/// An address with its host part dropped: IPv4 to /24, IPv6 to /48.
-pub fn anonymize_ip(ip: std::net::IpAddr) -> String {
+/// An address with its host part dropped: IPv4 to /24, IPv6 to /48 (an IPv4-mapped IPv6
+/// address as the IPv4 address it maps).
+pub fn anonymize_ip(ip: std::net::IpAddr) -> std::net::IpAddr {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let v4 = |o: [u8; 4]| IpAddr::V4(Ipv4Addr::new(o[0], o[1], o[2], 0));
     match ip {
-        std::net::IpAddr::V4(v4) => {
-            let o = v4.octets();
-            format!("{}.{}.{}.0", o[0], o[1], o[2])
-        }
-        std::net::IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return anonymize_ip(std::net::IpAddr::V4(v4));
+        IpAddr::V4(a) => v4(a.octets()),
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(m) => v4(m.octets()),
+            None => {
+                let s = a.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0))
             }
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}::", s[0], s[1], s[2])
-        }
+        },
     }
 }
 
@@ -439,10 +464,25 @@ mod tests {
     }
 
     #[test]
+    fn remembered_user_agents_keep_their_class_even_when_they_share_a_slot() {
+        // Same length and same last 16 bytes: the same slot of the per-thread memory.
+        let tail = " Safari/537.36 x";
+        let bot = format!("Twitterbot/1.0 (x){tail}");
+        let phone = format!("Android 14; Mobile{tail}");
+        assert_eq!(bot.len(), phone.len());
+        for _ in 0..3 {
+            assert_eq!(classify_user_agent(&bot), UaClass::Crawler);
+            assert_eq!(classify_user_agent(&phone), UaClass::Mobile);
+        }
+        let long = format!("{}Googlebot", "x".repeat(600));
+        assert_eq!(classify_user_agent(&long), UaClass::Crawler);
+    }
+
+    #[test]
     fn addresses_lose_their_host_part() {
-        assert_eq!(anonymize_ip("203.0.113.77".parse().unwrap()), "203.0.113.0");
-        assert_eq!(anonymize_ip("2001:db8:abcd:12::1".parse().unwrap()), "2001:db8:abcd::");
-        assert_eq!(anonymize_ip("::ffff:198.51.100.9".parse().unwrap()), "198.51.100.0");
+        assert_eq!(anonymize_ip("203.0.113.77".parse().unwrap()).to_string(), "203.0.113.0");
+        assert_eq!(anonymize_ip("2001:db8:abcd:12::1".parse().unwrap()).to_string(), "2001:db8:abcd::");
+        assert_eq!(anonymize_ip("::ffff:198.51.100.9".parse().unwrap()).to_string(), "198.51.100.0");
     }
 
     #[test]

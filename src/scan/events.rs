@@ -1,15 +1,16 @@
 //! Scan events, recorded off the response path: handlers push into a bounded channel and one
-//! writer task copies them to `scan_events` in batches (every 200 ms, or sooner when 20 000 are
-//! waiting), updating the daily counters in the same transaction. On shutdown the writer drains
+//! writer task copies them to `scan_events` in batches (every `scan.events_flush_ms`, or sooner
+//! when 20 000 are waiting), updating the daily counters in the same transaction. On shutdown the writer drains
 //! the channel before it stops. A hard crash loses at most the events not yet written.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgPool;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 
 const CHANNEL_CAPACITY: usize = 100_000;
 const BATCH: usize = 20_000;
@@ -26,29 +27,36 @@ pub struct ScanEvent {
     pub visitor: String,
     pub referrer: String,
     pub ua_class: &'static str,
-    pub ip_anon: String,
+    /// The client address with its host part dropped (`domain::live_code::anonymize_ip`).
+    pub ip_anon: Option<std::net::IpAddr>,
 }
 
 pub struct EventSink {
     tx: mpsc::Sender<ScanEvent>,
+    /// Wakes the writer before its next tick when a batch is waiting.
+    batch_ready: Arc<Notify>,
     stop: watch::Sender<bool>,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl EventSink {
     /// Starts the writer. `tz` names the time zone whose calendar days the counters use.
-    pub fn start(db: PgPool, tz: chrono_tz::Tz) -> EventSink {
+    pub fn start(db: PgPool, tz: chrono_tz::Tz, every: Duration) -> EventSink {
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let (stop, stop_rx) = watch::channel(false);
-        let writer = tokio::spawn(write_loop(db, tz, rx, stop_rx));
-        EventSink { tx, stop, writer: Mutex::new(Some(writer)) }
+        let batch_ready = Arc::new(Notify::new());
+        let writer = tokio::spawn(write_loop(db, tz, every, rx, batch_ready.clone(), stop_rx));
+        EventSink { tx, batch_ready, stop, writer: Mutex::new(Some(writer)) }
     }
 
     /// Queues an event; never waits. A full queue (the database far behind) drops the event
-    /// and counts it in `scan_events_dropped_total`.
+    /// and counts it in `scan_events_dropped_total`. The writer is not woken for each event,
+    /// only when a whole batch is waiting: it otherwise collects on its own tick.
     pub fn record(&self, e: ScanEvent) {
         if self.tx.try_send(e).is_err() {
             metrics::counter!("scan_events_dropped_total").increment(1);
+        } else if self.tx.capacity() <= CHANNEL_CAPACITY - BATCH {
+            self.batch_ready.notify_one();
         }
     }
 
@@ -62,34 +70,40 @@ impl EventSink {
     }
 }
 
-async fn write_loop(db: PgPool, tz: chrono_tz::Tz, mut rx: mpsc::Receiver<ScanEvent>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
+async fn write_loop(
+    db: PgPool,
+    tz: chrono_tz::Tz,
+    every: Duration,
+    mut rx: mpsc::Receiver<ScanEvent>,
+    batch_ready: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
     let mut buf: Vec<ScanEvent> = Vec::with_capacity(BATCH);
     loop {
         let stopping = tokio::select! {
             _ = tick.tick() => false,
+            _ = batch_ready.notified() => false,
             _ = stop.changed() => true,
-            n = rx.recv_many(&mut buf, BATCH) => {
-                if n == 0 { true } else if buf.len() < BATCH { continue } else { false }
-            }
         };
-        while let Ok(e) = rx.try_recv() {
-            buf.push(e);
-            if buf.len() >= 2 * BATCH {
+        // What is queued, a batch at a time: full batches go at once, a partial one ends the
+        // round (what arrives while it is written waits for the next tick, so that batches stay
+        // big). When stopping, no request is running any more and this empties the queue.
+        loop {
+            if !rx.is_empty() {
+                // Returns at once: there is something to take.
+                rx.recv_many(&mut buf, BATCH).await;
+            }
+            if buf.is_empty() {
+                break;
+            }
+            let full = buf.len() == BATCH;
+            write_with_retry(&db, tz, std::mem::replace(&mut buf, Vec::with_capacity(BATCH))).await;
+            if !full && !stopping {
                 break;
             }
         }
-        if !buf.is_empty() {
-            write_with_retry(&db, tz, std::mem::take(&mut buf)).await;
-        }
         if stopping {
-            // Drain what is left after the last requests finished.
-            while let Ok(e) = rx.try_recv() {
-                buf.push(e);
-            }
-            if !buf.is_empty() {
-                write_with_retry(&db, tz, buf).await;
-            }
             return;
         }
     }
@@ -177,7 +191,9 @@ fn prepare(events: &[ScanEvent], tz: chrono_tz::Tz) -> Prepared {
         text.push('\t');
         text.push_str(e.ua_class);
         text.push('\t');
-        copy_text(&e.ip_anon, &mut text);
+        if let Some(ip) = e.ip_anon {
+            let _ = write!(text, "{ip}");
+        }
         text.push('\n');
         let day = local_day(e.at, tz);
         *daily.entry((e.live_code_id, day, e.channel.clone(), e.target_id.unwrap_or(0), e.outcome)).or_default() += 1;

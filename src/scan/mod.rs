@@ -5,6 +5,7 @@
 pub mod events;
 pub mod slots;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -24,6 +25,8 @@ pub struct Snapshot {
     pub channels: Vec<ChannelRow>,
     /// `targets` as the routing rules see them, computed once per load.
     pub states: Vec<TargetState>,
+    /// This process's slots of each target, in the order of `targets`.
+    pub slots: Vec<Arc<slots::TargetSlots>>,
 }
 
 impl Snapshot {
@@ -61,7 +64,7 @@ pub struct ScanRuntime {
     /// Poked when a scan falls back, so the alert check runs at once.
     pub fallback_seen: Arc<tokio::sync::Notify>,
     pub events: events::EventSink,
-    cache: RwLock<HashMap<String, Arc<Cached>>>,
+    cache: RwLock<HashMap<String, Cached>>,
     ttl: Duration,
     /// The cookie-signing HMAC with its key already absorbed (cloned per use).
     key: tokio::sync::OnceCell<Hmac<Sha256>>,
@@ -73,7 +76,7 @@ impl ScanRuntime {
         ScanRuntime {
             slots: slots::SlotPool::new(config.max_block),
             fallback_seen: Arc::new(tokio::sync::Notify::new()),
-            events: events::EventSink::start(db, tz),
+            events: events::EventSink::start(db, tz, Duration::from_millis(config.events_flush_ms.clamp(10, 1000))),
             cache: RwLock::new(HashMap::new()),
             ttl: Duration::from_millis(config.cache_ttl_ms),
             key: tokio::sync::OnceCell::new(),
@@ -82,11 +85,17 @@ impl ScanRuntime {
 
     /// The live code with this slug, from a cache refreshed at most every `ttl`.
     pub async fn snapshot(&self, db: &PgPool, slug: &str) -> sqlx::Result<Option<Arc<Snapshot>>> {
-        let k = slug.to_ascii_lowercase();
-        if let Some(c) = self.cache.read().ok().and_then(|m| m.get(&k).cloned()) {
-            if c.at.elapsed() < self.ttl {
-                return Ok(c.snapshot.clone());
-            }
+        let k = if slug.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(slug.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(slug)
+        };
+        let hit = self.cache.read().ok().and_then(|m| {
+            let c = m.get(k.as_ref())?;
+            (c.at.elapsed() < self.ttl).then(|| c.snapshot.clone())
+        });
+        if let Some(snapshot) = hit {
+            return Ok(snapshot);
         }
         let snapshot = self.load(db, slug).await?;
         if let Some(s) = &snapshot {
@@ -98,7 +107,7 @@ impl ScanRuntime {
             if m.len() > 10_000 {
                 m.clear();
             }
-            m.insert(k, Arc::new(Cached { at: Instant::now(), snapshot: snapshot.clone() }));
+            m.insert(k.into_owned(), Cached { at: Instant::now(), snapshot: snapshot.clone() });
         }
         Ok(snapshot)
     }
@@ -121,7 +130,8 @@ impl ScanRuntime {
         let targets = live_codes::targets(&mut conn, code.id).await?;
         let channels = live_codes::channels(&mut conn, code.id).await?;
         let states = targets.iter().map(TargetRow::state).collect();
-        Ok(Some(Arc::new(Snapshot { code, targets, channels, states })))
+        let slots = targets.iter().map(|t| self.slots.entry(t.id)).collect();
+        Ok(Some(Arc::new(Snapshot { code, targets, channels, states, slots })))
     }
 
     /// Routes a new scan: tries the open targets in the mode's order and takes a slot from the
@@ -129,7 +139,7 @@ impl ScanRuntime {
     pub async fn route(&self, db: &PgPool, snap: &Snapshot, now: DateTime<Utc>) -> sqlx::Result<Outcome> {
         let states = &snap.states;
         for i in try_order(snap.mode(), states, now) {
-            if self.slots.take(db, states[i].id).await? {
+            if self.slots.take(db, &snap.slots[i], states[i].id).await? {
                 return Ok(Outcome::Target { index: i, sticky: false });
             }
         }

@@ -14,7 +14,8 @@ use sqlx::PgPool;
 /// How long a "used up" answer from the database is trusted before asking again.
 const EXHAUSTED_MS: u64 = 250;
 
-struct TargetSlots {
+/// The slots one process holds for one target.
+pub struct TargetSlots {
     remaining: AtomicI64,
     generation: AtomicI32,
     /// The limit these slots were reserved under (-1: unknown yet).
@@ -52,7 +53,9 @@ impl SlotPool {
         self.started.elapsed().as_millis() as u64
     }
 
-    fn entry(&self, target_id: i64) -> Arc<TargetSlots> {
+    /// The slots of `target_id`, created empty on first use. Snapshots keep the handle, so a
+    /// scan takes a slot without looking the target up.
+    pub fn entry(&self, target_id: i64) -> Arc<TargetSlots> {
         let mut map = self.targets.lock().unwrap_or_else(|e| e.into_inner());
         map.entry(target_id)
             .or_insert_with(|| {
@@ -67,10 +70,9 @@ impl SlotPool {
             .clone()
     }
 
-    /// Takes one slot of `target_id`: from memory, or by reserving a new block. False when the
+    /// Takes one slot of `target_id` (whose handle is `e`): from memory, or by reserving a new block. False when the
     /// target is used up.
-    pub async fn take(&self, db: &PgPool, target_id: i64) -> sqlx::Result<bool> {
-        let e = self.entry(target_id);
+    pub async fn take(&self, db: &PgPool, e: &Arc<TargetSlots>, target_id: i64) -> sqlx::Result<bool> {
         loop {
             if e.try_take() {
                 return Ok(true);

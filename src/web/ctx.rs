@@ -1,7 +1,7 @@
 //! The request context of an admin page: who is logged in, in which language, their CSRF token
 //! and flash messages; and the `Layout` every page template embeds.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use askama::Template;
 use axum::extract::{ConnectInfo, FromRequestParts};
@@ -34,20 +34,25 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     })
 }
 
-/// The client address: the socket peer, or the first `X-Forwarded-For` hop when configured.
-pub fn client_ip(parts_headers: &HeaderMap, peer: Option<SocketAddr>, trust_forwarded: bool) -> String {
+/// The client address: the socket peer, or the first `X-Forwarded-For` hop when configured
+/// (an unparseable hop is ignored).
+pub fn client_addr(headers: &HeaderMap, peer: Option<SocketAddr>, trust_forwarded: bool) -> Option<IpAddr> {
     if trust_forwarded {
-        if let Some(first) = parts_headers
+        let first = headers
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(',').next())
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-        {
-            return first.to_string();
+            .and_then(|s| s.trim().parse().ok());
+        if first.is_some() {
+            return first;
         }
     }
-    peer.map(|p| p.ip().to_string()).unwrap_or_else(|| "unknown".into())
+    peer.map(|p| p.ip())
+}
+
+/// [`client_addr`] as text, "unknown" when there is none.
+pub fn client_ip(headers: &HeaderMap, peer: Option<SocketAddr>, trust_forwarded: bool) -> String {
+    client_addr(headers, peer, trust_forwarded).map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".into())
 }
 
 /// What every admin page handler gets: a logged-in principal and the means to render.
@@ -225,5 +230,22 @@ pub fn error_page(lang: Lang, status: StatusCode) -> Response {
     match page.render() {
         Ok(body) => super::html(status, body),
         Err(_) => status.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_address_is_the_peer_unless_a_trusted_proxy_names_a_valid_one() {
+        let peer: SocketAddr = "10.0.0.9:5000".parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "203.0.113.7, 10.0.0.1".parse().unwrap());
+        assert_eq!(client_ip(&h, Some(peer), true), "203.0.113.7");
+        assert_eq!(client_ip(&h, Some(peer), false), "10.0.0.9");
+        h.insert("x-forwarded-for", "not-an-address".parse().unwrap());
+        assert_eq!(client_ip(&h, Some(peer), true), "10.0.0.9");
+        assert_eq!(client_ip(&HeaderMap::new(), None, true), "unknown");
     }
 }

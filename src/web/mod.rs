@@ -6,6 +6,7 @@ pub mod bridges;
 pub mod checkins;
 pub mod ctx;
 pub mod dashboard;
+pub mod fast;
 pub mod groups;
 pub mod hooks;
 pub mod live_codes;
@@ -110,12 +111,15 @@ async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Res
     let limit = Duration::from_secs(state.config.http.request_timeout_secs);
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(resp) => resp,
-        Err(_) => {
-            let mut resp = StatusCode::REQUEST_TIMEOUT.into_response();
-            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-            resp
-        }
+        Err(_) => timed_out(),
     }
+}
+
+/// The answer to a request that took longer than `http.request_timeout_secs`.
+fn timed_out() -> Response {
+    let mut resp = StatusCode::REQUEST_TIMEOUT.into_response();
+    resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
 }
 
 async fn track_metrics(req: Request, next: Next) -> Response {
@@ -124,12 +128,21 @@ async fn track_metrics(req: Request, next: Next) -> Response {
         req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_else(|| "fallback".into());
     let method = req.method().as_str().to_owned();
     let resp = next.run(req).await;
-    let status = resp.status().as_u16().to_string();
-    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
-        .record(start.elapsed().as_secs_f64());
+    requests_counter(&method, &route, resp.status()).increment(1);
+    duration_histogram(&method, &route).record(start.elapsed().as_secs_f64());
     resp
+}
+
+/// `http_requests_total{method, route, status}`.
+fn requests_counter(method: &str, route: &str, status: StatusCode) -> metrics::Counter {
+    let (method, route) = (method.to_owned(), route.to_owned());
+    metrics::counter!("http_requests_total", "method" => method, "route" => route, "status" => status.as_u16().to_string())
+}
+
+/// `http_request_duration_seconds{method, route}`.
+fn duration_histogram(method: &str, route: &str) -> metrics::Histogram {
+    let (method, route) = (method.to_owned(), route.to_owned());
+    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
 }
 
 /// Turns every error answer of the admin UI (problem+json from `AppError`, or a bare status from

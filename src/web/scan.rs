@@ -4,15 +4,14 @@
 use std::net::SocketAddr;
 
 use askama::Template;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::Utc;
-use serde::Deserialize;
 
-use super::ctx::{client_ip, cookie, request_lang};
+use super::ctx::{client_addr, cookie, request_lang};
 use crate::domain::live_code::{anonymize_ip, classify_user_agent, UaClass};
 use crate::error::AppError;
 use crate::i18n::Tr;
@@ -25,7 +24,7 @@ pub const VISITOR_COOKIE: &str = "shoal_vid";
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/l/{slug}", get(scan))
+        .route("/l/{slug}", get(scan).head(scan_head))
         .route("/l/{slug}/press", post(press))
         .route("/l/{slug}/t/{target}/qr", get(target_qr))
         .route("/l/{slug}/fallback-image", get(fallback_image))
@@ -46,11 +45,30 @@ fn sticky_cookie(code_id: i64) -> String {
     format!("shoal_lc{code_id}")
 }
 
-#[derive(Deserialize, Default)]
+/// The parameters of a scan URL: `?ch=` (a channel key) and `?ref=` (who invited).
+#[derive(Default)]
 pub struct ScanQuery {
     ch: Option<String>,
-    #[serde(rename = "ref")]
     referrer: Option<String>,
+}
+
+impl ScanQuery {
+    /// Reads the query string; the first of repeated keys wins, unknown keys are ignored, and
+    /// nothing in it can make a scan fail.
+    pub fn parse(query: Option<&str>) -> ScanQuery {
+        let mut q = ScanQuery::default();
+        for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            let slot = match &*k {
+                "ch" => &mut q.ch,
+                "ref" => &mut q.referrer,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(v.into_owned());
+            }
+        }
+        q
+    }
 }
 
 #[derive(Template)]
@@ -112,14 +130,32 @@ fn clean(s: Option<&str>, max: usize) -> String {
     s.unwrap_or("").chars().filter(|c| !c.is_control()).take(max).collect()
 }
 
+/// `GET /l/{slug}` through the router. Most scans never get here: `web::fast` answers them
+/// before routing; this route serves the slugs that need percent-decoding.
 async fn scan(
     State(state): State<AppState>,
     Path(slug): Path<String>,
-    Query(q): Query<ScanQuery>,
-    headers: HeaderMap,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
 ) -> Response {
-    match scan_inner(&state, &slug, q, &headers, Some(peer)).await {
+    respond(&state, &slug, req.uri().query(), req.headers(), Some(peer)).await
+}
+
+/// `HEAD /l/{slug}` (link checkers): a scan takes a slot, so HEAD, which must be safe, gets a
+/// bare 200 and takes nothing.
+async fn scan_head() -> Response {
+    no_store(super::html(StatusCode::OK, String::new()))
+}
+
+/// The answer to one scan of `slug`, whichever way the request came in.
+pub async fn respond(
+    state: &AppState,
+    slug: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+) -> Response {
+    match scan_inner(state, slug, ScanQuery::parse(query), headers, peer).await {
         Ok(r) => r,
         Err(e) => no_store(e.into_response()),
     }
@@ -132,20 +168,20 @@ async fn scan_inner(
     headers: &HeaderMap,
     peer: Option<SocketAddr>,
 ) -> Result<Response, AppError> {
-    let tr = Tr(request_lang(headers, None));
+    // The language matters only for pages, not for the common redirect.
+    let tr = || Tr(request_lang(headers, None));
     let now = Utc::now();
     let rt = &state.scan;
     let snap = match rt.snapshot(&state.db, slug).await? {
         Some(s) if s.code.live(now) => s,
-        _ => return Ok(page(StatusCode::NOT_FOUND, &NotFoundPage { tr })),
+        _ => return Ok(page(StatusCode::NOT_FOUND, &NotFoundPage { tr: tr() })),
     };
     let code_id = snap.code.id;
     let ua = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
     let class = classify_user_agent(ua);
     let channel = q.ch.as_deref().filter(|c| snap.channel(c).is_some()).unwrap_or("").to_string();
     let referrer = clean(q.referrer.as_deref(), 64);
-    let ip = client_ip(headers, peer, state.config.auth.trust_forwarded_for);
-    let ip_anon = ip.parse().map(anonymize_ip).unwrap_or_default();
+    let ip_anon = client_addr(headers, peer, state.config.auth.trust_forwarded_for).map(anonymize_ip);
     let event = |outcome: &'static str, target: Option<&TargetRow>, visitor: &str| ScanEvent {
         at: now,
         live_code_id: code_id,
@@ -156,14 +192,14 @@ async fn scan_inner(
         visitor: visitor.to_string(),
         referrer: referrer.clone(),
         ua_class: class.as_str(),
-        ip_anon: ip_anon.clone(),
+        ip_anon,
     };
 
     if class == UaClass::Crawler {
         rt.events.record(event("preview", None, ""));
         let base = state.config.public_base();
         let p = PreviewPage {
-            tr,
+            tr: tr(),
             name: &snap.code.name,
             image: format!("{base}/l/{}/qr.png", snap.code.slug),
             url: format!("{base}/l/{}", snap.code.slug),
@@ -208,7 +244,7 @@ async fn scan_inner(
             rt.events.record(event("fallback", None, &visitor));
             metrics::counter!("scan_fallbacks_total").increment(1);
             rt.fallback_seen.notify_one();
-            fallback(&snap, tr)
+            fallback(&snap, tr())
         }
     };
     if known_visitor.is_none() {
@@ -218,7 +254,7 @@ async fn scan_inner(
 }
 
 /// A redirect to the invite link, or the page showing the group's current QR image.
-fn serve_target(state: &AppState, snap: &Snapshot, t: &TargetRow, tr: Tr) -> Response {
+fn serve_target(state: &AppState, snap: &Snapshot, t: &TargetRow, tr: impl Fn() -> Tr) -> Response {
     if let Some(url) = &t.join_url {
         let status =
             if state.config.scan.redirect_status == 307 { StatusCode::TEMPORARY_REDIRECT } else { StatusCode::FOUND };
@@ -228,7 +264,7 @@ fn serve_target(state: &AppState, snap: &Snapshot, t: &TargetRow, tr: Tr) -> Res
         }
         return no_store(r);
     }
-    page(StatusCode::OK, &TargetPage { tr, slug: &snap.code.slug, target: t })
+    page(StatusCode::OK, &TargetPage { tr: tr(), slug: &snap.code.slug, target: t })
 }
 
 fn fallback(snap: &Snapshot, tr: Tr) -> Response {
@@ -269,7 +305,7 @@ async fn press(
         visitor,
         referrer: String::new(),
         ua_class: classify_user_agent(ua).as_str(),
-        ip_anon: String::new(),
+        ip_anon: None,
     });
     StatusCode::NO_CONTENT.into_response()
 }

@@ -201,6 +201,51 @@ async fn a_scan_redirects_to_the_invite_link_and_is_never_cached() {
     assert_eq!(used(&app, targets[0]).await, 2);
 }
 
+/// The counter `http_requests_total{route="/l/{slug}", status}` from `/metrics`.
+async fn scans_counted(app: &TestApp, status: u16) -> f64 {
+    let body = reqwest::get(app.url("/metrics")).await.unwrap().text().await.unwrap();
+    body.lines()
+        .filter(|l| {
+            l.starts_with("http_requests_total{")
+                && l.contains("route=\"/l/{slug}\"")
+                && l.contains(&format!("status=\"{status}\""))
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
+#[tokio::test]
+async fn plain_and_percent_encoded_scan_urls_are_served_alike_and_counted() {
+    let app = TestApp::spawn().await;
+    let (_, targets) = live_code(&app, "enc-ok", "fill", &[("enc", 10)]).await;
+    let before = scans_counted(&app, 302).await;
+    // `/l/enc-ok` is answered before the router; `/l/%65nc-ok` (the same slug, encoded)
+    // goes through the router's route. Both take a slot and redirect the same way.
+    for path in ["/l/enc-ok?ch=none&ref=x", "/l/%65nc-ok?ref=y"] {
+        let r = phone().get(app.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::FOUND, "{path}");
+        assert_eq!(location(&r), "https://qm.qq.com/q/enc", "{path}");
+        assert_eq!(r.headers()["cache-control"], "no-store", "{path}");
+        assert!(r.headers().get_all("set-cookie").iter().any(|c| c.to_str().unwrap().starts_with("shoal_vid=")));
+    }
+    // HEAD and a trailing slash are not scans.
+    let head = phone().head(app.url("/l/enc-ok")).send().await.unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+    let slash = phone().get(app.url("/l/enc-ok/")).send().await.unwrap();
+    assert_eq!(slash.status(), StatusCode::NOT_FOUND);
+    // Other tests scan in parallel in this process: the counter grew by at least our two.
+    assert!(scans_counted(&app, 302).await >= before + 2.0);
+    app.stop_keep().await;
+    assert_eq!(used(&app, targets[0]).await, 2, "two scans; HEAD takes nothing");
+    let refs: Vec<String> =
+        sqlx::query_scalar("SELECT ref FROM scan_events WHERE target_id = $1 AND outcome = 'new' ORDER BY ref")
+            .bind(targets[0])
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(refs, ["x", "y"]);
+}
+
 #[tokio::test]
 async fn a_full_target_passes_scans_to_the_next_and_then_to_the_fallback() {
     let app = TestApp::spawn().await;
