@@ -136,31 +136,59 @@ async fn write_with_retry(db: &PgPool, tz: chrono_tz::Tz, events: Vec<ScanEvent>
     metrics::counter!("scan_events_dropped_total").increment(n as u64);
 }
 
-/// COPY text format: escape backslash, tab, newline and carriage return.
-fn copy_text(s: &str, out: &mut String) {
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c => out.push(c),
-        }
+/// The header of PostgreSQL's binary COPY format: signature, flags, header extension length.
+const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01 00:00:00 UTC).
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// One field of a binary COPY row: its length, then its bytes.
+fn copy_field(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+fn copy_bigint(out: &mut Vec<u8>, v: Option<i64>) {
+    match v {
+        Some(n) => copy_field(out, &n.to_be_bytes()),
+        None => out.extend_from_slice(&(-1i32).to_be_bytes()),
     }
 }
 
-fn opt_id(v: Option<i64>, out: &mut String) {
-    match v {
-        Some(n) => out.push_str(&n.to_string()),
-        None => out.push_str("\\N"),
+/// The calendar day (in `tz`) of a time, remembering the UTC span of the last day it computed:
+/// the events of a batch almost all fall on one day.
+struct DayOf {
+    tz: chrono_tz::Tz,
+    /// `[from, to)` in Unix microseconds, and its local day.
+    last: Option<(i64, i64, NaiveDate)>,
+}
+
+impl DayOf {
+    fn get(&mut self, at: DateTime<Utc>) -> NaiveDate {
+        let t = at.timestamp_micros();
+        if let Some((from, to, day)) = self.last {
+            if (from..to).contains(&t) {
+                return day;
+            }
+        }
+        let day = local_day(at, self.tz);
+        let span = day_span_micros(day, self.tz);
+        self.last = span.map(|(from, to)| (from, to, day));
+        day
     }
+}
+
+/// The UTC span of a local day, when it is unambiguous (otherwise nothing is remembered).
+fn day_span_micros(day: NaiveDate, tz: chrono_tz::Tz) -> Option<(i64, i64)> {
+    use chrono::TimeZone;
+    let start = |d: NaiveDate| tz.from_local_datetime(&d.and_hms_opt(0, 0, 0)?).single().map(|t| t.timestamp_micros());
+    Some((start(day)?, start(day.succ_opt()?)?))
 }
 
 pub fn local_day(at: DateTime<Utc>, tz: chrono_tz::Tz) -> NaiveDate {
     at.with_timezone(&tz).date_naive()
 }
 
-/// A batch made ready for the database: the COPY text, the daily counts and the unique-visitor
+/// A batch made ready for the database: the binary COPY data, the daily counts and the unique-visitor
 /// sketches. Built on a blocking thread so that request workers never wait for it.
 struct Prepared {
     copy: Vec<u8>,
@@ -169,39 +197,56 @@ struct Prepared {
 }
 
 fn prepare(events: &[ScanEvent], tz: chrono_tz::Tz) -> Prepared {
-    let mut text = String::with_capacity(events.len() * 120);
-    let mut daily: HashMap<(i64, NaiveDate, String, i64, &'static str), i64> = HashMap::new();
+    type DailyKey = (i64, NaiveDate, String, i64, &'static str);
+    let mut copy = Vec::with_capacity(COPY_HEADER.len() + events.len() * 140 + 2);
+    copy.extend_from_slice(COPY_HEADER);
+    let mut daily: HashMap<DailyKey, i64> = HashMap::new();
     let mut uniques: HashMap<(i64, NaiveDate, String), crate::domain::hll::Sketch> = HashMap::new();
+    let mut day_of = DayOf { tz, last: None };
+    // Consecutive events mostly share their counter: count runs, touch the map once per run.
+    let mut run: Option<(DailyKey, i64)> = None;
+    let mut ip = String::new();
     for e in events {
-        text.push_str(&e.at.to_rfc3339());
-        text.push('\t');
-        text.push_str(&e.live_code_id.to_string());
-        text.push('\t');
-        copy_text(&e.channel, &mut text);
-        text.push('\t');
-        opt_id(e.target_id, &mut text);
-        text.push('\t');
-        opt_id(e.group_id, &mut text);
-        text.push('\t');
-        text.push_str(e.outcome);
-        text.push('\t');
-        copy_text(&e.visitor, &mut text);
-        text.push('\t');
-        copy_text(&e.referrer, &mut text);
-        text.push('\t');
-        text.push_str(e.ua_class);
-        text.push('\t');
-        if let Some(ip) = e.ip_anon {
-            let _ = write!(text, "{ip}");
+        copy.extend_from_slice(&10i16.to_be_bytes());
+        copy_field(&mut copy, &(e.at.timestamp_micros() - PG_EPOCH_MICROS).to_be_bytes());
+        copy_field(&mut copy, &e.live_code_id.to_be_bytes());
+        copy_field(&mut copy, e.channel.as_bytes());
+        copy_bigint(&mut copy, e.target_id);
+        copy_bigint(&mut copy, e.group_id);
+        copy_field(&mut copy, e.outcome.as_bytes());
+        copy_field(&mut copy, e.visitor.as_bytes());
+        copy_field(&mut copy, e.referrer.as_bytes());
+        copy_field(&mut copy, e.ua_class.as_bytes());
+        ip.clear();
+        if let Some(a) = e.ip_anon {
+            let _ = write!(ip, "{a}");
         }
-        text.push('\n');
-        let day = local_day(e.at, tz);
-        *daily.entry((e.live_code_id, day, e.channel.clone(), e.target_id.unwrap_or(0), e.outcome)).or_default() += 1;
+        copy_field(&mut copy, ip.as_bytes());
+
+        let day = day_of.get(e.at);
+        let target = e.target_id.unwrap_or(0);
+        match &mut run {
+            Some(((code, d, ch, t, o), n))
+                if *code == e.live_code_id && *d == day && *ch == e.channel && *t == target && *o == e.outcome =>
+            {
+                *n += 1
+            }
+            _ => {
+                if let Some((k, n)) = run.take() {
+                    *daily.entry(k).or_default() += n;
+                }
+                run = Some(((e.live_code_id, day, e.channel.clone(), target, e.outcome), 1));
+            }
+        }
         if e.outcome != "preview" && !e.visitor.is_empty() {
             uniques.entry((e.live_code_id, day, e.channel.clone())).or_default().add(e.visitor.as_bytes());
         }
     }
-    Prepared { copy: text.into_bytes(), daily, uniques }
+    if let Some((k, n)) = run {
+        *daily.entry(k).or_default() += n;
+    }
+    copy.extend_from_slice(&(-1i16).to_be_bytes());
+    Prepared { copy, daily, uniques }
 }
 
 async fn write(db: &PgPool, p: &Prepared) -> sqlx::Result<()> {
@@ -211,7 +256,7 @@ async fn write(db: &PgPool, p: &Prepared) -> sqlx::Result<()> {
     sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
     let mut copy = tx
         .copy_in_raw(
-            "COPY scan_events (at, live_code_id, channel, target_id, group_id, outcome, visitor, ref, ua_class, ip_anon) FROM STDIN",
+            "COPY scan_events (at, live_code_id, channel, target_id, group_id, outcome, visitor, ref, ua_class, ip_anon) FROM STDIN (FORMAT binary)",
         )
         .await?;
     copy.send(p.copy.as_slice()).await?;
@@ -286,10 +331,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn copy_text_escapes_control_characters() {
-        let mut s = String::new();
-        copy_text("a\tb\\c\nd", &mut s);
-        assert_eq!(s, "a\\tb\\\\c\\nd");
+    fn the_remembered_day_is_always_the_local_day() {
+        // Every 37 minutes over four days around a daylight-saving change, in zones with and
+        // without one: the remembered span never gives a different day.
+        for tz in [chrono_tz::Asia::Shanghai, chrono_tz::America::New_York, chrono_tz::UTC] {
+            let mut day_of = DayOf { tz, last: None };
+            let mut at: DateTime<Utc> = "2026-10-31T00:00:00Z".parse().unwrap();
+            for _ in 0..(4 * 24 * 60 / 37) {
+                assert_eq!(day_of.get(at), local_day(at, tz), "{at} in {tz}");
+                at += chrono::Duration::minutes(37);
+            }
+        }
+    }
+
+    #[test]
+    fn a_batch_is_binary_copy_data_with_its_counters() {
+        let at: DateTime<Utc> = "2026-11-23T17:30:00.123456Z".parse().unwrap();
+        let e = |outcome, visitor: &str| ScanEvent {
+            at,
+            live_code_id: 7,
+            channel: String::new(),
+            target_id: Some(3),
+            group_id: None,
+            outcome,
+            visitor: visitor.into(),
+            referrer: String::new(),
+            ua_class: "mobile",
+            ip_anon: Some("203.0.113.0".parse().unwrap()),
+        };
+        let p = prepare(&[e("new", "a"), e("new", "b"), e("fallback", "a"), e("new", "c")], chrono_tz::UTC);
+        assert!(p.copy.starts_with(COPY_HEADER) && p.copy.ends_with(&[0xff, 0xff]));
+        // The first field of the first row: 8 bytes of microseconds since 2000-01-01.
+        let first = &p.copy[COPY_HEADER.len()..];
+        assert_eq!(&first[..2], &10i16.to_be_bytes());
+        assert_eq!(&first[2..6], &8i32.to_be_bytes());
+        let micros = i64::from_be_bytes(first[6..14].try_into().unwrap());
+        assert_eq!(micros, 848_770_200_123_456, "2026-11-23T17:30:00.123456Z");
+        let day = at.date_naive();
+        assert_eq!(p.daily[&(7, day, String::new(), 3, "new")], 3);
+        assert_eq!(p.daily[&(7, day, String::new(), 3, "fallback")], 1);
+        assert_eq!(p.uniques[&(7, day, String::new())].estimate(), 3);
     }
 
     #[test]

@@ -428,18 +428,29 @@ async fn scan_events_are_written_on_graceful_shutdown_with_channel_and_anonymise
         .execute(&app.db)
         .await
         .unwrap();
-    for q in ["?ch=flyer-a&ref=alice", "?ch=unknown", ""] {
+    let before: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT now()").fetch_one(&app.db).await.unwrap();
+    for q in ["?ch=flyer-a&ref=alice", "?ch=unknown&ref=%E5%BC%A0%5C%09x", ""] {
         phone().get(app.url(&format!("/l/evt{q}"))).send().await.unwrap();
     }
+    let after = chrono::Utc::now();
     app.stop_keep().await;
-    let rows: Vec<(String, String, String, String)> =
-        sqlx::query_as("SELECT channel, ref, ua_class, ip_anon FROM scan_events ORDER BY id")
+    type Row = (chrono::DateTime<chrono::Utc>, String, String, String, String, Option<i64>);
+    let rows: Vec<Row> =
+        sqlx::query_as("SELECT at, channel, ref, ua_class, ip_anon, target_id FROM scan_events ORDER BY id")
             .fetch_all(&app.db)
             .await
             .unwrap();
     assert_eq!(rows.len(), 3);
-    assert_eq!(rows[0], ("flyer-a".into(), "alice".into(), "mobile".into(), "127.0.0.0".into()));
-    assert_eq!(rows[1].0, "", "unknown channels count as direct");
+    let (at, channel, referrer, ua, ip, target) = rows[0].clone();
+    assert!(before - chrono::Duration::seconds(1) <= at && at <= after, "{before} <= {at} <= {after}");
+    assert_eq!(
+        (channel.as_str(), referrer.as_str(), ua.as_str(), ip.as_str()),
+        ("flyer-a", "alice", "mobile", "127.0.0.0")
+    );
+    assert!(target.is_some());
+    assert_eq!(rows[1].1, "", "unknown channels count as direct");
+    // Stored as sent, but for the control character (the tab), which is dropped.
+    assert_eq!(rows[1].2, "张\\x");
     let per_channel: i64 = sqlx::query_scalar("SELECT sum(scans)::bigint FROM scan_daily WHERE channel = 'flyer-a'")
         .fetch_one(&app.db)
         .await
