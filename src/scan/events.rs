@@ -14,6 +14,8 @@ use tokio::sync::{mpsc, watch, Notify};
 
 const CHANNEL_CAPACITY: usize = 100_000;
 const BATCH: usize = 20_000;
+/// A paced batch goes to the database in this many parts.
+const PACED_CHUNKS: usize = 32;
 
 #[derive(Debug, Clone)]
 pub struct ScanEvent {
@@ -98,7 +100,10 @@ async fn write_loop(
                 break;
             }
             let full = buf.len() == BATCH;
-            write_with_retry(&db, tz, std::mem::replace(&mut buf, Vec::with_capacity(BATCH))).await;
+            // A regular batch is fed to the database over most of the tick, so that its work
+            // does not come as one burst; a full batch (falling behind) or the last ones go at once.
+            let pace = (!full && !stopping).then(|| every * 3 / 4);
+            write_with_retry(&db, tz, std::mem::replace(&mut buf, Vec::with_capacity(BATCH)), pace).await;
             if !full && !stopping {
                 break;
             }
@@ -109,7 +114,7 @@ async fn write_loop(
     }
 }
 
-async fn write_with_retry(db: &PgPool, tz: chrono_tz::Tz, events: Vec<ScanEvent>) {
+async fn write_with_retry(db: &PgPool, tz: chrono_tz::Tz, events: Vec<ScanEvent>, pace: Option<Duration>) {
     let n = events.len();
     // Formatting the batch is CPU work: keep it off the request workers.
     let prepared = match tokio::task::spawn_blocking(move || prepare(&events, tz)).await {
@@ -121,7 +126,7 @@ async fn write_with_retry(db: &PgPool, tz: chrono_tz::Tz, events: Vec<ScanEvent>
         }
     };
     for attempt in 1..=5u32 {
-        match write(db, &prepared).await {
+        match write(db, &prepared, pace).await {
             Ok(()) => {
                 metrics::counter!("scan_events_written_total").increment(n as u64);
                 return;
@@ -249,7 +254,7 @@ fn prepare(events: &[ScanEvent], tz: chrono_tz::Tz) -> Prepared {
     Prepared { copy, daily, uniques }
 }
 
-async fn write(db: &PgPool, p: &Prepared) -> sqlx::Result<()> {
+async fn write(db: &PgPool, p: &Prepared, pace: Option<Duration>) -> sqlx::Result<()> {
     let mut tx = db.begin().await?;
     // Analytics: a database crash may lose the last moments of events (as a Shoal crash may);
     // not waiting for the WAL flush keeps the writer cheap.
@@ -259,7 +264,20 @@ async fn write(db: &PgPool, p: &Prepared) -> sqlx::Result<()> {
             "COPY scan_events (at, live_code_id, channel, target_id, group_id, outcome, visitor, ref, ua_class, ip_anon) FROM STDIN (FORMAT binary)",
         )
         .await?;
-    copy.send(p.copy.as_slice()).await?;
+    match pace {
+        Some(pace) if p.copy.len() > PACED_CHUNKS * 4 * 1024 => {
+            // The COPY stream may be cut anywhere: PostgreSQL parses rows as bytes arrive.
+            for (i, chunk) in p.copy.chunks(p.copy.len().div_ceil(PACED_CHUNKS)).enumerate() {
+                if i > 0 {
+                    tokio::time::sleep(pace / PACED_CHUNKS as u32).await;
+                }
+                copy.send(chunk).await?;
+            }
+        }
+        _ => {
+            copy.send(p.copy.as_slice()).await?;
+        }
+    }
     copy.finish().await?;
 
     let mut codes = Vec::new();

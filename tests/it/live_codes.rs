@@ -674,3 +674,47 @@ async fn the_redirect_status_is_configurable() {
     let r = phone().get(app.url("/l/temp")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::TEMPORARY_REDIRECT);
 }
+
+#[tokio::test]
+async fn a_big_batch_fed_to_the_database_in_parts_arrives_whole_before_shutdown() {
+    use shoal::scan::events::{EventSink, ScanEvent};
+    let app = TestApp::spawn().await;
+    let (code, targets) = live_code(&app, "paced", "fill", &[("p", 10)]).await;
+    // 5 000 events (about 0.5 MB of COPY data) queued at once: the writer feeds such a batch to
+    // PostgreSQL in parts over most of its tick, in one transaction.
+    let sink = EventSink::start(app.db.clone(), chrono_tz::UTC, Duration::from_millis(100));
+    for i in 0..5000 {
+        sink.record(ScanEvent {
+            at: chrono::Utc::now(),
+            live_code_id: code,
+            channel: String::new(),
+            target_id: Some(targets[0]),
+            group_id: None,
+            outcome: "new",
+            visitor: format!("visitor-{i:05}"),
+            referrer: String::new(),
+            ua_class: "mobile",
+            ip_anon: None,
+        });
+    }
+    let mut written = 0i64;
+    for _ in 0..100 {
+        written = sqlx::query_scalar("SELECT count(*) FROM scan_events WHERE live_code_id = $1")
+            .bind(code)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+        if written == 5000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(written, 5000, "written on the writer's own tick, without a shutdown");
+    sink.flush_and_stop().await;
+    let daily: i64 = sqlx::query_scalar("SELECT sum(scans)::bigint FROM scan_daily WHERE live_code_id = $1")
+        .bind(code)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(daily, 5000);
+}
