@@ -14,8 +14,10 @@ use tokio::sync::{mpsc, watch, Notify};
 
 const CHANNEL_CAPACITY: usize = 100_000;
 const BATCH: usize = 20_000;
-/// A paced batch goes to the database in this many parts.
-const PACED_CHUNKS: usize = 32;
+/// A paced batch goes to the database in this many parts, with pauses between them.
+const PACED_PARTS: usize = 32;
+/// Smaller batches are not worth pacing.
+const PACED_MIN_EVENTS: usize = 1000;
 
 #[derive(Debug, Clone)]
 pub struct ScanEvent {
@@ -116,17 +118,9 @@ async fn write_loop(
 
 async fn write_with_retry(db: &PgPool, tz: chrono_tz::Tz, events: Vec<ScanEvent>, pace: Option<Duration>) {
     let n = events.len();
-    // Formatting the batch is CPU work: keep it off the request workers.
-    let prepared = match tokio::task::spawn_blocking(move || prepare(&events, tz)).await {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!(events = n, error = %e, "preparing scan events failed; they are lost");
-            metrics::counter!("scan_events_dropped_total").increment(n as u64);
-            return;
-        }
-    };
+    let events = Arc::new(events);
     for attempt in 1..=5u32 {
-        match write(db, &prepared, pace).await {
+        match write(db, tz, &events, pace).await {
             Ok(()) => {
                 metrics::counter!("scan_events_written_total").increment(n as u64);
                 return;
@@ -193,68 +187,102 @@ pub fn local_day(at: DateTime<Utc>, tz: chrono_tz::Tz) -> NaiveDate {
     at.with_timezone(&tz).date_naive()
 }
 
-/// A batch made ready for the database: the binary COPY data, the daily counts and the unique-visitor
-/// sketches. Built on a blocking thread so that request workers never wait for it.
+type DailyKey = (i64, NaiveDate, String, i64, &'static str);
+type UniquesKey = (i64, NaiveDate, String);
+
+/// A batch made ready for the database: the binary COPY data, the daily counts and the
+/// unique-visitor sketches.
 struct Prepared {
     copy: Vec<u8>,
-    daily: HashMap<(i64, NaiveDate, String, i64, &'static str), i64>,
-    uniques: HashMap<(i64, NaiveDate, String), crate::domain::hll::Sketch>,
+    daily: HashMap<DailyKey, i64>,
+    uniques: HashMap<UniquesKey, crate::domain::hll::Sketch>,
 }
 
-fn prepare(events: &[ScanEvent], tz: chrono_tz::Tz) -> Prepared {
-    type DailyKey = (i64, NaiveDate, String, i64, &'static str);
-    let mut copy = Vec::with_capacity(COPY_HEADER.len() + events.len() * 140 + 2);
-    copy.extend_from_slice(COPY_HEADER);
-    let mut daily: HashMap<DailyKey, i64> = HashMap::new();
-    let mut uniques: HashMap<(i64, NaiveDate, String), crate::domain::hll::Sketch> = HashMap::new();
-    let mut day_of = DayOf { tz, last: None };
-    // Consecutive events mostly share their counter: count runs, touch the map once per run.
-    let mut run: Option<(DailyKey, i64)> = None;
-    let mut ip = String::new();
-    for e in events {
-        copy.extend_from_slice(&10i16.to_be_bytes());
-        copy_field(&mut copy, &(e.at.timestamp_micros() - PG_EPOCH_MICROS).to_be_bytes());
-        copy_field(&mut copy, &e.live_code_id.to_be_bytes());
-        copy_field(&mut copy, e.channel.as_bytes());
-        copy_bigint(&mut copy, e.target_id);
-        copy_bigint(&mut copy, e.group_id);
-        copy_field(&mut copy, e.outcome.as_bytes());
-        copy_field(&mut copy, e.visitor.as_bytes());
-        copy_field(&mut copy, e.referrer.as_bytes());
-        copy_field(&mut copy, e.ua_class.as_bytes());
-        ip.clear();
-        if let Some(a) = e.ip_anon {
-            let _ = write!(ip, "{a}");
-        }
-        copy_field(&mut copy, ip.as_bytes());
+/// Turns events into binary COPY data and the batch's counters, a part at a time.
+struct Encoder {
+    p: Prepared,
+    day_of: DayOf,
+    /// Consecutive events mostly share their counter: runs are counted, and the map is touched
+    /// once per run.
+    run: Option<(DailyKey, i64)>,
+    ip: String,
+}
 
-        let day = day_of.get(e.at);
+impl Encoder {
+    fn new(tz: chrono_tz::Tz, events: usize) -> Encoder {
+        let mut copy = Vec::with_capacity(COPY_HEADER.len() + events * 140 + 2);
+        copy.extend_from_slice(COPY_HEADER);
+        let p = Prepared { copy, daily: HashMap::new(), uniques: HashMap::new() };
+        Encoder { p, day_of: DayOf { tz, last: None }, run: None, ip: String::new() }
+    }
+
+    fn push(&mut self, e: &ScanEvent) {
+        let copy = &mut self.p.copy;
+        copy.extend_from_slice(&10i16.to_be_bytes());
+        copy_field(copy, &(e.at.timestamp_micros() - PG_EPOCH_MICROS).to_be_bytes());
+        copy_field(copy, &e.live_code_id.to_be_bytes());
+        copy_field(copy, e.channel.as_bytes());
+        copy_bigint(copy, e.target_id);
+        copy_bigint(copy, e.group_id);
+        copy_field(copy, e.outcome.as_bytes());
+        copy_field(copy, e.visitor.as_bytes());
+        copy_field(copy, e.referrer.as_bytes());
+        copy_field(copy, e.ua_class.as_bytes());
+        self.ip.clear();
+        if let Some(a) = e.ip_anon {
+            let _ = write!(self.ip, "{a}");
+        }
+        copy_field(copy, self.ip.as_bytes());
+
+        let day = self.day_of.get(e.at);
         let target = e.target_id.unwrap_or(0);
-        match &mut run {
+        match &mut self.run {
             Some(((code, d, ch, t, o), n))
                 if *code == e.live_code_id && *d == day && *ch == e.channel && *t == target && *o == e.outcome =>
             {
                 *n += 1
             }
             _ => {
-                if let Some((k, n)) = run.take() {
-                    *daily.entry(k).or_default() += n;
+                if let Some((k, n)) = self.run.take() {
+                    *self.p.daily.entry(k).or_default() += n;
                 }
-                run = Some(((e.live_code_id, day, e.channel.clone(), target, e.outcome), 1));
+                self.run = Some(((e.live_code_id, day, e.channel.clone(), target, e.outcome), 1));
             }
         }
         if e.outcome != "preview" && !e.visitor.is_empty() {
-            uniques.entry((e.live_code_id, day, e.channel.clone())).or_default().add(e.visitor.as_bytes());
+            self.p.uniques.entry((e.live_code_id, day, e.channel.clone())).or_default().add(e.visitor.as_bytes());
         }
     }
-    if let Some((k, n)) = run {
-        *daily.entry(k).or_default() += n;
+
+    /// The COPY data encoded since the last call.
+    fn take_copy(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.p.copy)
     }
-    copy.extend_from_slice(&(-1i16).to_be_bytes());
-    Prepared { copy, daily, uniques }
+
+    /// The rest: the COPY data not yet taken, with the trailer, and the counters.
+    fn finish(mut self) -> Prepared {
+        if let Some((k, n)) = self.run.take() {
+            *self.p.daily.entry(k).or_default() += n;
+        }
+        self.p.copy.extend_from_slice(&(-1i16).to_be_bytes());
+        self.p
+    }
 }
 
-async fn write(db: &PgPool, p: &Prepared, pace: Option<Duration>) -> sqlx::Result<()> {
+fn prepare(events: &[ScanEvent], tz: chrono_tz::Tz) -> Prepared {
+    let mut enc = Encoder::new(tz, events.len());
+    for e in events {
+        enc.push(e);
+    }
+    enc.finish()
+}
+
+async fn write(
+    db: &PgPool,
+    tz: chrono_tz::Tz,
+    events: &Arc<Vec<ScanEvent>>,
+    pace: Option<Duration>,
+) -> sqlx::Result<()> {
     let mut tx = db.begin().await?;
     // Analytics: a database crash may lose the last moments of events (as a Shoal crash may);
     // not waiting for the WAL flush keeps the writer cheap.
@@ -264,20 +292,32 @@ async fn write(db: &PgPool, p: &Prepared, pace: Option<Duration>) -> sqlx::Resul
             "COPY scan_events (at, live_code_id, channel, target_id, group_id, outcome, visitor, ref, ua_class, ip_anon) FROM STDIN (FORMAT binary)",
         )
         .await?;
-    match pace {
-        Some(pace) if p.copy.len() > PACED_CHUNKS * 4 * 1024 => {
-            // The COPY stream may be cut anywhere: PostgreSQL parses rows as bytes arrive.
-            for (i, chunk) in p.copy.chunks(p.copy.len().div_ceil(PACED_CHUNKS)).enumerate() {
+    let p = match pace {
+        Some(pace) if events.len() >= PACED_MIN_EVENTS => {
+            // Encoded and sent a part at a time, with pauses: neither Shoal's encoding nor
+            // PostgreSQL's parsing comes as one burst. A part is a few hundred events, short
+            // enough to encode on a request worker.
+            let mut enc = Encoder::new(tz, 0);
+            for (i, part) in events.chunks(events.len().div_ceil(PACED_PARTS)).enumerate() {
                 if i > 0 {
-                    tokio::time::sleep(pace / PACED_CHUNKS as u32).await;
+                    tokio::time::sleep(pace / PACED_PARTS as u32).await;
                 }
-                copy.send(chunk).await?;
+                for e in part.iter() {
+                    enc.push(e);
+                }
+                copy.send(enc.take_copy()).await?;
             }
+            enc.finish()
         }
         _ => {
-            copy.send(p.copy.as_slice()).await?;
+            // All at once, encoded off the request workers.
+            let all = events.clone();
+            tokio::task::spawn_blocking(move || prepare(&all, tz))
+                .await
+                .map_err(|e| sqlx::Error::Protocol(format!("encoding scan events failed: {e}")))?
         }
-    }
+    };
+    copy.send(p.copy.as_slice()).await?;
     copy.finish().await?;
 
     let mut codes = Vec::new();
@@ -389,6 +429,38 @@ mod tests {
         assert_eq!(p.daily[&(7, day, String::new(), 3, "new")], 3);
         assert_eq!(p.daily[&(7, day, String::new(), 3, "fallback")], 1);
         assert_eq!(p.uniques[&(7, day, String::new())].estimate(), 3);
+    }
+
+    #[test]
+    fn a_batch_encoded_in_parts_is_the_batch_encoded_at_once() {
+        let e = |i: i64| ScanEvent {
+            at: DateTime::from_timestamp(1_790_000_000 + i * 97, 0).unwrap(),
+            live_code_id: 1 + i % 2,
+            channel: if i % 3 == 0 { "flyer".into() } else { String::new() },
+            target_id: (i % 5 != 0).then_some(i % 4),
+            group_id: Some(9),
+            outcome: if i % 5 == 0 { "fallback" } else { "new" },
+            visitor: format!("v{i}"),
+            referrer: String::new(),
+            ua_class: "wechat",
+            ip_anon: None,
+        };
+        let events: Vec<ScanEvent> = (0..1000).map(e).collect();
+        let whole = prepare(&events, chrono_tz::Asia::Shanghai);
+        let mut enc = Encoder::new(chrono_tz::Asia::Shanghai, 0);
+        let mut copy = Vec::new();
+        for part in events.chunks(37) {
+            part.iter().for_each(|e| enc.push(e));
+            copy.extend(enc.take_copy());
+        }
+        let rest = enc.finish();
+        copy.extend(&rest.copy);
+        assert_eq!(copy, whole.copy);
+        assert_eq!(rest.daily, whole.daily);
+        assert_eq!(rest.daily.values().sum::<i64>(), 1000);
+        let estimates =
+            |p: &Prepared| p.uniques.iter().map(|(k, v)| (k.clone(), v.estimate())).collect::<HashMap<_, _>>();
+        assert_eq!(estimates(&rest), estimates(&whole));
     }
 
     #[test]
