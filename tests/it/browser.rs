@@ -40,6 +40,12 @@ struct Browser {
 
 impl Browser {
     async fn start() -> Browser {
+        Self::start_attempt(1).await
+    }
+
+    /// Starts chromedriver on a free port. Another test may take that port between our check
+    /// and chromedriver's bind: then it tries another, up to five times.
+    async fn start_attempt(attempt: u32) -> Browser {
         for (path, what) in [(CHROMEDRIVER, "chromedriver"), (CHROMIUM, "chromium")] {
             assert!(
                 Path::new(path).exists(),
@@ -87,7 +93,12 @@ impl Browser {
                 }
             }
             if let Some(Ok(Some(exit))) = b.driver.as_mut().map(Child::try_wait) {
-                panic!("chromedriver exited at start ({exit}); log:\n{}", b.log());
+                let log = b.log();
+                if log.contains("ERR_ADDRESS_IN_USE") && attempt < 5 {
+                    drop(b);
+                    return Box::pin(Self::start_attempt(attempt + 1)).await;
+                }
+                panic!("chromedriver exited at start ({exit}); log:\n{log}");
             }
             assert!(Instant::now() < deadline, "chromedriver not ready after {WAIT:?}; log:\n{}", b.log());
             tokio::time::sleep(Duration::from_millis(50)).await;
