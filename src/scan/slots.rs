@@ -1,11 +1,13 @@
 //! Exact slot accounting without a database write per scan. Each process reserves blocks of
 //! slots from a target with one conditional UPDATE (`store::live_codes::reserve`, which never
 //! grants past the limit) and hands them out from memory; unused slots go back at shutdown or
-//! when the target's limit changes. A hard crash can strand at most one block per target and
-//! process: the target then admits fewer scans than its limit, never more.
+//! when the target's limit changes. When a quarter of a block is left, the next block is
+//! reserved in the background, so that a scan rarely waits for the database. A hard crash can
+//! strand what one process holds of a target, at most a quarter block plus one block: the
+//! target then admits fewer scans than its limit, never more.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -23,6 +25,10 @@ pub struct TargetSlots {
     /// Milliseconds since pool start until which the target counts as used up.
     exhausted_until: AtomicU64,
     refill: tokio::sync::Mutex<()>,
+    /// The size of the last block granted: a quarter of it left starts the next reservation.
+    last_block: AtomicI64,
+    /// A background reservation is on its way.
+    prefetching: AtomicBool,
 }
 
 impl TargetSlots {
@@ -42,11 +48,18 @@ pub struct SlotPool {
     targets: Mutex<HashMap<i64, Arc<TargetSlots>>>,
     started: Instant,
     max_block: i64,
+    /// Set once the slots are given back at shutdown: no background reservation after that.
+    closed: Arc<AtomicBool>,
 }
 
 impl SlotPool {
     pub fn new(max_block: i64) -> SlotPool {
-        SlotPool { targets: Mutex::new(HashMap::new()), started: Instant::now(), max_block: max_block.max(1) }
+        SlotPool {
+            targets: Mutex::new(HashMap::new()),
+            started: Instant::now(),
+            max_block: max_block.max(1),
+            closed: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     fn now_ms(&self) -> u64 {
@@ -65,16 +78,22 @@ impl SlotPool {
                     limit: AtomicI64::new(-1),
                     exhausted_until: AtomicU64::new(0),
                     refill: tokio::sync::Mutex::new(()),
+                    last_block: AtomicI64::new(0),
+                    prefetching: AtomicBool::new(false),
                 })
             })
             .clone()
     }
 
-    /// Takes one slot of `target_id` (whose handle is `e`): from memory, or by reserving a new block. False when the
-    /// target is used up.
+    /// Takes one slot of `target_id` (whose handle is `e`): from memory, or by reserving a new
+    /// block. False when the target is used up.
     pub async fn take(&self, db: &PgPool, e: &Arc<TargetSlots>, target_id: i64) -> sqlx::Result<bool> {
         loop {
             if e.try_take() {
+                let left = e.remaining.load(Ordering::Acquire);
+                if left < e.last_block.load(Ordering::Acquire) / 4 && !e.prefetching.swap(true, Ordering::AcqRel) {
+                    self.prefetch(db, e, target_id);
+                }
                 return Ok(true);
             }
             if e.exhausted_until.load(Ordering::Acquire) > self.now_ms() {
@@ -91,24 +110,33 @@ impl SlotPool {
             // went away) after the UPDATE committed, the granted slots still reach the pool
             // instead of being lost.
             let (db, entry, max_block, now) = (db.clone(), e.clone(), self.max_block, self.now_ms());
-            let granted = tokio::spawn(async move {
-                let mut conn = db.acquire().await?;
-                let (granted, generation) = crate::store::live_codes::reserve(&mut conn, target_id, max_block).await?;
-                if granted == 0 {
-                    entry.exhausted_until.store(now + EXHAUSTED_MS, Ordering::Release);
-                } else {
-                    entry.generation.store(generation, Ordering::Release);
-                    entry.remaining.fetch_add(granted, Ordering::AcqRel);
-                    metrics::counter!("scan_slot_reservations_total").increment(1);
-                }
-                Ok::<i64, sqlx::Error>(granted)
-            })
-            .await
-            .map_err(|e| sqlx::Error::Protocol(format!("slot reservation task failed: {e}")))??;
+            let granted = tokio::spawn(async move { reserve_into(&db, &entry, target_id, max_block, now).await })
+                .await
+                .map_err(|e| sqlx::Error::Protocol(format!("slot reservation task failed: {e}")))??;
             if granted == 0 {
                 return Ok(false);
             }
         }
+    }
+
+    /// Reserves the next block in the background while slots are still left.
+    fn prefetch(&self, db: &PgPool, e: &Arc<TargetSlots>, target_id: i64) {
+        let (db, entry, max_block, started) = (db.clone(), e.clone(), self.max_block, self.started);
+        let closed = self.closed.clone();
+        tokio::spawn(async move {
+            let refill = entry.refill.lock().await;
+            let now = started.elapsed().as_millis() as u64;
+            // A scan may have refilled it meanwhile, or found the target used up; and after
+            // shutdown gave the slots back, nothing more is reserved.
+            let low = entry.remaining.load(Ordering::Acquire) < entry.last_block.load(Ordering::Acquire) / 4;
+            if low && entry.exhausted_until.load(Ordering::Acquire) <= now && !closed.load(Ordering::Acquire) {
+                if let Err(err) = reserve_into(&db, &entry, target_id, max_block, now).await {
+                    tracing::warn!(target_id, error = %err, "could not reserve the next block of slots");
+                }
+            }
+            drop(refill);
+            entry.prefetching.store(false, Ordering::Release);
+        });
     }
 
     /// Slots held in memory for a target (for `resolve`, which must not take any).
@@ -149,13 +177,37 @@ impl SlotPool {
             Ok(m) => m.iter().map(|(k, v)| (*k, v.clone())).collect(),
             Err(_) => Vec::new(),
         };
+        self.closed.store(true, Ordering::Release);
         for (id, e) in entries {
+            // Waits for a background reservation still on its way.
+            let _refill = e.refill.lock().await;
             let n = e.remaining.swap(0, Ordering::AcqRel);
             if n > 0 {
                 give_back(db, id, n, e.generation.load(Ordering::Acquire)).await;
             }
         }
     }
+}
+
+/// One conditional UPDATE for a block of `target_id`'s slots; what it grants goes to `entry`.
+async fn reserve_into(
+    db: &PgPool,
+    entry: &TargetSlots,
+    target_id: i64,
+    max_block: i64,
+    now_ms: u64,
+) -> sqlx::Result<i64> {
+    let mut conn = db.acquire().await?;
+    let (granted, generation) = crate::store::live_codes::reserve(&mut conn, target_id, max_block).await?;
+    if granted == 0 {
+        entry.exhausted_until.store(now_ms + EXHAUSTED_MS, Ordering::Release);
+    } else {
+        entry.generation.store(generation, Ordering::Release);
+        entry.last_block.store(granted, Ordering::Release);
+        entry.remaining.fetch_add(granted, Ordering::AcqRel);
+        metrics::counter!("scan_slot_reservations_total").increment(1);
+    }
+    Ok(granted)
 }
 
 async fn give_back(db: &PgPool, target_id: i64, n: i64, generation: i32) {

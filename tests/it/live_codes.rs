@@ -718,3 +718,22 @@ async fn a_big_batch_fed_to_the_database_in_parts_arrives_whole_before_shutdown(
         .unwrap();
     assert_eq!(daily, 5000);
 }
+
+#[tokio::test]
+async fn blocks_reserved_ahead_in_the_background_are_all_given_back_at_shutdown() {
+    let app = TestApp::spawn().await;
+    let (_, targets) = live_code(&app, "ahead", "fill", &[("ahead", 1000)]).await;
+    // Blocks of (limit − used) / 8: 125, 109, 95, … Each time a quarter of a block is left,
+    // the next one is reserved in the background while scans go on.
+    let c = phone();
+    let mut redirected = 0;
+    for _ in 0..300 {
+        let r = c.get(app.url("/l/ahead")).send().await.unwrap();
+        redirected += usize::from(r.status() == StatusCode::FOUND);
+    }
+    assert_eq!(redirected, 300);
+    let reserved = used(&app, targets[0]).await;
+    assert!(reserved > 300, "slots are reserved in blocks, ahead of the scans ({reserved})");
+    app.stop_keep().await;
+    assert_eq!(used(&app, targets[0]).await, 300, "every slot not scanned went back");
+}
