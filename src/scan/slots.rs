@@ -63,7 +63,7 @@ impl SlotPool {
     }
 
     fn now_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
+        ms_since(self.started)
     }
 
     /// The slots of `target_id`, created empty on first use. Snapshots keep the handle, so a
@@ -125,7 +125,7 @@ impl SlotPool {
         let closed = self.closed.clone();
         tokio::spawn(async move {
             let refill = entry.refill.lock().await;
-            let now = started.elapsed().as_millis() as u64;
+            let now = ms_since(started);
             // A scan may have refilled it meanwhile, or found the target used up; and after
             // shutdown gave the slots back, nothing more is reserved.
             let low = entry.remaining.load(Ordering::Acquire) < entry.last_block.load(Ordering::Acquire) / 4;
@@ -187,6 +187,11 @@ impl SlotPool {
             }
         }
     }
+}
+
+/// The pool's clock: milliseconds since it started.
+fn ms_since(started: Instant) -> u64 {
+    started.elapsed().as_millis() as u64
 }
 
 /// One conditional UPDATE for a block of `target_id`'s slots; what it grants goes to `entry`.
