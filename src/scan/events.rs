@@ -1,7 +1,9 @@
 //! Scan events, recorded off the response path: handlers push into a bounded channel and one
-//! writer task copies them to `scan_events` in batches (every `scan.events_flush_ms`, or sooner
-//! when 20 000 are waiting), updating the daily counters in the same transaction. On shutdown the writer drains
-//! the channel before it stops. A hard crash loses at most the events not yet written.
+//! writer task copies them to `scan_events` with binary COPY, in batches (every
+//! `scan.events_flush_ms`, or sooner when 20 000 are waiting), updating the daily counters in
+//! the same transaction. A regular batch is fed to PostgreSQL in parts over most of a tick, so
+//! that its work never comes as one burst. On shutdown the writer drains the channel before it
+//! stops. A hard crash loses at most the events not yet written.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
