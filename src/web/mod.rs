@@ -194,12 +194,36 @@ pub fn redirect(to: &str) -> Response {
     resp
 }
 
-/// Only a local path may be a redirect target (`?next=`), never another host.
+/// Only a path on this origin may be a redirect target (`?next=`), never another host.
+///
+/// Browsers drop tabs and newlines from URLs and read `\\` as `/`, so `/\t/evil.example` or
+/// `/%09/evil.example` (once decoded) would be a scheme-relative URL. Refused: anything that does
+/// not start with one `/`, and any control character, whitespace or backslash, in the raw text or
+/// after percent-decoding.
 pub fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains(['\\', '\r', '\n']) => n.to_string(),
+        Some(n) if is_local_path(n) => n.to_string(),
         _ => "/".to_string(),
     }
+}
+
+fn is_local_path(n: &str) -> bool {
+    let plain = |s: &str| {
+        s.starts_with('/')
+            && !s.starts_with("//")
+            && !s.chars().any(|c| c.is_control() || c.is_whitespace() || c == '\\')
+    };
+    if !plain(n) {
+        return false;
+    }
+    // Decoded twice: a proxy or browser may decode once more than we expect.
+    let once = percent_decode(n);
+    plain(&once) && plain(&percent_decode(&once))
+}
+
+/// Percent-decodes `s`; invalid escapes stay as they are, bytes that are not UTF-8 become U+FFFD.
+fn percent_decode(s: &str) -> String {
+    String::from_utf8_lossy(&urlencoding::decode_binary(s.as_bytes())).into_owned()
 }
 
 /// Page links for a list: keeps the list's filters in every link.
@@ -259,5 +283,27 @@ mod tests {
         assert_eq!(safe_next(Some("https://evil.example/")), "/");
         assert_eq!(safe_next(Some("/\\evil.example")), "/");
         assert_eq!(safe_next(None), "/");
+    }
+
+    #[test]
+    fn next_refuses_control_characters_and_whitespace_raw_or_encoded() {
+        for bad in [
+            "/%09/evil.example/",
+            "/\t/evil.example/",
+            "/%0a/evil.example",
+            "/%0D%0A/evil.example",
+            "/%2F/evil.example",
+            "/%5C/evil.example",
+            "/%252F%252Fevil.example",
+            "/ /evil.example",
+            "/%20/evil.example",
+            "/\u{0085}/evil.example",
+            "/%C2%85/evil.example",
+            "/\u{3000}/evil.example",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/", "{bad:?} must not be a redirect target");
+        }
+        assert_eq!(safe_next(Some("/members?q=%E5%BC%A0")), "/members?q=%E5%BC%A0");
+        assert_eq!(safe_next(Some("/live-codes/3#targets")), "/live-codes/3#targets");
     }
 }
