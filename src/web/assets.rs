@@ -23,6 +23,11 @@ const ASSETS: &[Asset] = &[
         content_type: "text/javascript; charset=utf-8",
         bytes: include_bytes!("../../static/vendor/htmx/htmx.min.js"),
     },
+    Asset {
+        name: "press.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../static/press.js"),
+    },
 ];
 
 static ETAGS: LazyLock<Vec<String>> =

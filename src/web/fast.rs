@@ -116,6 +116,8 @@ async fn scan(conn: &Conn, req: Request) -> Response {
         tracing::error!(route = SCAN_ROUTE, status = resp.status().as_u16(), "scan failed");
     }
     ScanMetrics::get().record(resp.status(), start.elapsed());
+    let mut resp = resp;
+    super::headers::apply(resp.headers_mut(), state.config.session.secure);
     resp
 }
 

@@ -8,6 +8,7 @@ pub mod ctx;
 pub mod dashboard;
 pub mod fast;
 pub mod groups;
+pub mod headers;
 pub mod hooks;
 pub mod live_codes;
 pub mod login;
@@ -103,6 +104,7 @@ pub fn router(state: AppState) -> Router {
         }))
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
         .layer(CatchPanicLayer::custom(|_| AppError::Other(anyhow::anyhow!("handler panicked")).into_response()))
+        .layer(middleware::from_fn_with_state(state.clone(), headers::layer))
         .with_state(state)
 }
 

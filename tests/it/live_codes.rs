@@ -630,7 +630,9 @@ async fn a_long_press_on_the_qr_page_is_counted_as_join_intent() {
         .unwrap();
     let c = phone_with_cookies();
     let page = c.get(app.url("/l/press")).send().await.unwrap().text().await.unwrap();
-    assert!(page.contains("touchstart") && page.contains("/l/press/press"), "the page reports long presses");
+    assert!(page.contains("/static/press.js") && page.contains("/l/press/press"), "the page reports long presses");
+    let script = c.get(app.url("/static/press.js")).send().await.unwrap().text().await.unwrap();
+    assert!(script.contains("touchstart") && script.contains("data-press"));
     let r = c
         .post(app.url("/l/press/press"))
         .header("content-type", "application/x-www-form-urlencoded")
