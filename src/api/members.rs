@@ -14,7 +14,7 @@ use super::{next_cursor, ApiAuth, ApiJson, PageParams};
 use crate::auth::Principal;
 use crate::domain::member::MemberRaw;
 use crate::domain::Platform;
-use crate::error::{on_unique, AppError, AppResult};
+use crate::error::{AppError, AppResult};
 use crate::store::audit::{self, Actor};
 use crate::store::members::{self, MemberRow, MembershipRow};
 use crate::AppState;
@@ -154,10 +154,6 @@ async fn list_members(
     Ok(Json(MemberPage { items: rows.into_iter().map(Member::from).collect(), next_cursor }))
 }
 
-fn duplicate(e: sqlx::Error) -> AppError {
-    on_unique(e, "members_platform_external_user_id_key", "external_user_id", "error.member_exists")
-}
-
 async fn read(conn: &mut sqlx::PgConnection, p: &Principal, id: i64) -> AppResult<Member> {
     let scope = p.group_filter();
     let row = members::get(conn, id, scope.as_deref()).await?.ok_or(AppError::NotFound)?;
@@ -185,7 +181,7 @@ async fn create_member(
     }
     fe.into_result(())?;
     let mut tx = state.db.begin().await?;
-    let id = members::insert(&mut tx, &spec).await.map_err(duplicate)?;
+    let id = members::insert(&mut tx, &spec).await.map_err(crate::web::members::duplicate_for(&p))?;
     if let Some(g) = spec.group_id {
         if crate::store::groups::get(&mut tx, g).await?.is_none() {
             let mut fe = crate::error::FieldErrors::new();
@@ -243,7 +239,7 @@ async fn update_member(
     };
     let body = MemberBody { group_id: None, role: None, ..body };
     let spec = body.overlay(base).parse().map_err(AppError::Validation)?;
-    members::update(&mut tx, id, &spec).await.map_err(duplicate)?;
+    members::update(&mut tx, id, &spec).await.map_err(crate::web::members::duplicate_for(&p))?;
     audit::record(
         &mut tx,
         Actor::Principal(&p),

@@ -138,6 +138,40 @@ pub async fn upsert(conn: &mut PgConnection, m: &MemberSpec) -> sqlx::Result<(i6
     .await
 }
 
+/// [`upsert`] for a principal scoped to `scope`: a new member is inserted; an existing one is
+/// updated only when the scope sees it (it has or had a membership in one of those groups).
+/// `None`: the member exists outside the scope, and nothing was written.
+pub async fn upsert_in_scope(
+    conn: &mut PgConnection,
+    m: &MemberSpec,
+    scope: &[i64],
+) -> sqlx::Result<Option<(i64, bool)>> {
+    sqlx::query_as(
+        "WITH ins AS (
+            INSERT INTO members (platform, external_user_id, display_name, tags, notes)
+            VALUES ($1, $2, $3, $4, $5)
+            ON CONFLICT (platform, external_user_id) DO NOTHING
+            RETURNING id),
+         upd AS (
+            UPDATE members m SET display_name = $3,
+                tags = CASE WHEN cardinality($4::text[]) > 0 THEN $4 ELSE m.tags END,
+                notes = CASE WHEN $5 <> '' THEN $5 ELSE m.notes END,
+                updated_at = now()
+            WHERE m.platform = $1 AND m.external_user_id = $2 AND NOT EXISTS (SELECT 1 FROM ins)
+              AND EXISTS (SELECT 1 FROM memberships s WHERE s.member_id = m.id AND s.group_id = ANY($6))
+            RETURNING m.id)
+         SELECT id, TRUE AS inserted FROM ins UNION ALL SELECT id, FALSE FROM upd",
+    )
+    .bind(m.platform.as_str())
+    .bind(&m.external_user_id)
+    .bind(&m.display_name)
+    .bind(&m.tags)
+    .bind(&m.notes)
+    .bind(scope)
+    .fetch_optional(conn)
+    .await
+}
+
 pub async fn update(conn: &mut PgConnection, id: i64, m: &MemberSpec) -> sqlx::Result<bool> {
     let r = sqlx::query(
         "UPDATE members SET platform = $2, external_user_id = $3, display_name = $4, tags = $5, notes = $6, updated_at = now()

@@ -169,8 +169,11 @@ fn parse_member(ctx: &Ctx, raw: &MemberRaw, need_group: bool) -> Result<MemberSp
     }
 }
 
-fn duplicate(e: sqlx::Error) -> AppError {
-    on_unique(e, "members_platform_external_user_id_key", "external_user_id", "error.member_exists")
+/// A (platform, external id) that another member has. A scoped principal learns only that it
+/// cannot use it, never that (or where) the member exists.
+pub fn duplicate_for(p: &crate::auth::Principal) -> impl Fn(sqlx::Error) -> AppError {
+    let key = if p.group_filter().is_some() { "error.member_unavailable" } else { "error.member_exists" };
+    move |e| on_unique(e, "members_platform_external_user_id_key", "external_user_id", key)
 }
 
 async fn create(State(state): State<AppState>, ctx: Ctx, Form(raw): Form<MemberRaw>) -> AppResult<Response> {
@@ -180,7 +183,7 @@ async fn create(State(state): State<AppState>, ctx: Ctx, Form(raw): Form<MemberR
         Err(errors) => return form_page(&state, &ctx, None, raw, errors, StatusCode::UNPROCESSABLE_ENTITY).await,
     };
     let mut tx = state.db.begin().await?;
-    let id = match members::insert(&mut tx, &spec).await.map_err(duplicate) {
+    let id = match members::insert(&mut tx, &spec).await.map_err(duplicate_for(&ctx.principal)) {
         Ok(id) => id,
         Err(AppError::Validation(errors)) => {
             return form_page(&state, &ctx, None, raw, errors, StatusCode::UNPROCESSABLE_ENTITY).await
@@ -297,7 +300,7 @@ async fn update(
         Err(errors) => return form_page(&state, &ctx, Some(id), raw, errors, StatusCode::UNPROCESSABLE_ENTITY).await,
     };
     let mut tx = state.db.begin().await?;
-    match members::update(&mut tx, id, &spec).await.map_err(duplicate) {
+    match members::update(&mut tx, id, &spec).await.map_err(duplicate_for(&ctx.principal)) {
         Ok(_) => {}
         Err(AppError::Validation(errors)) => {
             return form_page(&state, &ctx, Some(id), raw, errors, StatusCode::UNPROCESSABLE_ENTITY).await
@@ -439,8 +442,9 @@ async fn import(State(state): State<AppState>, ctx: Ctx, mp: Multipart) -> AppRe
     };
     let mut errors: Vec<RowError> = parsed.errors;
     let mut tx = state.db.begin().await?;
+    let scope = ctx.scope();
     let known_groups: std::collections::HashSet<i64> =
-        crate::store::groups::names(&mut tx, ctx.scope().as_deref()).await?.into_iter().map(|(id, _)| id).collect();
+        crate::store::groups::names(&mut tx, scope.as_deref()).await?.into_iter().map(|(id, _)| id).collect();
     let (mut created, mut updated) = (0, 0);
     for (line, spec) in &parsed.rows {
         match spec.group_id {
@@ -454,7 +458,19 @@ async fn import(State(state): State<AppState>, ctx: Ctx, mp: Multipart) -> AppRe
             }
             _ => {}
         }
-        let (id, inserted) = members::upsert(&mut tx, spec).await?;
+        // A scoped principal updates only members it can see already; a row naming anyone else
+        // is a conflict that writes nothing and says nothing about them.
+        let upserted = match &scope {
+            None => Some(members::upsert(&mut tx, spec).await?),
+            Some(ids) => members::upsert_in_scope(&mut tx, spec, ids).await?,
+        };
+        let Some((id, inserted)) = upserted else {
+            errors.push(RowError {
+                line: *line,
+                problems: vec![("external_user_id".into(), "error.member_unavailable")],
+            });
+            continue;
+        };
         if let Some(g) = spec.group_id {
             members::join(&mut tx, id, g, spec.role).await?;
         }
