@@ -85,7 +85,7 @@ pub fn findings<'a>(
 /// Every condition to alert on now, across all live codes.
 pub async fn current(db: &PgPool, cfg: &AlertConfig) -> sqlx::Result<Vec<Condition>> {
     let mut conn = db.acquire().await?;
-    let codes = live_codes::list(&mut conn, None).await?;
+    let codes = live_codes::list(&mut conn, &live_codes::Access::all()).await?;
     let targets = live_codes::all_targets(&mut conn, None).await?;
     drop(conn);
     let out = findings(&codes, &targets, cfg, Utc::now())

@@ -122,7 +122,14 @@ async fn full(state: &AppState, conn: &mut sqlx::PgConnection, c: LiveCodeRow) -
 /// The live code with this slug, if the caller may see it.
 async fn load(conn: &mut sqlx::PgConnection, p: &Principal, slug: &str) -> AppResult<LiveCodeRow> {
     let c = store::by_slug(conn, slug).await?.ok_or(AppError::NotFound)?;
-    store::get(conn, c.id, p.group_filter().as_deref()).await?.ok_or(AppError::NotFound)
+    store::get(conn, c.id, &store::Access::of(p)).await?.ok_or(AppError::NotFound)
+}
+
+/// The live code with this slug, locked for the rest of the transaction, if the caller may
+/// change it: every change starts here, so the scope check holds until the commit.
+async fn lock(conn: &mut sqlx::PgConnection, p: &Principal, slug: &str) -> AppResult<LiveCodeRow> {
+    let c = store::by_slug(conn, slug).await?.ok_or(AppError::NotFound)?;
+    store::lock(conn, c.id, &store::Access::of(p)).await?.ok_or(AppError::NotFound)
 }
 
 #[derive(Serialize, ToSchema)]
@@ -135,7 +142,7 @@ pub struct LiveCodeList {
 async fn list_codes(State(state): State<AppState>, ApiAuth(p): ApiAuth) -> AppResult<Json<LiveCodeList>> {
     let mut conn = state.db.acquire().await?;
     let mut items = Vec::new();
-    for c in store::list(&mut conn, p.group_filter().as_deref()).await? {
+    for c in store::list(&mut conn, &store::Access::of(&p)).await? {
         items.push(full(&state, &mut conn, c).await?);
     }
     Ok(Json(LiveCodeList { items }))
@@ -227,7 +234,7 @@ async fn create_code(
     let spec =
         body.overlay(LiveCodeRaw::blank()).parse(&state.config.scan.stats_timezone).map_err(AppError::Validation)?;
     let mut tx = state.db.begin().await?;
-    let id = store::insert(&mut tx, &spec).await.map_err(slug_taken)?;
+    let id = store::insert(&mut tx, &spec, &store::Access::of(&p)).await.map_err(slug_taken)?;
     audit::record(
         &mut tx,
         Actor::Principal(&p),
@@ -237,7 +244,7 @@ async fn create_code(
         serde_json::json!({"slug": spec.slug, "name": spec.name}),
     )
     .await?;
-    let row = store::get(&mut tx, id, None).await?.ok_or(AppError::NotFound)?;
+    let row = store::get(&mut tx, id, &store::Access::all()).await?.ok_or(AppError::NotFound)?;
     let body = full(&state, &mut tx, row).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, [(axum::http::header::LOCATION, format!("/api/v1/live-codes/{}", body.slug))], Json(body))
@@ -268,7 +275,7 @@ async fn update_code(
 ) -> AppResult<Json<LiveCode>> {
     p.require_write()?;
     let mut tx = state.db.begin().await?;
-    let c = load(&mut tx, &p, &slug).await?;
+    let c = lock(&mut tx, &p, &slug).await?;
     let spec = body.overlay(raw_of(&c)).parse(&state.config.scan.stats_timezone).map_err(AppError::Validation)?;
     store::update(&mut tx, c.id, &spec).await.map_err(slug_taken)?;
     audit::record(
@@ -280,7 +287,7 @@ async fn update_code(
         serde_json::json!({"slug": spec.slug}),
     )
     .await?;
-    let row = store::get(&mut tx, c.id, None).await?.ok_or(AppError::NotFound)?;
+    let row = store::get(&mut tx, c.id, &store::Access::all()).await?.ok_or(AppError::NotFound)?;
     let out = full(&state, &mut tx, row).await?;
     tx.commit().await?;
     state.scan.invalidate(&slug);
@@ -297,7 +304,7 @@ async fn delete_code(
 ) -> AppResult<StatusCode> {
     p.require_write()?;
     let mut tx = state.db.begin().await?;
-    let c = load(&mut tx, &p, &slug).await?;
+    let c = lock(&mut tx, &p, &slug).await?;
     store::delete(&mut tx, c.id).await?;
     finish(&state, tx, &p, "live_code.delete", c.id, &slug, serde_json::json!({"slug": c.slug})).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -324,7 +331,7 @@ async fn add_target(
     p.require_write()?;
     p.require_group(body.group_id)?;
     let mut tx = state.db.begin().await?;
-    let c = load(&mut tx, &p, &slug).await?;
+    let c = lock(&mut tx, &p, &slug).await?;
     let g = crate::store::groups::get(&mut tx, body.group_id).await?.ok_or(AppError::NotFound)?;
     let limit = body.scan_limit.unwrap_or((g.capacity - g.member_count.unwrap_or(0)).max(1));
     if limit < 0 {
@@ -371,8 +378,9 @@ async fn update_target(
 ) -> AppResult<Json<Target>> {
     p.require_write()?;
     let mut tx = state.db.begin().await?;
-    let c = load(&mut tx, &p, &slug).await?;
+    let c = lock(&mut tx, &p, &slug).await?;
     let t = store::target(&mut tx, c.id, id).await?.ok_or(AppError::NotFound)?;
+    p.require_group(t.group_id)?;
     let limit = body.scan_limit.unwrap_or(t.scan_limit);
     if limit < 0 {
         let mut fe = FieldErrors::new();
@@ -420,7 +428,9 @@ async fn remove_target(
 ) -> AppResult<StatusCode> {
     p.require_write()?;
     let mut tx = state.db.begin().await?;
-    let c = load(&mut tx, &p, &slug).await?;
+    let c = lock(&mut tx, &p, &slug).await?;
+    let t = store::target(&mut tx, c.id, id).await?.ok_or(AppError::NotFound)?;
+    p.require_group(t.group_id)?;
     if !store::remove_target(&mut tx, c.id, id).await? {
         return Err(AppError::NotFound);
     }
@@ -454,7 +464,7 @@ async fn add_channel(
     let name = crate::domain::required_text(&body.name, 120, "name", &mut fe);
     fe.into_result(())?;
     let mut tx = state.db.begin().await?;
-    let c = load(&mut tx, &p, &slug).await?;
+    let c = lock(&mut tx, &p, &slug).await?;
     store::add_channel(&mut tx, c.id, &key, &name)
         .await
         .map_err(|e| on_unique(e, "live_code_channels_live_code_id_key_key", "key", "error.channel_taken"))?;
@@ -473,7 +483,7 @@ async fn delete_channel(
 ) -> AppResult<StatusCode> {
     p.require_write()?;
     let mut tx = state.db.begin().await?;
-    let c = load(&mut tx, &p, &slug).await?;
+    let c = lock(&mut tx, &p, &slug).await?;
     let ch = store::channels(&mut tx, c.id).await?.into_iter().find(|ch| ch.key == key).ok_or(AppError::NotFound)?;
     store::delete_channel(&mut tx, c.id, ch.id).await?;
     finish(&state, tx, &p, "live_code.channel_delete", c.id, &slug, serde_json::json!({"key": key})).await?;

@@ -3,6 +3,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgConnection;
 
+use crate::auth::{ActorKind, Principal};
 use crate::domain::live_code::LiveCodeSpec;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -87,26 +88,66 @@ const SELECT: &str = "SELECT c.id, c.slug, c.name, c.status, c.starts_at, c.ends
         c.fallback_kind, c.fallback_url, c.fallback_message, c.created_at, c.updated_at, f.sha256 AS fallback_sha
     FROM live_codes c LEFT JOIN live_code_fallback_images f ON f.live_code_id = c.id";
 
-/// Visible to a scoped principal when every target's group is within its scope.
-const SCOPE: &str = "($1::bigint[] IS NULL OR NOT EXISTS (
-        SELECT 1 FROM live_code_targets t WHERE t.live_code_id = c.id AND NOT (t.group_id = ANY($1))))";
-
-pub async fn list(conn: &mut PgConnection, scope: Option<&[i64]>) -> sqlx::Result<Vec<LiveCodeRow>> {
-    sqlx::query_as(&format!("{SELECT} WHERE {SCOPE} ORDER BY c.status, c.name, c.id")).bind(scope).fetch_all(conn).await
+/// Who asks about live codes: the group scope (`None`: every group) and, for ownership, the
+/// operator or API token asking.
+#[derive(Clone, Debug, Default)]
+pub struct Access {
+    pub scope: Option<Vec<i64>>,
+    pub operator_id: Option<i64>,
+    pub token_id: Option<i64>,
 }
 
-pub async fn get(conn: &mut PgConnection, id: i64, scope: Option<&[i64]>) -> sqlx::Result<Option<LiveCodeRow>> {
-    sqlx::query_as(&format!("{SELECT} WHERE {SCOPE} AND c.id = $2")).bind(scope).bind(id).fetch_optional(conn).await
+impl Access {
+    pub fn of(p: &Principal) -> Access {
+        let (operator_id, token_id) = match p.kind {
+            ActorKind::Operator => (Some(p.id), None),
+            ActorKind::Token => (None, Some(p.id)),
+        };
+        Access { scope: p.group_filter(), operator_id, token_id }
+    }
+
+    /// Every live code (background work, and reads right after a checked change).
+    pub fn all() -> Access {
+        Access::default()
+    }
+}
+
+/// What a scoped principal sees and may change: the codes it owns, whatever their targets, and
+/// codes with at least one target whose every target is in its scope. A code without targets
+/// is its owner's alone (and every admin's): `NOT EXISTS` a target outside the scope would hold
+/// for anyone. `$1` scope, `$2` operator, `$3` token.
+const SCOPE: &str = "($1::bigint[] IS NULL
+    OR c.owner_operator_id = $2 OR c.owner_token_id = $3
+    OR (EXISTS (SELECT 1 FROM live_code_targets t WHERE t.live_code_id = c.id)
+        AND NOT EXISTS (SELECT 1 FROM live_code_targets t WHERE t.live_code_id = c.id AND NOT (t.group_id = ANY($1)))))";
+
+fn bind_access<'q, O>(
+    q: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    a: &'q Access,
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+    q.bind(a.scope.as_deref()).bind(a.operator_id).bind(a.token_id)
+}
+
+pub async fn list(conn: &mut PgConnection, access: &Access) -> sqlx::Result<Vec<LiveCodeRow>> {
+    let sql = format!("{SELECT} WHERE {SCOPE} ORDER BY c.status, c.name, c.id");
+    bind_access(sqlx::query_as(&sql), access).fetch_all(conn).await
+}
+
+pub async fn get(conn: &mut PgConnection, id: i64, access: &Access) -> sqlx::Result<Option<LiveCodeRow>> {
+    let sql = format!("{SELECT} WHERE {SCOPE} AND c.id = $4");
+    bind_access(sqlx::query_as(&sql), access).bind(id).fetch_optional(conn).await
 }
 
 pub async fn by_slug(conn: &mut PgConnection, slug: &str) -> sqlx::Result<Option<LiveCodeRow>> {
     sqlx::query_as(&format!("{SELECT} WHERE lower(c.slug) = lower($1)")).bind(slug).fetch_optional(conn).await
 }
 
-pub async fn insert(conn: &mut PgConnection, s: &LiveCodeSpec) -> sqlx::Result<i64> {
+/// Inserts a live code owned by `owner` (the creating operator or token).
+pub async fn insert(conn: &mut PgConnection, s: &LiveCodeSpec, owner: &Access) -> sqlx::Result<i64> {
     sqlx::query_scalar(
-        "INSERT INTO live_codes (slug, name, status, starts_at, ends_at, mode, sticky_days, fallback_kind, fallback_url, fallback_message)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+        "INSERT INTO live_codes (slug, name, status, starts_at, ends_at, mode, sticky_days, fallback_kind, fallback_url,
+            fallback_message, owner_operator_id, owner_token_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
     )
     .bind(&s.slug)
     .bind(&s.name)
@@ -118,6 +159,8 @@ pub async fn insert(conn: &mut PgConnection, s: &LiveCodeSpec) -> sqlx::Result<i
     .bind(s.fallback_kind)
     .bind(&s.fallback_url)
     .bind(&s.fallback_message)
+    .bind(owner.operator_id)
+    .bind(owner.token_id)
     .fetch_one(conn)
     .await
 }
@@ -441,12 +484,9 @@ pub async fn stats(conn: &mut PgConnection, code_id: i64, from: NaiveDate, to: N
 /// The live code, locked for the rest of the transaction, if the scope sees it: every change
 /// of a live code or its targets starts here, so concurrent changes of one code run in turn and
 /// the scope check holds until the commit.
-pub async fn lock(conn: &mut PgConnection, id: i64, scope: Option<&[i64]>) -> sqlx::Result<Option<LiveCodeRow>> {
-    sqlx::query_as(&format!("{SELECT} WHERE {SCOPE} AND c.id = $2 FOR UPDATE OF c"))
-        .bind(scope)
-        .bind(id)
-        .fetch_optional(conn)
-        .await
+pub async fn lock(conn: &mut PgConnection, id: i64, access: &Access) -> sqlx::Result<Option<LiveCodeRow>> {
+    let sql = format!("{SELECT} WHERE {SCOPE} AND c.id = $4 FOR UPDATE OF c");
+    bind_access(sqlx::query_as(&sql), access).bind(id).fetch_optional(conn).await
 }
 
 /// Scans (routed to a target or to the fallback) per live code on one day of the counters.

@@ -55,12 +55,13 @@ impl LiveCodeAttention {
 
 async fn live_code_attention(
     conn: &mut sqlx::PgConnection,
-    scope: Option<&[i64]>,
+    access: &live_codes::Access,
     state: &AppState,
 ) -> sqlx::Result<LiveCodeAttention> {
     let now = chrono::Utc::now();
     let tz = &state.config.scan.stats_timezone;
-    let codes = live_codes::list(&mut *conn, scope).await?;
+    let scope = access.scope.as_deref();
+    let codes = live_codes::list(&mut *conn, access).await?;
     let targets = live_codes::all_targets(&mut *conn, scope).await?;
     let mut out = LiveCodeAttention::default();
     // The same conditions the alerts raise, from the same function.
@@ -94,7 +95,7 @@ async fn dashboard(State(state): State<AppState>, ctx: Ctx) -> AppResult<Respons
     let members = crate::store::members::count(&mut conn, scope.as_deref()).await?;
     let attention =
         groups::needing_attention(&mut conn, scope.as_deref(), state.config.alerts.expiring_hours, 20).await?;
-    let lc = live_code_attention(&mut conn, scope.as_deref(), &state).await?;
+    let lc = live_code_attention(&mut conn, &live_codes::Access::of(&ctx.principal), &state).await?;
     let page = DashboardPage {
         l: ctx.layout("nav.dashboard", "dashboard").await?,
         o,

@@ -119,7 +119,7 @@ struct ListPage {
 async fn list(State(state): State<AppState>, ctx: Ctx) -> AppResult<Response> {
     let scope = ctx.scope();
     let mut conn = state.db.acquire().await?;
-    let codes = live_codes::list(&mut conn, scope.as_deref()).await?;
+    let codes = live_codes::list(&mut conn, &live_codes::Access::of(&ctx.principal)).await?;
     let mut targets: HashMap<i64, Vec<TargetRow>> = HashMap::new();
     for t in live_codes::all_targets(&mut conn, scope.as_deref()).await? {
         targets.entry(t.live_code_id).or_default().push(t);
@@ -323,7 +323,8 @@ async fn create(State(state): State<AppState>, ctx: Ctx, mp: Multipart) -> AppRe
         Err((errors, status)) => return form_page(&ctx, &state, None, raw_from(&form), errors, status).await,
     };
     let mut tx = state.db.begin().await?;
-    let id = match live_codes::insert(&mut tx, &spec).await.map_err(slug_taken) {
+    let id = match live_codes::insert(&mut tx, &spec, &live_codes::Access::of(&ctx.principal)).await.map_err(slug_taken)
+    {
         Ok(id) => id,
         Err(AppError::Validation(errors)) => {
             drop(tx);
@@ -360,7 +361,7 @@ async fn store_image_and_audit(
 /// The live code, if it exists and the principal's scope sees it (else 404).
 async fn load(state: &AppState, ctx: &Ctx, id: i64) -> AppResult<LiveCodeRow> {
     let mut conn = state.db.acquire().await?;
-    live_codes::get(&mut conn, id, ctx.scope().as_deref()).await?.ok_or(AppError::NotFound)
+    live_codes::get(&mut conn, id, &live_codes::Access::of(&ctx.principal)).await?.ok_or(AppError::NotFound)
 }
 
 async fn edit_form(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> AppResult<Response> {
@@ -379,7 +380,8 @@ async fn update(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>, mp
         Err((errors, status)) => return form_page(&ctx, &state, Some(c), raw_from(&form), errors, status).await,
     };
     let mut tx = state.db.begin().await?;
-    let old = live_codes::lock(&mut tx, id, ctx.scope().as_deref()).await?.ok_or(AppError::NotFound)?;
+    let old =
+        live_codes::lock(&mut tx, id, &live_codes::Access::of(&ctx.principal)).await?.ok_or(AppError::NotFound)?;
     match live_codes::update(&mut tx, id, &spec).await.map_err(slug_taken) {
         Ok(_) => {}
         Err(AppError::Validation(errors)) => {
@@ -666,7 +668,7 @@ async fn detail_page(
 ) -> AppResult<Response> {
     let scope = ctx.scope();
     let mut conn = state.db.acquire().await?;
-    let c = live_codes::get(&mut conn, id, scope.as_deref()).await?.ok_or(AppError::NotFound)?;
+    let c = live_codes::get(&mut conn, id, &live_codes::Access::of(&ctx.principal)).await?.ok_or(AppError::NotFound)?;
     let rows = live_codes::targets(&mut conn, id).await?;
     let channels = live_codes::channels(&mut conn, id).await?;
     let tz = state.config.scan.stats_timezone.clone();
@@ -732,7 +734,7 @@ async fn detail(
 async fn begin(state: &AppState, ctx: &Ctx, id: i64) -> AppResult<(Transaction<'static, Postgres>, LiveCodeRow)> {
     ctx.principal.require_write()?;
     let mut tx = state.db.begin().await?;
-    let c = live_codes::lock(&mut tx, id, ctx.scope().as_deref()).await?.ok_or(AppError::NotFound)?;
+    let c = live_codes::lock(&mut tx, id, &live_codes::Access::of(&ctx.principal)).await?.ok_or(AppError::NotFound)?;
     Ok((tx, c))
 }
 
@@ -827,14 +829,17 @@ async fn add_target(
     finish(&state, &ctx, tx, &c, "live_code.target_add", details, "live_codes.target_added").await
 }
 
-/// The target `tid` of the locked live code (else 404).
-async fn target_of(tx: &mut PgConnection, code_id: i64, tid: i64) -> AppResult<TargetRow> {
-    live_codes::target(tx, code_id, tid).await?.ok_or(AppError::NotFound)
+/// The target `tid` of the locked live code (else 404). A target is changed only by those who
+/// may act on its group, even on a code they own.
+async fn target_of(tx: &mut PgConnection, ctx: &Ctx, code_id: i64, tid: i64) -> AppResult<TargetRow> {
+    let t = live_codes::target(tx, code_id, tid).await?.ok_or(AppError::NotFound)?;
+    ctx.principal.require_group(t.group_id)?;
+    Ok(t)
 }
 
 async fn move_target(state: AppState, ctx: Ctx, id: i64, tid: i64, up: bool) -> AppResult<Response> {
     let (mut tx, c) = begin(&state, &ctx, id).await?;
-    let t = target_of(&mut tx, id, tid).await?;
+    let t = target_of(&mut tx, &ctx, id, tid).await?;
     live_codes::move_target(&mut tx, id, tid, up).await?;
     let mut details = target_details(&t);
     details["direction"] = serde_json::json!(if up { "up" } else { "down" });
@@ -852,7 +857,7 @@ async fn move_down(State(state): State<AppState>, ctx: Ctx, Path((id, tid)): Pat
 
 async fn set_enabled(state: AppState, ctx: Ctx, id: i64, tid: i64, enabled: bool) -> AppResult<Response> {
     let (mut tx, c) = begin(&state, &ctx, id).await?;
-    let t = target_of(&mut tx, id, tid).await?;
+    let t = target_of(&mut tx, &ctx, id, tid).await?;
     live_codes::update_target(&mut tx, id, tid, t.scan_limit, enabled).await?;
     let (action, flash) = if enabled {
         ("live_code.target_enable", "live_codes.target_enabled")
@@ -891,7 +896,7 @@ async fn set_limit(
     Form(f): Form<LimitForm>,
 ) -> AppResult<Response> {
     let (mut tx, c) = begin(&state, &ctx, id).await?;
-    let t = target_of(&mut tx, id, tid).await?;
+    let t = target_of(&mut tx, &ctx, id, tid).await?;
     let Some(limit) = parse_limit(&f.scan_limit) else {
         drop(tx);
         let mut errors = FieldErrors::new();
@@ -912,7 +917,7 @@ async fn reset_target(
     Path((id, tid)): Path<(i64, i64)>,
 ) -> AppResult<Response> {
     let (mut tx, c) = begin(&state, &ctx, id).await?;
-    let t = target_of(&mut tx, id, tid).await?;
+    let t = target_of(&mut tx, &ctx, id, tid).await?;
     let old = live_codes::reset_target(&mut tx, id, tid).await?.ok_or(AppError::NotFound)?;
     let mut details = target_details(&t);
     details["old_used"] = serde_json::json!(old);
@@ -925,7 +930,7 @@ async fn remove_target(
     Path((id, tid)): Path<(i64, i64)>,
 ) -> AppResult<Response> {
     let (mut tx, c) = begin(&state, &ctx, id).await?;
-    let t = target_of(&mut tx, id, tid).await?;
+    let t = target_of(&mut tx, &ctx, id, tid).await?;
     live_codes::remove_target(&mut tx, id, tid).await?;
     let mut details = target_details(&t);
     details["used"] = serde_json::json!(t.used);
@@ -995,7 +1000,7 @@ struct QrQuery {
 /// What a QR download encodes, and the file name it is saved under (without extension).
 async fn qr_subject(state: &AppState, ctx: &Ctx, id: i64, ch: &Option<String>) -> AppResult<(String, String)> {
     let mut conn = state.db.acquire().await?;
-    let c = live_codes::get(&mut conn, id, ctx.scope().as_deref()).await?.ok_or(AppError::NotFound)?;
+    let c = live_codes::get(&mut conn, id, &live_codes::Access::of(&ctx.principal)).await?.ok_or(AppError::NotFound)?;
     match non_empty(ch) {
         None => Ok((public_link(state, &c.slug, None), format!("live-code-{}", c.slug))),
         Some(key) => {
