@@ -141,7 +141,7 @@ pub async fn handle(
     let first = d.events.first();
     let mut conn = db.acquire().await?;
     let first_group = match first {
-        Some(e) => find_group(&mut conn, &bridge.platform, &e.chat.id).await?,
+        Some(e) => find_group(&mut conn, bridge, &e.chat.id).await?,
         None => None,
     };
     if let ([e @ Event { body: EventBody::Message { text, force_checkin, .. }, .. }], Some((gid, rules))) =
@@ -179,7 +179,7 @@ pub async fn handle(
     for e in &d.events {
         let group = match known.take_if(|(chat, _)| *chat == e.chat.id) {
             Some((_, group)) => group,
-            None => find_group(&mut tx, &bridge.platform, &e.chat.id).await?,
+            None => find_group(&mut tx, bridge, &e.chat.id).await?,
         };
         if let Some(t) = process(&mut tx, bridge, e, group).await? {
             reply_text = Some(t);
@@ -465,14 +465,18 @@ fn text_path(kind: Kind) -> &'static [&'static str] {
 /// A linked group: its id and check-in rules (its own, or the defaults in its time zone).
 type GroupFound = Option<(i64, Rules)>;
 
-async fn find_group(conn: &mut PgConnection, platform: &str, chat: &str) -> sqlx::Result<GroupFound> {
+/// The group a chat of `bridge` belongs to: same platform and chat id, and linked through this
+/// bridge (or by hand, `bridge_id` NULL). A chat another bridge linked is an unlinked chat here.
+async fn find_group(conn: &mut PgConnection, bridge: &BridgeRow, chat: &str) -> sqlx::Result<GroupFound> {
     // `to_jsonb(r)` is NULL when the group has no rules of its own yet.
     let row: Option<(i64, String, Option<Json<RulesRow>>)> = sqlx::query_as(
         "SELECT g.id, g.timezone, to_jsonb(r) FROM groups g LEFT JOIN checkin_rules r ON r.group_id = g.id
-         WHERE g.platform = $1 AND g.external_chat_id = $2 AND g.status <> 'archived'",
+         WHERE g.platform = $1 AND g.external_chat_id = $2 AND g.status <> 'archived'
+           AND (g.bridge_id IS NULL OR g.bridge_id = $3)",
     )
-    .bind(platform)
+    .bind(&bridge.platform)
     .bind(chat)
+    .bind(bridge.id)
     .fetch_optional(conn)
     .await?;
     Ok(row.map(|(id, timezone, rules)| (id, rules_of(rules.map(|r| r.0), &timezone))))

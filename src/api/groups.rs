@@ -169,6 +169,7 @@ async fn create_group(
 ) -> AppResult<Response> {
     p.require_write()?;
     let spec = body.overlay(GroupRaw::blank())?.parse().map_err(AppError::Validation)?;
+    crate::web::groups::check_chat_change(&p, None, &spec).map_err(AppError::Validation)?;
     let mut tx = state.db.begin().await?;
     let id = groups::insert(&mut tx, &spec).await.map_err(external_chat_conflict)?;
     grant_group(&mut tx, &p, id).await?;
@@ -208,6 +209,7 @@ async fn update_group(
     // The QR expiry is only changed when the body names it.
     let base = GroupRaw { qr_expires_at: String::new(), ..crate::web::groups::raw_of(&current) };
     let spec = body.overlay(base)?.parse().map_err(AppError::Validation)?;
+    crate::web::groups::check_chat_change(&p, Some(&current), &spec).map_err(AppError::Validation)?;
     groups::update(&mut tx, id, &spec).await.map_err(external_chat_conflict)?;
     audit::record(&mut tx, Actor::Principal(&p), "group.update", "group", Some(id.to_string()), audit_details(&spec))
         .await?;

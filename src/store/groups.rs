@@ -144,7 +144,9 @@ pub async fn insert(conn: &mut PgConnection, g: &GroupSpec) -> sqlx::Result<i64>
 pub async fn update(conn: &mut PgConnection, id: i64, g: &GroupSpec) -> sqlx::Result<bool> {
     let r = sqlx::query(
         "UPDATE groups SET name = $2, platform = $3, join_url = $4, capacity = $5, member_count = $6, timezone = $7,
-            external_chat_id = $8, status = $9, tags = $10, notes = $11, updated_at = now()
+            external_chat_id = $8, status = $9, tags = $10, notes = $11, updated_at = now(),
+            -- A chat changed by hand is no longer the linking bridge's.
+            bridge_id = CASE WHEN platform = $3 AND external_chat_id IS NOT DISTINCT FROM $8 THEN bridge_id END
          WHERE id = $1",
     )
     .bind(id)

@@ -547,12 +547,13 @@ async fn link_chat(
         return refuse(&ctx, id, "bridges.error.chat_gone").await;
     };
     let linked = sqlx::query(
-        "UPDATE groups SET external_chat_id = $3, updated_at = now()
+        "UPDATE groups SET external_chat_id = $3, bridge_id = $4, updated_at = now()
          WHERE id = $1 AND platform = $2 AND external_chat_id IS NULL AND status <> 'archived'",
     )
     .bind(group_id)
     .bind(&platform)
     .bind(&f.chat_id)
+    .bind(id)
     .execute(&mut *tx)
     .await;
     match linked {
@@ -605,12 +606,13 @@ async fn create_group(
     let name = group_name(&title, &f.chat_id);
     let capacity = platform.default_capacity();
     let inserted: Result<i64, sqlx::Error> = sqlx::query_scalar(
-        "INSERT INTO groups (name, platform, capacity, external_chat_id) VALUES ($1, $2, $3, $4) RETURNING id",
+        "INSERT INTO groups (name, platform, capacity, external_chat_id, bridge_id) VALUES ($1, $2, $3, $4, $5) RETURNING id",
     )
     .bind(&name)
     .bind(platform.as_str())
     .bind(capacity)
     .bind(&f.chat_id)
+    .bind(id)
     .fetch_one(&mut *tx)
     .await;
     let group_id = match inserted {

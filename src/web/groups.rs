@@ -110,6 +110,8 @@ struct FormPage {
     platforms: [Platform; 6],
     statuses: [GroupStatus; 3],
     max_upload_mib: usize,
+    /// False: the chat id field is read-only (see [`may_set_chat`]).
+    can_set_chat: bool,
 }
 
 impl FormPage {
@@ -141,6 +143,7 @@ async fn form_page(
         platforms: Platform::ALL,
         statuses: GroupStatus::ALL,
         max_upload_mib: state.config.http.max_upload_bytes / (1024 * 1024),
+        can_set_chat: may_set_chat(&ctx.principal),
     };
     render(status, &page)
 }
@@ -237,6 +240,27 @@ pub fn audit_details(spec: &GroupSpec) -> serde_json::Value {
     })
 }
 
+/// Who may set or change a group's chat (its platform and chat id): admins and principals with
+/// every group. A principal scoped to some groups could otherwise claim another community's chat
+/// and receive its deliveries and members, and the "taken" answer would tell them it exists.
+pub fn may_set_chat(p: &Principal) -> bool {
+    p.is_admin() || p.group_filter().is_none()
+}
+
+/// Refuses a chat change by a principal that may not make it ([`may_set_chat`]); keeping the
+/// chat as it is, or clearing it, is everyone's.
+pub fn check_chat_change(p: &Principal, current: Option<&GroupRow>, spec: &GroupSpec) -> Result<(), FieldErrors> {
+    let Some(chat) = &spec.external_chat_id else { return Ok(()) };
+    let unchanged =
+        current.is_some_and(|g| g.external_chat_id.as_deref() == Some(chat) && g.platform == spec.platform.as_str());
+    if may_set_chat(p) || unchanged {
+        return Ok(());
+    }
+    let mut errors = FieldErrors::new();
+    errors.add("external_chat_id", "error.chat_id_admin_only");
+    Err(errors)
+}
+
 pub fn external_chat_conflict(e: sqlx::Error) -> AppError {
     on_unique(e, "groups_external_chat_key", "external_chat_id", "error.external_chat_taken")
 }
@@ -248,6 +272,9 @@ async fn create(State(state): State<AppState>, ctx: Ctx, mp: Multipart) -> AppRe
         Ok(ok) => ok,
         Err((errors, status)) => return form_page(&ctx, &state, None, raw_from(&form), errors, status).await,
     };
+    if let Err(errors) = check_chat_change(&ctx.principal, None, &spec) {
+        return form_page(&ctx, &state, None, raw_from(&form), errors, StatusCode::UNPROCESSABLE_ENTITY).await;
+    }
     let mut tx = state.db.begin().await?;
     let id = match groups::insert(&mut tx, &spec).await.map_err(external_chat_conflict) {
         Ok(id) => id,
@@ -334,6 +361,9 @@ async fn update(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>, mp
         Ok(ok) => ok,
         Err((errors, status)) => return form_page(&ctx, &state, Some(g), raw_from(&form), errors, status).await,
     };
+    if let Err(errors) = check_chat_change(&ctx.principal, Some(&g), &spec) {
+        return form_page(&ctx, &state, Some(g), raw_from(&form), errors, StatusCode::UNPROCESSABLE_ENTITY).await;
+    }
     let mut tx = state.db.begin().await?;
     match groups::update(&mut tx, id, &spec).await.map_err(external_chat_conflict) {
         Ok(_) => {}
