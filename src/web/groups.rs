@@ -42,6 +42,7 @@ struct ListQuery {
     platform: Option<String>,
     status: Option<String>,
     tag: Option<String>,
+    #[serde(default, deserialize_with = "crate::store::lenient_page")]
     page: Option<i64>,
 }
 

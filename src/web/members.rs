@@ -41,6 +41,7 @@ struct ListQuery {
     platform: Option<String>,
     group: Option<String>,
     tag: Option<String>,
+    #[serde(default, deserialize_with = "crate::store::lenient_page")]
     page: Option<i64>,
 }
 

@@ -439,6 +439,7 @@ struct AuditPage {
 
 #[derive(Deserialize)]
 struct PageQuery {
+    #[serde(default, deserialize_with = "crate::store::lenient_page")]
     page: Option<i64>,
 }
 
