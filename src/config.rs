@@ -85,6 +85,20 @@ pub struct AuthConfig {
     pub throttle_max_failures: i64,
     pub throttle_window_secs: i64,
     pub trust_forwarded_for: bool,
+    /// How many reverse proxies of yours each request passes (only with `trust_forwarded_for`).
+    pub trusted_proxies: usize,
+}
+
+impl AuthConfig {
+    /// How many `X-Forwarded-For` hops, counted from the right, were added by trusted proxies
+    /// (0: the header is not trusted at all).
+    pub fn forwarded_hops(&self) -> usize {
+        if self.trust_forwarded_for {
+            self.trusted_proxies.max(1)
+        } else {
+            0
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

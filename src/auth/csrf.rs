@@ -1,5 +1,6 @@
-//! CSRF protection for every state-changing request of the admin UI: the session's token must
-//! come back in the `_csrf` form field (urlencoded or multipart) or the `X-CSRF-Token` header.
+//! CSRF protection for every state-changing request of the admin UI: the session's token (for a
+//! visitor without a session: the guest cookie's, see `web::ctx::GUEST_CSRF_COOKIE`) must come
+//! back in the `_csrf` form field (urlencoded or multipart) or the `X-CSRF-Token` header.
 //! Checked here once, before any handler runs, so no form can forget it.
 
 use axum::body::{to_bytes, Body};
@@ -27,7 +28,11 @@ pub async fn guard(State(state): State<AppState>, session: Session, req: Request
 }
 
 async fn check(state: &AppState, session: TypedSession, req: Request) -> Result<Request, AppError> {
-    let expected = session.existing_csrf_token().await?.ok_or(AppError::Csrf)?;
+    // A session's own token; a visitor without one (login, setup) repeats its guest cookie.
+    let expected = match session.existing_csrf_token().await? {
+        Some(t) => t,
+        None => crate::web::ctx::guest_csrf_token(req.headers()).ok_or(AppError::Csrf)?,
+    };
     if let Some(h) = req.headers().get(HEADER).and_then(|v| v.to_str().ok()) {
         return if super::secret_eq(h.as_bytes(), expected.as_bytes()) { Ok(req) } else { Err(AppError::Csrf) };
     }

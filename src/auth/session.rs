@@ -6,6 +6,8 @@ use tower_sessions::Session;
 use crate::error::{AppError, AppResult};
 
 const OPERATOR_ID: &str = "operator_id";
+/// The operator's `session_epoch` at login; a session from an older epoch is logged out.
+const EPOCH: &str = "epoch";
 const CSRF: &str = "csrf";
 const FLASH: &str = "flash";
 
@@ -28,12 +30,26 @@ impl TypedSession {
         self.0.get(OPERATOR_ID).await.map_err(internal)
     }
 
-    /// Logs in: a new session id (defeats fixation), the operator id and a fresh CSRF token.
-    pub async fn log_in(&self, operator_id: i64) -> AppResult<()> {
+    /// Logs in: a new session id (defeats fixation), the operator id, the operator's session
+    /// epoch and a fresh CSRF token.
+    pub async fn log_in(&self, operator_id: i64, epoch: i32) -> AppResult<()> {
         self.0.cycle_id().await.map_err(internal)?;
         self.0.insert(OPERATOR_ID, operator_id).await.map_err(internal)?;
+        self.0.insert(EPOCH, epoch).await.map_err(internal)?;
         self.0.insert(CSRF, super::random_token(32)).await.map_err(internal)?;
         Ok(())
+    }
+
+    /// The session epoch this session was logged in under (0 for sessions from before epochs).
+    pub async fn epoch(&self) -> AppResult<i32> {
+        Ok(self.0.get(EPOCH).await.map_err(internal)?.unwrap_or(0))
+    }
+
+    /// Keeps this session after its own password change moved the epoch on: a new id, the new
+    /// epoch.
+    pub async fn renew(&self, epoch: i32) -> AppResult<()> {
+        self.0.cycle_id().await.map_err(internal)?;
+        self.0.insert(EPOCH, epoch).await.map_err(internal)
     }
 
     pub async fn log_out(&self) -> AppResult<()> {

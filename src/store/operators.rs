@@ -19,9 +19,11 @@ pub struct OperatorRow {
     pub created_at: DateTime<Utc>,
     /// Ids of the groups assigned to a scoped operator.
     pub group_ids: Vec<i64>,
+    /// Moves on with every password change; sessions of an older epoch are logged out.
+    pub session_epoch: i32,
 }
 
-const SELECT: &str = "SELECT o.id, o.username, o.role, o.all_groups, o.language, o.disabled_at, o.created_at,
+const SELECT: &str = "SELECT o.id, o.username, o.role, o.all_groups, o.language, o.disabled_at, o.created_at, o.session_epoch,
         COALESCE(ARRAY(SELECT group_id FROM operator_groups og WHERE og.operator_id = o.id ORDER BY group_id), '{}') AS group_ids
     FROM operators o";
 
@@ -37,9 +39,10 @@ pub async fn get(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<Operat
     sqlx::query_as(&format!("{SELECT} WHERE o.id = $1")).bind(id).fetch_optional(conn).await
 }
 
-/// The password hash and id for a login attempt (disabled operators cannot log in).
-pub async fn credentials(conn: &mut PgConnection, username: &str) -> sqlx::Result<Option<(i64, String)>> {
-    sqlx::query_as("SELECT id, password_hash FROM operators WHERE username = $1 AND disabled_at IS NULL")
+/// The id, password hash and session epoch for a login attempt (disabled operators cannot log
+/// in).
+pub async fn credentials(conn: &mut PgConnection, username: &str) -> sqlx::Result<Option<(i64, String, i32)>> {
+    sqlx::query_as("SELECT id, password_hash, session_epoch FROM operators WHERE username = $1 AND disabled_at IS NULL")
         .bind(username)
         .fetch_optional(conn)
         .await
@@ -51,11 +54,17 @@ pub async fn password_hash(conn: &mut PgConnection, id: i64) -> sqlx::Result<Opt
 
 /// The principal behind a session, or None when the operator is gone or disabled.
 pub async fn principal(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<Principal>> {
+    Ok(session_principal(conn, id).await?.map(|(p, _)| p))
+}
+
+/// [`principal`] with the operator's current session epoch.
+pub async fn session_principal(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<(Principal, i32)>> {
     let Some(row) = get(conn, id).await? else { return Ok(None) };
     if row.disabled_at.is_some() {
         return Ok(None);
     }
-    Ok(Some(row.into_principal()))
+    let epoch = row.session_epoch;
+    Ok(Some((row.into_principal(), epoch)))
 }
 
 impl OperatorRow {
@@ -169,13 +178,18 @@ pub async fn other_active_admins(conn: &mut PgConnection, except: i64) -> sqlx::
         .await
 }
 
-pub async fn set_password(conn: &mut PgConnection, id: i64, hash: &str) -> sqlx::Result<()> {
-    sqlx::query("UPDATE operators SET password_hash = $2, updated_at = now() WHERE id = $1")
-        .bind(id)
-        .bind(hash)
-        .execute(conn)
-        .await?;
-    Ok(())
+/// Sets a new password and moves the session epoch on, which ends every session logged in
+/// under the old one; returns the new epoch.
+pub async fn set_password(conn: &mut PgConnection, id: i64, hash: &str) -> sqlx::Result<i32> {
+    let epoch: Option<i32> = sqlx::query_scalar(
+        "UPDATE operators SET password_hash = $2, session_epoch = session_epoch + 1, updated_at = now()
+         WHERE id = $1 RETURNING session_epoch",
+    )
+    .bind(id)
+    .bind(hash)
+    .fetch_optional(conn)
+    .await?;
+    Ok(epoch.unwrap_or(0))
 }
 
 pub async fn set_language(conn: &mut PgConnection, id: i64, lang: Option<Lang>) -> sqlx::Result<()> {
@@ -220,7 +234,8 @@ pub async fn consume_setup_token(conn: &mut PgConnection, hash: &[u8]) -> sqlx::
 
 // ---- login throttling ----
 
-/// Failures within the window for this username or this IP, whichever is larger.
+/// Attempts not (yet) followed by a success within the window, for this username or this IP,
+/// whichever is larger.
 pub async fn recent_failures(conn: &mut PgConnection, username: &str, ip: &str, window_secs: i64) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         "SELECT GREATEST(
@@ -234,6 +249,8 @@ pub async fn recent_failures(conn: &mut PgConnection, username: &str, ip: &str, 
     .await
 }
 
+/// Records a login attempt before its password is checked (a success clears it again with
+/// [`clear_failures`]).
 pub async fn record_failure(conn: &mut PgConnection, username: &str, ip: &str) -> sqlx::Result<()> {
     sqlx::query("INSERT INTO login_failures (username, ip) VALUES ($1, $2)")
         .bind(username)

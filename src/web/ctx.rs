@@ -17,6 +17,9 @@ use crate::i18n::{Lang, Tr};
 use crate::AppState;
 
 pub const LANG_COOKIE: &str = "shoal_lang";
+/// The CSRF token of a visitor without a session (login, setup, language switch): a random value
+/// in this cookie that the form must repeat. Guest pages never write a session row.
+pub const GUEST_CSRF_COOKIE: &str = "shoal_csrf";
 
 /// The language of a request: the operator's setting, else the language cookie, else
 /// `Accept-Language`, else English.
@@ -34,25 +37,30 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     })
 }
 
-/// The client address: the socket peer, or the first `X-Forwarded-For` hop when configured
-/// (an unparseable hop is ignored).
-pub fn client_addr(headers: &HeaderMap, peer: Option<SocketAddr>, trust_forwarded: bool) -> Option<IpAddr> {
-    if trust_forwarded {
-        let first = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|s| s.trim().parse().ok());
-        if first.is_some() {
-            return first;
+/// The client address: the socket peer, or, behind `hops` trusted proxies, the address the
+/// outermost of them saw: the `hops`-th `X-Forwarded-For` entry from the right. Entries further
+/// left were sent by the client and may be anything. Several headers count as one list; a
+/// missing or unparseable entry falls back to the peer. `hops == 0` ignores the header.
+pub fn client_addr(headers: &HeaderMap, peer: Option<SocketAddr>, hops: usize) -> Option<IpAddr> {
+    if hops > 0 {
+        let entries: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect();
+        let entry = entries.len().checked_sub(hops).and_then(|i| entries.get(i));
+        if let Some(ip) = entry.and_then(|s| s.parse::<IpAddr>().ok()) {
+            return Some(ip);
         }
     }
     peer.map(|p| p.ip())
 }
 
 /// [`client_addr`] as text, "unknown" when there is none.
-pub fn client_ip(headers: &HeaderMap, peer: Option<SocketAddr>, trust_forwarded: bool) -> String {
-    client_addr(headers, peer, trust_forwarded).map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".into())
+pub fn client_ip(headers: &HeaderMap, peer: Option<SocketAddr>, hops: usize) -> String {
+    client_addr(headers, peer, hops).map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".into())
 }
 
 /// What every admin page handler gets: a logged-in principal and the means to render.
@@ -70,6 +78,16 @@ pub struct GuestCtx {
     pub tr: Tr,
     pub path: String,
     pub ip: String,
+    /// The guest CSRF token (from its cookie, or new).
+    guest_csrf: String,
+    /// True when `guest_csrf` is new and its cookie must be set.
+    new_guest_csrf: bool,
+}
+
+/// The guest CSRF token a request carries, if it looks like one of ours.
+pub fn guest_csrf_token(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, GUEST_CSRF_COOKIE)
+        .filter(|t| t.len() >= 32 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
 }
 
 fn path_of(parts: &Parts) -> String {
@@ -91,10 +109,12 @@ impl FromRequestParts<AppState> for Ctx {
             return Err(login());
         };
         let mut conn = state.db.acquire().await.map_err(|e| AppError::from(e).into_response())?;
-        let principal =
-            crate::store::operators::principal(&mut conn, id).await.map_err(|e| AppError::from(e).into_response())?;
-        let Some(principal) = principal else {
-            // Disabled or deleted since the login: end the session.
+        let found = crate::store::operators::session_principal(&mut conn, id)
+            .await
+            .map_err(|e| AppError::from(e).into_response())?;
+        let epoch = session.epoch().await.map_err(IntoResponse::into_response)?;
+        let Some((principal, _)) = found.filter(|(_, current)| *current == epoch) else {
+            // Disabled or deleted since the login, or its password changed: end the session.
             let _ = session.log_out().await;
             return Err(login());
         };
@@ -109,8 +129,18 @@ impl FromRequestParts<AppState> for GuestCtx {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let session = TypedSession(session_of(parts, state).await?);
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-        let ip = client_ip(&parts.headers, peer, state.config.auth.trust_forwarded_for);
-        Ok(GuestCtx { session, tr: Tr(request_lang(&parts.headers, None)), path: path_of(parts), ip })
+        let ip = client_ip(&parts.headers, peer, state.config.auth.forwarded_hops());
+        let existing = guest_csrf_token(&parts.headers);
+        let new_guest_csrf = existing.is_none();
+        let guest_csrf = existing.unwrap_or_else(|| crate::auth::random_token(32));
+        Ok(GuestCtx {
+            session,
+            tr: Tr(request_lang(&parts.headers, None)),
+            path: path_of(parts),
+            ip,
+            guest_csrf,
+            new_guest_csrf,
+        })
     }
 }
 
@@ -184,17 +214,35 @@ impl Ctx {
 }
 
 impl GuestCtx {
+    /// The layout of a guest page. Its CSRF token is the session's when there is a session, else
+    /// the guest cookie's: rendering a guest page never creates a session.
     pub async fn layout(&self, title_key: &str) -> AppResult<Layout> {
+        let csrf = match self.session.existing_csrf_token().await? {
+            Some(t) => t,
+            None => self.guest_csrf.clone(),
+        };
         Ok(Layout {
             tr: self.tr,
             title: self.tr.t(title_key).to_string(),
             nav: "",
             user: None,
             is_admin: false,
-            csrf: self.session.csrf_token().await?,
+            csrf,
             flashes: self.session.take_flashes().await?,
             path: self.path.clone(),
         })
+    }
+
+    /// Sets the guest CSRF cookie on a guest page when the visitor had none.
+    pub fn with_guest_cookie(&self, mut resp: Response, secure: bool) -> Response {
+        if self.new_guest_csrf {
+            let secure = if secure { "; Secure" } else { "" };
+            let c = format!("{GUEST_CSRF_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict{secure}", self.guest_csrf);
+            if let Ok(v) = header::HeaderValue::from_str(&c) {
+                resp.headers_mut().append(header::SET_COOKIE, v);
+            }
+        }
+        resp
     }
 }
 
@@ -241,11 +289,20 @@ mod tests {
     fn the_client_address_is_the_peer_unless_a_trusted_proxy_names_a_valid_one() {
         let peer: SocketAddr = "10.0.0.9:5000".parse().unwrap();
         let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", "203.0.113.7, 10.0.0.1".parse().unwrap());
-        assert_eq!(client_ip(&h, Some(peer), true), "203.0.113.7");
-        assert_eq!(client_ip(&h, Some(peer), false), "10.0.0.9");
+        // The client wrote the first entry itself; our one proxy appended the second.
+        h.insert("x-forwarded-for", "198.51.100.66, 203.0.113.7".parse().unwrap());
+        assert_eq!(client_ip(&h, Some(peer), 1), "203.0.113.7");
+        assert_eq!(client_ip(&h, Some(peer), 2), "198.51.100.66");
+        assert_eq!(client_ip(&h, Some(peer), 3), "10.0.0.9", "fewer entries than proxies: the peer");
+        assert_eq!(client_ip(&h, Some(peer), 0), "10.0.0.9");
         h.insert("x-forwarded-for", "not-an-address".parse().unwrap());
-        assert_eq!(client_ip(&h, Some(peer), true), "10.0.0.9");
-        assert_eq!(client_ip(&HeaderMap::new(), None, true), "unknown");
+        assert_eq!(client_ip(&h, Some(peer), 1), "10.0.0.9");
+        h.insert("x-forwarded-for", "203.0.113.7, not-an-address".parse().unwrap());
+        assert_eq!(client_ip(&h, Some(peer), 1), "10.0.0.9", "never a hop further left");
+        let mut two = HeaderMap::new();
+        two.append("x-forwarded-for", "1.1.1.1".parse().unwrap());
+        two.append("x-forwarded-for", "2.2.2.2".parse().unwrap());
+        assert_eq!(client_ip(&two, Some(peer), 1), "2.2.2.2");
+        assert_eq!(client_ip(&HeaderMap::new(), None, 1), "unknown");
     }
 }

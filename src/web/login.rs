@@ -40,7 +40,7 @@ struct NextQuery {
     next: Option<String>,
 }
 
-async fn login_page(g: GuestCtx, Query(q): Query<NextQuery>) -> AppResult<Response> {
+async fn login_page(State(state): State<AppState>, g: GuestCtx, Query(q): Query<NextQuery>) -> AppResult<Response> {
     if g.session.operator_id().await?.is_some() {
         return Ok(redirect(&safe_next(q.next.as_deref())));
     }
@@ -50,7 +50,7 @@ async fn login_page(g: GuestCtx, Query(q): Query<NextQuery>) -> AppResult<Respon
         next: safe_next(q.next.as_deref()),
         error: None,
     };
-    render(StatusCode::OK, &page)
+    Ok(g.with_guest_cookie(render(StatusCode::OK, &page)?, state.config.session.secure))
 }
 
 #[derive(Deserialize)]
@@ -67,32 +67,37 @@ async fn login(State(state): State<AppState>, g: GuestCtx, Form(f): Form<LoginFo
     let next = safe_next(f.next.as_deref());
     let cfg = &state.config.auth;
     let mut conn = state.db.acquire().await?;
-    let fails = operators::recent_failures(&mut conn, &username, &g.ip, cfg.throttle_window_secs).await?;
+    // The attempt is recorded (committed) before it is counted, so parallel attempts see each
+    // other: the n-th attempt counts at least n, and at most `throttle_max_failures` attempts
+    // within the window ever reach the password check. A success clears the username's record.
+    operators::record_failure(&mut conn, &username, &g.ip).await?;
+    let attempts = operators::recent_failures(&mut conn, &username, &g.ip, cfg.throttle_window_secs).await?;
     let refuse = |status: StatusCode, key: &'static str, l: Layout| {
         let page = LoginPage { l, username: username.clone(), next: next.clone(), error: Some(g.tr.t(key)) };
         render(status, &page)
     };
-    if fails >= cfg.throttle_max_failures {
+    if attempts > cfg.throttle_max_failures {
         let mut resp = refuse(StatusCode::TOO_MANY_REQUESTS, "login.throttled", g.layout("login.title").await?)?;
         resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(cfg.throttle_window_secs as u64));
         return Ok(resp);
     }
     let creds = operators::credentials(&mut conn, &username).await?;
-    let (id, hash) = match creds {
-        Some((id, h)) => (Some(id), Some(h)),
+    drop(conn);
+    let (who, hash) = match creds {
+        Some((id, h, epoch)) => (Some((id, epoch)), Some(h)),
         None => (None, None),
     };
     // Always verify (against a dummy hash for unknown users) so both failures cost the same.
     let ok = password::verify(hash, f.password).await;
-    match (ok, id) {
-        (true, Some(id)) => {
+    match (ok, who) {
+        (true, Some((id, epoch))) => {
+            let mut conn = state.db.acquire().await?;
             operators::clear_failures(&mut conn, &username).await?;
             drop(conn);
-            g.session.log_in(id).await?;
+            g.session.log_in(id, epoch).await?;
             Ok(redirect(&next))
         }
         _ => {
-            operators::record_failure(&mut conn, &username, &g.ip).await?;
             tracing::info!(ip = %g.ip, "failed login");
             refuse(StatusCode::UNAUTHORIZED, "login.invalid", g.layout("login.title").await?)
         }
@@ -133,7 +138,7 @@ async fn setup_page(State(state): State<AppState>, g: GuestCtx, Query(q): Query<
         language,
         errors: FieldErrors::new(),
     };
-    render(StatusCode::OK, &page)
+    Ok(g.with_guest_cookie(render(StatusCode::OK, &page)?, state.config.session.secure))
 }
 
 #[derive(Deserialize)]
@@ -199,7 +204,7 @@ async fn setup(State(state): State<AppState>, g: GuestCtx, Form(f): Form<SetupFo
     )
     .await?;
     tx.commit().await?;
-    g.session.log_in(id).await?;
+    g.session.log_in(id, 0).await?;
     g.session.flash("success", "setup.done").await?;
     Ok(redirect("/"))
 }

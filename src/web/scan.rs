@@ -181,7 +181,7 @@ async fn scan_inner(
     let class = classify_user_agent(ua);
     let channel = q.ch.as_deref().filter(|c| snap.channel(c).is_some()).unwrap_or("").to_string();
     let referrer = clean(q.referrer.as_deref(), 64);
-    let ip_anon = client_addr(headers, peer, state.config.auth.trust_forwarded_for).map(anonymize_ip);
+    let ip_anon = client_addr(headers, peer, state.config.auth.forwarded_hops()).map(anonymize_ip);
     let event = |outcome: &'static str, target: Option<&TargetRow>, visitor: &str| ScanEvent {
         at: now,
         live_code_id: code_id,

@@ -74,7 +74,7 @@ async fn change_password(State(state): State<AppState>, ctx: Ctx, Form(f): Form<
     }
     let new_hash = password::hash(f.password).await?;
     let mut tx = state.db.begin().await?;
-    operators::set_password(&mut tx, ctx.principal.id, &new_hash).await?;
+    let epoch = operators::set_password(&mut tx, ctx.principal.id, &new_hash).await?;
     audit::record(
         &mut tx,
         Actor::Principal(&ctx.principal),
@@ -85,6 +85,8 @@ async fn change_password(State(state): State<AppState>, ctx: Ctx, Form(f): Form<
     )
     .await?;
     tx.commit().await?;
+    // Every other session of this operator has ended; this one goes on under a new id.
+    ctx.session.renew(epoch).await?;
     ctx.flash("success", "settings.password_changed").await?;
     Ok(redirect("/settings"))
 }
@@ -288,9 +290,12 @@ async fn operator_update(
     }
     operators::update_access(&mut tx, id, role, form.all_groups.is_some(), &form.groups).await?;
     operators::set_disabled(&mut tx, id, disabled).await?;
+    // A reset ends the operator's sessions (the admin's own goes on when they reset themselves).
+    let mut own_epoch = None;
     if !form.password.is_empty() {
         let hash = password::hash(form.password.clone()).await?;
-        operators::set_password(&mut tx, id, &hash).await?;
+        let epoch = operators::set_password(&mut tx, id, &hash).await?;
+        own_epoch = (id == ctx.principal.id).then_some(epoch);
     }
     audit::record(
         &mut tx,
@@ -302,6 +307,9 @@ async fn operator_update(
     )
     .await?;
     tx.commit().await?;
+    if let Some(epoch) = own_epoch {
+        ctx.session.renew(epoch).await?;
+    }
     ctx.flash("success", "operators.saved").await?;
     Ok(redirect("/settings/operators"))
 }

@@ -68,12 +68,22 @@ async fn login_rotates_the_session_and_logout_is_post_only() {
     let app = TestApp::spawn().await;
     app.operator("alice", "operator", true, &[]).await;
     let c = client();
+    let session_cookie = |r: &reqwest::Response| {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .find(|v| v.starts_with("shoal_session="))
+    };
     let before = c.get(app.url("/login")).send().await.unwrap();
-    let cookie_before = before.headers().get("set-cookie").map(|v| v.to_str().unwrap().to_string()).unwrap();
+    assert_eq!(session_cookie(&before), None, "an anonymous visitor gets no session");
     let r = app.login(&c, "alice", PASSWORD).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    let cookie_after =
-        r.headers().get("set-cookie").map(|v| v.to_str().unwrap().to_string()).expect("new session cookie");
+    let cookie_before = session_cookie(&r).expect("session cookie");
+    // Logging in over an existing session rotates its id.
+    let r = app.post_form(&c, "/", "/login", &[("username", "alice"), ("password", PASSWORD)]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let cookie_after = session_cookie(&r).expect("new session cookie");
     let id = |c: &str| c.split(';').next().unwrap().to_string();
     assert_ne!(id(&cookie_before), id(&cookie_after), "session id rotated at login");
     assert!(cookie_after.contains("HttpOnly") && cookie_after.contains("SameSite=Lax"));
@@ -91,9 +101,23 @@ async fn login_rotates_the_session_and_logout_is_post_only() {
 #[tokio::test]
 async fn secure_cookie_flag_follows_config() {
     let app = TestApp::spawn_with(|c| c.session.secure = true).await;
-    let r = client().get(app.url("/login")).send().await.unwrap();
+    app.operator("alice", "operator", true, &[]).await;
+    let c = client();
+    let r = c.get(app.url("/login")).send().await.unwrap();
     let cookie = r.headers().get("set-cookie").unwrap().to_str().unwrap();
     assert!(cookie.contains("Secure"), "{cookie}");
+    // reqwest's cookie store keeps Secure cookies away from http://, so the form goes by hand.
+    let token = cookie.split(';').next().unwrap().split_once('=').unwrap().1.to_string();
+    let r = client()
+        .post(app.url("/login"))
+        .header("cookie", format!("shoal_csrf={token}"))
+        .form(&[("_csrf", token.as_str()), ("username", "alice"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let session = r.headers().get("set-cookie").unwrap().to_str().unwrap();
+    assert!(session.starts_with("shoal_session=") && session.contains("Secure"), "{session}");
 }
 
 #[tokio::test]
