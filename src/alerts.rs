@@ -1,8 +1,9 @@
 //! Operator alerts: a background check finds live-code conditions — a target's group QR
 //! expiring soon, a target nearly full, a live code with no eligible target — and raises each
-//! once (a unique index on open alerts settles races between processes). The process that
-//! raised it delivers it to the configured webhook with retries and logs every attempt. A
-//! condition that clears is closed, and fires again only if it comes back.
+//! once (a unique index on open alerts settles races between processes), with a delivery job in
+//! the same transaction: the job system delivers it to the configured webhook, retries, and
+//! survives restarts; every attempt is logged. A condition that clears is closed, and fires
+//! again only if it comes back.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -13,7 +14,11 @@ use serde_json::json;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
-use crate::config::AlertConfig;
+use crate::config::{AlertConfig, Config};
+use crate::jobs::{JobContext, Outcome};
+use crate::outbound::{error_chain, Policy};
+use crate::store::alerts::{self, NewDelivery};
+use crate::store::jobs::{self, Claimed, JobKind};
 use crate::store::live_codes::{self, LiveCodeRow, TargetRow};
 
 /// A condition that holds now, ready to raise.
@@ -115,91 +120,98 @@ pub async fn current(db: &PgPool, cfg: &AlertConfig) -> sqlx::Result<Vec<Conditi
     Ok(out)
 }
 
-/// Raises new conditions and clears gone ones; returns the ids of alerts this call raised.
-pub async fn sync(db: &PgPool, conditions: &[Condition]) -> sqlx::Result<Vec<i64>> {
+/// Raises new conditions and clears gone ones, and enqueues a delivery job for each alert it
+/// raised, in the same transaction; returns the ids of alerts this call raised.
+pub async fn sync(db: &PgPool, config: &Config, conditions: &[Condition]) -> sqlx::Result<Vec<i64>> {
     let mut tx = db.begin().await?;
     let mut raised = Vec::new();
     for c in conditions {
-        let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO alerts (condition, subject_kind, subject_id, payload) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (condition, subject_kind, subject_id) WHERE cleared_at IS NULL DO NOTHING RETURNING id",
-        )
-        .bind(c.condition)
-        .bind(c.subject_kind)
-        .bind(c.subject_id)
-        .bind(&c.payload)
-        .fetch_optional(&mut *tx)
-        .await?;
-        raised.extend(id);
+        raised.extend(alerts::raise(&mut tx, c.condition, c.subject_kind, c.subject_id, &c.payload).await?);
     }
     let holding: HashSet<(String, String, i64)> =
         conditions.iter().map(|c| (c.condition.to_string(), c.subject_kind.to_string(), c.subject_id)).collect();
-    let open: Vec<(i64, String, String, i64)> = sqlx::query_as(
-        "SELECT id, condition, subject_kind, subject_id FROM alerts WHERE cleared_at IS NULL FOR UPDATE SKIP LOCKED",
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    for (id, cond, kind, subject) in open {
+    for (id, cond, kind, subject) in alerts::lock_open(&mut tx).await? {
         if !holding.contains(&(cond, kind, subject)) {
-            sqlx::query("UPDATE alerts SET cleared_at = now() WHERE id = $1").bind(id).execute(&mut *tx).await?;
+            alerts::clear(&mut tx, id).await?;
+        }
+    }
+    if !raised.is_empty() && alerts::webhook_url(&mut tx).await?.is_some() {
+        for id in &raised {
+            let job = crate::jobs::new_job(
+                config,
+                JobKind::AlertDelivery,
+                json!({"alert_id": id}),
+                Some(format!("alert:{id}")),
+            );
+            jobs::enqueue(&mut tx, &job).await?;
         }
     }
     tx.commit().await?;
     Ok(raised)
 }
 
-pub async fn webhook_url(db: &PgPool) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar("SELECT webhook_url FROM alert_settings").fetch_optional(db).await.map(Option::flatten)
+/// The job that delivers one alert: one attempt per run; the job system retries it after each
+/// configured delay (`alerts.retry_delays_ms`) until a 2xx, and every attempt is logged.
+pub async fn deliver_job(ctx: &JobContext, job: &Claimed) -> Outcome {
+    let Some(alert_id) = job.job.payload.get("alert_id").and_then(|v| v.as_i64()) else {
+        return Outcome::Dead { error: "the job names no alert".into() };
+    };
+    let loaded = async {
+        let mut conn = ctx.db.acquire().await?;
+        Ok::<_, sqlx::Error>((alerts::webhook_url(&mut conn).await?, alerts::get(&mut conn, alert_id).await?))
+    }
+    .await;
+    let (url, alert) = match loaded {
+        Ok((Some(url), Some(alert))) => (url, alert),
+        // Nothing to deliver to, or the alert is gone: done, there is nothing left to do.
+        Ok(_) => return Outcome::Done,
+        Err(e) => return Outcome::Retry { error: e.to_string(), after: None },
+    };
+    let body = json!({"alert_id": alert.id, "condition": alert.condition, "subject_kind": alert.subject_kind,
+        "subject_id": alert.subject_id, "raised_at": alert.raised_at, "details": alert.payload});
+    let policy = Policy::new(&ctx.config.outbound);
+    let (status, error, ok, permanent) = match policy.check(&url) {
+        Err(refused) => (None, Some(refused.to_string()), false, true),
+        Ok(url) => match ctx.http.post(url).json(&body).send().await {
+            Ok(r) => (Some(r.status().as_u16() as i32), None, r.status().is_success(), false),
+            Err(e) => (None, Some(error_chain(&e.without_url())), false, false),
+        },
+    };
+    let delivery =
+        NewDelivery { alert_id, url: &url, attempt: job.job.attempts, status_code: status, error, succeeded: ok };
+    let logged = async { alerts::log_delivery(&mut *ctx.db.acquire().await?, &delivery).await }.await;
+    if let Err(e) = logged {
+        tracing::warn!(error = %e, "could not log an alert delivery");
+    }
+    let error = || match (&delivery.status_code, &delivery.error) {
+        (Some(code), _) => format!("HTTP {code}"),
+        (None, Some(e)) => e.clone(),
+        (None, None) => String::new(),
+    };
+    if ok {
+        Outcome::Done
+    } else if permanent {
+        Outcome::Dead { error: error() }
+    } else {
+        // The n-th retry waits the n-th configured delay (the last one repeats).
+        let delays = &ctx.config.alerts.retry_delays_ms;
+        let n = (job.job.attempts as usize).saturating_sub(1);
+        let after = delays.get(n).or(delays.last()).map(|ms| jitter(Duration::from_millis(*ms)));
+        Outcome::Retry { error: error(), after }
+    }
 }
 
-/// Delivers one alert: an attempt, then a retry after each configured delay until a 2xx.
-pub async fn deliver(db: PgPool, client: reqwest::Client, cfg: AlertConfig, alert_id: i64) {
-    let Ok(Some(url)) = webhook_url(&db).await else { return };
-    let row: Option<(String, String, i64, serde_json::Value, chrono::DateTime<Utc>)> =
-        sqlx::query_as("SELECT condition, subject_kind, subject_id, payload, raised_at FROM alerts WHERE id = $1")
-            .bind(alert_id)
-            .fetch_optional(&db)
-            .await
-            .ok()
-            .flatten();
-    let Some((condition, kind, subject, payload, raised_at)) = row else { return };
-    let body = json!({"alert_id": alert_id, "condition": condition, "subject_kind": kind, "subject_id": subject, "raised_at": raised_at, "details": payload});
-    let delays = std::iter::once(0).chain(cfg.retry_delays_ms.iter().copied());
-    for (attempt, delay) in delays.enumerate() {
-        if delay > 0 {
-            tokio::time::sleep(Duration::from_millis(delay)).await;
-        }
-        let result = client.post(&url).timeout(Duration::from_secs(cfg.timeout_secs)).json(&body).send().await;
-        let (status, error, ok) = match result {
-            Ok(r) => (Some(r.status().as_u16() as i32), None, r.status().is_success()),
-            Err(e) => (None, Some(e.without_url().to_string()), false),
-        };
-        let logged = sqlx::query(
-            "INSERT INTO alert_deliveries (alert_id, url, attempt, status_code, error, succeeded) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(alert_id)
-        .bind(&url)
-        .bind(attempt as i32 + 1)
-        .bind(status)
-        .bind(error)
-        .bind(ok)
-        .execute(&db)
-        .await;
-        if let Err(e) = logged {
-            tracing::warn!(error = %e, "could not log an alert delivery");
-        }
-        if ok {
-            return;
-        }
-    }
-    tracing::warn!(alert_id, "alert webhook delivery failed after all retries");
+/// Between nine tenths and all of `d`, so that retries of many alerts do not come in step.
+fn jitter(d: Duration) -> Duration {
+    use rand::Rng;
+    d.mul_f64(rand::thread_rng().gen_range(0.9..=1.0))
 }
 
 /// Runs the checks every `check_interval_ms`, or at once when `poke` is notified (a scan fell
-/// back), until `stop` resolves.
-pub fn spawn(db: PgPool, cfg: AlertConfig, poke: Arc<Notify>) -> tokio::task::JoinHandle<()> {
+/// back). Deliveries are jobs (see `sync`).
+pub fn spawn(db: PgPool, config: Arc<Config>, poke: Arc<Notify>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let client = reqwest::Client::builder().user_agent("Shoal alerts").build().unwrap_or_default();
+        let cfg = &config.alerts;
         let period = Duration::from_millis(cfg.check_interval_ms.max(100));
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         loop {
@@ -207,13 +219,8 @@ pub fn spawn(db: PgPool, cfg: AlertConfig, poke: Arc<Notify>) -> tokio::task::Jo
                 _ = tick.tick() => {}
                 _ = poke.notified() => {}
             }
-            match async { sync(&db, &current(&db, &cfg).await?).await }.await {
-                Ok(raised) => {
-                    for id in raised {
-                        tokio::spawn(deliver(db.clone(), client.clone(), cfg.clone(), id));
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "alert check failed"),
+            if let Err(e) = async { sync(&db, &config, &current(&db, cfg).await?).await }.await {
+                tracing::warn!(error = %e, "alert check failed");
             }
         }
     })

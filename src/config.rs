@@ -25,6 +25,8 @@ pub struct Config {
     pub http: HttpConfig,
     pub scan: ScanConfig,
     pub alerts: AlertConfig,
+    pub jobs: crate::jobs::JobsConfig,
+    pub outbound: crate::outbound::OutboundConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -133,6 +135,8 @@ impl fmt::Debug for Config {
             .field("http", &self.http)
             .field("scan", &self.scan)
             .field("alerts", &self.alerts)
+            .field("jobs", &self.jobs)
+            .field("outbound", &self.outbound)
             .finish()
     }
 }

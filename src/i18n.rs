@@ -66,6 +66,7 @@ pub const FILES: &[(&str, &str, &str)] = &[
     ("checkins", include_str!("../locales/en/checkins.toml"), include_str!("../locales/zh-CN/checkins.toml")),
     ("live_codes", include_str!("../locales/en/live_codes.toml"), include_str!("../locales/zh-CN/live_codes.toml")),
     ("bridges", include_str!("../locales/en/bridges.toml"), include_str!("../locales/zh-CN/bridges.toml")),
+    ("jobs", include_str!("../locales/en/jobs.toml"), include_str!("../locales/zh-CN/jobs.toml")),
 ];
 
 pub type Catalog = HashMap<String, String>;

@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod api;
+pub mod app;
 pub mod auth;
 pub mod bridges;
 pub mod cli;
@@ -11,6 +12,8 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod i18n;
+pub mod jobs;
+pub mod outbound;
 pub mod pg;
 pub mod scan;
 pub mod store;
@@ -19,6 +22,7 @@ pub mod web;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -33,13 +37,22 @@ pub struct AppState {
     pub scan: Arc<scan::ScanRuntime>,
     pub bridge_errors: Arc<bridges::RecentErrors>,
     pub bridges: Arc<bridges::BridgeCache>,
+    /// Outbound HTTP under the `[outbound]` policy.
+    pub http: reqwest::Client,
 }
 
 impl AppState {
     /// Builds the state and starts its background writer; call inside a Tokio runtime.
     pub fn new(db: PgPool, config: Config) -> AppState {
         let scan = Arc::new(scan::ScanRuntime::start(db.clone(), &config.scan));
-        AppState { db, config: Arc::new(config), scan, bridge_errors: Arc::default(), bridges: Arc::default() }
+        let http =
+            outbound::Policy::new(&config.outbound).client("Shoal", Duration::from_secs(config.alerts.timeout_secs));
+        AppState { db, config: Arc::new(config), scan, bridge_errors: Arc::default(), bridges: Arc::default(), http }
+    }
+
+    /// What background jobs get to work with.
+    pub fn job_context(&self) -> jobs::JobContext {
+        jobs::JobContext { db: self.db.clone(), config: self.config.clone(), http: self.http.clone() }
     }
 }
 
@@ -53,7 +66,8 @@ pub async fn run(
     let grace = std::time::Duration::from_secs(state.config.http.shutdown_grace_secs);
     let session_cleanup = web::spawn_session_cleanup(state.db.clone());
     let metrics_upkeep = telemetry::spawn_metrics_upkeep();
-    let alert_checks = alerts::spawn(state.db.clone(), state.config.alerts.clone(), state.scan.fallback_seen.clone());
+    let alert_checks = alerts::spawn(state.db.clone(), state.config.clone(), state.scan.fallback_seen.clone());
+    let jobs = jobs::Runner::spawn(state.job_context());
     let (db, scan) = (state.db.clone(), state.scan.clone());
     let app = web::fast::MakeApp::new(state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -75,6 +89,8 @@ pub async fn run(
     session_cleanup.abort();
     metrics_upkeep.abort();
     alert_checks.abort();
+    // Jobs in hand may finish within the grace period; the rest run again after their lease.
+    jobs.stop(grace).await;
     // No request is running any more: give reserved slots back and write queued scan events.
     scan.shutdown(&db).await;
     Ok(())

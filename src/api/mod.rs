@@ -2,6 +2,7 @@
 //! pagination, and an OpenAPI 3.1 document generated from the handlers at `/api/openapi.json`.
 
 pub mod groups;
+pub mod jobs;
 pub mod live_codes;
 pub mod members;
 pub mod points;
@@ -69,6 +70,7 @@ fn open_api_router() -> OpenApiRouter<AppState> {
         .merge(members::router())
         .merge(live_codes::router())
         .merge(points::router())
+        .merge(jobs::router())
 }
 
 /// The OpenAPI document of every `/api` route.

@@ -1,8 +1,10 @@
 //! SQL, one small module per aggregate. Functions take `&mut PgConnection` so that a handler can
 //! compose several inside one transaction; none of them commits.
 
+pub mod alerts;
 pub mod audit;
 pub mod groups;
+pub mod jobs;
 pub mod live_codes;
 pub mod members;
 pub mod operators;

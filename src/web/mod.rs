@@ -10,6 +10,7 @@ pub mod fast;
 pub mod groups;
 pub mod headers;
 pub mod hooks;
+pub mod jobs;
 pub mod live_codes;
 pub mod login;
 pub mod members;
@@ -83,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .merge(checkins::router())
         .merge(points::router())
         .merge(settings::router())
+        .merge(jobs::router())
         .fallback(|| async { AppError::NotFound })
         .layer(middleware::from_fn_with_state(state.clone(), csrf::guard))
         .layer(sessions)

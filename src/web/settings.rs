@@ -14,6 +14,7 @@ use super::{redirect, render, Pager};
 use crate::auth::{password, random_token, token_hash, Role};
 use crate::domain::{check_password, parse_username, required_text};
 use crate::error::{on_unique, AppError, AppResult, FieldErrors};
+use crate::store::alerts;
 use crate::store::audit::{self, Actor, AuditRow};
 use crate::store::operators::{self, OperatorRow};
 use crate::store::tokens::{self, TokenRow};
@@ -463,32 +464,14 @@ async fn audit_log(State(state): State<AppState>, ctx: Ctx, Query(q): Query<Page
 
 // ---- alerts ----
 
-#[derive(sqlx::FromRow)]
-struct DeliveryRow {
-    at: chrono::DateTime<chrono::Utc>,
-    condition: String,
-    subject: String,
-    attempt: i32,
-    status_code: Option<i32>,
-    error: Option<String>,
-    succeeded: bool,
-}
-
-#[derive(sqlx::FromRow)]
-struct OpenAlert {
-    raised_at: chrono::DateTime<chrono::Utc>,
-    condition: String,
-    subject: String,
-}
-
 #[derive(Template)]
 #[template(path = "settings/alerts.html")]
 struct AlertsPage {
     l: Layout,
     webhook_url: String,
     errors: FieldErrors,
-    open: Vec<OpenAlert>,
-    deliveries: Vec<DeliveryRow>,
+    open: Vec<alerts::OpenAlert>,
+    deliveries: Vec<alerts::DeliveryRow>,
 }
 
 async fn alerts_view(
@@ -498,25 +481,17 @@ async fn alerts_view(
     errors: FieldErrors,
     status: StatusCode,
 ) -> AppResult<Response> {
-    let subject = "COALESCE(a.payload #>> '{live_code,name}', '') || COALESCE(' · ' || (a.payload #>> '{target,group_name}'), '')";
-    let open: Vec<OpenAlert> = sqlx::query_as(&format!(
-        "SELECT a.raised_at, a.condition, {subject} AS subject FROM alerts a WHERE a.cleared_at IS NULL ORDER BY a.raised_at DESC LIMIT 100"
-    ))
-    .fetch_all(&state.db)
-    .await?;
-    let deliveries: Vec<DeliveryRow> = sqlx::query_as(&format!(
-        "SELECT d.at, a.condition, {subject} AS subject, d.attempt, d.status_code, d.error, d.succeeded
-         FROM alert_deliveries d JOIN alerts a ON a.id = d.alert_id ORDER BY d.at DESC, d.id DESC LIMIT 200"
-    ))
-    .fetch_all(&state.db)
-    .await?;
+    let mut conn = state.db.acquire().await?;
+    let open = alerts::list_open(&mut conn, 100).await?;
+    let deliveries = alerts::list_deliveries(&mut conn, 200).await?;
+    drop(conn);
     let page = AlertsPage { l: ctx.layout("alerts.title", "settings").await?, webhook_url, errors, open, deliveries };
     render(status, &page)
 }
 
 async fn alerts_page(State(state): State<AppState>, ctx: Ctx) -> AppResult<Response> {
     ctx.principal.require_admin()?;
-    let url = crate::alerts::webhook_url(&state.db).await?.unwrap_or_default();
+    let url = alerts::webhook_url(&mut *state.db.acquire().await?).await?.unwrap_or_default();
     alerts_view(&state, &ctx, url, FieldErrors::new(), StatusCode::OK).await
 }
 
@@ -529,16 +504,21 @@ struct AlertsForm {
 async fn alerts_save(State(state): State<AppState>, ctx: Ctx, Form(f): Form<AlertsForm>) -> AppResult<Response> {
     ctx.principal.require_admin()?;
     let url = f.webhook_url.trim().to_string();
-    if !url.is_empty() && !crate::domain::group::valid_http_url(&url) {
-        let mut errors = FieldErrors::new();
-        errors.add("webhook_url", "error.url");
-        return alerts_view(&state, &ctx, f.webhook_url, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
+    if !url.is_empty() {
+        // The same outbound rule the delivery applies: http(s), and no internal address.
+        let refused = match crate::outbound::Policy::new(&state.config.outbound).check(&url) {
+            Ok(_) if !crate::domain::group::valid_http_url(&url) => Some("error.url"),
+            Ok(_) => None,
+            Err(e) => Some(e.message_key()),
+        };
+        if let Some(key) = refused {
+            let mut errors = FieldErrors::new();
+            errors.add("webhook_url", key);
+            return alerts_view(&state, &ctx, f.webhook_url, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
+        }
     }
     let mut tx = state.db.begin().await?;
-    sqlx::query("UPDATE alert_settings SET webhook_url = $1, updated_at = now()")
-        .bind((!url.is_empty()).then_some(&url))
-        .execute(&mut *tx)
-        .await?;
+    alerts::set_webhook_url(&mut tx, (!url.is_empty()).then_some(url.as_str())).await?;
     audit::record(
         &mut tx,
         Actor::Principal(&ctx.principal),

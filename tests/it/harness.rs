@@ -136,6 +136,13 @@ impl TestApp {
         Self::start(db, db_opts, |_| {}).await
     }
 
+    /// Another server on an existing database, with its own pool and configuration.
+    pub async fn start_on(db: PgPool, db_opts: PgConnectOptions, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let _ = db;
+        let own = PgPoolOptions::new().max_connections(8).connect_with(db_opts.clone()).await.expect("pool");
+        Self::start(own, db_opts, tweak).await
+    }
+
     async fn start(db: PgPool, db_opts: PgConnectOptions, tweak: impl FnOnce(&mut Config)) -> TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");

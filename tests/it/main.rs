@@ -12,6 +12,7 @@ mod browser;
 mod cli;
 mod groups;
 mod i18n;
+mod jobs;
 mod live_code_pages;
 mod live_codes;
 mod members;

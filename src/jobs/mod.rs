@@ -1,0 +1,301 @@
+//! Durable jobs: the runner of one Shoal process. Jobs live in PostgreSQL (`store::jobs`); any
+//! process claims due ones with `FOR UPDATE SKIP LOCKED` for a lease, runs each in its own task,
+//! and settles it (done, retry with backoff and jitter, dead after its last attempt, or unknown
+//! when an outbound call may have happened). A process that dies leaves its jobs `running` until
+//! their lease ends; then any process claims them again. Idle runners wake on `NOTIFY
+//! shoal_jobs` (sent when a job is inserted) and poll as a fallback.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::store::jobs::{self, Claimed, JobKind, NewJob, Settle};
+use crate::Config;
+
+/// `[jobs]` in the configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JobsConfig {
+    /// Jobs this process runs at once (0: none — the process only enqueues).
+    pub workers: usize,
+    /// Milliseconds between looks for due jobs when no notification came.
+    pub poll_ms: u64,
+    /// Seconds a claim holds a job; a job not settled by then is claimed again elsewhere.
+    pub lease_secs: u64,
+    /// First retry delay (milliseconds); doubled per attempt, up to `backoff_max_ms`, with jitter.
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Attempts before a job is dead, unless its kind says otherwise.
+    pub max_attempts: i32,
+    /// Days finished (done, cancelled) jobs are kept for the admin's view.
+    pub keep_finished_days: u64,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            workers: 4,
+            poll_ms: 1000,
+            lease_secs: 60,
+            backoff_base_ms: 5000,
+            backoff_max_ms: 3_600_000,
+            max_attempts: 5,
+            keep_finished_days: 7,
+        }
+    }
+}
+
+/// What an attempt came to, as a handler sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Done,
+    /// Try again later: after `after`, or after the runner's backoff.
+    Retry {
+        error: String,
+        after: Option<Duration>,
+    },
+    /// Trying again cannot help.
+    Dead {
+        error: String,
+    },
+    /// An outbound call went out and its outcome is unknown: never repeated by itself.
+    Unknown {
+        error: String,
+    },
+}
+
+/// What a job handler may use.
+#[derive(Clone)]
+pub struct JobContext {
+    pub db: PgPool,
+    pub config: Arc<Config>,
+    /// Outbound HTTP under the configured policy (`outbound`).
+    pub http: reqwest::Client,
+}
+
+/// Builds a job for `kind` with the configured attempts.
+pub fn new_job(config: &Config, kind: JobKind, payload: serde_json::Value, dedupe_key: Option<String>) -> NewJob {
+    let max_attempts = match kind {
+        // One attempt, then one per configured retry delay.
+        JobKind::AlertDelivery => config.alerts.retry_delays_ms.len() as i32 + 1,
+    };
+    NewJob { kind, payload, run_at: None, max_attempts: max_attempts.clamp(1, 100), dedupe_key }
+}
+
+async fn run_one(ctx: &JobContext, job: &Claimed) -> Outcome {
+    match job.job.kind {
+        JobKind::AlertDelivery => crate::alerts::deliver_job(ctx, job).await,
+    }
+}
+
+/// The delay before retry number `attempt` (1 = the first retry): exponential, capped, and
+/// jittered to between half and all of it so that failing jobs do not retry in step.
+pub fn backoff(cfg: &JobsConfig, attempt: i32) -> Duration {
+    let exp = attempt.clamp(1, 30) as u32 - 1;
+    let full = cfg.backoff_base_ms.saturating_mul(1u64 << exp.min(20)).min(cfg.backoff_max_ms).max(1);
+    Duration::from_millis(rand::thread_rng().gen_range(full / 2..=full))
+}
+
+/// A running job runner; `stop` finishes the jobs in hand and returns.
+pub struct Runner {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Runner {
+    pub fn spawn(ctx: JobContext) -> Runner {
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(run(ctx, stopped));
+        Runner { stop, task }
+    }
+
+    /// Stops claiming, waits up to `grace` for the jobs in hand, then gives up on the rest (their
+    /// lease ends and another process runs them again).
+    pub async fn stop(self, grace: Duration) {
+        let _ = self.stop.send(true);
+        let mut task = self.task;
+        if tokio::time::timeout(grace, &mut task).await.is_err() {
+            task.abort();
+        }
+    }
+}
+
+fn worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let short = uuid::Uuid::new_v4().simple().to_string();
+    format!("{}:{}:{}", host.trim(), std::process::id(), &short[..8])
+}
+
+async fn run(ctx: JobContext, mut stopped: watch::Receiver<bool>) {
+    let cfg = ctx.config.jobs.clone();
+    if cfg.workers == 0 {
+        return;
+    }
+    let worker = worker_id();
+    let slots = Arc::new(Semaphore::new(cfg.workers));
+    let mut running: JoinSet<()> = JoinSet::new();
+    let mut listener = listen(&ctx.db).await;
+    let poll = Duration::from_millis(cfg.poll_ms.max(10));
+    let mut last_prune = tokio::time::Instant::now() - Duration::from_secs(3600);
+    loop {
+        if *stopped.borrow() {
+            break;
+        }
+        while running.try_join_next().is_some() {}
+        let free = slots.available_permits();
+        let mut claimed = 0;
+        if free > 0 {
+            match claim(&ctx.db, &worker, &cfg, free as i64).await {
+                Ok(jobs) => {
+                    claimed = jobs.len();
+                    for job in jobs {
+                        let Ok(permit) = slots.clone().acquire_owned().await else { break };
+                        let (ctx, worker, cfg) = (ctx.clone(), worker.clone(), cfg.clone());
+                        running.spawn(async move {
+                            attempt(&ctx, &worker, &cfg, job).await;
+                            drop(permit);
+                        });
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not claim jobs"),
+            }
+        }
+        if last_prune.elapsed() >= Duration::from_secs(3600) {
+            last_prune = tokio::time::Instant::now();
+            prune(&ctx.db, &cfg).await;
+        }
+        // A full batch means more may be due: look again at once while there is room.
+        if claimed > 0 && claimed == free {
+            tokio::select! {
+                _ = running.join_next() => {}
+                _ = stopped.changed() => {}
+            }
+            continue;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            _ = notified(&mut listener) => {}
+            Some(_) = running.join_next(), if !running.is_empty() => {}
+            _ = stopped.changed() => {}
+        }
+    }
+    while running.join_next().await.is_some() {}
+}
+
+async fn listen(db: &PgPool) -> Option<PgListener> {
+    let mut l = match PgListener::connect_with(db).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "jobs: no LISTEN connection, polling only");
+            return None;
+        }
+    };
+    match l.listen("shoal_jobs").await {
+        Ok(()) => Some(l),
+        Err(e) => {
+            tracing::warn!(error = %e, "jobs: LISTEN failed, polling only");
+            None
+        }
+    }
+}
+
+/// Resolves on a notification; never when there is no listener.
+async fn notified(listener: &mut Option<PgListener>) {
+    match listener {
+        Some(l) => {
+            if l.try_recv().await.is_err() {
+                // The connection dropped: sqlx reconnects on the next call; back off a little.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn claim(db: &PgPool, worker: &str, cfg: &JobsConfig, limit: i64) -> sqlx::Result<Vec<Claimed>> {
+    let mut conn = db.acquire().await?;
+    jobs::claim(&mut conn, worker, Duration::from_secs(cfg.lease_secs.max(1)), limit).await
+}
+
+async fn prune(db: &PgPool, cfg: &JobsConfig) {
+    let keep = Duration::from_secs(cfg.keep_finished_days.saturating_mul(86_400));
+    match db.acquire().await {
+        Ok(mut conn) => {
+            if let Err(e) = jobs::prune(&mut conn, keep).await {
+                tracing::warn!(error = %e, "could not prune finished jobs");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not prune finished jobs"),
+    }
+}
+
+/// Runs one claimed job (bounded by most of its lease) and settles it.
+async fn attempt(ctx: &JobContext, worker: &str, cfg: &JobsConfig, job: Claimed) {
+    let id = job.job.id;
+    let kind = job.job.kind.as_str();
+    // Settle before the lease ends, so that no other process claims a job still running here.
+    let limit = Duration::from_secs(cfg.lease_secs.max(2)).mul_f64(0.8);
+    let started = std::time::Instant::now();
+    let outcome = match tokio::time::timeout(limit, run_one(ctx, &job)).await {
+        Ok(o) => o,
+        Err(_) => Outcome::Retry { error: "the job took longer than its lease".into(), after: None },
+    };
+    metrics::counter!("jobs_attempts_total", "kind" => kind, "outcome" => outcome_label(&outcome)).increment(1);
+    metrics::histogram!("job_duration_seconds", "kind" => kind).record(started.elapsed().as_secs_f64());
+    let how = match outcome {
+        Outcome::Done => Settle::Done,
+        Outcome::Retry { error, after } => {
+            let wait = after.unwrap_or_else(|| backoff(cfg, job.job.attempts));
+            let at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::hours(1));
+            Settle::Retry { error, at }
+        }
+        Outcome::Dead { error } => Settle::Dead { error },
+        Outcome::Unknown { error } => Settle::Unknown { error },
+    };
+    let settled = async {
+        let mut conn = ctx.db.acquire().await?;
+        jobs::settle(&mut conn, id, worker, &how).await
+    }
+    .await;
+    match settled {
+        Ok(Some(state)) if state != jobs::JobState::Done => {
+            tracing::info!(job = id, kind, state = state.as_str(), "job attempt did not finish it")
+        }
+        Ok(Some(_)) => {}
+        Ok(None) => tracing::warn!(job = id, kind, "job lease was lost before it was settled"),
+        Err(e) => tracing::warn!(job = id, kind, error = %e, "could not settle a job; its lease will run out"),
+    }
+}
+
+fn outcome_label(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Done => "done",
+        Outcome::Retry { .. } => "retry",
+        Outcome::Dead { .. } => "dead",
+        Outcome::Unknown { .. } => "unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_is_capped_and_jittered_into_the_upper_half() {
+        let cfg = JobsConfig { backoff_base_ms: 1000, backoff_max_ms: 10_000, ..JobsConfig::default() };
+        for _ in 0..200 {
+            let first = backoff(&cfg, 1).as_millis();
+            assert!((500..=1000).contains(&first), "{first}");
+            let third = backoff(&cfg, 3).as_millis();
+            assert!((2000..=4000).contains(&third), "{third}");
+            let late = backoff(&cfg, 25).as_millis();
+            assert!((5000..=10_000).contains(&late), "{late}");
+        }
+    }
+}
