@@ -17,7 +17,8 @@
 #    logging each transaction for its p99 (both loads run after a warm-up and a CHECKPOINT);
 # 6. prints a Markdown report and appends it to bench/results/checkins-<date>.md.
 #
-# Knobs: DURATION (20), WARMUP (5), CLIENTS (16), THREADS (2), NGROUPS (100), REQUESTS (200000), SKIP_BUILD=1.
+# Knobs: DURATION (20), WARMUP (5), CLIENTS (16), THREADS (2), NGROUPS (100), REQUESTS (200000), SKIP_BUILD=1,
+# SHOAL_BIN=path (time that binary, no build; e.g. target/million/shoal from bench/million.sh).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -40,11 +41,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
 fi
-if [ "${SKIP_BUILD:-0}" != 1 ]; then
+if [ -z "${SHOAL_BIN:-}" ] && [ "${SKIP_BUILD:-0}" != 1 ]; then
   log "cargo build --release"
   (cd "$ROOT" && cargo build --release >&2)
 fi
-SHOAL_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/shoal
+SHOAL_BIN=${SHOAL_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/shoal}
 [ -x "$SHOAL_BIN" ] || die "$SHOAL_BIN does not exist"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/shoal-bench-ci.XXXXXX")

@@ -60,6 +60,8 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     pub acquire_timeout_secs: u64,
     pub pg_bin_dir: String,
+    /// PostgreSQL's `statement_timeout` on every pool connection, in milliseconds (0: none).
+    pub statement_timeout_ms: u64,
 }
 
 impl DatabaseConfig {
@@ -118,6 +120,7 @@ impl fmt::Debug for DatabaseConfig {
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout_secs", &self.acquire_timeout_secs)
             .field("pg_bin_dir", &self.pg_bin_dir)
+            .field("statement_timeout_ms", &self.statement_timeout_ms)
             .finish()
     }
 }

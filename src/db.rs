@@ -5,7 +5,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
-use crate::config::Config;
+use crate::config::{Config, DatabaseConfig};
 use crate::pg::{self, EmbeddedPostgres, StartOptions};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -37,6 +37,7 @@ impl Database {
         } else {
             (config.database.url.parse::<PgConnectOptions>()?, None)
         };
+        let opts = session_settings(opts, &config.database);
         let pool = PgPoolOptions::new()
             .max_connections(config.database.pool_size())
             .acquire_timeout(Duration::from_secs(config.database.acquire_timeout_secs))
@@ -64,7 +65,23 @@ impl Database {
     }
 }
 
+/// What every pool connection is started with, whichever server it goes to: the statement
+/// timeout (`database.statement_timeout_ms`), sent in the startup packet so that no statement
+/// runs before it applies.
+pub fn session_settings(opts: PgConnectOptions, db: &DatabaseConfig) -> PgConnectOptions {
+    opts.options([("statement_timeout", format!("{}ms", db.statement_timeout_ms))])
+}
+
+/// Applies the embedded migrations. They may build indexes over millions of rows, so they run
+/// on one connection without the statement timeout, which is restored before the connection
+/// goes back to the pool (or the connection is closed when that fails).
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    MIGRATOR.run(pool).await?;
+    let mut conn = pool.acquire().await?;
+    sqlx::query("SET statement_timeout = 0").execute(&mut *conn).await?;
+    let result = MIGRATOR.run(&mut *conn).await;
+    if sqlx::query("RESET statement_timeout").execute(&mut *conn).await.is_err() {
+        conn.close_on_drop();
+    }
+    result?;
     Ok(())
 }

@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 
 use super::{next_cursor, ApiAuth, ApiJson, PageParams};
 use crate::domain::group::{GroupRaw, GroupStatus};
-use crate::domain::Platform;
+use crate::domain::{filter_text, Platform};
 use crate::error::{AppError, AppResult};
 use crate::store::audit::{self, Actor};
 use crate::store::groups::{self, GroupRow};
@@ -121,11 +121,14 @@ impl GroupBody {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct GroupFilter {
-    /// Text to find in the name, external chat id or notes.
+    /// Text to find in the name, external chat id or notes (at most 100 characters).
+    #[param(max_length = 100)]
     pub q: Option<String>,
     pub platform: Option<String>,
     /// `active`, `paused`, `archived` or `all` (default: everything but archived).
     pub status: Option<String>,
+    /// Only groups with this tag (at most 100 characters).
+    #[param(max_length = 100)]
     pub tag: Option<String>,
 }
 
@@ -138,7 +141,8 @@ pub struct GroupPage {
 
 /// List groups in the caller's scope, in id order.
 #[utoipa::path(get, path = "/api/v1/groups", tag = "groups", params(PageParams, GroupFilter),
-    responses((status = 200, body = GroupPage), (status = 400, body = super::ProblemDoc), (status = 401, body = super::ProblemDoc)))]
+    responses((status = 200, body = GroupPage), (status = 400, body = super::ProblemDoc), (status = 401, body = super::ProblemDoc),
+        (status = 422, body = super::ProblemDoc, description = "`q` or `tag` longer than 100 characters")))]
 async fn list_groups(
     State(state): State<AppState>,
     ApiAuth(p): ApiAuth,
@@ -146,13 +150,16 @@ async fn list_groups(
     Query(f): Query<GroupFilter>,
 ) -> AppResult<Json<GroupPage>> {
     let (after, limit) = page.resolve()?;
+    let mut fe = crate::error::FieldErrors::new();
     let filter = groups::Filter {
-        q: f.q.filter(|s| !s.is_empty()),
+        q: filter_text(f.q.as_deref(), "q", &mut fe),
         platform: f.platform,
         status: f.status,
-        tag: f.tag,
+        tag: filter_text(f.tag.as_deref(), "tag", &mut fe),
         scope: p.group_filter(),
     };
+    // An over-long search or tag is a 422 before any query.
+    fe.into_result(())?;
     let mut conn = state.db.acquire().await?;
     let rows = groups::list_after(&mut conn, &filter, after, limit).await?;
     let next_cursor = next_cursor(&rows, limit, |g| g.id);

@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 use super::{next_cursor, ApiAuth, ApiJson, PageParams};
 use crate::auth::Principal;
 use crate::domain::member::MemberRaw;
-use crate::domain::Platform;
+use crate::domain::{filter_text, Platform};
 use crate::error::{AppError, AppResult};
 use crate::store::audit::{self, Actor};
 use crate::store::members::{self, MemberRow, MembershipRow};
@@ -117,11 +117,14 @@ impl MemberBody {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct MemberFilter {
-    /// Text to find in the display name or external user id.
+    /// Text to find in the display name or external user id (at most 100 characters).
+    #[param(max_length = 100)]
     pub q: Option<String>,
     pub platform: Option<String>,
     /// Only members currently in this group.
     pub group_id: Option<i64>,
+    /// Only members with this tag (at most 100 characters).
+    #[param(max_length = 100)]
     pub tag: Option<String>,
 }
 
@@ -133,7 +136,8 @@ pub struct MemberPage {
 
 /// List members visible to the caller, in id order.
 #[utoipa::path(get, path = "/api/v1/members", tag = "members", params(PageParams, MemberFilter),
-    responses((status = 200, body = MemberPage), (status = 400, body = super::ProblemDoc), (status = 401, body = super::ProblemDoc)))]
+    responses((status = 200, body = MemberPage), (status = 400, body = super::ProblemDoc), (status = 401, body = super::ProblemDoc),
+        (status = 422, body = super::ProblemDoc, description = "`q` or `tag` longer than 100 characters")))]
 async fn list_members(
     State(state): State<AppState>,
     ApiAuth(p): ApiAuth,
@@ -141,13 +145,16 @@ async fn list_members(
     Query(f): Query<MemberFilter>,
 ) -> AppResult<Json<MemberPage>> {
     let (after, limit) = page.resolve()?;
+    let mut fe = crate::error::FieldErrors::new();
     let filter = members::Filter {
-        q: f.q.filter(|s| !s.is_empty()),
+        q: filter_text(f.q.as_deref(), "q", &mut fe),
         platform: f.platform,
         group_id: f.group_id,
-        tag: f.tag,
+        tag: filter_text(f.tag.as_deref(), "tag", &mut fe),
         scope: p.group_filter(),
     };
+    // An over-long search or tag is a 422 before any query.
+    fe.into_result(())?;
     let mut conn = state.db.acquire().await?;
     let rows = members::list_after(&mut conn, &filter, after, limit).await?;
     let next_cursor = next_cursor(&rows, limit, |m| m.id);

@@ -287,8 +287,11 @@ async fn write(
 ) -> sqlx::Result<()> {
     let mut tx = db.begin().await?;
     // Analytics: a database crash may lose the last moments of events (as a Shoal crash may);
-    // not waiting for the WAL flush keeps the writer cheap.
-    sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
+    // not waiting for the WAL flush keeps the writer cheap. A batch is fed over most of a tick
+    // and longer while the database is slow: the pool's statement timeout must not drop it.
+    sqlx::query("SELECT set_config('synchronous_commit', 'off', true), set_config('statement_timeout', '0', true)")
+        .execute(&mut *tx)
+        .await?;
     let mut copy = tx
         .copy_in_raw(
             "COPY scan_events (at, live_code_id, channel, target_id, group_id, outcome, visitor, ref, ua_class, ip_anon) FROM STDIN (FORMAT binary)",

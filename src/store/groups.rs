@@ -56,7 +56,8 @@ pub struct Filter {
 }
 
 const WHERE: &str = " WHERE ($1::bigint[] IS NULL OR g.id = ANY($1))
-      AND ($2::text IS NULL OR g.name ILIKE $2 ESCAPE '\\' OR g.external_chat_id ILIKE $2 ESCAPE '\\' OR g.notes ILIKE $2 ESCAPE '\\')
+      AND ($2::text IS NULL OR ((g.name || ' ' || coalesce(g.external_chat_id, '') || ' ' || g.notes) ILIKE $2 ESCAPE '\\'
+           AND (g.name ILIKE $2 ESCAPE '\\' OR g.external_chat_id ILIKE $2 ESCAPE '\\' OR g.notes ILIKE $2 ESCAPE '\\')))
       AND ($3::text IS NULL OR g.platform = $3)
       AND (CASE WHEN $4::text IS NULL THEN g.status <> 'archived' WHEN $4 = 'all' THEN TRUE ELSE g.status = $4 END)
       AND ($5::text IS NULL OR $5 = ANY(g.tags))";

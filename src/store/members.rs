@@ -1,9 +1,9 @@
 //! Members (one person on one platform) and their memberships in groups.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Postgres, QueryBuilder};
 
-use super::like_pattern;
+use super::{like_pattern, Total, COUNT_CAP};
 use crate::domain::member::MemberSpec;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -40,49 +40,184 @@ pub struct Filter {
     pub scope: Option<Vec<i64>>,
 }
 
-// A scoped principal sees a member when the member has (or had) a membership in one of its groups.
-const FROM_WHERE: &str = " FROM members m
-    WHERE ($1::bigint[] IS NULL OR EXISTS (SELECT 1 FROM memberships s WHERE s.member_id = m.id AND s.group_id = ANY($1)))
-      AND ($2::text IS NULL OR m.display_name ILIKE $2 ESCAPE '\\' OR m.external_user_id ILIKE $2 ESCAPE '\\')
-      AND ($3::text IS NULL OR m.platform = $3)
-      AND ($4::bigint IS NULL OR EXISTS (SELECT 1 FROM memberships s WHERE s.member_id = m.id AND s.group_id = $4 AND s.left_at IS NULL))
-      AND ($5::text IS NULL OR $5 = ANY(m.tags))";
-
-const COLUMNS: &str = "SELECT m.id, m.platform, m.external_user_id, m.display_name, m.tags, m.notes, m.last_active_at,
-        m.created_at, m.updated_at,
-        (SELECT count(*) FROM memberships s WHERE s.member_id = m.id AND s.left_at IS NULL
-            AND ($1::bigint[] IS NULL OR s.group_id = ANY($1))) AS group_count";
-
-fn bind_filter<'q, O>(
-    q: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
-    f: &'q Filter,
-) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
-    q.bind(f.scope.as_deref())
-        .bind(f.q.as_deref().map(like_pattern))
-        .bind(f.platform.as_deref())
-        .bind(f.group_id)
-        .bind(f.tag.as_deref())
+/// Where a page of the name-ordered list starts: at the beginning, or after or before the
+/// member with this id (the last or first row of the page the link was on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seek {
+    First,
+    After(i64),
+    Before(i64),
 }
 
-pub async fn list(conn: &mut PgConnection, f: &Filter, limit: i64, offset: i64) -> sqlx::Result<(Vec<MemberRow>, i64)> {
-    let sql = format!("{COLUMNS}{FROM_WHERE} ORDER BY m.display_name, m.id LIMIT $6 OFFSET $7");
-    let rows =
-        bind_filter(sqlx::query_as::<_, MemberRow>(&sql), f).bind(limit).bind(offset).fetch_all(&mut *conn).await?;
-    let (total,): (i64,) =
-        bind_filter(sqlx::query_as(&format!("SELECT count(*){FROM_WHERE}")), f).fetch_one(conn).await?;
-    Ok((rows, total))
+/// One page of the member list, in name order, and whether there are rows on either side.
+#[derive(Debug)]
+pub struct NamePage {
+    pub rows: Vec<MemberRow>,
+    pub has_prev: bool,
+    pub has_next: bool,
 }
 
+/// The conditions of `f`, only those that are set, so that each search gets a plan that uses
+/// the index that fits it. A scoped principal sees a member when the member has (or had) a
+/// membership in one of its groups. The search goes through the trigram index on name and id
+/// together (`members_search_trgm`); each column is then checked on its own, so that a match
+/// never spans the two.
+fn push_filter(b: &mut QueryBuilder<'_, Postgres>, f: &Filter) {
+    b.push(" WHERE TRUE");
+    if let Some(scope) = &f.scope {
+        b.push(" AND EXISTS (SELECT 1 FROM memberships s WHERE s.member_id = m.id AND s.group_id = ANY(");
+        b.push_bind(scope.clone()).push("))");
+    }
+    if let Some(q) = &f.q {
+        let p = like_pattern(q);
+        b.push(" AND (m.display_name || ' ' || m.external_user_id) ILIKE ").push_bind(p.clone());
+        b.push(" ESCAPE '\\' AND (m.display_name ILIKE ").push_bind(p.clone());
+        b.push(" ESCAPE '\\' OR m.external_user_id ILIKE ").push_bind(p).push(" ESCAPE '\\')");
+    }
+    if let Some(platform) = &f.platform {
+        b.push(" AND m.platform = ").push_bind(platform.clone());
+    }
+    if let Some(g) = f.group_id {
+        b.push(
+            " AND EXISTS (SELECT 1 FROM memberships s WHERE s.member_id = m.id AND s.left_at IS NULL AND s.group_id = ",
+        );
+        b.push_bind(g).push(")");
+    }
+    if let Some(tag) = &f.tag {
+        // `@>` can use the GIN index on tags; `= ANY(tags)` cannot.
+        b.push(" AND m.tags @> ARRAY[").push_bind(tag.clone()).push("]::text[]");
+    }
+}
+
+/// The columns of [`MemberRow`] over `m`, a page of members already cut to size (the caller
+/// pushes that subquery and closes it): the open memberships (in scope) are counted for those
+/// rows only.
+fn push_columns(b: &mut QueryBuilder<'_, Postgres>, scope: Option<&[i64]>) {
+    b.push(
+        "SELECT m.id, m.platform, m.external_user_id, m.display_name, m.tags, m.notes, m.last_active_at,
+            m.created_at, m.updated_at,
+            (SELECT count(*) FROM memberships s WHERE s.member_id = m.id AND s.left_at IS NULL",
+    );
+    if let Some(scope) = scope {
+        b.push(" AND s.group_id = ANY(").push_bind(scope.to_vec()).push(")");
+    }
+    b.push(") AS group_count FROM (");
+}
+
+/// A group with fewer open memberships than this is listed from its memberships (read them
+/// all, sort by name); a larger one by walking the name index until a page is full. Reading a
+/// group costs its size; the walk costs about a page times the share of members outside it.
+const SMALL_GROUP: i64 = 10_000;
+
+/// Whether the group has fewer than [`SMALL_GROUP`] open memberships (counting stops there).
+async fn small_group(conn: &mut PgConnection, group: i64) -> sqlx::Result<bool> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT 1 FROM memberships WHERE group_id = $1 AND left_at IS NULL LIMIT $2) x",
+    )
+    .bind(group)
+    .bind(SMALL_GROUP)
+    .fetch_one(conn)
+    .await?;
+    Ok(n < SMALL_GROUP)
+}
+
+/// A page of `limit` members in name order (then id), continuing from `seek`. The key of the
+/// member a link points at is looked up first; a link to a member who is gone starts over.
+pub async fn page(conn: &mut PgConnection, f: &Filter, seek: Seek, limit: i64) -> sqlx::Result<NamePage> {
+    let cursor = match seek {
+        Seek::After(id) | Seek::Before(id) => {
+            sqlx::query_scalar::<_, String>("SELECT display_name FROM members WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?
+                .map(|name| (name, id))
+        }
+        Seek::First => None,
+    };
+    let found = cursor.is_some();
+    let backwards = matches!(seek, Seek::Before(_)) && found;
+    let fenced = match f.group_id {
+        Some(g) => small_group(&mut *conn, g).await?,
+        None => false,
+    };
+    let mut b = QueryBuilder::new("");
+    push_columns(&mut b, f.scope.as_deref());
+    if fenced {
+        // OFFSET 0 keeps the planner from walking the name index for a small group's members:
+        // the group's rows are found through its memberships, then sorted.
+        b.push("SELECT m.* FROM (SELECT m.* FROM members m");
+        push_filter(&mut b, f);
+        b.push(" OFFSET 0) m WHERE TRUE");
+    } else {
+        b.push("SELECT m.* FROM members m");
+        push_filter(&mut b, f);
+    }
+    if let Some((name, id)) = cursor {
+        b.push(if backwards { " AND (m.display_name, m.id) < (" } else { " AND (m.display_name, m.id) > (" });
+        b.push_bind(name).push(", ").push_bind(id).push(")");
+    }
+    let dir = if backwards { "DESC" } else { "ASC" };
+    b.push(format_args!(" ORDER BY m.display_name {dir}, m.id {dir} LIMIT "));
+    b.push_bind(limit + 1);
+    b.push(format_args!(") m ORDER BY m.display_name {dir}, m.id {dir}"));
+    let mut rows: Vec<MemberRow> = b.build_query_as().fetch_all(conn).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    if backwards {
+        rows.reverse();
+    }
+    let (has_prev, has_next) = if backwards { (more, true) } else { (found, more) };
+    Ok(NamePage { rows, has_prev, has_next })
+}
+
+/// Searches shorter than this have no trigram (pg_trgm needs three characters), so the index
+/// cannot answer them: their matches are not counted.
+pub const MIN_INDEXED_SEARCH: usize = 3;
+
+/// The number of members matching `f`: the planner's estimate for the whole unfiltered table
+/// once it is large, else an exact count that stops at [`COUNT_CAP`]; not counted for a search
+/// shorter than [`MIN_INDEXED_SEARCH`] (a page of such a search is found by reading members in
+/// name order until it is full, but counting would read them all).
+pub async fn total(conn: &mut PgConnection, f: &Filter) -> sqlx::Result<Total> {
+    if f.q.as_deref().is_some_and(|q| q.chars().count() < MIN_INDEXED_SEARCH) {
+        return Ok(Total::Unknown);
+    }
+    let unfiltered =
+        f.scope.is_none() && f.q.is_none() && f.platform.is_none() && f.group_id.is_none() && f.tag.is_none();
+    if unfiltered {
+        if let Some(n) = super::estimated_rows(&mut *conn, "members").await? {
+            if n > COUNT_CAP {
+                return Ok(Total::About(n));
+            }
+        }
+    }
+    let mut b = QueryBuilder::new("SELECT count(*) FROM (SELECT 1 FROM members m");
+    push_filter(&mut b, f);
+    b.push(" LIMIT ").push_bind(COUNT_CAP + 1).push(") x");
+    let n: i64 = b.build_query_scalar().fetch_one(conn).await?;
+    Ok(if n > COUNT_CAP { Total::MoreThan(COUNT_CAP) } else { Total::Exact(n) })
+}
+
+/// Keyset pagination for the API: members with id > `after`, in id order.
 pub async fn list_after(conn: &mut PgConnection, f: &Filter, after: i64, limit: i64) -> sqlx::Result<Vec<MemberRow>> {
-    let sql = format!("{COLUMNS}{FROM_WHERE} AND m.id > $6 ORDER BY m.id LIMIT $7");
-    bind_filter(sqlx::query_as::<_, MemberRow>(&sql), f).bind(after).bind(limit).fetch_all(conn).await
+    let mut b = QueryBuilder::new("");
+    push_columns(&mut b, f.scope.as_deref());
+    b.push("SELECT m.* FROM members m");
+    push_filter(&mut b, f);
+    b.push(" AND m.id > ").push_bind(after).push(" ORDER BY m.id LIMIT ").push_bind(limit);
+    b.push(") m ORDER BY m.id");
+    b.build_query_as().fetch_all(conn).await
 }
 
 /// One member, if visible within `scope`.
 pub async fn get(conn: &mut PgConnection, id: i64, scope: Option<&[i64]>) -> sqlx::Result<Option<MemberRow>> {
     let f = Filter { scope: scope.map(|s| s.to_vec()), ..Filter::default() };
-    let sql = format!("{COLUMNS}{FROM_WHERE} AND m.id = $6");
-    bind_filter(sqlx::query_as::<_, MemberRow>(&sql), &f).bind(id).fetch_optional(conn).await
+    let mut b = QueryBuilder::new("");
+    push_columns(&mut b, scope);
+    b.push("SELECT m.* FROM members m");
+    push_filter(&mut b, &f);
+    b.push(" AND m.id = ").push_bind(id).push(") m");
+    b.build_query_as().fetch_optional(conn).await
 }
 
 pub async fn memberships(
@@ -214,9 +349,10 @@ pub async fn leave(conn: &mut PgConnection, member_id: i64, group_id: i64) -> sq
     Ok(r.rows_affected() == 1)
 }
 
-/// Every member in scope with one open membership per line (or none), for CSV export.
+/// Members in scope with one open membership per line (or none), for CSV export.
 #[derive(Debug, sqlx::FromRow)]
 pub struct ExportRow {
+    pub member_id: i64,
     pub platform: String,
     pub external_user_id: String,
     pub display_name: String,
@@ -226,26 +362,30 @@ pub struct ExportRow {
     pub notes: String,
 }
 
-pub async fn export(conn: &mut PgConnection, scope: Option<&[i64]>) -> sqlx::Result<Vec<ExportRow>> {
+/// One part of the export: the next `members` members after id `after` (in id order) that are
+/// in scope — for a scoped principal, those with an open membership in one of its groups — each
+/// with one line per open membership in scope, or one bare line. Parts are short statements, so
+/// an export of a million members holds no connection and no snapshot for its whole length.
+pub async fn export_part(
+    conn: &mut PgConnection,
+    scope: Option<&[i64]>,
+    after: i64,
+    members: i64,
+) -> sqlx::Result<Vec<ExportRow>> {
     sqlx::query_as(
-        "SELECT m.platform, m.external_user_id, m.display_name, s.group_id, s.role, m.tags, m.notes
-         FROM members m
+        "SELECT m.id AS member_id, m.platform, m.external_user_id, m.display_name, s.group_id, s.role, m.tags, m.notes
+         FROM (SELECT * FROM members m
+               WHERE m.id > $2
+                 AND ($1::bigint[] IS NULL OR EXISTS (SELECT 1 FROM memberships s
+                      WHERE s.member_id = m.id AND s.left_at IS NULL AND s.group_id = ANY($1)))
+               ORDER BY m.id LIMIT $3) m
          LEFT JOIN memberships s ON s.member_id = m.id AND s.left_at IS NULL
             AND ($1::bigint[] IS NULL OR s.group_id = ANY($1))
-         WHERE ($1::bigint[] IS NULL OR s.group_id IS NOT NULL)
          ORDER BY m.id, s.group_id",
     )
     .bind(scope)
+    .bind(after)
+    .bind(members)
     .fetch_all(conn)
-    .await
-}
-
-pub async fn count(conn: &mut PgConnection, scope: Option<&[i64]>) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM members m
-         WHERE ($1::bigint[] IS NULL OR EXISTS (SELECT 1 FROM memberships s WHERE s.member_id = m.id AND s.group_id = ANY($1)))",
-    )
-    .bind(scope)
-    .fetch_one(conn)
     .await
 }

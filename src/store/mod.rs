@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod checkins;
 pub mod groups;
 pub mod jobs;
 pub mod live_codes;
@@ -43,6 +44,39 @@ pub fn lenient_page<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64
             Err(_) => 1,
         }
     }))
+}
+
+/// How many rows a list counts exactly before it says "more than": a count past this would read
+/// every matching row on each page view.
+pub const COUNT_CAP: i64 = 10_000;
+
+/// A list's total, exact only where that is cheap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Total {
+    Exact(i64),
+    /// The planner's estimate of the whole table (`pg_class.reltuples`), for the unfiltered list.
+    About(i64),
+    /// At least this many (the count stopped at [`COUNT_CAP`]).
+    MoreThan(i64),
+    /// Not counted: a search too short for the trigram index would read every member.
+    Unknown,
+}
+
+/// The planner's estimate of a table's rows: `pg_class.reltuples` (kept by ANALYZE and
+/// autovacuum) scaled to the table's current size, as the planner does. None before the table
+/// was first analysed.
+pub async fn estimated_rows(conn: &mut sqlx::PgConnection, table: &str) -> sqlx::Result<Option<i64>> {
+    let n: Option<Option<i64>> = sqlx::query_scalar(
+        "SELECT CASE WHEN c.reltuples < 0 THEN NULL
+                     WHEN c.relpages = 0 THEN c.reltuples::bigint
+                     ELSE (c.reltuples / c.relpages
+                           * (pg_relation_size(c.oid) / current_setting('block_size')::int))::bigint END
+         FROM pg_class c WHERE c.oid = to_regclass($1)",
+    )
+    .bind(table)
+    .fetch_optional(conn)
+    .await?;
+    Ok(n.flatten())
 }
 
 /// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern and wraps it in `%…%`.

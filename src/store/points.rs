@@ -57,7 +57,11 @@ pub async fn balance(conn: &mut PgConnection, member_id: i64) -> sqlx::Result<i6
         .unwrap_or(0))
 }
 
-/// The ledger rows of the `credits` CTE whose keys are new (CTE `entries`).
+/// The ledger rows of the `credits` CTE whose keys are new (CTE `entries`), and their totals
+/// added to the day's (CTE `ledger_day`, table `points_daily`) in the same statement: every
+/// ledger write goes through here. A session adds to its own slot of the day's totals (backend
+/// pid mod 64), so concurrent writers seldom wait for each other's row; the rows are locked in
+/// one order (kind), so two statements cannot deadlock on them.
 macro_rules! ledger_entries {
     () => {
         "entries AS (
@@ -65,6 +69,13 @@ macro_rules! ledger_entries {
             SELECT member_id, delta, kind, reference, idempotency_key, request_hash, operator_id, note FROM credits
             ON CONFLICT (idempotency_key) DO NOTHING
             RETURNING id, member_id, delta, kind, reference, idempotency_key, request_hash, operator_id, note, at
+         ), ledger_day AS (
+            INSERT INTO points_daily AS d (day, kind, slot, entries, earned, spent)
+            SELECT (at AT TIME ZONE 'UTC')::date, kind, (pg_backend_pid() % 64)::smallint, count(*),
+                   COALESCE(sum(delta) FILTER (WHERE delta > 0), 0), COALESCE(-sum(delta) FILTER (WHERE delta < 0), 0)
+            FROM entries GROUP BY 1, 2 ORDER BY 1, 2
+            ON CONFLICT (day, kind, slot) DO UPDATE
+                SET entries = d.entries + EXCLUDED.entries, earned = d.earned + EXCLUDED.earned, spent = d.spent + EXCLUDED.spent
          )"
     };
 }
@@ -169,4 +180,140 @@ pub async fn entries(conn: &mut PgConnection, member_id: i64, limit: i64) -> sql
     .bind(limit)
     .fetch_all(conn)
     .await
+}
+
+// ---------------------------------------------------------------- the overview
+
+#[derive(sqlx::FromRow)]
+pub struct TopRow {
+    pub member_id: i64,
+    pub display_name: String,
+    pub platform: String,
+    pub balance: i64,
+}
+
+#[derive(sqlx::FromRow)]
+pub struct RecentRow {
+    pub member_id: i64,
+    pub display_name: String,
+    pub delta: i64,
+    pub kind: String,
+    pub reference: String,
+    pub note: String,
+    pub operator: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+pub struct KindTotal {
+    pub kind: String,
+    pub entries: i64,
+    pub earned: i64,
+    pub spent: i64,
+}
+
+/// The points overview: what is outstanding, who holds most, the latest entries and the last
+/// 30 days by kind.
+pub struct Overview {
+    pub balance: i64,
+    pub holders: super::Total,
+    pub top: Vec<TopRow>,
+    pub recent: Vec<RecentRow>,
+    pub by_kind: Vec<KindTotal>,
+}
+
+/// A scoped principal sees a member with a membership (open or past) in one of its groups.
+const MEMBER_IN_SCOPE: &str = "EXISTS (SELECT 1 FROM memberships s WHERE s.member_id = m.id AND s.group_id = ANY($1))";
+
+/// The overview. For every group (admins) it reads the day totals (`points_daily`), the top
+/// balances' index and the newest ledger ids, never the whole ledger: "last 30 days" are the
+/// last 30 UTC days, today included, and the number of members with points is the planner's
+/// estimate once it is large. Within a scope, the ledger and accounts of the scope's members
+/// are read (a cost that grows with the scope, not with the installation).
+pub async fn overview(conn: &mut PgConnection, scope: Option<&[i64]>) -> sqlx::Result<Overview> {
+    let Some(scope) = scope else { return overview_all(conn).await };
+    let (holders, balance): (i64, i64) = sqlx::query_as(&format!(
+        "SELECT count(*) FILTER (WHERE a.balance > 0), COALESCE(sum(a.balance), 0)::bigint
+         FROM points_accounts a JOIN members m ON m.id = a.member_id WHERE {MEMBER_IN_SCOPE}"
+    ))
+    .bind(scope)
+    .fetch_one(&mut *conn)
+    .await?;
+    let top = sqlx::query_as(&format!(
+        "SELECT m.id AS member_id, m.display_name, m.platform, a.balance
+         FROM points_accounts a JOIN members m ON m.id = a.member_id
+         WHERE a.balance > 0 AND {MEMBER_IN_SCOPE} ORDER BY a.balance DESC, m.id LIMIT 20"
+    ))
+    .bind(scope)
+    .fetch_all(&mut *conn)
+    .await?;
+    let recent = sqlx::query_as(&format!(
+        "SELECT l.member_id, m.display_name, l.delta, l.kind, l.reference, l.note, o.username AS operator, l.at
+         FROM points_ledger l JOIN members m ON m.id = l.member_id LEFT JOIN operators o ON o.id = l.operator_id
+         WHERE {MEMBER_IN_SCOPE} ORDER BY l.id DESC LIMIT 50"
+    ))
+    .bind(scope)
+    .fetch_all(&mut *conn)
+    .await?;
+    let by_kind = sqlx::query_as(&format!(
+        "SELECT l.kind, count(*) AS entries,
+                COALESCE(sum(l.delta) FILTER (WHERE l.delta > 0), 0)::bigint AS earned,
+                COALESCE(-sum(l.delta) FILTER (WHERE l.delta < 0), 0)::bigint AS spent
+         FROM points_ledger l JOIN members m ON m.id = l.member_id
+         WHERE l.at >= {THIRTY_DAYS} AND {MEMBER_IN_SCOPE}
+         GROUP BY l.kind ORDER BY l.kind"
+    ))
+    .bind(scope)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(Overview { balance, holders: super::Total::Exact(holders), top, recent, by_kind })
+}
+
+/// The start of the overview's 30 days: midnight UTC 29 days before today.
+const THIRTY_DAYS: &str = "((now() AT TIME ZONE 'UTC')::date - 29) AT TIME ZONE 'UTC'";
+
+async fn overview_all(conn: &mut PgConnection) -> sqlx::Result<Overview> {
+    let balance: i64 = sqlx::query_scalar("SELECT COALESCE(sum(earned - spent), 0)::bigint FROM points_daily")
+        .fetch_one(&mut *conn)
+        .await?;
+    let holders = match super::estimated_rows(&mut *conn, "points_accounts_top_idx").await? {
+        Some(n) if n > super::COUNT_CAP => super::Total::About(n),
+        _ => {
+            let n: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM (SELECT 1 FROM points_accounts WHERE balance > 0 LIMIT $1) x")
+                    .bind(super::COUNT_CAP + 1)
+                    .fetch_one(&mut *conn)
+                    .await?;
+            if n > super::COUNT_CAP {
+                super::Total::MoreThan(super::COUNT_CAP)
+            } else {
+                super::Total::Exact(n)
+            }
+        }
+    };
+    let top = sqlx::query_as(
+        "SELECT m.id AS member_id, m.display_name, m.platform, a.balance
+         FROM (SELECT member_id, balance FROM points_accounts WHERE balance > 0
+               ORDER BY balance DESC, member_id LIMIT 20) a
+         JOIN members m ON m.id = a.member_id ORDER BY a.balance DESC, m.id",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    // Newest by id: the ledger's primary key, so no index on time is kept up on every write.
+    let recent = sqlx::query_as(
+        "SELECT l.member_id, m.display_name, l.delta, l.kind, l.reference, l.note, o.username AS operator, l.at
+         FROM (SELECT * FROM points_ledger ORDER BY id DESC LIMIT 50) l
+         JOIN members m ON m.id = l.member_id LEFT JOIN operators o ON o.id = l.operator_id
+         ORDER BY l.id DESC",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let by_kind = sqlx::query_as(
+        "SELECT kind, sum(entries)::bigint AS entries, sum(earned)::bigint AS earned, sum(spent)::bigint AS spent
+         FROM points_daily WHERE day >= (now() AT TIME ZONE 'UTC')::date - 29
+         GROUP BY kind HAVING sum(entries) > 0 ORDER BY kind",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(Overview { balance, holders, top, recent, by_kind })
 }

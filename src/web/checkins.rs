@@ -20,6 +20,7 @@ use crate::domain::checkin::{Rules, StreakBonus};
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::i18n::Lang;
 use crate::store::audit::{self, Actor};
+use crate::store::checkins::{self as store_checkins, CalendarHit, StreakRow, TodayRow};
 use crate::store::groups::{self, GroupRow};
 use crate::AppState;
 
@@ -27,8 +28,6 @@ use crate::AppState;
 pub const PLACEHOLDERS: [&str; 6] = ["name", "streak", "total_days", "points", "balance", "rank_today"];
 const MAX_KEYWORDS: usize = 20;
 const MAX_BONUSES: usize = 20;
-/// Rows shown in the lists and the calendar of a group's check-in page.
-const MAX_ROWS: i64 = 500;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -343,6 +342,31 @@ async fn save_rules(
 #[derive(Deserialize, Default)]
 struct MonthQuery {
     month: Option<String>,
+    /// Page of today's list (1-based, [`TODAY_PAGE`] rows each).
+    today_page: Option<String>,
+    /// Page of the calendar (1-based, [`CALENDAR_PAGE`] members each).
+    calendar_page: Option<String>,
+}
+
+/// Rows of today's list per page.
+const TODAY_PAGE: i64 = 100;
+/// Members of the calendar per page.
+const CALENDAR_PAGE: i64 = 50;
+/// Running streaks shown.
+const STREAKS: i64 = 50;
+/// The deepest page either list goes to: beyond it an OFFSET would read too far.
+const MAX_PAGE: i64 = 1000;
+
+/// A 1-based page number from the query (1 when missing or not a number), at most [`MAX_PAGE`].
+fn page_number(q: &Option<String>) -> i64 {
+    q.as_deref().and_then(|p| p.trim().parse::<i64>().ok()).unwrap_or(1).clamp(1, MAX_PAGE)
+}
+
+/// Links to the previous and next page of one of the page's lists.
+pub struct PageLinks {
+    pub prev: Option<String>,
+    pub next: Option<String>,
+    pub label: String,
 }
 
 /// The first day of `?month=YYYY-MM`, else of the month of `today`.
@@ -363,35 +387,10 @@ fn prev_month(first: NaiveDate) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, 1).unwrap_or(first)
 }
 
-#[derive(sqlx::FromRow)]
-struct TodayRow {
-    member_id: i64,
-    display_name: String,
-    at: DateTime<Utc>,
-    streak: i32,
-    makeup: bool,
-}
-
 struct TodayView {
     rank: usize,
     r: TodayRow,
     time: String,
-}
-
-#[derive(sqlx::FromRow)]
-struct StreakRow {
-    member_id: i64,
-    display_name: String,
-    day: NaiveDate,
-    streak: i32,
-}
-
-#[derive(sqlx::FromRow)]
-struct CalendarHit {
-    member_id: i64,
-    display_name: String,
-    day: NaiveDate,
-    makeup: bool,
 }
 
 /// One member's month: per day 0 (none), 1 (checked in) or 2 (made up).
@@ -419,7 +418,7 @@ fn calendar(hits: Vec<CalendarHit>, first: NaiveDate, days: usize) -> Vec<Calend
         }
     }
     let mut out: Vec<CalendarRow> = rows.into_values().collect();
-    out.sort_by(|a, b| b.total.cmp(&a.total).then_with(|| a.name.cmp(&b.name)).then(a.member_id.cmp(&b.member_id)));
+    out.sort_by(|a, b| b.total.cmp(&a.total).then(a.member_id.cmp(&b.member_id)));
     out
 }
 
@@ -433,12 +432,16 @@ struct GroupPage {
     day_note: String,
     enabled: bool,
     checkins: Vec<TodayView>,
+    /// How many checked in today (all pages).
+    today_total: i64,
+    today_links: PageLinks,
     streaks: Vec<StreakRow>,
     month: String,
     prev: String,
     next: String,
     days: Vec<u32>,
     calendar: Vec<CalendarRow>,
+    calendar_links: PageLinks,
 }
 
 async fn checkins_page(
@@ -451,48 +454,50 @@ async fn checkins_page(
     let g = load_group(&mut conn, &ctx, id).await?;
     let rules = crate::bridges::load_rules(&mut conn, id, &g.timezone).await?;
     let today = rules.day_of(Utc::now());
-    let rows: Vec<TodayRow> = sqlx::query_as(
-        "SELECT c.member_id, m.display_name, c.at, c.streak, c.makeup FROM checkins c JOIN members m ON m.id = c.member_id
-         WHERE c.group_id = $1 AND c.day = $2 ORDER BY c.at, c.id LIMIT $3",
-    )
-    .bind(id)
-    .bind(today)
-    .bind(MAX_ROWS)
-    .fetch_all(&mut *conn)
-    .await?;
-    let streaks: Vec<StreakRow> = sqlx::query_as(
-        "SELECT * FROM (
-            SELECT DISTINCT ON (c.member_id) c.member_id, m.display_name, c.day, c.streak
-            FROM checkins c JOIN members m ON m.id = c.member_id
-            WHERE c.group_id = $1 AND c.day <= $2
-            ORDER BY c.member_id, c.day DESC
-         ) latest WHERE day >= $2 - 1 ORDER BY streak DESC, display_name, member_id LIMIT 50",
-    )
-    .bind(id)
-    .bind(today)
-    .fetch_all(&mut *conn)
-    .await?;
+    let (today_page, calendar_page) = (page_number(&q.today_page), page_number(&q.calendar_page));
+    let rows = store_checkins::today(&mut conn, id, today, TODAY_PAGE + 1, (today_page - 1) * TODAY_PAGE).await?;
+    let today_total = store_checkins::day_count(&mut conn, id, today).await?;
+    let streaks = store_checkins::running_streaks(&mut conn, id, today, STREAKS).await?;
     let first = month_start(&q.month, today);
     let after = next_month(first);
-    let hits: Vec<CalendarHit> = sqlx::query_as(
-        "SELECT c.member_id, m.display_name, c.day, c.makeup FROM checkins c JOIN members m ON m.id = c.member_id
-         WHERE c.group_id = $1 AND c.day >= $2 AND c.day < $3 ORDER BY c.member_id, c.day",
+    let mut members = store_checkins::calendar_members(
+        &mut conn,
+        id,
+        first,
+        after,
+        CALENDAR_PAGE + 1,
+        (calendar_page - 1) * CALENDAR_PAGE,
     )
-    .bind(id)
-    .bind(first)
-    .bind(after)
-    .fetch_all(&mut *conn)
     .await?;
+    let calendar_more = members.len() as i64 > CALENDAR_PAGE;
+    members.truncate(CALENDAR_PAGE as usize);
+    let ids: Vec<i64> = members.iter().map(|m| m.member_id).collect();
+    let hits = store_checkins::calendar_hits(&mut conn, id, first, after, &ids).await?;
     drop(conn);
     let days = (after - first).num_days() as usize;
-    let mut cal = calendar(hits, first, days);
-    cal.truncate(MAX_ROWS as usize);
+    let cal = calendar(hits, first, days);
     let tz = rules.timezone;
+    let today_more = rows.len() as i64 > TODAY_PAGE;
+    let offset = (today_page - 1) * TODAY_PAGE;
     let checkins = rows
         .into_iter()
+        .take(TODAY_PAGE as usize)
         .enumerate()
-        .map(|(i, r)| TodayView { rank: i + 1, time: r.at.with_timezone(&tz).format("%H:%M:%S").to_string(), r })
+        .map(|(i, r)| TodayView {
+            rank: offset as usize + i + 1,
+            time: r.at.with_timezone(&tz).format("%H:%M:%S").to_string(),
+            r,
+        })
         .collect();
+    let month = first.format("%Y-%m").to_string();
+    let base = format!("/groups/{id}/checkins?month={month}");
+    let links = |page: i64, more: bool, param: &str, anchor: &str| PageLinks {
+        prev: (page > 1).then(|| format!("{base}&{param}={}#{anchor}", page - 1)),
+        next: more.then(|| format!("{base}&{param}={}#{anchor}", page + 1)),
+        label: ctx.tr.f("checkins.page", &[("page", &page)]),
+    };
+    let today_links = links(today_page, today_more && today_page < MAX_PAGE, "today_page", "today");
+    let calendar_links = links(calendar_page, calendar_more && calendar_page < MAX_PAGE, "calendar_page", "calendar");
     let page = GroupPage {
         l: ctx.layout_titled(format!("{} · {}", ctx.tr.t("checkins.title"), g.name), "groups").await?,
         today: today.format("%Y-%m-%d").to_string(),
@@ -503,12 +508,15 @@ async fn checkins_page(
         enabled: rules.enabled,
         g,
         checkins,
+        today_total,
+        today_links,
         streaks,
-        month: first.format("%Y-%m").to_string(),
+        month,
         prev: prev_month(first).format("%Y-%m").to_string(),
         next: after.format("%Y-%m").to_string(),
         days: (1..=days as u32).collect(),
         calendar: cal,
+        calendar_links,
     };
     render(StatusCode::OK, &page)
 }

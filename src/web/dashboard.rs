@@ -24,7 +24,7 @@ pub fn router() -> Router<AppState> {
 struct DashboardPage {
     l: Layout,
     o: Overview,
-    members: i64,
+    members: String,
     attention: Vec<GroupRow>,
     lc: LiveCodeAttention,
     can_write: bool,
@@ -92,7 +92,8 @@ async fn dashboard(State(state): State<AppState>, ctx: Ctx) -> AppResult<Respons
     let scope = ctx.scope();
     let mut conn = state.db.acquire().await?;
     let o = groups::overview(&mut conn, scope.as_deref()).await?;
-    let members = crate::store::members::count(&mut conn, scope.as_deref()).await?;
+    let members_filter = crate::store::members::Filter { scope: scope.clone(), ..Default::default() };
+    let members = super::count_label(&ctx.tr, crate::store::members::total(&mut conn, &members_filter).await?);
     let attention =
         groups::needing_attention(&mut conn, scope.as_deref(), state.config.alerts.expiring_hours, 20).await?;
     let lc = live_code_attention(&mut conn, &live_codes::Access::of(&ctx.principal), &state).await?;

@@ -16,7 +16,7 @@ use crate::auth::Principal;
 use crate::config::Config;
 use crate::domain::group::{local_input_value, GroupRaw, GroupSpec, GroupStatus};
 use crate::domain::qr::{self, QrImage};
-use crate::domain::Platform;
+use crate::domain::{filter_text, Platform};
 use crate::error::{on_unique, AppError, AppResult, FieldErrors};
 use crate::store::audit::{self, Actor};
 use crate::store::groups::{self, GroupRow};
@@ -52,6 +52,7 @@ struct ListPage {
     l: Layout,
     groups: Vec<GroupRow>,
     pager: Pager,
+    errors: FieldErrors,
     q: String,
     platform: String,
     status: String,
@@ -64,15 +65,21 @@ async fn list(State(state): State<AppState>, ctx: Ctx, Query(q): Query<ListQuery
     let page = crate::store::Page::new(q.page, PAGE_SIZE);
     let platform = non_empty(&q.platform).filter(|p| Platform::parse(p).is_some());
     let status = non_empty(&q.status).filter(|s| s == "all" || GroupStatus::parse(s).is_some());
+    let mut errors = FieldErrors::new();
     let f = groups::Filter {
-        q: non_empty(&q.q),
+        q: filter_text(q.q.as_deref(), "q", &mut errors),
         platform: platform.clone(),
         status: status.clone(),
-        tag: non_empty(&q.tag),
+        tag: filter_text(q.tag.as_deref(), "tag", &mut errors),
         scope: ctx.scope(),
     };
-    let mut conn = state.db.acquire().await?;
-    let (rows, total) = groups::list(&mut conn, &f, page.size, page.offset()).await?;
+    // An over-long filter is answered with its message and no search at all.
+    let (rows, total) = if errors.is_empty() {
+        let mut conn = state.db.acquire().await?;
+        groups::list(&mut conn, &f, page.size, page.offset()).await?
+    } else {
+        (Vec::new(), 0)
+    };
     let (qs, ps, ss, ts) = (
         f.q.clone().unwrap_or_default(),
         platform.unwrap_or_default(),
@@ -89,6 +96,7 @@ async fn list(State(state): State<AppState>, ctx: Ctx, Query(q): Query<ListQuery
     let page = ListPage {
         l: ctx.layout("groups.title", "groups").await?,
         groups: rows,
+        errors,
         pager,
         q: qs,
         platform: ps,
@@ -97,7 +105,8 @@ async fn list(State(state): State<AppState>, ctx: Ctx, Query(q): Query<ListQuery
         platforms: Platform::ALL,
         can_write: ctx.principal.can_write(),
     };
-    render(StatusCode::OK, &page)
+    let status = if page.errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    render(status, &page)
 }
 
 #[derive(Template)]

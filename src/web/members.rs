@@ -10,11 +10,11 @@ use axum::{Form, Router};
 use serde::Deserialize;
 
 use super::ctx::{Ctx, Layout};
-use super::{non_empty, redirect, render, upload, Pager};
+use super::{non_empty, redirect, render, total_label, upload, CursorPager};
 use crate::config::Config;
 use crate::domain::csv_import::{self, RowError};
 use crate::domain::member::{MemberRaw, MemberSpec, ROLES};
-use crate::domain::Platform;
+use crate::domain::{filter_text, Platform};
 use crate::error::{on_unique, AppError, AppResult, FieldErrors};
 use crate::store::audit::{self, Actor};
 use crate::store::members::{self, MemberRow, MembershipRow};
@@ -41,8 +41,9 @@ struct ListQuery {
     platform: Option<String>,
     group: Option<String>,
     tag: Option<String>,
-    #[serde(default, deserialize_with = "crate::store::lenient_page")]
-    page: Option<i64>,
+    /// Continue after / before the member with this id (the pager's links).
+    after: Option<String>,
+    before: Option<String>,
 }
 
 #[derive(Template)]
@@ -50,7 +51,8 @@ struct ListQuery {
 struct ListPage {
     l: Layout,
     members: Vec<MemberRow>,
-    pager: Pager,
+    pager: CursorPager,
+    errors: FieldErrors,
     q: String,
     platform: String,
     group: String,
@@ -61,37 +63,51 @@ struct ListPage {
 }
 
 async fn list(State(state): State<AppState>, ctx: Ctx, Query(q): Query<ListQuery>) -> AppResult<Response> {
-    let page = crate::store::Page::new(q.page, PAGE_SIZE);
+    let mut errors = FieldErrors::new();
+    let search = filter_text(q.q.as_deref(), "q", &mut errors);
+    let tag = filter_text(q.tag.as_deref(), "tag", &mut errors);
     let platform = non_empty(&q.platform).filter(|p| Platform::parse(p).is_some());
     let group_id = non_empty(&q.group).and_then(|g| g.parse::<i64>().ok());
-    let scope = ctx.scope();
-    let f = members::Filter {
-        q: non_empty(&q.q),
-        platform: platform.clone(),
-        group_id,
-        tag: non_empty(&q.tag),
-        scope: scope.clone(),
+    let id_of = |v: &Option<String>| v.as_deref().and_then(|s| s.trim().parse::<i64>().ok());
+    let seek = match (id_of(&q.after), id_of(&q.before)) {
+        (Some(id), _) => members::Seek::After(id),
+        (None, Some(id)) => members::Seek::Before(id),
+        (None, None) => members::Seek::First,
     };
+    let scope = ctx.scope();
+    let f = members::Filter { q: search, platform: platform.clone(), group_id, tag, scope: scope.clone() };
     let mut conn = state.db.acquire().await?;
-    let (rows, total) = members::list(&mut conn, &f, page.size, page.offset()).await?;
     let groups = crate::store::groups::names(&mut conn, scope.as_deref()).await?;
+    // An over-long filter is answered with its message and no search at all.
+    let (rows, prev, next, total) = if errors.is_empty() {
+        let p = members::page(&mut conn, &f, seek, PAGE_SIZE).await?;
+        // A list that fits on one page counts itself.
+        let total = if !p.has_prev && !p.has_next {
+            crate::store::Total::Exact(p.rows.len() as i64)
+        } else {
+            members::total(&mut conn, &f).await?
+        };
+        let prev = p.rows.first().filter(|_| p.has_prev).map(|m| m.id);
+        let next = p.rows.last().filter(|_| p.has_next).map(|m| m.id);
+        (p.rows, prev, next, total_label(&ctx.tr, total))
+    } else {
+        (Vec::new(), None, None, String::new())
+    };
+    drop(conn);
     let (qs, ps, gs, ts) = (
-        f.q.clone().unwrap_or_default(),
+        q.q.as_deref().map(str::trim).unwrap_or_default().to_string(),
         platform.unwrap_or_default(),
         group_id.map(|g| g.to_string()).unwrap_or_default(),
-        f.tag.clone().unwrap_or_default(),
+        q.tag.as_deref().map(str::trim).unwrap_or_default().to_string(),
     );
-    let pager = Pager::new(
-        "/members",
-        page.number,
-        page.size,
-        total,
-        &[("q", &qs), ("platform", &ps), ("group", &gs), ("tag", &ts)],
-    );
+    let pager =
+        CursorPager::new("/members", &[("q", &qs), ("platform", &ps), ("group", &gs), ("tag", &ts)], prev, next, total);
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
     let page = ListPage {
         l: ctx.layout("members.title", "members").await?,
         members: rows,
         pager,
+        errors,
         q: qs,
         platform: ps,
         group: gs,
@@ -100,7 +116,7 @@ async fn list(State(state): State<AppState>, ctx: Ctx, Query(q): Query<ListQuery
         groups,
         can_write: ctx.principal.can_write(),
     };
-    render(StatusCode::OK, &page)
+    render(status, &page)
 }
 
 #[derive(Template)]
@@ -509,14 +525,18 @@ async fn import(State(state): State<AppState>, ctx: Ctx, mp: Multipart) -> AppRe
     render(status, &page(ctx.layout("import.title", "members").await?, Some(result), None))
 }
 
-/// Every member in scope as CSV, one line per open membership; re-importable as is.
-async fn export(State(state): State<AppState>, ctx: Ctx) -> AppResult<Response> {
-    let mut conn = state.db.acquire().await?;
-    let rows = members::export(&mut conn, ctx.scope().as_deref()).await?;
+/// Members per export part (one short query each).
+const EXPORT_PART: i64 = 2000;
+
+/// An export part as CSV (after the header line when `header`), and the id of its last member.
+fn write_part(header: bool, rows: Vec<members::ExportRow>) -> Result<(Vec<u8>, Option<i64>), csv::Error> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    let io = |e: csv::Error| AppError::Other(e.into());
-    w.write_record(csv_import::COLUMNS).map_err(io)?;
+    if header {
+        w.write_record(csv_import::COLUMNS)?;
+    }
+    let mut last = None;
     for r in rows {
+        last = Some(r.member_id);
         w.write_record([
             r.platform,
             csv_import::neutralise(r.external_user_id),
@@ -525,10 +545,50 @@ async fn export(State(state): State<AppState>, ctx: Ctx) -> AppResult<Response> 
             r.role.unwrap_or_default(),
             csv_import::neutralise(r.tags.join("|")),
             csv_import::neutralise(r.notes),
-        ])
-        .map_err(io)?;
+        ])?;
     }
-    let body = w.into_inner().map_err(|e| AppError::Other(anyhow::anyhow!("csv: {e}")))?;
+    let bytes = w.into_inner().map_err(|e| csv::Error::from(e.into_error()))?;
+    Ok((bytes, last))
+}
+
+/// Every member in scope as CSV, one line per open membership; re-importable as is.
+///
+/// Streamed: the first part is read before the answer starts (so a failure is still an error
+/// page), then a task reads the rest part by part, in member id order, and sends each as it is
+/// written, never more than a few parts ahead of the client. Memory stays constant however many
+/// members there are, and the request timeout (which ends when the answer starts) does not cut
+/// a long download. Members added while an export runs appear in it when their id comes later.
+async fn export(State(state): State<AppState>, ctx: Ctx) -> AppResult<Response> {
+    let scope = ctx.scope();
+    let mut conn = state.db.acquire().await?;
+    let first = members::export_part(&mut conn, scope.as_deref(), 0, EXPORT_PART).await?;
+    drop(conn);
+    let (head, mut after) = write_part(true, first).map_err(|e| AppError::Other(e.into()))?;
+    let (tx, body) = super::channel_body();
+    let db = state.db.clone();
+    tokio::spawn(async move {
+        if tx.send(Ok(head.into())).await.is_err() {
+            return;
+        }
+        while let Some(last) = after {
+            let part = match db.acquire().await {
+                Ok(mut conn) => members::export_part(&mut conn, scope.as_deref(), last, EXPORT_PART).await,
+                Err(e) => Err(e),
+            };
+            let chunk = part.map_err(std::io::Error::other).and_then(|rows| {
+                let (bytes, next) = write_part(false, rows).map_err(std::io::Error::other)?;
+                after = next;
+                Ok(bytes)
+            });
+            if let Err(e) = &chunk {
+                tracing::error!(error = %e, "member export failed part-way");
+            }
+            let failed = chunk.is_err();
+            if tx.send(chunk.map(Into::into)).await.is_err() || failed {
+                return;
+            }
+        }
+    });
     let mut resp = (StatusCode::OK, body).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));

@@ -189,6 +189,29 @@ pub fn render<T: askama::Template>(status: StatusCode, t: &T) -> Result<Response
     Ok(html(status, t.render()?))
 }
 
+/// A response body written while it is sent: a task feeds chunks through a small channel, so
+/// only a few chunks wait in memory however long the body is, and the task notices (its send
+/// fails) when the client has gone. An `Err` ends the body abruptly: the client sees a
+/// truncated download rather than a file that looks whole.
+pub struct ChannelBody(tokio::sync::mpsc::Receiver<Result<axum::body::Bytes, std::io::Error>>);
+
+impl futures_core::Stream for ChannelBody {
+    type Item = Result<axum::body::Bytes, std::io::Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+/// A channel for a [`ChannelBody`]: `(sender, body)`.
+pub fn channel_body() -> (tokio::sync::mpsc::Sender<Result<axum::body::Bytes, std::io::Error>>, Body) {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    (tx, Body::from_stream(ChannelBody(rx)))
+}
+
 /// A 303 See Other to `to`.
 pub fn redirect(to: &str) -> Response {
     let mut resp = StatusCode::SEE_OTHER.into_response();
@@ -271,6 +294,80 @@ impl Pager {
     }
 }
 
+/// "N in total", "about N in total" or "more than N" for a list whose total is estimated or
+/// capped where an exact count would read every row.
+pub fn total_label(tr: &crate::i18n::Tr, total: crate::store::Total) -> String {
+    use crate::store::Total;
+    match total {
+        Total::Exact(n) => tr.f("list.total", &[("total", &n)]),
+        // Two significant figures: the estimate is not better than that.
+        Total::About(n) => tr.f("list.total_about", &[("total", &round_estimate(n))]),
+        Total::MoreThan(n) => tr.f("list.total_more", &[("total", &n)]),
+        Total::Unknown => String::new(),
+    }
+}
+
+/// A card's count: "N", "about N" or "more than N".
+pub fn count_label(tr: &crate::i18n::Tr, total: crate::store::Total) -> String {
+    use crate::store::Total;
+    match total {
+        Total::Exact(n) => n.to_string(),
+        Total::About(n) => tr.f("list.about", &[("n", &round_estimate(n))]),
+        Total::MoreThan(n) => tr.f("list.more", &[("n", &n)]),
+        Total::Unknown => "–".to_string(),
+    }
+}
+
+fn round_estimate(n: i64) -> i64 {
+    let mut unit = 1;
+    while n / unit >= 100 {
+        unit *= 10;
+    }
+    (n + unit / 2) / unit * unit
+}
+
+/// Previous / next links of a list that continues from a row's key (keyset pagination): no
+/// OFFSET, so a page deep in a million rows costs what the first one does. Each link keeps the
+/// list's filters and carries the id of the row to continue after (`after=`) or before
+/// (`before=`).
+pub struct CursorPager {
+    pub first: Option<String>,
+    pub prev: Option<String>,
+    pub next: Option<String>,
+    pub total: String,
+}
+
+impl CursorPager {
+    pub fn new(
+        base: &str,
+        filters: &[(&str, &str)],
+        prev_before: Option<i64>,
+        next_after: Option<i64>,
+        total: String,
+    ) -> CursorPager {
+        let query: Vec<String> = filters
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| format!("{k}={}", urlencoding::encode(v)))
+            .collect();
+        let with = |extra: Option<String>| {
+            let mut q = query.clone();
+            q.extend(extra);
+            if q.is_empty() {
+                base.to_string()
+            } else {
+                format!("{base}?{}", q.join("&"))
+            }
+        };
+        CursorPager {
+            first: prev_before.map(|_| with(None)),
+            prev: prev_before.map(|id| with(Some(format!("before={id}")))),
+            next: next_after.map(|id| with(Some(format!("after={id}")))),
+            total,
+        }
+    }
+}
+
 /// `Some(s)` unless `s` is blank.
 pub fn non_empty(s: &Option<String>) -> Option<String> {
     s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)
@@ -278,7 +375,15 @@ pub fn non_empty(s: &Option<String>) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::safe_next;
+    use super::{round_estimate, safe_next};
+
+    #[test]
+    fn estimates_keep_two_significant_figures() {
+        assert_eq!(round_estimate(87), 87);
+        assert_eq!(round_estimate(1_003_412), 1_000_000);
+        assert_eq!(round_estimate(1_050_000), 1_100_000);
+        assert_eq!(round_estimate(12_345), 12_000);
+    }
 
     #[test]
     fn next_is_only_ever_a_local_path() {

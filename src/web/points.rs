@@ -40,95 +40,24 @@ pub fn router() -> Router<AppState> {
         .route("/members/{id}/points.csv", get(export))
 }
 
-/// A scoped principal sees a member with a membership (open or past) in one of its groups.
-const MEMBER_IN_SCOPE: &str =
-    "($1::bigint[] IS NULL OR EXISTS (SELECT 1 FROM memberships s WHERE s.member_id = m.id AND s.group_id = ANY($1)))";
-
 // ---------------------------------------------------------------- overview
-
-#[derive(sqlx::FromRow)]
-struct TopRow {
-    member_id: i64,
-    display_name: String,
-    platform: String,
-    balance: i64,
-}
-
-#[derive(sqlx::FromRow)]
-struct RecentRow {
-    member_id: i64,
-    display_name: String,
-    delta: i64,
-    kind: String,
-    reference: String,
-    note: String,
-    operator: Option<String>,
-    at: DateTime<Utc>,
-}
-
-#[derive(sqlx::FromRow)]
-struct KindTotal {
-    kind: String,
-    entries: i64,
-    earned: i64,
-    spent: i64,
-}
-
-#[derive(sqlx::FromRow)]
-struct Totals {
-    members: i64,
-    balance: i64,
-}
 
 #[derive(Template)]
 #[template(path = "points/overview.html")]
 struct OverviewPage {
     l: Layout,
-    totals: Totals,
-    top: Vec<TopRow>,
-    recent: Vec<RecentRow>,
-    by_kind: Vec<KindTotal>,
+    o: points::Overview,
+    /// Members with points: exact, or "about N" from the planner's estimate.
+    holders: String,
 }
 
 async fn overview(State(state): State<AppState>, ctx: Ctx) -> AppResult<Response> {
     let scope = ctx.scope();
     let mut conn = state.db.acquire().await?;
-    let totals: Totals = sqlx::query_as(&format!(
-        "SELECT count(*) FILTER (WHERE a.balance > 0) AS members, COALESCE(sum(a.balance), 0)::bigint AS balance
-         FROM points_accounts a JOIN members m ON m.id = a.member_id WHERE {MEMBER_IN_SCOPE}"
-    ))
-    .bind(scope.as_deref())
-    .fetch_one(&mut *conn)
-    .await?;
-    let top: Vec<TopRow> = sqlx::query_as(&format!(
-        "SELECT m.id AS member_id, m.display_name, m.platform, a.balance
-         FROM points_accounts a JOIN members m ON m.id = a.member_id
-         WHERE a.balance > 0 AND {MEMBER_IN_SCOPE} ORDER BY a.balance DESC, m.id LIMIT 20"
-    ))
-    .bind(scope.as_deref())
-    .fetch_all(&mut *conn)
-    .await?;
-    let recent: Vec<RecentRow> = sqlx::query_as(&format!(
-        "SELECT l.member_id, m.display_name, l.delta, l.kind, l.reference, l.note, o.username AS operator, l.at
-         FROM points_ledger l JOIN members m ON m.id = l.member_id LEFT JOIN operators o ON o.id = l.operator_id
-         WHERE {MEMBER_IN_SCOPE} ORDER BY l.at DESC, l.id DESC LIMIT 50"
-    ))
-    .bind(scope.as_deref())
-    .fetch_all(&mut *conn)
-    .await?;
-    let by_kind: Vec<KindTotal> = sqlx::query_as(&format!(
-        "SELECT l.kind, count(*) AS entries,
-                COALESCE(sum(l.delta) FILTER (WHERE l.delta > 0), 0)::bigint AS earned,
-                COALESCE(-sum(l.delta) FILTER (WHERE l.delta < 0), 0)::bigint AS spent
-         FROM points_ledger l JOIN members m ON m.id = l.member_id
-         WHERE l.at > now() - interval '30 days' AND {MEMBER_IN_SCOPE}
-         GROUP BY l.kind ORDER BY l.kind"
-    ))
-    .bind(scope.as_deref())
-    .fetch_all(&mut *conn)
-    .await?;
+    let o = points::overview(&mut conn, scope.as_deref()).await?;
     drop(conn);
-    let page = OverviewPage { l: ctx.layout("points.title", "points").await?, totals, top, recent, by_kind };
+    let holders = super::count_label(&ctx.tr, o.holders);
+    let page = OverviewPage { l: ctx.layout("points.title", "points").await?, o, holders };
     render(StatusCode::OK, &page)
 }
 

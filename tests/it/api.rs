@@ -874,6 +874,10 @@ async fn the_openapi_document_lists_exactly_the_api_routes() {
     let expected = BTreeMap::from([
         ("/api/v1/groups".to_string(), set(&["get", "post"])),
         ("/api/v1/groups/{id}".to_string(), set(&["get", "patch", "delete"])),
+        ("/api/v1/jobs".to_string(), set(&["get"])),
+        ("/api/v1/jobs/{id}".to_string(), set(&["get"])),
+        ("/api/v1/jobs/{id}/retry".to_string(), set(&["post"])),
+        ("/api/v1/jobs/{id}/cancel".to_string(), set(&["post"])),
         ("/api/v1/members".to_string(), set(&["get", "post"])),
         ("/api/v1/members/{id}".to_string(), set(&["get", "patch", "delete"])),
         ("/api/v1/live-codes".to_string(), set(&["get", "post"])),
@@ -911,6 +915,11 @@ async fn every_documented_route_answers_at_its_documented_path() {
     .await
     .unwrap();
     sqlx::query("INSERT INTO live_codes (slug, name) VALUES ('docs-code', 'Docs')").execute(&app.db).await.unwrap();
+    let job: i64 =
+        sqlx::query_scalar("INSERT INTO jobs (kind, state) VALUES ('alert_delivery', 'cancelled') RETURNING id")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
     let doc: Value =
         reqwest::Client::new().get(app.url("/api/openapi.json")).send().await.unwrap().json().await.unwrap();
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -918,7 +927,17 @@ async fn every_documented_route_answers_at_its_documented_path() {
             continue;
         }
         let concrete = path
-            .replace("{id}", &if path.contains("groups") { g } else { m }.to_string())
+            .replace(
+                "{id}",
+                &if path.contains("groups") {
+                    g
+                } else if path.contains("jobs") {
+                    job
+                } else {
+                    m
+                }
+                .to_string(),
+            )
             .replace("{slug}", "docs-code");
         let r = get(&app, &concrete, &token).await;
         assert_eq!(r.status, StatusCode::OK, "GET {concrete}: {}", r.json);

@@ -18,5 +18,6 @@ mod live_codes;
 mod members;
 mod ops;
 mod points;
+mod scale;
 mod scopes;
 mod settings;
