@@ -17,4 +17,5 @@ mod live_codes;
 mod members;
 mod ops;
 mod points;
+mod public_limits;
 mod settings;
