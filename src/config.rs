@@ -45,6 +45,8 @@ pub struct ScanConfig {
     pub cache_ttl_ms: u64,
     pub stats_timezone: String,
     pub events_flush_ms: u64,
+    pub new_scans_per_address: u32,
+    pub address_window_secs: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +113,12 @@ pub struct HttpConfig {
     pub max_upload_bytes: usize,
     pub request_timeout_secs: u64,
     pub shutdown_grace_secs: u64,
+    pub header_read_timeout_secs: u64,
+    pub idle_timeout_secs: u64,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub max_header_bytes: usize,
+    pub image_decodes: usize,
 }
 
 impl fmt::Debug for DatabaseConfig {

@@ -69,9 +69,10 @@ pub async fn run(
     let alert_checks = alerts::spawn(state.db.clone(), state.config.clone(), state.scan.fallback_seen.clone());
     let jobs = jobs::Runner::spawn(state.job_context());
     let (db, scan) = (state.db.clone(), state.scan.clone());
+    let limits = web::serve::Limits::from_config(&state.config.http, state.config.auth.trust_forwarded_for);
     let app = web::fast::MakeApp::new(state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let serve = web::serve::serve(listener, app, limits, async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     });

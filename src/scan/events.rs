@@ -3,7 +3,9 @@
 //! `scan.events_flush_ms`, or sooner when 20 000 are waiting), updating the daily counters in
 //! the same transaction. A regular batch is fed to PostgreSQL in parts over most of a tick, so
 //! that its work never comes as one burst. On shutdown the writer drains the channel before it
-//! stops. A hard crash loses at most the events not yet written.
+//! stops. A hard crash loses at most the events not yet written. A batch holds its live codes'
+//! rows (`FOR KEY SHARE`) while it is written: the events of a code deleted meanwhile are
+//! dropped alone; a batch the database refuses outright is not retried.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -28,7 +30,7 @@ pub struct ScanEvent {
     pub channel: String,
     pub target_id: Option<i64>,
     pub group_id: Option<i64>,
-    /// new | sticky | fallback | preview | long_press
+    /// new | sticky | fallback | refused | preview | long_press
     pub outcome: &'static str,
     pub visitor: String,
     pub referrer: String,
@@ -123,8 +125,18 @@ async fn write_with_retry(db: &PgPool, tz: chrono_tz::Tz, events: Vec<ScanEvent>
     let events = Arc::new(events);
     for attempt in 1..=5u32 {
         match write(db, tz, &events, pace).await {
-            Ok(()) => {
-                metrics::counter!("scan_events_written_total").increment(n as u64);
+            Ok(gone) => {
+                metrics::counter!("scan_events_written_total").increment((n - gone) as u64);
+                if gone > 0 {
+                    tracing::info!(events = gone, "scan events of deleted live codes dropped");
+                    metrics::counter!("scan_events_dropped_total").increment(gone as u64);
+                }
+                return;
+            }
+            Err(e) if !transient(&e) => {
+                // Retrying a batch the database refuses only delays the batches behind it.
+                tracing::error!(events = n, error = %e, "scan events were refused by the database and are lost");
+                metrics::counter!("scan_events_dropped_total").increment(n as u64);
                 return;
             }
             Err(e) => {
@@ -135,6 +147,19 @@ async fn write_with_retry(db: &PgPool, tz: chrono_tz::Tz, events: Vec<ScanEvent>
     }
     tracing::error!(events = n, "scan events could not be written and are lost");
     metrics::counter!("scan_events_dropped_total").increment(n as u64);
+}
+
+/// Whether a failed write may succeed when tried again: the connection or the server had a
+/// moment (connection lost, pool exhausted, serialization failure or deadlock, resources,
+/// shutdown), not a refusal of the data itself.
+fn transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(d) => {
+            d.code().is_some_and(|c| ["08", "40", "53", "55", "57", "58", "XX"].iter().any(|p| c.starts_with(p)))
+        }
+        _ => false,
+    }
 }
 
 /// The header of PostgreSQL's binary COPY format: signature, flags, header extension length.
@@ -279,12 +304,14 @@ fn prepare(events: &[ScanEvent], tz: chrono_tz::Tz) -> Prepared {
     enc.finish()
 }
 
+/// Writes a batch in one transaction; the number of events dropped because their live code
+/// was deleted.
 async fn write(
     db: &PgPool,
     tz: chrono_tz::Tz,
     events: &Arc<Vec<ScanEvent>>,
     pace: Option<Duration>,
-) -> sqlx::Result<()> {
+) -> sqlx::Result<usize> {
     let mut tx = db.begin().await?;
     // Analytics: a database crash may lose the last moments of events (as a Shoal crash may);
     // not waiting for the WAL flush keeps the writer cheap. A batch is fed over most of a tick
@@ -292,6 +319,25 @@ async fn write(
     sqlx::query("SELECT set_config('synchronous_commit', 'off', true), set_config('statement_timeout', '0', true)")
         .execute(&mut *tx)
         .await?;
+    // The batch's live codes, held until the commit: a code deleted before that takes only its
+    // own events with it (its daily counters would fail the foreign key, and the whole batch).
+    let mut codes: Vec<i64> = events.iter().map(|e| e.live_code_id).collect();
+    codes.sort_unstable();
+    codes.dedup();
+    let existing = crate::store::live_codes::existing_locked(&mut tx, &codes).await?;
+    let total = events.len();
+    let kept: Arc<Vec<ScanEvent>>;
+    let events = if existing.len() == codes.len() {
+        events
+    } else {
+        kept = Arc::new(events.iter().filter(|e| existing.binary_search(&e.live_code_id).is_ok()).cloned().collect());
+        &kept
+    };
+    let gone = total - events.len();
+    if events.is_empty() {
+        tx.commit().await?;
+        return Ok(gone);
+    }
     let mut copy = tx
         .copy_in_raw(
             "COPY scan_events (at, live_code_id, channel, target_id, group_id, outcome, visitor, ref, ua_class, ip_anon) FROM STDIN (FORMAT binary)",
@@ -386,7 +432,8 @@ async fn write(
         .execute(&mut *tx)
         .await?;
     }
-    tx.commit().await
+    tx.commit().await?;
+    Ok(gone)
 }
 
 #[cfg(test)]

@@ -3,10 +3,11 @@
 //! across processes: slots are settled in Postgres, snapshots expire within a second.
 
 pub mod events;
+pub mod limit;
 pub mod slots;
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use sqlx::PgPool;
 
-use crate::domain::live_code::{try_order, Mode, TargetState};
+use crate::domain::live_code::{try_order, valid_slug, Mode, TargetState};
 use crate::store::live_codes::{self, ChannelRow, LiveCodeRow, TargetRow};
 
 /// A live code as the scan path sees it, loaded at most once per `cache_ttl` per process.
@@ -44,6 +45,18 @@ impl Snapshot {
     }
 }
 
+/// Live codes the cache knows about, and slugs that have none. Misses are kept apart, bounded
+/// (the oldest go first), so that a flood of made-up slugs never pushes real codes out.
+#[derive(Default)]
+struct Cache {
+    codes: HashMap<String, Cached>,
+    misses: HashMap<String, Instant>,
+    miss_order: VecDeque<String>,
+}
+
+/// Made-up slugs remembered as misses (about 100 bytes each).
+const MAX_MISSES: usize = 4096;
+
 struct Cached {
     at: Instant,
     snapshot: Option<Arc<Snapshot>>,
@@ -64,7 +77,9 @@ pub struct ScanRuntime {
     /// Poked when a scan falls back, so the alert check runs at once.
     pub fallback_seen: Arc<tokio::sync::Notify>,
     pub events: events::EventSink,
-    cache: RwLock<HashMap<String, Cached>>,
+    /// New slots per client address and window (`scan.new_scans_per_address`).
+    pub limiter: limit::AddressLimiter,
+    cache: RwLock<Cache>,
     ttl: Duration,
     /// The cookie-signing HMAC with its key already absorbed (cloned per use).
     key: tokio::sync::OnceCell<Hmac<Sha256>>,
@@ -77,24 +92,28 @@ impl ScanRuntime {
             slots: slots::SlotPool::new(config.max_block),
             fallback_seen: Arc::new(tokio::sync::Notify::new()),
             events: events::EventSink::start(db, tz, Duration::from_millis(config.events_flush_ms.clamp(10, 1000))),
-            cache: RwLock::new(HashMap::new()),
+            limiter: limit::AddressLimiter::new(
+                config.new_scans_per_address,
+                Duration::from_secs(config.address_window_secs),
+            ),
+            cache: RwLock::new(Cache::default()),
             ttl: Duration::from_millis(config.cache_ttl_ms),
             key: tokio::sync::OnceCell::new(),
         }
     }
 
-    /// The live code with this slug, from a cache refreshed at most every `ttl`.
+    /// The live code with this slug, from a cache refreshed at most every `ttl`. A slug no live
+    /// code could have (`valid_slug`) is answered at once, before the cache or the database.
     pub async fn snapshot(&self, db: &PgPool, slug: &str) -> sqlx::Result<Option<Arc<Snapshot>>> {
+        if !valid_slug(slug) {
+            return Ok(None);
+        }
         let k = if slug.bytes().any(|b| b.is_ascii_uppercase()) {
             Cow::Owned(slug.to_ascii_lowercase())
         } else {
             Cow::Borrowed(slug)
         };
-        let hit = self.cache.read().ok().and_then(|m| {
-            let c = m.get(k.as_ref())?;
-            (c.at.elapsed() < self.ttl).then(|| c.snapshot.clone())
-        });
-        if let Some(snapshot) = hit {
+        if let Some(snapshot) = self.cached(&k) {
             return Ok(snapshot);
         }
         let snapshot = self.load(db, slug).await?;
@@ -104,18 +123,41 @@ impl ScanRuntime {
             }
         }
         if let Ok(mut m) = self.cache.write() {
-            if m.len() > 10_000 {
-                m.clear();
+            let k = k.into_owned();
+            if snapshot.is_some() {
+                // Bounded by the live codes in the database.
+                m.misses.remove(&k);
+                m.codes.insert(k, Cached { at: Instant::now(), snapshot: snapshot.clone() });
+            } else {
+                m.codes.remove(&k);
+                if m.misses.insert(k.clone(), Instant::now()).is_none() {
+                    m.miss_order.push_back(k);
+                    while m.miss_order.len() > MAX_MISSES {
+                        if let Some(old) = m.miss_order.pop_front() {
+                            m.misses.remove(&old);
+                        }
+                    }
+                }
             }
-            m.insert(k.into_owned(), Cached { at: Instant::now(), snapshot: snapshot.clone() });
         }
         Ok(snapshot)
+    }
+
+    /// The cached answer for `k` while it is fresh: a snapshot, or `None` for a known miss.
+    fn cached(&self, k: &str) -> Option<Option<Arc<Snapshot>>> {
+        self.cache.read().ok().and_then(|m| match m.codes.get(k) {
+            Some(c) => (c.at.elapsed() < self.ttl).then(|| c.snapshot.clone()),
+            None => m.misses.get(k).filter(|at| at.elapsed() < self.ttl).map(|_| None),
+        })
     }
 
     /// Forgets a cached snapshot (after an operator changed the live code in this process).
     pub fn invalidate(&self, slug: &str) {
         if let Ok(mut m) = self.cache.write() {
-            m.remove(&slug.to_ascii_lowercase());
+            let k = slug.to_ascii_lowercase();
+            m.codes.remove(&k);
+            // Left in `miss_order`: it goes when its turn comes.
+            m.misses.remove(&k);
         }
     }
 
@@ -125,6 +167,9 @@ impl ScanRuntime {
     }
 
     async fn load(&self, db: &PgPool, slug: &str) -> sqlx::Result<Option<Arc<Snapshot>>> {
+        if !valid_slug(slug) {
+            return Ok(None);
+        }
         let mut conn = db.acquire().await?;
         let Some(code) = live_codes::by_slug(&mut conn, slug).await? else { return Ok(None) };
         let targets = live_codes::targets(&mut conn, code.id).await?;

@@ -188,9 +188,22 @@ pub async fn update(conn: &mut PgConnection, id: i64, s: &LiveCodeSpec) -> sqlx:
 }
 
 pub async fn delete(conn: &mut PgConnection, id: i64) -> sqlx::Result<bool> {
+    // The code first: it waits for an event batch that holds the code's row (`scan::events`),
+    // so that the events deleted next include that batch's.
+    let deleted = sqlx::query("DELETE FROM live_codes WHERE id = $1").bind(id).execute(&mut *conn).await?;
     // scan_events has no foreign key (it is written by COPY at high rates): delete by hand.
     sqlx::query("DELETE FROM scan_events WHERE live_code_id = $1").bind(id).execute(&mut *conn).await?;
-    Ok(sqlx::query("DELETE FROM live_codes WHERE id = $1").bind(id).execute(conn).await?.rows_affected() == 1)
+    Ok(deleted.rows_affected() == 1)
+}
+
+/// Of `ids`, the live codes that exist, locked against deletion (`FOR KEY SHARE`, which does not
+/// wait for or block edits) until the transaction ends: the event writer's batch then never
+/// meets a code deleted under it.
+pub async fn existing_locked(conn: &mut PgConnection, ids: &[i64]) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar("SELECT id FROM live_codes WHERE id = ANY($1) ORDER BY id FOR KEY SHARE")
+        .bind(ids)
+        .fetch_all(conn)
+        .await
 }
 
 pub async fn put_fallback_image(
@@ -420,6 +433,8 @@ pub struct Stats {
     pub unique_visitors: i64,
     pub long_presses: i64,
     pub fallbacks: i64,
+    /// New visitors turned away by the per-address limit (`scan.new_scans_per_address`).
+    pub refused: i64,
     pub previews: i64,
     pub landed: i64,
 }
@@ -470,6 +485,7 @@ pub async fn stats(conn: &mut PgConnection, code_id: i64, from: NaiveDate, to: N
     Ok(Stats {
         long_presses: sum("long_press"),
         fallbacks: sum("fallback"),
+        refused: sum("refused"),
         previews: sum("preview"),
         landed: sum("new") + sum("sticky"),
         daily,

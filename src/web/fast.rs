@@ -43,6 +43,11 @@ impl MakeApp {
     pub fn new(state: AppState) -> MakeApp {
         MakeApp(Arc::new(Shared { router: super::router(state.clone()), state }))
     }
+
+    /// The service of one connection from `peer` (`web::serve` accepts the connections).
+    pub fn connection(&self, peer: SocketAddr) -> App {
+        App(Arc::new(Conn { shared: self.0.clone(), peer }))
+    }
 }
 
 impl Service<IncomingStream<'_, TcpListener>> for MakeApp {
@@ -55,8 +60,7 @@ impl Service<IncomingStream<'_, TcpListener>> for MakeApp {
     }
 
     fn call(&mut self, stream: IncomingStream<'_, TcpListener>) -> Self::Future {
-        let conn = Conn { shared: self.0.clone(), peer: *stream.remote_addr() };
-        std::future::ready(Ok(App(Arc::new(conn))))
+        std::future::ready(Ok(self.connection(*stream.remote_addr())))
     }
 }
 
@@ -164,6 +168,7 @@ impl ScanMetrics {
                 StatusCode::OK,
                 StatusCode::TEMPORARY_REDIRECT,
                 StatusCode::NOT_FOUND,
+                StatusCode::TOO_MANY_REQUESTS,
                 StatusCode::REQUEST_TIMEOUT,
                 StatusCode::INTERNAL_SERVER_ERROR,
                 StatusCode::SERVICE_UNAVAILABLE,

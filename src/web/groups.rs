@@ -199,13 +199,13 @@ async fn parse_form(
         }
         Some(u) => {
             let bytes = u.bytes.clone();
-            match tokio::task::spawn_blocking(move || qr::validate(bytes, max)).await {
-                Ok(Ok(img)) => Some(img),
-                Ok(Err(key)) => {
+            match upload::decode_image(state, move || qr::validate(bytes, max)).await {
+                Some(Ok(img)) => Some(img),
+                Some(Err(key)) => {
                     errors.add("qr_image", key);
                     None
                 }
-                Err(_) => {
+                None => {
                     errors.add("qr_image", "error.not_an_image");
                     None
                 }

@@ -12,7 +12,6 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, Postgres, Transaction};
 
 use super::ctx::{Ctx, Layout};
@@ -225,38 +224,9 @@ fn raw_of(c: &LiveCodeRow, tz: &str) -> LiveCodeRaw {
     }
 }
 
-/// An uploaded fallback image (an owner or customer-service QR, or any picture).
-struct FallbackImage {
-    content_type: &'static str,
-    bytes: Vec<u8>,
-    sha256: String,
-}
-
-/// PNG or JPEG that really decodes, within `max_bytes`; `Err` holds the i18n key of the reason.
-/// CPU-bound: call it from `spawn_blocking`.
-fn check_image(bytes: Vec<u8>, max_bytes: usize) -> Result<FallbackImage, &'static str> {
-    if bytes.is_empty() {
-        return Err("error.file_empty");
-    }
-    if bytes.len() > max_bytes {
-        return Err("error.file_too_large");
-    }
-    let format = image::guess_format(&bytes).map_err(|_| "error.not_an_image")?;
-    let content_type = match format {
-        image::ImageFormat::Png => "image/png",
-        image::ImageFormat::Jpeg => "image/jpeg",
-        _ => return Err("error.image_format"),
-    };
-    let mut reader = image::ImageReader::with_format(std::io::Cursor::new(&bytes), format);
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(8000);
-    limits.max_image_height = Some(8000);
-    limits.max_alloc = Some(256 * 1024 * 1024);
-    reader.limits(limits);
-    reader.decode().map_err(|_| "error.not_an_image")?;
-    let sha256 = hex::encode(Sha256::digest(&bytes));
-    Ok(FallbackImage { content_type, bytes, sha256 })
-}
+/// An uploaded fallback image (an owner or customer-service QR, or any picture), re-encoded at
+/// a public size: it is served to anyone who scans.
+type FallbackImage = qr::PublicImage;
 
 /// Parses the form and checks the image; errors come back with the status to answer.
 async fn parse_form(
@@ -279,13 +249,13 @@ async fn parse_form(
         }
         Some(u) => {
             let bytes = u.bytes.clone();
-            match tokio::task::spawn_blocking(move || check_image(bytes, max)).await {
-                Ok(Ok(img)) => Some(img),
-                Ok(Err(key)) => {
+            match upload::decode_image(state, move || qr::public_image(bytes, max)).await {
+                Some(Ok(img)) => Some(img),
+                Some(Err(key)) => {
                     errors.add("fallback_image", key);
                     None
                 }
-                Err(_) => {
+                None => {
                     errors.add("fallback_image", "error.not_an_image");
                     None
                 }

@@ -17,6 +17,7 @@ pub mod members;
 pub mod ops;
 pub mod points;
 pub mod scan;
+pub mod serve;
 pub mod settings;
 pub mod upload;
 

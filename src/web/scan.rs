@@ -25,7 +25,8 @@ pub const VISITOR_COOKIE: &str = "shoal_vid";
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/l/{slug}", get(scan).head(scan_head))
-        .route("/l/{slug}/press", post(press))
+        // The beacon's body is `t=<target id>`.
+        .route("/l/{slug}/press", post(press).layer(axum::extract::DefaultBodyLimit::max(1024)))
         .route("/l/{slug}/t/{target}/qr", get(target_qr))
         .route("/l/{slug}/fallback-image", get(fallback_image))
         .route("/l/{slug}/qr.png", get(code_qr))
@@ -39,6 +40,11 @@ fn new_visitor_id() -> String {
     let mut b = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut b);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+/// A visitor id as `new_visitor_id` makes them: anything else in the cookie is ignored.
+fn valid_visitor_id(v: &str) -> bool {
+    v.len() == 22 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn sticky_cookie(code_id: i64) -> String {
@@ -97,6 +103,15 @@ struct PreviewPage<'a> {
     name: &'a str,
     image: String,
     url: String,
+}
+
+#[derive(Template)]
+#[template(path = "scan/busy.html")]
+struct BusyPage<'a> {
+    tr: Tr,
+    name: &'a str,
+    /// Seconds until the page tries again by itself.
+    retry: u64,
 }
 
 #[derive(Template)]
@@ -181,7 +196,8 @@ async fn scan_inner(
     let class = classify_user_agent(ua);
     let channel = q.ch.as_deref().filter(|c| snap.channel(c).is_some()).unwrap_or("").to_string();
     let referrer = clean(q.referrer.as_deref(), 64);
-    let ip_anon = client_addr(headers, peer, state.config.auth.forwarded_hops()).map(anonymize_ip);
+    let ip = client_addr(headers, peer, state.config.auth.forwarded_hops());
+    let ip_anon = ip.map(anonymize_ip);
     let event = |outcome: &'static str, target: Option<&TargetRow>, visitor: &str| ScanEvent {
         at: now,
         live_code_id: code_id,
@@ -207,8 +223,7 @@ async fn scan_inner(
         return Ok(page(StatusCode::OK, &p));
     }
 
-    let known_visitor = cookie(headers, VISITOR_COOKIE)
-        .filter(|v| v.len() == 22 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    let known_visitor = cookie(headers, VISITOR_COOKIE).filter(|v| valid_visitor_id(v));
     let visitor = known_visitor.clone().unwrap_or_else(new_visitor_id);
     let ts = now.timestamp();
 
@@ -224,11 +239,24 @@ async fn scan_inner(
             }
         }
     }
+    let secure = state.config.session.secure;
+    // A new visitor takes a slot only while their address is within its share of new slots
+    // (`scan.new_scans_per_address`): a script cannot drain the code.
+    if outcome.is_none() {
+        if let Some(retry) = ip.and_then(|ip| rt.limiter.allow(ip).err()) {
+            rt.events.record(event("refused", None, &visitor));
+            metrics::counter!("scan_refused_total").increment(1);
+            let mut resp = busy(&snap, retry, tr());
+            if known_visitor.is_none() {
+                set_cookie(&mut resp, VISITOR_COOKIE, &visitor, 365 * 86_400, secure);
+            }
+            return Ok(resp);
+        }
+    }
     let outcome = match outcome {
         Some(o) => o,
         None => rt.route(&state.db, &snap, now).await?,
     };
-    let secure = state.config.session.secure;
     let mut resp = match &outcome {
         Outcome::Target { index, sticky } => {
             let target = &snap.targets[*index];
@@ -280,6 +308,21 @@ fn fallback(snap: &Snapshot, tr: Tr) -> Response {
     page(StatusCode::OK, &p)
 }
 
+/// The answer to a new visitor whose address has taken its share of new slots: a page saying
+/// to try again shortly, which does so by itself when the address's window has passed. Not
+/// the fallback: that is for "every group is full", would send real members (an office behind
+/// one NAT address) to the owner's contact and raise the "exhausted" alert, while a slot is
+/// most likely free for them a minute later.
+fn busy(snap: &Snapshot, retry: u64, tr: Tr) -> Response {
+    // A little spread, so that the visitors refused in one window do not all come back at once.
+    let retry = retry.max(1) + rand::random::<u64>() % 5;
+    let mut r = page(StatusCode::TOO_MANY_REQUESTS, &BusyPage { tr, name: &snap.code.name, retry });
+    if let Ok(v) = HeaderValue::from_str(&retry.to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
 /// The long-press beacon from the QR page: counted as intent to join.
 async fn press(
     State(state): State<AppState>,
@@ -293,7 +336,7 @@ async fn press(
         return StatusCode::NOT_FOUND.into_response();
     };
     let Some(target) = target_id.and_then(|t| snap.target(t)) else { return StatusCode::NO_CONTENT.into_response() };
-    let visitor = cookie(&headers, VISITOR_COOKIE).unwrap_or_default();
+    let visitor = cookie(&headers, VISITOR_COOKIE).filter(|v| valid_visitor_id(v)).unwrap_or_default();
     let ua = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
     state.scan.events.record(ScanEvent {
         at: Utc::now(),
@@ -317,7 +360,11 @@ async fn target_qr(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let snap = state.scan.snapshot(&state.db, &slug).await?.ok_or(AppError::NotFound)?;
-    let t = snap.target(target).ok_or(AppError::NotFound)?;
+    // Only a target a scan could be sent to now: not one disabled, in an archived group, or of
+    // a paused code.
+    let now = Utc::now();
+    let i = snap.target_index(target).filter(|&i| snap.code.live(now) && snap.states[i].open(now));
+    let t = &snap.targets[i.ok_or(AppError::NotFound)?];
     let mut conn = state.db.acquire().await?;
     let (ct, bytes, sha) = crate::store::groups::qr_image(&mut conn, t.group_id).await?.ok_or(AppError::NotFound)?;
     Ok(super::groups::image_response(&headers, ct, bytes, &sha, "public, max-age=300"))
@@ -329,6 +376,10 @@ async fn fallback_image(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let snap = state.scan.snapshot(&state.db, &slug).await?.ok_or(AppError::NotFound)?;
+    // Only while the code shows it: an image left from an earlier setting stays private.
+    if !(snap.code.live(Utc::now()) && snap.code.fallback_kind == "image") {
+        return Err(AppError::NotFound);
+    }
     let mut conn = state.db.acquire().await?;
     let (ct, bytes, sha) =
         crate::store::live_codes::fallback_image(&mut conn, snap.code.id).await?.ok_or(AppError::NotFound)?;

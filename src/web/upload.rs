@@ -1,6 +1,8 @@
-//! Reading `multipart/form-data` forms: text fields into a map, at most one file.
+//! Reading `multipart/form-data` forms: text fields into a map, at most one file; and checking
+//! uploaded images off the request workers, a bounded number at a time.
 
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::Multipart;
 
@@ -65,4 +67,25 @@ fn bad(e: axum::extract::multipart::MultipartError) -> AppError {
     } else {
         AppError::BadRequest(format!("malformed multipart body: {}", e.body_text()))
     }
+}
+
+/// Runs image work (`domain::qr::validate`, `public_image`) on the blocking pool, at most
+/// `http.image_decodes` at once per process: each may take about 100 MB and a second of CPU,
+/// so ten uploads at once must not take ten times that. `None` when the work panicked.
+pub async fn decode_image<T: Send + 'static>(
+    state: &crate::AppState,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    static PERMITS: OnceLock<Arc<tokio::sync::Semaphore>> = OnceLock::new();
+    let permits =
+        PERMITS.get_or_init(|| Arc::new(tokio::sync::Semaphore::new(state.config.http.image_decodes.max(1)))).clone();
+    let permit = permits.acquire_owned().await.ok()?;
+    // The permit goes with the work: a request given up by its client does not free it early.
+    tokio::task::spawn_blocking(move || {
+        let out = work();
+        drop(permit);
+        out
+    })
+    .await
+    .ok()
 }

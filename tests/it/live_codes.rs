@@ -96,6 +96,9 @@ async fn two_processes_and_2400_concurrent_scans_fill_each_target_exactly_to_its
             .env("SHOAL_LISTEN", "127.0.0.1:0")
             .env("SHOAL_LOG_FORMAT", "json")
             .env("SHOAL_DATABASE__MAX_CONNECTIONS", "8")
+            // Every scan comes from 127.0.0.1 without cookies: no per-address caps here.
+            .env("SHOAL_SCAN__NEW_SCANS_PER_ADDRESS", "0")
+            .env("SHOAL_HTTP__MAX_CONNECTIONS_PER_IP", "0")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -723,7 +726,8 @@ async fn a_big_batch_fed_to_the_database_in_parts_arrives_whole_before_shutdown(
 
 #[tokio::test]
 async fn the_next_block_is_reserved_in_the_background_and_all_is_given_back_at_shutdown() {
-    let app = TestApp::spawn().await;
+    // 220 new visitors from one address: no per-address limit here.
+    let app = TestApp::spawn_with(|c| c.scan.new_scans_per_address = 0).await;
     let (_, targets) = live_code(&app, "ahead", "fill", &[("ahead", 1000)]).await;
     // Blocks are (limit − used) / 8: 125, then 109 (234 reserved), then 95 (329). The next
     // block is reserved once fewer than a quarter of the last one are left: the third when 26

@@ -18,6 +18,7 @@ mod live_codes;
 mod members;
 mod ops;
 mod points;
+mod public_limits;
 mod scale;
 mod scopes;
 mod settings;
