@@ -191,6 +191,18 @@ pub async fn total(conn: &mut PgConnection, f: &Filter) -> sqlx::Result<Total> {
             }
         }
     }
+    if let (Some(g), None, None, None, None) = (f.group_id, &f.q, &f.platform, &f.tag, &f.scope) {
+        // Only a group: its open memberships are its members (one open membership per member
+        // and group), counted without visiting the members.
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT 1 FROM memberships WHERE group_id = $1 AND left_at IS NULL LIMIT $2) x",
+        )
+        .bind(g)
+        .bind(COUNT_CAP + 1)
+        .fetch_one(conn)
+        .await?;
+        return Ok(if n > COUNT_CAP { Total::MoreThan(COUNT_CAP) } else { Total::Exact(n) });
+    }
     let mut b = QueryBuilder::new("SELECT count(*) FROM (SELECT 1 FROM members m");
     push_filter(&mut b, f);
     b.push(" LIMIT ").push_bind(COUNT_CAP + 1).push(") x");

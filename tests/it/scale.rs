@@ -439,3 +439,35 @@ async fn a_big_groups_checkin_page_shows_a_page_of_each_list_with_links_to_the_r
     let (status, _) = get(&c, &app, &format!("/groups/{g}/checkins?today_page=x&calendar_page=-4")).await;
     assert_eq!(status, StatusCode::OK, "a bad page number is the first page");
 }
+
+#[tokio::test]
+async fn a_group_filter_counts_the_groups_current_members() {
+    let app = TestApp::spawn().await;
+    let c = app.admin().await;
+    let g = app.group("Room").await;
+    let other = app.group("Other").await;
+    // 60 in the group (one of them in the other group too), 1 who left, 5 elsewhere.
+    sqlx::query(
+        "WITH m AS (
+            INSERT INTO members (platform, external_user_id, display_name)
+            SELECT 'qq', i::text, 'M' || i FROM generate_series(1, 66) i RETURNING id
+         )
+         INSERT INTO memberships (member_id, group_id, left_at)
+         SELECT id, CASE WHEN id % 11 = 0 AND id > 60 THEN $2 ELSE $1 END,
+                CASE WHEN id = (SELECT max(id) FROM m) THEN now() END FROM m",
+    )
+    .bind(g)
+    .bind(other)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let current: i64 = sqlx::query_scalar("SELECT count(*) FROM memberships WHERE group_id = $1 AND left_at IS NULL")
+        .bind(g)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert!(current > 50, "more than a page");
+    let (_, body) = get(&c, &app, &format!("/members?group={g}")).await;
+    assert_eq!(listed_ids(&body).len(), 50);
+    assert!(body.contains(&format!("{current} in total")), "{current}");
+}
