@@ -190,12 +190,16 @@ pub struct ExportRow {
     pub role: Option<String>,
     pub tags: Vec<String>,
     pub notes: String,
+    pub balance: i64,
+    pub last_active_at: Option<DateTime<Utc>>,
 }
 
 pub async fn export(conn: &mut PgConnection, scope: Option<&[i64]>) -> sqlx::Result<Vec<ExportRow>> {
     sqlx::query_as(
-        "SELECT m.platform, m.external_user_id, m.display_name, s.group_id, s.role, m.tags, m.notes
+        "SELECT m.platform, m.external_user_id, m.display_name, s.group_id, s.role, m.tags, m.notes,
+                COALESCE(pa.balance, 0) AS balance, m.last_active_at
          FROM members m
+         LEFT JOIN points_accounts pa ON pa.member_id = m.id
          LEFT JOIN memberships s ON s.member_id = m.id AND s.left_at IS NULL
             AND ($1::bigint[] IS NULL OR s.group_id = ANY($1))
          WHERE ($1::bigint[] IS NULL OR s.group_id IS NOT NULL)

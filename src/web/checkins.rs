@@ -394,7 +394,7 @@ struct CalendarHit {
     makeup: bool,
 }
 
-/// One member's month: per day 0 (none), 1 (checked in) or 2 (made up).
+/// One member's month: per day 0 (none), 1 (checked in), 2 (made up) or 3 (still to come).
 struct CalendarRow {
     member_id: i64,
     name: String,
@@ -421,6 +421,18 @@ fn calendar(hits: Vec<CalendarHit>, first: NaiveDate, days: usize) -> Vec<Calend
     let mut out: Vec<CalendarRow> = rows.into_values().collect();
     out.sort_by(|a, b| b.total.cmp(&a.total).then_with(|| a.name.cmp(&b.name)).then(a.member_id.cmp(&b.member_id)));
     out
+}
+
+/// Marks the days after `today` as still to come, so they do not look missed.
+fn mark_future(rows: &mut [CalendarRow], first: NaiveDate, today: NaiveDate) {
+    let from = (today - first).num_days() + 1;
+    for r in rows {
+        for (i, c) in r.cells.iter_mut().enumerate() {
+            if i as i64 >= from && *c == 0 {
+                *c = 3;
+            }
+        }
+    }
 }
 
 #[derive(Template)]
@@ -487,12 +499,9 @@ async fn checkins_page(
     let days = (after - first).num_days() as usize;
     let mut cal = calendar(hits, first, days);
     cal.truncate(MAX_ROWS as usize);
-    let tz = rules.timezone;
-    let checkins = rows
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| TodayView { rank: i + 1, time: r.at.with_timezone(&tz).format("%H:%M:%S").to_string(), r })
-        .collect();
+    mark_future(&mut cal, first, today);
+    let checkins =
+        rows.into_iter().enumerate().map(|(i, r)| TodayView { rank: i + 1, time: ctx.time.clock(r.at), r }).collect();
     let page = GroupPage {
         l: ctx.layout_titled(format!("{} · {}", ctx.tr.t("checkins.title"), g.name), "groups").await?,
         today: today.format("%Y-%m-%d").to_string(),
@@ -715,5 +724,20 @@ mod tests {
         assert_eq!(rows[0].member_id, 2, "most days first");
         assert_eq!(&rows[0].cells[..4], &[0, 1, 2, 0]);
         assert_eq!(rows[1].cells[0], 1);
+    }
+
+    #[test]
+    fn days_after_today_are_still_to_come_not_missed() {
+        let first = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+        let hit = CalendarHit {
+            member_id: 1,
+            display_name: "m".into(),
+            day: NaiveDate::from_ymd_opt(2026, 11, 2).unwrap(),
+            makeup: false,
+        };
+        let mut rows = calendar(vec![hit], first, 30);
+        mark_future(&mut rows, first, NaiveDate::from_ymd_opt(2026, 11, 3).unwrap());
+        assert_eq!(&rows[0].cells[..5], &[0, 1, 0, 3, 3]);
+        assert!(rows[0].cells[3..].iter().all(|c| *c == 3));
     }
 }

@@ -14,6 +14,7 @@ use crate::auth::session::{Flash, TypedSession};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
 use crate::i18n::{Lang, Tr};
+use crate::web::zone::DisplayTz;
 use crate::AppState;
 
 pub const LANG_COOKIE: &str = "shoal_lang";
@@ -60,6 +61,8 @@ pub struct Ctx {
     pub principal: Principal,
     pub session: TypedSession,
     pub tr: Tr,
+    /// The zone every timestamp on the page is shown in (see `web::zone`).
+    pub time: DisplayTz,
     /// Path and query of this request, for `?next=` and the language switch.
     pub path: String,
 }
@@ -68,6 +71,7 @@ pub struct Ctx {
 pub struct GuestCtx {
     pub session: TypedSession,
     pub tr: Tr,
+    pub time: DisplayTz,
     pub path: String,
     pub ip: String,
 }
@@ -99,7 +103,11 @@ impl FromRequestParts<AppState> for Ctx {
             return Err(login());
         };
         let tr = Tr(request_lang(&parts.headers, principal.language));
-        Ok(Ctx { principal, session, tr, path })
+        let own_zone = crate::store::operators::display_timezone(&mut conn, id)
+            .await
+            .map_err(|e| AppError::from(e).into_response())?;
+        let time = DisplayTz::pick(own_zone.as_deref(), &state.config.display_timezone, tr.lang());
+        Ok(Ctx { principal, session, tr, time, path })
     }
 }
 
@@ -110,7 +118,9 @@ impl FromRequestParts<AppState> for GuestCtx {
         let session = TypedSession(session_of(parts, state).await?);
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
         let ip = client_ip(&parts.headers, peer, state.config.auth.trust_forwarded_for);
-        Ok(GuestCtx { session, tr: Tr(request_lang(&parts.headers, None)), path: path_of(parts), ip })
+        let tr = Tr(request_lang(&parts.headers, None));
+        let time = DisplayTz::pick(None, &state.config.display_timezone, tr.lang());
+        Ok(GuestCtx { session, tr, time, path: path_of(parts), ip })
     }
 }
 
@@ -123,6 +133,8 @@ pub struct UserBox {
 /// Shared by every page: language, navigation, CSRF token, flashes.
 pub struct Layout {
     pub tr: Tr,
+    /// Formats every timestamp the page shows: `{{ l.time.at(x) }}`.
+    pub time: DisplayTz,
     pub title: String,
     /// Which navigation entry is current ("" for none).
     pub nav: &'static str,
@@ -164,6 +176,7 @@ impl Ctx {
     pub async fn layout_titled(&self, title: String, nav: &'static str) -> AppResult<Layout> {
         Ok(Layout {
             tr: self.tr,
+            time: self.time,
             title,
             nav,
             user: Some(UserBox { name: self.principal.name.clone(), role: self.principal.role.as_str() }),
@@ -187,6 +200,7 @@ impl GuestCtx {
     pub async fn layout(&self, title_key: &str) -> AppResult<Layout> {
         Ok(Layout {
             tr: self.tr,
+            time: self.time,
             title: self.tr.t(title_key).to_string(),
             nav: "",
             user: None,

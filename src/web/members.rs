@@ -29,6 +29,7 @@ pub fn router(cfg: &Config) -> Router<AppState> {
         .route("/members/new", get(new_form).post(create))
         .route("/members/import", get(import_form).post(import).layer(upload_limit))
         .route("/members/export.csv", get(export))
+        .route("/members/import/template.csv", get(import_template))
         .route("/members/{id}", get(detail))
         .route("/members/{id}/edit", get(edit_form).post(update))
         .route("/members/{id}/memberships", post(add_membership))
@@ -445,11 +446,11 @@ async fn import(State(state): State<AppState>, ctx: Ctx, mp: Multipart) -> AppRe
     for (line, spec) in &parsed.rows {
         match spec.group_id {
             Some(g) if !known_groups.contains(&g) => {
-                errors.push(RowError { line: *line, problems: vec![("group_id".into(), "error.choice")] });
+                errors.push(RowError::field(*line, "group_id", "error.choice", g.to_string()));
                 continue;
             }
             None if ctx.scope().is_some() => {
-                errors.push(RowError { line: *line, problems: vec![("group_id".into(), "error.required")] });
+                errors.push(RowError::field(*line, "group_id", "error.required", String::new()));
                 continue;
             }
             _ => {}
@@ -492,13 +493,30 @@ async fn import(State(state): State<AppState>, ctx: Ctx, mp: Multipart) -> AppRe
     render(status, &page(ctx.layout("import.title", "members").await?, Some(result), None))
 }
 
+/// An empty members CSV to fill in: a BOM (so Excel keeps Chinese text) and the column names
+/// in the operator's language, which the import reads back.
+async fn import_template(ctx: Ctx) -> AppResult<Response> {
+    let mut w = csv::Writer::from_writer(csv_import::BOM.to_vec());
+    let headers = csv_import::COLUMNS.iter().map(|c| ctx.tr.tk("import.template_headers", c));
+    w.write_record(headers).map_err(|e| AppError::Other(e.into()))?;
+    let body = w.into_inner().map_err(|e| AppError::Other(anyhow::anyhow!("csv: {e}")))?;
+    let mut resp = (StatusCode::OK, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"members-template.csv\""));
+    Ok(resp)
+}
+
 /// Every member in scope as CSV, one line per open membership; re-importable as is.
 async fn export(State(state): State<AppState>, ctx: Ctx) -> AppResult<Response> {
     let mut conn = state.db.acquire().await?;
     let rows = members::export(&mut conn, ctx.scope().as_deref()).await?;
-    let mut w = csv::Writer::from_writer(Vec::new());
+    // A UTF-8 byte order mark: without it Excel reads the file as the local code page (GBK on a
+    // Chinese Windows) and every Chinese name turns into mojibake.
+    let mut w = csv::Writer::from_writer(csv_import::BOM.to_vec());
     let io = |e: csv::Error| AppError::Other(e.into());
-    w.write_record(csv_import::COLUMNS).map_err(io)?;
+    let extra = [csv_import::BALANCE, &format!("{} ({})", csv_import::LAST_ACTIVE, ctx.time.name())];
+    w.write_record(csv_import::COLUMNS.iter().copied().chain(extra.iter().map(|s| &**s))).map_err(io)?;
     for r in rows {
         w.write_record([
             r.platform,
@@ -508,6 +526,8 @@ async fn export(State(state): State<AppState>, ctx: Ctx) -> AppResult<Response> 
             r.role.unwrap_or_default(),
             csv_import::neutralise(r.tags.join("|")),
             csv_import::neutralise(r.notes),
+            r.balance.to_string(),
+            r.last_active_at.map(|at| ctx.time.plain(at)).unwrap_or_default(),
         ])
         .map_err(io)?;
     }

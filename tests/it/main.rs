@@ -18,3 +18,4 @@ mod members;
 mod ops;
 mod points;
 mod settings;
+mod ux;
