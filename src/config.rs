@@ -19,6 +19,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub log_format: LogFormat,
     pub log_filter: String,
+    /// The zone the admin UI shows times in unless an operator chose another (`web::zone`).
+    pub display_timezone: String,
     pub database: DatabaseConfig,
     pub session: SessionConfig,
     pub auth: AuthConfig,
@@ -139,6 +141,7 @@ impl fmt::Debug for Config {
             .field("listen", &self.listen)
             .field("public_url", &self.public_url)
             .field("data_dir", &self.data_dir)
+            .field("display_timezone", &self.display_timezone)
             .field("log_format", &self.log_format)
             .field("database", &self.database)
             .field("session", &self.session)

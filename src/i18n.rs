@@ -67,6 +67,7 @@ pub const FILES: &[(&str, &str, &str)] = &[
     ("live_codes", include_str!("../locales/en/live_codes.toml"), include_str!("../locales/zh-CN/live_codes.toml")),
     ("bridges", include_str!("../locales/en/bridges.toml"), include_str!("../locales/zh-CN/bridges.toml")),
     ("jobs", include_str!("../locales/en/jobs.toml"), include_str!("../locales/zh-CN/jobs.toml")),
+    ("ux", include_str!("../locales/en/ux.toml"), include_str!("../locales/zh-CN/ux.toml")),
 ];
 
 pub type Catalog = HashMap<String, String>;
@@ -129,6 +130,16 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
     }
 }
 
+/// The string for `key` in `lang`, or None when the catalog has no such key (for keys built
+/// from data that may have no translation yet, such as an audit action).
+pub fn lookup(lang: Lang, key: &str) -> Option<&'static str> {
+    let cat: &'static Catalog = match lang {
+        Lang::En => &EN,
+        Lang::ZhCn => &ZH,
+    };
+    cat.get(key).map(String::as_str)
+}
+
 /// The translator handed to templates: `{{ tr.t("nav.groups") }}`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Tr(pub Lang);
@@ -154,6 +165,13 @@ impl Tr {
     }
     pub fn code(&self) -> &'static str {
         self.0.code()
+    }
+    /// The colon after a label: full-width in Chinese.
+    pub fn colon(&self) -> &'static str {
+        match self.0 {
+            Lang::En => ": ",
+            Lang::ZhCn => "：",
+        }
     }
     pub fn is_zh(&self) -> bool {
         self.0 == Lang::ZhCn

@@ -1,5 +1,7 @@
 //! Reading a members CSV: a header row naming the columns, then one member per row. Every row
-//! is checked on its own; bad rows are reported by line number with their reasons.
+//! is checked on its own; bad rows are reported by line number with their reasons. Files come
+//! from Excel as often as not: UTF-8 with or without a BOM, or GBK/GB18030 (what "CSV" means on
+//! a Chinese Windows), with Chinese column headers and platform names (微信, QQ).
 
 use super::member::{MemberRaw, MemberSpec};
 use crate::i18n::Lang;
@@ -9,6 +11,76 @@ use crate::i18n::Lang;
 pub const COLUMNS: [&str; 7] = ["platform", "external_user_id", "display_name", "group_id", "role", "tags", "notes"];
 const REQUIRED: [&str; 3] = ["platform", "external_user_id", "display_name"];
 pub const MAX_ROWS: usize = 20_000;
+/// Export-only columns (ignored on import).
+pub const BALANCE: &str = "balance";
+pub const LAST_ACTIVE: &str = "last_active_at";
+/// The UTF-8 byte order mark that makes Excel read a CSV file as UTF-8.
+pub const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Column headers as Chinese operators write them, and the column each one means.
+const HEADER_ALIASES: [(&str, &str); 17] = [
+    ("平台", "platform"),
+    ("用户id", "external_user_id"),
+    ("用户 id", "external_user_id"),
+    ("用户号", "external_user_id"),
+    ("账号", "external_user_id"),
+    ("平台用户id", "external_user_id"),
+    ("昵称", "display_name"),
+    ("名称", "display_name"),
+    ("姓名", "display_name"),
+    ("显示名", "display_name"),
+    ("群编号", "group_id"),
+    ("群id", "group_id"),
+    ("群 id", "group_id"),
+    ("角色", "role"),
+    ("群角色", "role"),
+    ("标签", "tags"),
+    ("备注", "notes"),
+];
+
+/// Platform names as people write them, and the platform each one means.
+const PLATFORM_ALIASES: [(&str, &str); 9] = [
+    ("微信", "wechat"),
+    ("weixin", "wechat"),
+    ("企业微信", "wechat"),
+    ("qq", "qq"),
+    ("qq群", "qq"),
+    ("电报", "telegram"),
+    ("tg", "telegram"),
+    ("whatsapp", "whatsapp"),
+    ("其他", "other"),
+];
+
+/// A header cell as the column it names ("昵称" → `display_name`), or as typed, lower-cased.
+fn column_of(header: &str) -> String {
+    let h = header.trim().trim_start_matches('\u{feff}').to_lowercase();
+    HEADER_ALIASES.iter().find(|(alias, _)| *alias == h).map(|(_, c)| c.to_string()).unwrap_or(h)
+}
+
+/// A platform cell as Shoal's code for it ("微信" → `wechat`, "QQ" → `qq`); unknown names stay
+/// as typed so the error can quote them.
+pub fn platform_code(cell: &str) -> String {
+    let v = cell.trim().to_lowercase();
+    PLATFORM_ALIASES.iter().find(|(alias, _)| *alias == v).map(|(_, c)| c.to_string()).unwrap_or(v)
+}
+
+/// The file's text: UTF-8 (a BOM is dropped), UTF-16 with a BOM (Excel's "Unicode text"), or
+/// else GB18030, the superset of GBK that Excel writes on a Chinese Windows.
+pub fn decode(bytes: &[u8]) -> Result<String, &'static str> {
+    if let Some((enc, bom_len)) = encoding_rs::Encoding::for_bom(bytes) {
+        let (text, had_errors) = enc.decode_without_bom_handling(&bytes[bom_len..]);
+        return if had_errors { Err("import.error_encoding") } else { Ok(text.into_owned()) };
+    }
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return Ok(text.to_string());
+    }
+    let (text, had_errors) = encoding_rs::GB18030.decode_without_bom_handling(bytes);
+    if had_errors {
+        Err("import.error_encoding")
+    } else {
+        Ok(text.into_owned())
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowError {
@@ -16,22 +88,72 @@ pub struct RowError {
     pub line: u64,
     /// i18n keys, or `field: key` pairs.
     pub problems: Vec<(String, &'static str)>,
+    /// The values as typed in the row, per column, so that a message can quote the bad one.
+    pub values: Vec<(String, String)>,
 }
 
 impl RowError {
+    /// A row error about the whole row (no column).
+    pub fn row(line: u64, key: &'static str) -> RowError {
+        RowError { line, problems: vec![(String::new(), key)], values: Vec::new() }
+    }
+
+    /// A row error about one column with the value that was typed there.
+    pub fn field(line: u64, field: &str, key: &'static str, value: String) -> RowError {
+        RowError { line, problems: vec![(field.to_string(), key)], values: vec![(field.to_string(), value)] }
+    }
+
+    /// Each problem in words: the column's name, the value typed, what is wrong and, for a
+    /// choice, the values allowed. `平台「ICQ」不是可选的值。可选：微信、QQ、…`.
     pub fn describe(&self, lang: Lang) -> String {
+        let tr = crate::i18n::Tr(lang);
         self.problems
             .iter()
             .map(|(field, key)| {
-                let msg = crate::i18n::t(lang, key);
+                let msg = tr.t(key);
                 if field.is_empty() {
-                    msg.to_string()
-                } else {
-                    format!("{field}: {msg}")
+                    return msg.to_string();
                 }
+                let column = crate::i18n::lookup(lang, &format!("import.column.{field}")).unwrap_or(field.as_str());
+                let value = self.values.iter().find(|(f, _)| f == field).map(|(_, v)| v.as_str()).unwrap_or("");
+                let mut out = if value.is_empty() {
+                    tr.f("import.problem", &[("column", &column), ("message", &msg)])
+                } else {
+                    tr.f("import.problem_value", &[("column", &column), ("value", &value), ("message", &msg)])
+                };
+                if *key == "error.choice" {
+                    if let Some(allowed) = allowed_values(field, tr) {
+                        out.push_str(&tr.f("import.allowed", &[("values", &allowed)]));
+                    }
+                }
+                out
             })
             .collect::<Vec<_>>()
-            .join("; ")
+            .join(tr.t("import.problem_separator"))
+    }
+}
+
+/// The values a choice column accepts, in words, or None for columns whose values are not a
+/// fixed list (a group id must be one of the operator's groups).
+fn allowed_values(field: &str, tr: crate::i18n::Tr) -> Option<String> {
+    let sep = tr.t("audit.list_separator");
+    match field {
+        "platform" => Some(
+            super::Platform::ALL
+                .iter()
+                .map(|p| format!("{} ({})", tr.tk("platform", p.as_str()), p.as_str()))
+                .collect::<Vec<_>>()
+                .join(sep),
+        ),
+        "role" => Some(
+            super::member::ROLES
+                .iter()
+                .map(|r| format!("{} ({r})", tr.tk("member_role", r)))
+                .collect::<Vec<_>>()
+                .join(sep),
+        ),
+        "group_id" => Some(tr.t("import.allowed_groups").to_string()),
+        _ => None,
     }
 }
 
@@ -42,13 +164,13 @@ pub struct Parsed {
 }
 
 /// Parses the whole file. `Err` only when the file as a whole is unusable (no header, missing
-/// required columns, not UTF-8, too many rows); the key says why.
+/// required columns, an encoding that is neither UTF-8 nor GB18030, too many rows); the key
+/// says why.
 pub fn parse(bytes: &[u8]) -> Result<Parsed, &'static str> {
-    let text = std::str::from_utf8(bytes).map_err(|_| "import.error_encoding")?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let text = decode(bytes)?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut rdr = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(text.as_bytes());
-    let headers: Vec<String> =
-        rdr.headers().map_err(|_| "import.error_header")?.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
+    let headers: Vec<String> = rdr.headers().map_err(|_| "import.error_header")?.iter().map(column_of).collect();
     if REQUIRED.iter().any(|r| !headers.iter().any(|h| h == r)) {
         return Err("import.error_header");
     }
@@ -67,7 +189,7 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, &'static str> {
         let record = match record {
             Ok(r) => r,
             Err(_) => {
-                out.errors.push(RowError { line, problems: vec![(String::new(), "import.error_row_syntax")] });
+                out.errors.push(RowError::row(line, "import.error_row_syntax"));
                 continue;
             }
         };
@@ -76,7 +198,7 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, &'static str> {
         }
         let get = |i: usize| restore(idx[i].and_then(|j| record.get(j)).unwrap_or("")).to_string();
         let raw = MemberRaw {
-            platform: get(0),
+            platform: platform_code(&get(0)),
             external_user_id: get(1),
             display_name: get(2),
             group_id: get(3),
@@ -84,6 +206,7 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, &'static str> {
             tags: get(5).replace('|', ","),
             notes: get(6),
         };
+        let values: Vec<(String, String)> = COLUMNS.iter().enumerate().map(|(i, c)| (c.to_string(), get(i))).collect();
         match raw.parse() {
             Ok(spec) => out.rows.push((line, spec)),
             Err(fe) => out.errors.push(RowError {
@@ -93,6 +216,7 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, &'static str> {
                     .into_iter()
                     .flat_map(|(f, keys)| keys.into_iter().map(move |k| (f.clone(), k)))
                     .collect(),
+                values,
             }),
         }
     }
@@ -180,6 +304,28 @@ mod tests {
         assert_eq!(p.errors[1].line, 5);
         let fields: Vec<&str> = p.errors[1].problems.iter().map(|(f, _)| f.as_str()).collect();
         assert!(fields.contains(&"external_user_id") && fields.contains(&"group_id"));
+    }
+
+    #[test]
+    fn gbk_files_with_chinese_headers_and_platform_names_are_read() {
+        let csv = "平台,用户ID,昵称,标签\n微信,wxid_1,张三,新人\nQQ,10001,李四,\n";
+        let (gbk, _, _) = encoding_rs::GBK.encode(csv);
+        let p = parse(&gbk).unwrap();
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+        assert_eq!(p.rows.len(), 2);
+        assert_eq!(p.rows[0].1.platform, crate::domain::Platform::Wechat);
+        assert_eq!(p.rows[0].1.display_name, "张三");
+        assert_eq!(p.rows[1].1.platform, crate::domain::Platform::Qq);
+    }
+
+    #[test]
+    fn a_bad_choice_names_the_value_and_the_allowed_ones() {
+        let p = parse("platform,external_user_id,display_name\nICQ,1,A\n".as_bytes()).unwrap();
+        let zh = p.errors[0].describe(Lang::ZhCn);
+        assert!(zh.contains("平台") && zh.contains("「ICQ」") && zh.contains("微信") && zh.contains("QQ"), "{zh}");
+        assert!(!zh.contains(':'), "no ASCII colon in Chinese: {zh}");
+        let en = p.errors[0].describe(Lang::En);
+        assert!(en.contains("ICQ") && en.contains("WeChat"), "{en}");
     }
 
     #[test]

@@ -230,6 +230,14 @@ pub struct Overview {
     pub members_reported: i64,
 }
 
+/// How many groups (not archived) there are on `platform`.
+pub async fn count_on_platform(conn: &mut PgConnection, platform: &str) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM groups WHERE platform = $1 AND status <> 'archived'")
+        .bind(platform)
+        .fetch_one(conn)
+        .await
+}
+
 pub async fn overview(conn: &mut PgConnection, scope: Option<&[i64]>) -> sqlx::Result<Overview> {
     sqlx::query_as(
         "SELECT count(*) FILTER (WHERE g.status = 'active') AS active,

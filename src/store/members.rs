@@ -372,6 +372,8 @@ pub struct ExportRow {
     pub role: Option<String>,
     pub tags: Vec<String>,
     pub notes: String,
+    pub balance: i64,
+    pub last_active_at: Option<DateTime<Utc>>,
 }
 
 /// One part of the export: the next `members` members after id `after` (in id order) that are
@@ -385,12 +387,14 @@ pub async fn export_part(
     members: i64,
 ) -> sqlx::Result<Vec<ExportRow>> {
     sqlx::query_as(
-        "SELECT m.id AS member_id, m.platform, m.external_user_id, m.display_name, s.group_id, s.role, m.tags, m.notes
+        "SELECT m.id AS member_id, m.platform, m.external_user_id, m.display_name, s.group_id, s.role, m.tags, m.notes,
+                COALESCE(pa.balance, 0) AS balance, m.last_active_at
          FROM (SELECT * FROM members m
                WHERE m.id > $2
                  AND ($1::bigint[] IS NULL OR EXISTS (SELECT 1 FROM memberships s
                       WHERE s.member_id = m.id AND s.left_at IS NULL AND s.group_id = ANY($1)))
                ORDER BY m.id LIMIT $3) m
+         LEFT JOIN points_accounts pa ON pa.member_id = m.id
          LEFT JOIN memberships s ON s.member_id = m.id AND s.left_at IS NULL
             AND ($1::bigint[] IS NULL OR s.group_id = ANY($1))
          ORDER BY m.id, s.group_id",

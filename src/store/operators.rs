@@ -201,6 +201,25 @@ pub async fn set_language(conn: &mut PgConnection, id: i64, lang: Option<Lang>) 
     Ok(())
 }
 
+/// The operator's own display time zone, if they chose one.
+pub async fn display_timezone(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<String>> {
+    let zone: Option<Option<String>> = sqlx::query_scalar("SELECT display_timezone FROM operators WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(zone.flatten())
+}
+
+/// Sets (or with None clears) the operator's display time zone.
+pub async fn set_display_timezone(conn: &mut PgConnection, id: i64, zone: Option<&str>) -> sqlx::Result<()> {
+    sqlx::query("UPDATE operators SET display_timezone = $2, updated_at = now() WHERE id = $1")
+        .bind(id)
+        .bind(zone)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 // ---- first-start setup token ----
 
 /// Replaces any earlier setup token with this one (only the hash is stored).

@@ -60,6 +60,11 @@ pub async fn create(conn: &mut PgConnection, t: NewToken<'_>) -> sqlx::Result<i6
     Ok(id)
 }
 
+/// A token's name, for the question before revoking it.
+pub async fn name_of(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT name FROM api_tokens WHERE id = $1").bind(id).fetch_optional(conn).await
+}
+
 pub async fn revoke(conn: &mut PgConnection, id: i64) -> sqlx::Result<bool> {
     let r = sqlx::query("UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL")
         .bind(id)

@@ -360,8 +360,30 @@ async fn update(
     Ok(redirect(&format!("/bridges/{id}")))
 }
 
-async fn rotate(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> AppResult<Response> {
+async fn rotate(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+    body: axum::body::Bytes,
+) -> AppResult<Response> {
     ctx.principal.require_admin()?;
+    if !crate::web::confirm::given(&body) {
+        let mut conn = state.db.acquire().await?;
+        let b = view(&mut conn, id).await?;
+        drop(conn);
+        let question =
+            ctx.tr.f("confirm.about", &[("name", &b.name), ("question", &ctx.tr.t("bridges.rotate_confirm"))]);
+        let action = format!("/bridges/{id}/rotate");
+        let cancel = format!("/bridges/{id}");
+        let ask = crate::web::confirm::Ask {
+            nav: "bridges",
+            question,
+            action: &action,
+            button_key: "bridges.rotate",
+            cancel: &cancel,
+        };
+        return crate::web::confirm::page(&ctx, ask).await;
+    }
     let secret = crate::auth::random_token(24);
     let mut tx = state.db.begin().await?;
     let updated = sqlx::query("UPDATE bridges SET secret = $2 WHERE id = $1")
@@ -428,6 +450,8 @@ struct DetailPage {
     chats: Vec<ChatRow>,
     /// Groups a chat can be linked to: the bridge's platform, no chat id yet, not archived.
     candidates: Vec<(i64, String)>,
+    /// Why no group can take a chat: none on the platform at all, or each has a chat already.
+    no_candidates: String,
 }
 
 async fn detail(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> AppResult<Response> {
@@ -469,8 +493,15 @@ async fn detail(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) ->
     .bind(ctx.scope())
     .fetch_all(&mut *conn)
     .await?;
+    let platform_groups = crate::store::groups::count_on_platform(&mut conn, &b.platform).await?;
     drop(conn);
+    let no_candidates = if platform_groups == 0 {
+        ctx.tr.f("bridges.no_platform_groups", &[("platform", &ctx.tr.tk("platform", &b.platform))])
+    } else {
+        ctx.tr.t("bridges.no_candidates").to_string()
+    };
     let page = DetailPage {
+        no_candidates,
         l: ctx.layout_titled(b.name.clone(), "bridges").await?,
         webhook: webhook_url(&state, &b.kind, b.id),
         total_day: counts.iter().map(|c| c.last_day).sum(),

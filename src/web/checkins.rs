@@ -393,7 +393,7 @@ struct TodayView {
     time: String,
 }
 
-/// One member's month: per day 0 (none), 1 (checked in) or 2 (made up).
+/// One member's month: per day 0 (none), 1 (checked in), 2 (made up) or 3 (still to come).
 struct CalendarRow {
     member_id: i64,
     name: String,
@@ -420,6 +420,18 @@ fn calendar(hits: Vec<CalendarHit>, first: NaiveDate, days: usize) -> Vec<Calend
     let mut out: Vec<CalendarRow> = rows.into_values().collect();
     out.sort_by(|a, b| b.total.cmp(&a.total).then(a.member_id.cmp(&b.member_id)));
     out
+}
+
+/// Marks the days after `today` as still to come, so they do not look missed.
+fn mark_future(rows: &mut [CalendarRow], first: NaiveDate, today: NaiveDate) {
+    let from = (today - first).num_days() + 1;
+    for r in rows {
+        for (i, c) in r.cells.iter_mut().enumerate() {
+            if i as i64 >= from && *c == 0 {
+                *c = 3;
+            }
+        }
+    }
 }
 
 #[derive(Template)]
@@ -475,19 +487,15 @@ async fn checkins_page(
     let hits = store_checkins::calendar_hits(&mut conn, id, first, after, &ids).await?;
     drop(conn);
     let days = (after - first).num_days() as usize;
-    let cal = calendar(hits, first, days);
-    let tz = rules.timezone;
+    let mut cal = calendar(hits, first, days);
+    mark_future(&mut cal, first, today);
     let today_more = rows.len() as i64 > TODAY_PAGE;
     let offset = (today_page - 1) * TODAY_PAGE;
     let checkins = rows
         .into_iter()
         .take(TODAY_PAGE as usize)
         .enumerate()
-        .map(|(i, r)| TodayView {
-            rank: offset as usize + i + 1,
-            time: r.at.with_timezone(&tz).format("%H:%M:%S").to_string(),
-            r,
-        })
+        .map(|(i, r)| TodayView { rank: offset as usize + i + 1, time: ctx.time.clock(r.at), r })
         .collect();
     let month = first.format("%Y-%m").to_string();
     let base = format!("/groups/{id}/checkins?month={month}");
@@ -723,5 +731,20 @@ mod tests {
         assert_eq!(rows[0].member_id, 2, "most days first");
         assert_eq!(&rows[0].cells[..4], &[0, 1, 2, 0]);
         assert_eq!(rows[1].cells[0], 1);
+    }
+
+    #[test]
+    fn days_after_today_are_still_to_come_not_missed() {
+        let first = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+        let hit = CalendarHit {
+            member_id: 1,
+            display_name: "m".into(),
+            day: NaiveDate::from_ymd_opt(2026, 11, 2).unwrap(),
+            makeup: false,
+        };
+        let mut rows = calendar(vec![hit], first, 30);
+        mark_future(&mut rows, first, NaiveDate::from_ymd_opt(2026, 11, 3).unwrap());
+        assert_eq!(&rows[0].cells[..5], &[0, 1, 0, 3, 3]);
+        assert!(rows[0].cells[3..].iter().all(|c| *c == 3));
     }
 }

@@ -14,6 +14,7 @@ use crate::auth::session::{Flash, TypedSession};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
 use crate::i18n::{Lang, Tr};
+use crate::web::zone::DisplayTz;
 use crate::AppState;
 
 pub const LANG_COOKIE: &str = "shoal_lang";
@@ -68,6 +69,8 @@ pub struct Ctx {
     pub principal: Principal,
     pub session: TypedSession,
     pub tr: Tr,
+    /// The zone every timestamp on the page is shown in (see `web::zone`).
+    pub time: DisplayTz,
     /// Path and query of this request, for `?next=` and the language switch.
     pub path: String,
 }
@@ -76,6 +79,7 @@ pub struct Ctx {
 pub struct GuestCtx {
     pub session: TypedSession,
     pub tr: Tr,
+    pub time: DisplayTz,
     pub path: String,
     pub ip: String,
     /// The guest CSRF token (from its cookie, or new).
@@ -119,7 +123,11 @@ impl FromRequestParts<AppState> for Ctx {
             return Err(login());
         };
         let tr = Tr(request_lang(&parts.headers, principal.language));
-        Ok(Ctx { principal, session, tr, path })
+        let own_zone = crate::store::operators::display_timezone(&mut conn, id)
+            .await
+            .map_err(|e| AppError::from(e).into_response())?;
+        let time = DisplayTz::pick(own_zone.as_deref(), &state.config.display_timezone, tr.lang());
+        Ok(Ctx { principal, session, tr, time, path })
     }
 }
 
@@ -133,14 +141,9 @@ impl FromRequestParts<AppState> for GuestCtx {
         let existing = guest_csrf_token(&parts.headers);
         let new_guest_csrf = existing.is_none();
         let guest_csrf = existing.unwrap_or_else(|| crate::auth::random_token(32));
-        Ok(GuestCtx {
-            session,
-            tr: Tr(request_lang(&parts.headers, None)),
-            path: path_of(parts),
-            ip,
-            guest_csrf,
-            new_guest_csrf,
-        })
+        let tr = Tr(request_lang(&parts.headers, None));
+        let time = DisplayTz::pick(None, &state.config.display_timezone, tr.lang());
+        Ok(GuestCtx { session, tr, time, path: path_of(parts), ip, guest_csrf, new_guest_csrf })
     }
 }
 
@@ -153,6 +156,8 @@ pub struct UserBox {
 /// Shared by every page: language, navigation, CSRF token, flashes.
 pub struct Layout {
     pub tr: Tr,
+    /// Formats every timestamp the page shows: `{{ l.time.at(x) }}`.
+    pub time: DisplayTz,
     pub title: String,
     /// Which navigation entry is current ("" for none).
     pub nav: &'static str,
@@ -194,6 +199,7 @@ impl Ctx {
     pub async fn layout_titled(&self, title: String, nav: &'static str) -> AppResult<Layout> {
         Ok(Layout {
             tr: self.tr,
+            time: self.time,
             title,
             nav,
             user: Some(UserBox { name: self.principal.name.clone(), role: self.principal.role.as_str() }),
@@ -223,6 +229,7 @@ impl GuestCtx {
         };
         Ok(Layout {
             tr: self.tr,
+            time: self.time,
             title: self.tr.t(title_key).to_string(),
             nav: "",
             user: None,

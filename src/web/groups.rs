@@ -340,16 +340,12 @@ struct DetailPage {
     can_write: bool,
 }
 
-fn local_display(at: Option<DateTime<Utc>>, tz: &str) -> String {
-    at.map(|at| local_input_value(at, tz).replace('T', " ")).unwrap_or_default()
-}
-
 async fn detail(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> AppResult<Response> {
     let g = load(&state, &ctx, id).await?;
     let page = DetailPage {
         l: ctx.layout_titled(g.name.clone(), "groups").await?,
-        expires_local: local_display(g.qr_expires_at, &g.timezone),
-        uploaded_local: local_display(g.qr_uploaded_at, &g.timezone),
+        expires_local: ctx.time.opt_or_empty(g.qr_expires_at),
+        uploaded_local: ctx.time.opt_or_empty(g.qr_uploaded_at),
         g,
         can_write: ctx.principal.can_write(),
     };

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use askama::Template;
+use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,7 +16,7 @@ use serde::Deserialize;
 use sqlx::{PgConnection, Postgres, Transaction};
 
 use super::ctx::{Ctx, Layout};
-use super::{non_empty, redirect, render, upload};
+use super::{confirm, non_empty, redirect, render, upload};
 use crate::config::Config;
 use crate::domain::group::local_input_value;
 use crate::domain::live_code::{valid_channel_key, LiveCodeRaw, LiveCodeSpec};
@@ -68,10 +69,6 @@ fn tz_of(state: &AppState) -> chrono_tz::Tz {
 /// Today in the time zone of the statistics (the calendar of `scan_daily`).
 fn today(state: &AppState) -> NaiveDate {
     Utc::now().with_timezone(&tz_of(state)).date_naive()
-}
-
-fn local_display(at: Option<DateTime<Utc>>, tz: &str) -> String {
-    at.map(|at| local_input_value(at, tz).replace('T', " ")).unwrap_or_default()
 }
 
 /// The public link of a live code, optionally for one channel.
@@ -368,8 +365,34 @@ async fn update(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>, mp
     Ok(redirect(&format!("/live-codes/{id}")))
 }
 
-async fn delete(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> AppResult<Response> {
+/// Asks before a destructive change of live code `c` (see `web::confirm`).
+async fn ask(
+    ctx: &Ctx,
+    c: &LiveCodeRow,
+    subject: &str,
+    question_key: &str,
+    action: &str,
+    button_key: &str,
+) -> AppResult<Response> {
+    let question = ctx.tr.f("confirm.about", &[("name", &subject), ("question", &ctx.tr.t(question_key))]);
+    let cancel = format!("/live-codes/{}", c.id);
+    confirm::page(ctx, confirm::Ask { nav: "live_codes", question, action, button_key, cancel: &cancel }).await
+}
+
+async fn delete(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>, body: Bytes) -> AppResult<Response> {
     let (mut tx, c) = begin(&state, &ctx, id).await?;
+    if !confirm::given(&body) {
+        tx.rollback().await?;
+        return ask(
+            &ctx,
+            &c,
+            &c.name,
+            "live_codes.delete_confirm",
+            &format!("/live-codes/{id}/delete"),
+            "live_codes.delete",
+        )
+        .await;
+    }
     live_codes::delete(&mut tx, id).await?;
     audit::record(
         &mut tx,
@@ -612,7 +635,6 @@ struct DetailPage {
     url: String,
     window_start: String,
     window_end: String,
-    timezone: String,
     targets: Vec<TargetView>,
     eligible_count: usize,
     channels: Vec<ChannelView>,
@@ -641,7 +663,6 @@ async fn detail_page(
     let c = live_codes::get(&mut conn, id, &live_codes::Access::of(&ctx.principal)).await?.ok_or(AppError::NotFound)?;
     let rows = live_codes::targets(&mut conn, id).await?;
     let channels = live_codes::channels(&mut conn, id).await?;
-    let tz = state.config.scan.stats_timezone.clone();
     let stats = stats_of(&mut conn, &ctx.tr, id, range_of(range, today(state)), &rows).await?;
     let f = groups::Filter { scope, ..Default::default() };
     let (groups, _) = groups::list(&mut conn, &f, 1000, 0).await?;
@@ -658,7 +679,7 @@ async fn detail_page(
         .enumerate()
         .map(|(i, t)| TargetView {
             expiry: expiry_of(&t, now),
-            expires_local: local_display(t.state().qr_expires_at, &tz),
+            expires_local: ctx.time.opt_or_empty(t.state().qr_expires_at),
             eligible: t.state().eligible(now),
             first: i == 0,
             last: i + 1 == n,
@@ -674,9 +695,8 @@ async fn detail_page(
     let page = DetailPage {
         l: ctx.layout_titled(c.name.clone(), "live_codes").await?,
         url: public_link(state, &c.slug, None),
-        window_start: local_display(c.starts_at, &tz),
-        window_end: local_display(c.ends_at, &tz),
-        timezone: tz,
+        window_start: ctx.time.opt_or_empty(c.starts_at),
+        window_end: ctx.time.opt_or_empty(c.ends_at),
         eligible_count: targets.iter().filter(|t| t.eligible).count(),
         targets,
         channels,
@@ -885,9 +905,15 @@ async fn reset_target(
     State(state): State<AppState>,
     ctx: Ctx,
     Path((id, tid)): Path<(i64, i64)>,
+    body: Bytes,
 ) -> AppResult<Response> {
     let (mut tx, c) = begin(&state, &ctx, id).await?;
     let t = target_of(&mut tx, &ctx, id, tid).await?;
+    if !confirm::given(&body) {
+        tx.rollback().await?;
+        let action = format!("/live-codes/{id}/targets/{tid}/reset");
+        return ask(&ctx, &c, &t.group_name, "live_codes.reset_confirm", &action, "live_codes.reset").await;
+    }
     let old = live_codes::reset_target(&mut tx, id, tid).await?.ok_or(AppError::NotFound)?;
     let mut details = target_details(&t);
     details["old_used"] = serde_json::json!(old);
@@ -898,9 +924,15 @@ async fn remove_target(
     State(state): State<AppState>,
     ctx: Ctx,
     Path((id, tid)): Path<(i64, i64)>,
+    body: Bytes,
 ) -> AppResult<Response> {
     let (mut tx, c) = begin(&state, &ctx, id).await?;
     let t = target_of(&mut tx, &ctx, id, tid).await?;
+    if !confirm::given(&body) {
+        tx.rollback().await?;
+        let action = format!("/live-codes/{id}/targets/{tid}/remove");
+        return ask(&ctx, &c, &t.group_name, "live_codes.remove_confirm", &action, "live_codes.remove").await;
+    }
     live_codes::remove_target(&mut tx, id, tid).await?;
     let mut details = target_details(&t);
     details["used"] = serde_json::json!(t.used);
@@ -951,9 +983,15 @@ async fn delete_channel(
     State(state): State<AppState>,
     ctx: Ctx,
     Path((id, cid)): Path<(i64, i64)>,
+    body: Bytes,
 ) -> AppResult<Response> {
     let (mut tx, c) = begin(&state, &ctx, id).await?;
     let ch = live_codes::channels(&mut tx, id).await?.into_iter().find(|ch| ch.id == cid).ok_or(AppError::NotFound)?;
+    if !confirm::given(&body) {
+        tx.rollback().await?;
+        let action = format!("/live-codes/{id}/channels/{cid}/delete");
+        return ask(&ctx, &c, &ch.key, "live_codes.channel_delete_confirm", &action, "live_codes.delete").await;
+    }
     live_codes::delete_channel(&mut tx, id, cid).await?;
     let details = serde_json::json!({"channel_id": cid, "key": ch.key, "name": ch.name});
     finish(&state, &ctx, tx, &c, "live_code.channel_delete", details, "live_codes.channel_deleted").await

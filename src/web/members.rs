@@ -10,6 +10,7 @@ use axum::{Form, Router};
 use serde::Deserialize;
 
 use super::ctx::{Ctx, Layout};
+use super::zone::DisplayTz;
 use super::{non_empty, redirect, render, total_label, upload, CursorPager};
 use crate::config::Config;
 use crate::domain::csv_import::{self, RowError};
@@ -29,6 +30,7 @@ pub fn router(cfg: &Config) -> Router<AppState> {
         .route("/members/new", get(new_form).post(create))
         .route("/members/import", get(import_form).post(import).layer(upload_limit))
         .route("/members/export.csv", get(export))
+        .route("/members/import/template.csv", get(import_template))
         .route("/members/{id}", get(detail))
         .route("/members/{id}/edit", get(edit_form).post(update))
         .route("/members/{id}/memberships", post(add_membership))
@@ -466,11 +468,11 @@ async fn import(State(state): State<AppState>, ctx: Ctx, mp: Multipart) -> AppRe
     for (line, spec) in &parsed.rows {
         match spec.group_id {
             Some(g) if !known_groups.contains(&g) => {
-                errors.push(RowError { line: *line, problems: vec![("group_id".into(), "error.choice")] });
+                errors.push(RowError::field(*line, "group_id", "error.choice", g.to_string()));
                 continue;
             }
             None if ctx.scope().is_some() => {
-                errors.push(RowError { line: *line, problems: vec![("group_id".into(), "error.required")] });
+                errors.push(RowError::field(*line, "group_id", "error.required", String::new()));
                 continue;
             }
             _ => {}
@@ -485,6 +487,7 @@ async fn import(State(state): State<AppState>, ctx: Ctx, mp: Multipart) -> AppRe
             errors.push(RowError {
                 line: *line,
                 problems: vec![("external_user_id".into(), "error.member_unavailable")],
+                values: Vec::new(),
             });
             continue;
         };
@@ -525,14 +528,36 @@ async fn import(State(state): State<AppState>, ctx: Ctx, mp: Multipart) -> AppRe
     render(status, &page(ctx.layout("import.title", "members").await?, Some(result), None))
 }
 
+/// An empty members CSV to fill in: a BOM (so Excel keeps Chinese text) and the column names
+/// in the operator's language, which the import reads back.
+async fn import_template(ctx: Ctx) -> AppResult<Response> {
+    let mut w = csv::Writer::from_writer(csv_import::BOM.to_vec());
+    let headers = csv_import::COLUMNS.iter().map(|c| ctx.tr.tk("import.template_headers", c));
+    w.write_record(headers).map_err(|e| AppError::Other(e.into()))?;
+    let body = w.into_inner().map_err(|e| AppError::Other(anyhow::anyhow!("csv: {e}")))?;
+    let mut resp = (StatusCode::OK, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"members-template.csv\""));
+    Ok(resp)
+}
+
 /// Members per export part (one short query each).
 const EXPORT_PART: i64 = 2000;
 
-/// An export part as CSV (after the header line when `header`), and the id of its last member.
-fn write_part(header: bool, rows: Vec<members::ExportRow>) -> Result<(Vec<u8>, Option<i64>), csv::Error> {
+/// An export part as CSV (after the BOM and header line when `header` is given), and the id of
+/// its last member. Times are written in `time`'s zone, which the header names.
+fn write_part(
+    header: Option<&[String]>,
+    time: DisplayTz,
+    rows: Vec<members::ExportRow>,
+) -> Result<(Vec<u8>, Option<i64>), csv::Error> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    if header {
-        w.write_record(csv_import::COLUMNS)?;
+    if let Some(h) = header {
+        // A UTF-8 byte order mark: without it Excel reads the file as the local code page (GBK
+        // on a Chinese Windows) and every Chinese name turns into mojibake.
+        w = csv::Writer::from_writer(csv_import::BOM.to_vec());
+        w.write_record(h)?;
     }
     let mut last = None;
     for r in rows {
@@ -545,6 +570,8 @@ fn write_part(header: bool, rows: Vec<members::ExportRow>) -> Result<(Vec<u8>, O
             r.role.unwrap_or_default(),
             csv_import::neutralise(r.tags.join("|")),
             csv_import::neutralise(r.notes),
+            r.balance.to_string(),
+            r.last_active_at.map(|at| time.plain(at)).unwrap_or_default(),
         ])?;
     }
     let bytes = w.into_inner().map_err(|e| csv::Error::from(e.into_error()))?;
@@ -563,7 +590,13 @@ async fn export(State(state): State<AppState>, ctx: Ctx) -> AppResult<Response> 
     let mut conn = state.db.acquire().await?;
     let first = members::export_part(&mut conn, scope.as_deref(), 0, EXPORT_PART).await?;
     drop(conn);
-    let (head, mut after) = write_part(true, first).map_err(|e| AppError::Other(e.into()))?;
+    let time = ctx.time;
+    let header: Vec<String> = csv_import::COLUMNS
+        .iter()
+        .map(|c| c.to_string())
+        .chain([csv_import::BALANCE.to_string(), format!("{} ({})", csv_import::LAST_ACTIVE, time.name())])
+        .collect();
+    let (head, mut after) = write_part(Some(&header), time, first).map_err(|e| AppError::Other(e.into()))?;
     let (tx, body) = super::channel_body();
     let db = state.db.clone();
     tokio::spawn(async move {
@@ -576,7 +609,7 @@ async fn export(State(state): State<AppState>, ctx: Ctx) -> AppResult<Response> 
                 Err(e) => Err(e),
             };
             let chunk = part.map_err(std::io::Error::other).and_then(|rows| {
-                let (bytes, next) = write_part(false, rows).map_err(std::io::Error::other)?;
+                let (bytes, next) = write_part(None, time, rows).map_err(std::io::Error::other)?;
                 after = next;
                 Ok(bytes)
             });

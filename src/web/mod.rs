@@ -4,6 +4,7 @@
 pub mod assets;
 pub mod bridges;
 pub mod checkins;
+pub mod confirm;
 pub mod ctx;
 pub mod dashboard;
 pub mod fast;
@@ -20,6 +21,8 @@ pub mod scan;
 pub mod serve;
 pub mod settings;
 pub mod upload;
+pub mod words;
+pub mod zone;
 
 use std::time::Duration;
 
@@ -154,8 +157,15 @@ fn duration_histogram(method: &str, route: &str) -> metrics::Histogram {
 /// a layer) into a localised HTML page that reveals nothing internal.
 async fn html_errors(req: Request, next: Next) -> Response {
     let lang = ctx::request_lang(req.headers(), None);
+    let is_get = matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+    let path = req.uri().path().to_string();
     let resp = next.run(req).await;
     let status = resp.status();
+    // A URL that only takes a form's POST (a refresh after a rejected form, a bookmarked or
+    // shared address): send the browser to the page that holds the form instead of a bare 405.
+    if is_get && status == StatusCode::METHOD_NOT_ALLOWED {
+        return redirect(&form_page_of(&path));
+    }
     if status.as_u16() < 400 {
         return resp;
     }
@@ -174,6 +184,23 @@ async fn html_errors(req: Request, next: Next) -> Response {
         page.headers_mut().insert(header::RETRY_AFTER, v);
     }
     page
+}
+
+/// The page holding the form that posts to `action`: an object's own page for its actions
+/// (`/live-codes/3/targets/7/limit` → `/live-codes/3`), the section for a section's forms
+/// (`/settings/password` → `/settings`, `/logout` → `/`).
+pub fn form_page_of(action: &str) -> String {
+    let segments: Vec<&str> = action.split('/').filter(|s| !s.is_empty()).collect();
+    let keep = if segments.len() > 2 { 2 } else { segments.len().saturating_sub(1) };
+    let mut out = String::new();
+    for s in &segments[..keep] {
+        out.push('/');
+        out.push_str(s);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
 }
 
 /// An HTML response with `status`.
@@ -376,7 +403,7 @@ pub fn non_empty(s: &Option<String>) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{round_estimate, safe_next};
+    use super::{form_page_of, round_estimate, safe_next};
 
     #[test]
     fn estimates_keep_two_significant_figures() {
@@ -384,6 +411,16 @@ mod tests {
         assert_eq!(round_estimate(1_003_412), 1_000_000);
         assert_eq!(round_estimate(1_050_000), 1_100_000);
         assert_eq!(round_estimate(12_345), 12_000);
+    }
+
+    #[test]
+    fn a_post_only_url_leads_back_to_the_page_holding_its_form() {
+        assert_eq!(form_page_of("/live-codes/3/targets/7/limit"), "/live-codes/3");
+        assert_eq!(form_page_of("/members/5/points"), "/members/5");
+        assert_eq!(form_page_of("/settings/tokens/9/revoke"), "/settings/tokens");
+        assert_eq!(form_page_of("/settings/password"), "/settings");
+        assert_eq!(form_page_of("/logout"), "/");
+        assert_eq!(form_page_of("/"), "/");
     }
 
     #[test]

@@ -254,7 +254,8 @@ async fn export(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) ->
     .await?;
     drop(conn);
     use crate::domain::csv_import::neutralise;
-    let mut w = csv::Writer::from_writer(Vec::new());
+    // With a BOM, so that Excel reads the Chinese notes as UTF-8.
+    let mut w = csv::Writer::from_writer(crate::domain::csv_import::BOM.to_vec());
     let io = |e: csv::Error| AppError::Other(e.into());
     w.write_record(["id", "at", "kind", "delta", "reference", "note", "operator", "idempotency_key"]).map_err(io)?;
     for r in rows {

@@ -118,6 +118,9 @@ struct BusyPage<'a> {
 #[template(path = "scan/not_found.html")]
 struct NotFoundPage {
     tr: Tr,
+    /// `scan.not_found` for an unknown link; `scan.paused`, `scan.not_started` or `scan.ended`
+    /// for a live code that exists but is not taking scans now.
+    key: &'static str,
 }
 
 fn no_store(mut resp: Response) -> Response {
@@ -189,7 +192,18 @@ async fn scan_inner(
     let rt = &state.scan;
     let snap = match rt.snapshot(&state.db, slug).await? {
         Some(s) if s.code.live(now) => s,
-        _ => return Ok(page(StatusCode::NOT_FOUND, &NotFoundPage { tr: tr() })),
+        Some(s) => {
+            // Paused or outside its period: say which, so a member does not think the code is dead.
+            let key = if s.code.status != "active" {
+                "scan.paused"
+            } else if s.code.starts_at.is_some_and(|at| at > now) {
+                "scan.not_started"
+            } else {
+                "scan.ended"
+            };
+            return Ok(page(StatusCode::NOT_FOUND, &NotFoundPage { tr: tr(), key }));
+        }
+        None => return Ok(page(StatusCode::NOT_FOUND, &NotFoundPage { tr: tr(), key: "scan.not_found" })),
     };
     let code_id = snap.code.id;
     let ua = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");

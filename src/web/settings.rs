@@ -24,6 +24,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/settings", get(account))
         .route("/settings/password", post(change_password))
+        .route("/settings/timezone", post(set_timezone))
         .route("/settings/operators", get(operator_list))
         .route("/settings/operators/new", get(operator_new).post(operator_create))
         .route("/settings/operators/{id}", get(operator_edit).post(operator_update))
@@ -41,12 +42,67 @@ struct AccountPage {
     l: Layout,
     language: String,
     errors: FieldErrors,
+    /// The operator's own display zone ("" for the instance's).
+    zone: String,
+    /// The instance's display zone, labelled.
+    instance_zone: String,
+    zones: &'static [&'static str],
 }
 
-async fn account(ctx: Ctx) -> AppResult<Response> {
+async fn account_page(state: &AppState, ctx: &Ctx, errors: FieldErrors, status: StatusCode) -> AppResult<Response> {
     let language = ctx.principal.language.map(|l| l.code()).unwrap_or("").to_string();
-    let page = AccountPage { l: ctx.layout("settings.title", "settings").await?, language, errors: FieldErrors::new() };
-    render(StatusCode::OK, &page)
+    let mut conn = state.db.acquire().await?;
+    let zone = operators::display_timezone(&mut conn, ctx.principal.id).await?.unwrap_or_default();
+    drop(conn);
+    let instance = crate::web::zone::DisplayTz::pick(None, &state.config.display_timezone, ctx.tr.lang());
+    let page = AccountPage {
+        l: ctx.layout("settings.title", "settings").await?,
+        language,
+        errors,
+        zone,
+        instance_zone: format!("{} ({})", instance.name(), instance.label()),
+        zones: &crate::web::zone::CHOICES,
+    };
+    render(status, &page)
+}
+
+async fn account(State(state): State<AppState>, ctx: Ctx) -> AppResult<Response> {
+    account_page(&state, &ctx, FieldErrors::new(), StatusCode::OK).await
+}
+
+#[derive(Deserialize)]
+struct TimezoneForm {
+    #[serde(default)]
+    timezone: String,
+}
+
+/// The operator's display time zone: one of the offered zones, or "" for the instance's.
+async fn set_timezone(State(state): State<AppState>, ctx: Ctx, Form(f): Form<TimezoneForm>) -> AppResult<Response> {
+    let wanted = f.timezone.trim();
+    let zone = if wanted.is_empty() {
+        None
+    } else {
+        let mut errors = FieldErrors::new();
+        let name = crate::domain::parse_timezone(wanted, "timezone", &mut errors);
+        if !errors.is_empty() {
+            return account_page(&state, &ctx, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
+        }
+        Some(name)
+    };
+    let mut tx = state.db.begin().await?;
+    operators::set_display_timezone(&mut tx, ctx.principal.id, zone.as_deref()).await?;
+    audit::record(
+        &mut tx,
+        Actor::Principal(&ctx.principal),
+        "operator.timezone",
+        "operator",
+        Some(ctx.principal.id.to_string()),
+        serde_json::json!({"timezone": zone}),
+    )
+    .await?;
+    tx.commit().await?;
+    ctx.flash("success", "settings.tz.saved").await?;
+    Ok(redirect("/settings"))
 }
 
 #[derive(Deserialize)]
@@ -69,9 +125,7 @@ async fn change_password(State(state): State<AppState>, ctx: Ctx, Form(f): Form<
         errors.add("current", "error.password_wrong");
     }
     if !errors.is_empty() {
-        let language = ctx.principal.language.map(|l| l.code()).unwrap_or("").to_string();
-        let page = AccountPage { l: ctx.layout("settings.title", "settings").await?, language, errors };
-        return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
+        return account_page(&state, &ctx, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
     }
     let new_hash = password::hash(f.password).await?;
     let mut tx = state.db.begin().await?;
@@ -416,8 +470,28 @@ async fn token_create(State(state): State<AppState>, ctx: Ctx, body: axum::body:
     tokens_page(&state, &ctx, form, FieldErrors::new(), Some(secret), StatusCode::CREATED).await
 }
 
-async fn token_revoke(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> AppResult<Response> {
+async fn token_revoke(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+    body: axum::body::Bytes,
+) -> AppResult<Response> {
     ctx.principal.require_admin()?;
+    if !crate::web::confirm::given(&body) {
+        let mut conn = state.db.acquire().await?;
+        let name = tokens::name_of(&mut conn, id).await?.ok_or(AppError::NotFound)?;
+        drop(conn);
+        let question = ctx.tr.f("confirm.about", &[("name", &name), ("question", &ctx.tr.t("tokens.revoke_confirm"))]);
+        let action = format!("/settings/tokens/{id}/revoke");
+        let ask = crate::web::confirm::Ask {
+            nav: "settings",
+            question,
+            action: &action,
+            button_key: "tokens.revoke",
+            cancel: "/settings/tokens",
+        };
+        return crate::web::confirm::page(&ctx, ask).await;
+    }
     let mut tx = state.db.begin().await?;
     if !tokens::revoke(&mut tx, id).await? {
         return Err(AppError::NotFound);
@@ -444,22 +518,61 @@ struct AuditPage {
     l: Layout,
     rows: Vec<AuditRow>,
     pager: Pager,
+    q: AuditQuery,
+    actors: Vec<String>,
+    actions: Vec<String>,
+    kinds: Vec<String>,
 }
 
-#[derive(Deserialize)]
-struct PageQuery {
-    #[serde(default, deserialize_with = "crate::store::lenient_page")]
+/// The audit log's filters as typed in the query string; blank means any.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct AuditQuery {
+    #[serde(deserialize_with = "crate::store::lenient_page")]
     page: Option<i64>,
+    actor: String,
+    action: String,
+    kind: String,
+    object: String,
+    from: String,
+    to: String,
 }
 
-async fn audit_log(State(state): State<AppState>, ctx: Ctx, Query(q): Query<PageQuery>) -> AppResult<Response> {
+async fn audit_log(State(state): State<AppState>, ctx: Ctx, Query(q): Query<AuditQuery>) -> AppResult<Response> {
     ctx.principal.require_admin()?;
     let page = crate::store::Page::new(q.page, 100);
+    let blank = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+    // Dates are days in the display zone: from its first moment to the end of `to`.
+    let day_start = |s: &str, days: i64| {
+        chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok().and_then(|d| {
+            let local = (d + chrono::Duration::days(days)).and_hms_opt(0, 0, 0)?;
+            use chrono::TimeZone;
+            ctx.time.tz.from_local_datetime(&local).earliest().map(|t| t.with_timezone(&chrono::Utc))
+        })
+    };
+    let f = audit::Filter {
+        actor: blank(&q.actor),
+        action: blank(&q.action),
+        target_kind: blank(&q.kind),
+        target_id: blank(&q.object),
+        from: day_start(&q.from, 0),
+        until: day_start(&q.to, 1),
+    };
     let mut conn = state.db.acquire().await?;
-    let (rows, total) = audit::list(&mut conn, page.size, page.offset()).await?;
+    let (rows, total) = audit::list_filtered(&mut conn, &f, page.size, page.offset()).await?;
+    let (actors, actions, kinds) = audit::filter_choices(&mut conn).await?;
     drop(conn);
-    let pager = Pager::new("/settings/audit", page.number, page.size, total, &[]);
-    render(StatusCode::OK, &AuditPage { l: ctx.layout("audit.title", "settings").await?, rows, pager })
+    let filters = [
+        ("actor", q.actor.as_str()),
+        ("action", &q.action),
+        ("kind", &q.kind),
+        ("object", &q.object),
+        ("from", &q.from),
+        ("to", &q.to),
+    ];
+    let pager = Pager::new("/settings/audit", page.number, page.size, total, &filters);
+    let l = ctx.layout("audit.title", "settings").await?;
+    render(StatusCode::OK, &AuditPage { l, rows, pager, q, actors, actions, kinds })
 }
 
 // ---- alerts ----

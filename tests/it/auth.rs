@@ -90,7 +90,11 @@ async fn login_rotates_the_session_and_logout_is_post_only() {
     assert!(!cookie_after.contains("Secure"), "Secure only when configured");
     assert_eq!(c.get(app.url("/")).send().await.unwrap().status(), StatusCode::OK);
 
-    assert_eq!(c.get(app.url("/logout")).send().await.unwrap().status(), StatusCode::METHOD_NOT_ALLOWED);
+    // A GET of the logout URL logs nobody out: it leads back to the page with the button.
+    let r = c.get(app.url("/logout")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/");
+    assert_eq!(c.get(app.url("/")).send().await.unwrap().status(), StatusCode::OK);
     let r = app.post_form(&c, "/", "/logout", &[]).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let r = c.get(app.url("/groups")).send().await.unwrap();

@@ -557,3 +557,121 @@ async fn browser_setup_login_and_first_group_in_both_languages() {
     app.stop().await;
     eprintln!("browser test took {:.1?}", started.elapsed());
 }
+
+/// A phone (390 × 844, as an iPhone 14) on a live code's page: the live code's own QR is the
+/// first image, the navigation is folded behind a menu button that works without JavaScript,
+/// and every target's actions are within the screen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_phone_layout_of_the_live_code_page() {
+    let app = TestApp::spawn().await;
+    app.operator("xiaoli", "admin", true, &[]).await;
+    let group: i64 = sqlx::query_scalar(
+        "INSERT INTO groups (name, platform, capacity, join_url) VALUES ('海港读书会', 'qq', 500, 'https://qm.qq.com/q/x') RETURNING id",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    let code: i64 = sqlx::query_scalar(
+        "INSERT INTO live_codes (slug, name, fallback_kind) VALUES ('spring', '春季招新', 'image') RETURNING id",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO live_code_fallback_images (live_code_id, content_type, bytes, sha256) VALUES ($1, 'image/png', $2, 'abc')",
+    )
+    .bind(code)
+    .bind(crate::harness::qr_png("https://u.wechat.com/kefu"))
+    .execute(&app.db)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO live_code_targets (live_code_id, group_id, position, scan_limit) VALUES ($1, $2, 1, 200)")
+        .bind(code)
+        .bind(group)
+        .execute(&app.db)
+        .await
+        .unwrap();
+
+    let b = Browser::start().await;
+    let metrics = json!({"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true});
+    b.cmd(
+        Method::POST,
+        "/goog/cdp/execute",
+        Some(json!({"cmd": "Emulation.setDeviceMetricsOverride", "params": metrics})),
+    )
+    .await
+    .expect("phone viewport");
+    b.goto(&app.url("/login")).await;
+    b.wait_path("/login").await;
+    b.type_into("#username", "xiaoli").await;
+    b.type_into("#password", PASSWORD).await;
+    b.click("form.stack button[type='submit']").await;
+    b.wait_path("/").await;
+    b.goto(&app.url(&format!("/live-codes/{code}"))).await;
+    b.wait_path(&format!("/live-codes/{code}")).await;
+    b.wait_for("the page to load", async || b.find("#target-table").await.ok()).await;
+    assert_eq!(b.script("return window.innerWidth", json!([])).await, Ok(json!(390)), "a phone-sized viewport");
+
+    // The live code's QR comes first; the fallback contact QR is small and further down.
+    let first_img = b.script("return document.querySelector('main img').id", json!([])).await;
+    assert_eq!(first_img, Ok(json!("live-code-qr")));
+    let sizes = b
+        .script(
+            "const r = id => document.getElementById(id).getBoundingClientRect();
+             return [r('live-code-qr').top, r('live-code-qr').width, r('fallback-qr').top, r('fallback-qr').width]",
+            json!([]),
+        )
+        .await
+        .expect("image boxes");
+    let n = |i: usize| sizes[i].as_f64().unwrap_or(0.0);
+    assert!(n(0) < n(2) && n(1) > 2.0 * n(3), "live code QR {sizes} above and larger than the fallback");
+
+    // The navigation is folded; the menu button opens it (a checkbox label: no JavaScript).
+    let nav_display = "return getComputedStyle(document.getElementById('mainnav')).display";
+    assert_eq!(b.script(nav_display, json!([])).await, Ok(json!("none")), "nav folded on a phone");
+    b.screenshot_phone("06-phone-live-code").await;
+    b.click("#nav-toggle-label").await;
+    b.wait_for("the menu to open", async || {
+        (b.script(nav_display, json!([])).await.ok()? != json!("none")).then_some(())
+    })
+    .await;
+    b.screenshot_phone("07-phone-menu-open").await;
+    b.click("#nav-toggle-label").await;
+
+    // The target's actions are all on screen, each reachable by scrolling down only.
+    let off = b
+        .script(
+            "const out = [];
+             for (const el of document.querySelectorAll('#target-table .target-actions button, #target-table .target-actions input:not([type=hidden])')) {
+               const r = el.getBoundingClientRect();
+               if (r.width === 0 || r.left < 0 || r.right > window.innerWidth) out.push(el.outerHTML.slice(0, 80));
+             }
+             return [out, document.querySelectorAll('#target-table .target-actions button').length,
+                     document.documentElement.scrollWidth]",
+            json!([]),
+        )
+        .await
+        .expect("target actions");
+    assert_eq!(off[0], json!([]), "target actions off screen: {off}");
+    assert!(off[1].as_u64().unwrap_or(0) >= 5, "the target's buttons are there: {off}");
+    assert!(off[2].as_u64().unwrap_or(9999) <= 390, "no sideways scrolling: {off}");
+    b.script("document.querySelector('#target-table').scrollIntoView()", json!([])).await.expect("scroll");
+    b.screenshot_phone("08-phone-targets").await;
+    b.quit().await;
+    app.stop().await;
+}
+
+impl Browser {
+    /// A screenshot at phone size, checked to be a PNG of that size that shows something.
+    async fn screenshot_phone(&self, name: &str) -> PathBuf {
+        let (path, png) = self.save_screenshot(name).await.expect("screenshot");
+        let img = image::load_from_memory_with_format(&png, image::ImageFormat::Png)
+            .unwrap_or_else(|e| panic!("screenshot {name} is not a PNG: {e}"))
+            .to_rgb8();
+        let (w, h) = img.dimensions();
+        assert!((300..=800).contains(&w) && (600..=2000).contains(&h), "screenshot {name} is {w}x{h}");
+        let first = img.get_pixel(0, 0);
+        assert!(img.pixels().any(|p| p != first), "screenshot {name} is blank");
+        path
+    }
+}

@@ -157,7 +157,8 @@ async fn creating_a_live_code_through_the_form_lists_it_and_audits_it() {
     assert_eq!(audit_count(&app, "live_code.update").await, 1);
 
     // Deleting removes it and its public link answers 404 at once.
-    let r = app.post_form(&c, &format!("/live-codes/{id}"), &format!("/live-codes/{id}/delete"), &[]).await;
+    let r =
+        app.post_form(&c, &format!("/live-codes/{id}"), &format!("/live-codes/{id}/delete"), &[("confirm", "1")]).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&r), "/live-codes");
     assert_eq!(app.count("live_codes").await, 0);
@@ -328,7 +329,7 @@ async fn targets_are_added_reordered_disabled_limited_reset_and_removed() {
 
     // Reset: the counter goes to zero and the audit row keeps the old count.
     sqlx::query("UPDATE live_code_targets SET used = 7 WHERE id = $1").bind(ta).execute(&app.db).await.unwrap();
-    let r = app.post_form(&c, &page, &format!("{page}/targets/{ta}/reset"), &[]).await;
+    let r = app.post_form(&c, &page, &format!("{page}/targets/{ta}/reset"), &[("confirm", "1")]).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(targets(&app, code).await[0].4, 0);
     let old: i64 = sqlx::query_scalar(
@@ -341,7 +342,7 @@ async fn targets_are_added_reordered_disabled_limited_reset_and_removed() {
     assert_eq!(old, 7);
 
     // Remove.
-    let r = app.post_form(&c, &page, &format!("{page}/targets/{tb}/remove"), &[]).await;
+    let r = app.post_form(&c, &page, &format!("{page}/targets/{tb}/remove"), &[("confirm", "1")]).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(targets(&app, code).await.iter().map(|t| t.0).collect::<Vec<_>>(), vec![ta]);
     // A target of another live code is not found through this one.
@@ -390,7 +391,7 @@ async fn channels_are_added_with_a_valid_key_and_deleted() {
     assert_eq!(app.count("live_code_channels").await, 1);
 
     let cid: i64 = sqlx::query_scalar("SELECT id FROM live_code_channels").fetch_one(&app.db).await.unwrap();
-    let r = app.post_form(&c, &page, &format!("{page}/channels/{cid}/delete"), &[]).await;
+    let r = app.post_form(&c, &page, &format!("{page}/channels/{cid}/delete"), &[("confirm", "1")]).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(app.count("live_code_channels").await, 0);
     assert_eq!(audit_count(&app, "live_code.channel_add").await, 1);
@@ -512,7 +513,7 @@ async fn the_statistics_count_scans_per_day_target_and_channel() {
     assert!(by_channel.contains("<td>poster-a</td><td class=\"num\">3</td>"));
     assert!(by_channel.contains("<td>(direct)</td><td class=\"num\">2</td>"));
     // The target's counter shows in its fill bar: 3 of 3.
-    assert!(body.contains("style=\"width: 100%\"") && body.contains("3 / 3"));
+    assert!(body.contains("<progress max=\"100\" value=\"100\"") && body.contains("3 / 3"));
     // The chart has one bar per day of the default 14-day range.
     assert!(body.contains("id=\"scan-chart\"") && body.matches("class=\"lc-landed\"").count() == 14);
     let list = get_text(&c, app2.url("/live-codes")).await;

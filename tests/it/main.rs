@@ -22,3 +22,4 @@ mod public_limits;
 mod scale;
 mod scopes;
 mod settings;
+mod ux;

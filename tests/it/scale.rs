@@ -260,12 +260,15 @@ async fn the_member_export_streams_in_parts_and_holds_every_open_membership() {
     .fetch_all(&app.db)
     .await
     .unwrap();
-    let mut expected = String::from("platform,external_user_id,display_name,group_id,role,tags,notes\n");
+    // A BOM for Excel, then the columns the import reads, the balance and last activity.
+    let mut expected = String::from(
+        "\u{feff}platform,external_user_id,display_name,group_id,role,tags,notes,balance,last_active_at (Asia/Shanghai)\n",
+    );
     for (_, ext, name, group, role, tags) in &rows {
         let name = if name.starts_with('=') { format!("'{name}") } else { name.clone() };
         let group = group.map(|g| g.to_string()).unwrap_or_default();
         expected.push_str(&format!(
-            "qq,{ext},{name},{group},{},{},\n",
+            "qq,{ext},{name},{group},{},{},,0,\n",
             role.clone().unwrap_or_default(),
             tags.join("|")
         ));

@@ -106,7 +106,7 @@ async fn an_api_token_is_shown_once_stored_hashed_works_and_can_be_revoked() {
     let api = |s: &str| client().get(app.url("/api/v1/groups")).bearer_auth(s.to_string()).send();
     assert_eq!(api(&secret).await.unwrap().status(), StatusCode::OK);
     let id: i64 = sqlx::query_scalar("SELECT id FROM api_tokens").fetch_one(&app.db).await.unwrap();
-    let r = app.post_form(&c, "/settings/tokens", &format!("/settings/tokens/{id}/revoke"), &[]).await;
+    let r = app.post_form(&c, "/settings/tokens", &format!("/settings/tokens/{id}/revoke"), &[("confirm", "1")]).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(api(&secret).await.unwrap().status(), StatusCode::UNAUTHORIZED);
 }
