@@ -25,6 +25,14 @@ pub struct Config {
     pub http: HttpConfig,
     pub scan: ScanConfig,
     pub alerts: AlertConfig,
+    pub bridges: BridgesConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BridgesConfig {
+    /// Seconds an event's own time may differ from its arrival and still count (0: no limit
+    /// within the years 2000 to 2100).
+    pub event_time_tolerance_secs: i64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -119,6 +127,7 @@ impl fmt::Debug for Config {
             .field("http", &self.http)
             .field("scan", &self.scan)
             .field("alerts", &self.alerts)
+            .field("bridges", &self.bridges)
             .finish()
     }
 }
