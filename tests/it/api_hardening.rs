@@ -1,5 +1,5 @@
-//! Bridge hardening: CQ codes in a member's name, event times far from now, NUL characters in
-//! a delivery.
+//! Bridge and API hardening: CQ codes in a member's name, event times far from now, NUL
+//! characters in every kind of input, and the OpenAPI document telling the truth.
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -192,6 +192,103 @@ async fn history_counts_when_the_tolerance_is_turned_off() {
 
 // ---- 19. NUL characters ----
 
+async fn api(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<&str>,
+) -> (StatusCode, String, Value) {
+    let mut req = reqwest::Client::new().request(method, app.url(path)).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.header("content-type", "application/json").body(b.to_string());
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status();
+    let ct = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let text = r.text().await.unwrap();
+    (status, ct, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn fields(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .map(|e| e.iter().filter_map(|x| x["field"].as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn nul_characters_in_api_bodies_queries_and_paths_are_field_errors_not_500s() {
+    let app = TestApp::spawn().await;
+    let token = app.token("admin", true, &[]).await;
+    let before = footprint(&app).await;
+    use reqwest::Method;
+    let (s, ct, p) = api(&app, Method::POST, "/api/v1/groups", &token, Some(r#"{"name":"a\u0000b"}"#)).await;
+    assert_eq!((s, ct.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "application/problem+json"), "{p}");
+    assert_eq!(fields(&p), ["name"]);
+    let (s, _, p) =
+        api(&app, Method::POST, "/api/v1/groups", &token, Some(r#"{"name":"ok","tags":["x\u0000"]}"#)).await;
+    assert_eq!((s, fields(&p)), (StatusCode::UNPROCESSABLE_ENTITY, vec!["tags".to_string()]), "{p}");
+    let (s, ct, p) = api(&app, Method::GET, "/api/v1/members?platform=%00", &token, None).await;
+    assert_eq!((s, ct.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "application/problem+json"), "{p}");
+    assert_eq!(fields(&p), ["platform"]);
+    let (s, _, p) = api(&app, Method::GET, "/api/v1/groups?q=a%00b", &token, None).await;
+    assert_eq!((s, fields(&p)), (StatusCode::UNPROCESSABLE_ENTITY, vec!["q".to_string()]), "{p}");
+    for path in ["/api/v1/live-codes/a%00b", "/api/v1/live-codes/a%00b/resolve"] {
+        let (s, ct, p) = api(&app, Method::GET, path, &token, None).await;
+        assert_eq!((s, ct.as_str()), (StatusCode::BAD_REQUEST, "application/problem+json"), "{path}: {p}");
+    }
+    let (s, _, p) =
+        api(&app, Method::POST, "/api/v1/live-codes", &token, Some(r#"{"name":"x","fallback_message":"\u0000"}"#))
+            .await;
+    assert_eq!((s, fields(&p)), (StatusCode::UNPROCESSABLE_ENTITY, vec!["fallback_message".to_string()]), "{p}");
+    assert_eq!(footprint(&app).await, before, "nothing written");
+}
+
+#[tokio::test]
+async fn a_nul_in_a_group_form_re_renders_the_form_with_a_message() {
+    let app = TestApp::spawn().await;
+    let c = app.admin().await;
+    let r = app.post_multipart(&c, "/groups/new", "/groups/new", &[("name", "a\0b"), ("platform", "qq")], vec![]).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("NUL character") || body.contains("空字符"), "the message is shown");
+    assert_eq!(app.count("groups").await, 0);
+}
+
+#[tokio::test]
+async fn a_nul_in_a_checkin_keyword_re_renders_the_rules_form() {
+    let app = TestApp::spawn().await;
+    let c = app.admin().await;
+    let g = app.group("G").await;
+    let page = format!("/groups/{g}/checkin-rules");
+    let mut fields = vec![
+        ("enabled", "on"),
+        ("keywords", "打卡\0"),
+        ("points", "3"),
+        ("streak_bonuses", "7=5"),
+        ("day_start_hour", "0"),
+        ("makeup_enabled", "on"),
+        ("makeup_keyword", "补\0签"),
+        ("makeup_cost", "5"),
+        ("makeup_days_back", "3"),
+        ("makeup_per_month", "2"),
+        ("reply_lang", "en"),
+        ("reply_zh", "{name} 签到成功"),
+        ("reply_en", "{name} is in"),
+    ];
+    let r = app.post_form(&c, &page, &page, &fields).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body = r.text().await.unwrap();
+    for f in ["keywords", "makeup_keyword"] {
+        assert!(body.contains(&format!("id=\"err-{f}\"")), "{f} has a message");
+    }
+    assert_eq!(app.count("checkin_rules").await, 0);
+    fields.retain(|(k, _)| *k != "keywords" && *k != "makeup_keyword");
+    fields.extend([("keywords", "打卡"), ("makeup_keyword", "补签")]);
+    assert_eq!(app.post_form(&c, &page, &page, &fields).await.status(), StatusCode::SEE_OTHER);
+}
+
 #[tokio::test]
 async fn a_nul_in_a_chat_name_is_dropped_and_a_nul_in_an_id_is_refused() {
     let app = TestApp::spawn().await;
@@ -215,4 +312,120 @@ async fn a_nul_in_a_chat_name_is_dropped_and_a_nul_in_an_id_is_refused() {
     assert_eq!(s, StatusCode::OK, "{r}");
     assert!(r["reply"].as_str().unwrap().starts_with("Bob "), "{r}");
     assert_eq!(footprint(&app).await[1], before[1] + 1, "one more member: Bob");
+}
+
+// ---- 20. the OpenAPI document and the behaviour it describes ----
+
+#[tokio::test]
+async fn the_openapi_document_declares_problem_json_every_common_error_and_create_schemas() {
+    let app = TestApp::spawn().await;
+    let doc: Value = reqwest::get(app.url("/api/openapi.json")).await.unwrap().json().await.unwrap();
+    let text = doc.to_string();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let responses = op["responses"].as_object().unwrap();
+            let mut need = vec!["400"];
+            if path.starts_with("/api/") {
+                need.extend(["401", "422"]);
+            }
+            if op.get("requestBody").is_some() {
+                need.push("413");
+            }
+            if path.contains('{') {
+                need.push("404");
+            }
+            for status in need {
+                let r = responses.get(status).unwrap_or_else(|| panic!("{method} {path}: no {status}"));
+                assert!(r["content"]["application/problem+json"].is_object(), "{method} {path} {status}: {r}");
+            }
+            for (status, r) in responses {
+                if status.starts_with('4') {
+                    assert!(r["content"]["application/json"].is_null(), "{method} {path} {status} is problem+json");
+                }
+            }
+        }
+    }
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(schemas["GroupCreate"]["required"], json!(["name"]));
+    assert!(schemas["GroupPatch"]["required"].is_null());
+    assert_eq!(schemas["GroupCreate"]["properties"]["platform"]["enum"], json!(shoal::domain::Platform::NAMES));
+    assert_eq!(schemas["MemberCreate"]["required"], json!(["platform", "external_user_id", "display_name"]));
+    assert_eq!(schemas["LiveCodeCreate"]["properties"]["sticky_days"]["maximum"], 365);
+    assert!(schemas["FieldProblem"]["properties"]["allowed"].is_object());
+    let create =
+        &doc["paths"]["/api/v1/groups"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"];
+    assert_eq!(create, "#/components/schemas/GroupCreate");
+    let patch =
+        &doc["paths"]["/api/v1/groups/{id}"]["patch"]["requestBody"]["content"]["application/json"]["schema"]["$ref"];
+    assert_eq!(patch, "#/components/schemas/GroupPatch");
+    let params = doc["paths"]["/api/v1/members/{id}/points"]["post"]["parameters"].to_string();
+    assert!(params.contains("Idempotency-Key"), "{params}");
+    let hook = doc["paths"]["/hooks/generic/{bridge_id}"]["post"]["parameters"].to_string();
+    for p in ["bridge_id", "X-Shoal-Timestamp", "X-Shoal-Signature"] {
+        assert!(hook.contains(p), "{p} in {hook}");
+    }
+    assert_eq!(doc["paths"]["/api/v1/live-codes/{slug}/scans"]["post"]["requestBody"]["required"], false);
+    assert!(!text.contains("GroupBody") && !text.contains("MemberBody"), "no one-size schema is left");
+}
+
+#[tokio::test]
+async fn an_empty_cursor_is_the_first_page() {
+    let app = TestApp::spawn().await;
+    let token = app.token("admin", true, &[]).await;
+    app.group("A").await;
+    let (s, _, p) = api(&app, reqwest::Method::GET, "/api/v1/groups?cursor=", &token, None).await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(p["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn an_unknown_group_in_a_target_body_is_a_422_on_group_id() {
+    let app = TestApp::spawn().await;
+    let token = app.token("admin", true, &[]).await;
+    sqlx::query("INSERT INTO live_codes (slug, name) VALUES ('code', 'C')").execute(&app.db).await.unwrap();
+    let (s, ct, p) =
+        api(&app, reqwest::Method::POST, "/api/v1/live-codes/code/targets", &token, Some(r#"{"group_id": 424242}"#))
+            .await;
+    assert_eq!((s, ct.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "application/problem+json"), "{p}");
+    assert_eq!(fields(&p), ["group_id"]);
+    // The live code itself missing is still a 404.
+    let (s, _, _) =
+        api(&app, reqwest::Method::POST, "/api/v1/live-codes/nope/targets", &token, Some(r#"{"group_id": 1}"#)).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_bad_enum_value_lists_the_allowed_values() {
+    let app = TestApp::spawn().await;
+    let token = app.token("admin", true, &[]).await;
+    let (s, _, p) = api(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/groups",
+        &token,
+        Some(r#"{"name":"x","platform":"myspace","status":"gone"}"#),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let errors = p["errors"].as_array().unwrap();
+    let allowed = |f: &str| errors.iter().find(|e| e["field"] == f).map(|e| e["allowed"].clone()).unwrap_or_default();
+    assert_eq!(allowed("platform"), json!(["wechat", "qq", "telegram", "discord", "whatsapp", "other"]), "{p}");
+    assert_eq!(allowed("status"), json!(["active", "paused", "archived"]), "{p}");
+}
+
+#[tokio::test]
+async fn an_extreme_points_delta_is_a_422_not_a_500() {
+    let app = TestApp::spawn().await;
+    let token = app.token("admin", true, &[]).await;
+    let m: i64 = sqlx::query_scalar(
+        "INSERT INTO members (platform, external_user_id, display_name) VALUES ('qq', '1', 'M') RETURNING id",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    let body = format!(r#"{{"delta": {}, "idempotency_key": "k"}}"#, i64::MIN);
+    let (s, _, p) =
+        api(&app, reqwest::Method::POST, &format!("/api/v1/members/{m}/points"), &token, Some(body.as_str())).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert_eq!(fields(&p), ["delta"]);
 }
