@@ -198,6 +198,34 @@ pub async fn handle(
     Ok(reply)
 }
 
+/// A delivery whose events' times lie outside the tolerance (see `Delivery::settle_time`): its
+/// row is recorded (so a retry is recognised and the bridge's log shows it), nothing else is
+/// written, and there is no reply.
+pub async fn record_only(
+    db: &sqlx::PgPool,
+    cache: &BridgeCache,
+    bridge: &BridgeRow,
+    d: &Delivery,
+) -> sqlx::Result<Option<Value>> {
+    let first = d.events.first();
+    let mut tx = db.begin().await?;
+    sqlx::query(
+        "INSERT INTO bridge_events (bridge_id, dedupe_key, kind, chat_id, user_id, status) VALUES ($1, $2, $3, $4, $5, 204)
+         ON CONFLICT (bridge_id, dedupe_key) DO NOTHING",
+    )
+    .bind(bridge.id)
+    .bind(&d.dedupe_key)
+    .bind(d.kind)
+    .bind(first.map(|e| e.chat.id.clone()))
+    .bind(first.map(|e| e.user.id.clone()))
+    .execute(&mut *tx)
+    .await?;
+    touch(&mut tx, cache, bridge, d).await?;
+    tx.commit().await?;
+    metrics::counter!("bridge_events_total", "kind" => bridge.kind.clone(), "result" => "out_of_time").increment(1);
+    Ok(None)
+}
+
 /// A retry: the first delivery's reply, nothing else.
 async fn stored_reply(conn: &mut PgConnection, bridge: &BridgeRow, d: &Delivery) -> sqlx::Result<Option<Value>> {
     let reply: Option<Value> =
@@ -268,13 +296,14 @@ macro_rules! plain_result {
 
 /// After [`message_ctes`] for a check-in, with `$8` points per check-in, `$9`/`$10` the
 /// streak-bonus table (days, points), `$11` the reply template and `$12` the "already checked in"
-/// one: `result` (member, reply text).
+/// one, both with `{name}` filled in already (escaped for the bridge's platform by
+/// [`Kind::escape`], which SQL cannot do): `result` (member, reply text).
 ///
 /// At most one check-in per member, group and local day (the unique index decides); the streak
 /// continues yesterday's; the points and any bonus for the streak reached are credited through
 /// the ledger ([`credit_ctes`]) with keys derived from the member, group and day; the template's
-/// placeholders are filled ({name} {streak} {total_days} {points} {balance} {rank_today}, in that
-/// order, as [`render`] does); the rank today is the group's counter for the day (`checkin_days`),
+/// placeholders are filled ({name} before the statement, then {streak} {total_days} {points}
+/// {balance} {rank_today}, in that order, as [`render`] does); the rank today is the group's counter for the day (`checkin_days`),
 /// the total days a count from the statement's snapshot, which does not hold the new row yet
 /// (hence the + 1). A second check-in the same day answers with the streak of the
 /// first — or, when that one was committed after this statement began (it waited on the unique
@@ -309,8 +338,7 @@ macro_rules! checkin_result {
             crate::store::points::credit_ctes!(),
             ", result AS (
                 SELECT m.id AS member, CASE WHEN checkin.id IS NOT NULL THEN
-                       replace(replace(replace(replace(replace(replace($11::text,
-                           '{name}', $3::text),
+                       replace(replace(replace(replace(replace($11::text,
                            '{streak}', checkin.streak::text),
                            '{total_days}', ((SELECT count(*) FROM checkins WHERE member_id = m.id AND group_id = $5) + 1)::text),
                            '{points}', COALESCE((SELECT sum(delta) FROM entries), 0)::text),
@@ -318,7 +346,7 @@ macro_rules! checkin_result {
                                                  (SELECT balance FROM points_accounts WHERE member_id = m.id), 0)::text),
                            '{rank_today}', (SELECT checkins FROM today)::text)
                      ELSE
-                       replace(replace($12::text, '{name}', $3::text), '{streak}', COALESCE(
+                       replace($12::text, '{streak}', COALESCE(
                            (SELECT streak FROM checkins WHERE member_id = m.id AND group_id = $5 AND day = $7),
                            (SELECT streak + 1 FROM yesterday), 1)::text)
                      END AS text
@@ -368,6 +396,11 @@ fn bind_message<'q, O>(
 ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
     let (days, points): (Vec<i32>, Vec<i32>) = rules.streak_bonuses.iter().map(|b| (b.day, b.points)).unzip();
     let template = if rules.reply_lang == Lang::En { &rules.reply_en } else { &rules.reply_zh };
+    // The member's name is the one value in a reply that a member controls: escaped for the
+    // platform (a QQ card `[CQ:at,qq=all]` must not @ everyone).
+    let name = vec![("name", bridge.kind().escape(display_name(&e.user.id, &e.user.name)))];
+    let template = render(template, &name);
+    let already = render(Tr(rules.reply_lang).t("checkin.already"), &name);
     q.bind(&bridge.platform)
         .bind(&e.user.id)
         .bind(display_name(&e.user.id, &e.user.name))
@@ -379,7 +412,7 @@ fn bind_message<'q, O>(
         .bind(days)
         .bind(points)
         .bind(template)
-        .bind(Tr(rules.reply_lang).t("checkin.already"))
+        .bind(already)
 }
 
 /// One message (not a make-up) in a linked group as one statement, its own transaction: the
@@ -514,7 +547,9 @@ async fn process(
                 bind_message(sqlx::query_as(sql), bridge, e, gid, &rules).fetch_one(&mut *conn).await?;
             match intent {
                 Intent::CheckIn => Ok(text),
-                Intent::MakeUp => make_up(conn, &rules, mid, &e.user.name, gid, e.at).await.map(Some),
+                Intent::MakeUp => {
+                    make_up(conn, &rules, mid, &bridge.kind().escape(&e.user.name), gid, e.at).await.map(Some)
+                }
                 Intent::None => Ok(None),
             }
         }

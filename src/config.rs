@@ -29,6 +29,14 @@ pub struct Config {
     pub alerts: AlertConfig,
     pub jobs: crate::jobs::JobsConfig,
     pub outbound: crate::outbound::OutboundConfig,
+    pub bridges: BridgesConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BridgesConfig {
+    /// Seconds an event's own time may differ from its arrival and still count (0: no limit
+    /// within the years 2000 to 2100).
+    pub event_time_tolerance_secs: i64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -151,6 +159,7 @@ impl fmt::Debug for Config {
             .field("alerts", &self.alerts)
             .field("jobs", &self.jobs)
             .field("outbound", &self.outbound)
+            .field("bridges", &self.bridges)
             .finish()
     }
 }

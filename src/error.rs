@@ -10,9 +10,11 @@ use serde::Serialize;
 
 use crate::i18n::Lang;
 
-/// Field name → i18n message keys (rendered per language in forms, in English in the API).
+/// Field name → i18n message keys (rendered per language in forms, in English in the API);
+/// and, for a field that must be one of a fixed set of values, those values (listed in the API's
+/// problem document).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct FieldErrors(pub BTreeMap<String, Vec<&'static str>>);
+pub struct FieldErrors(pub BTreeMap<String, Vec<&'static str>>, pub BTreeMap<String, &'static [&'static str]>);
 
 impl FieldErrors {
     pub fn new() -> Self {
@@ -20,6 +22,11 @@ impl FieldErrors {
     }
     pub fn add(&mut self, field: &str, key: &'static str) {
         self.0.entry(field.to_string()).or_default().push(key);
+    }
+    /// `field` is not one of `allowed` (`error.choice`, with the values for the API).
+    pub fn add_choice(&mut self, field: &str, allowed: &'static [&'static str]) {
+        self.add(field, "error.choice");
+        self.1.insert(field.to_string(), allowed);
     }
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -98,6 +105,9 @@ struct Problem<'a> {
 struct FieldProblem {
     field: String,
     messages: Vec<&'static str>,
+    /// The values the field may take, when it must be one of a fixed set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allowed: Option<&'static [&'static str]>,
 }
 
 impl AppError {
@@ -155,6 +165,7 @@ impl IntoResponse for AppError {
                     .map(|(field, keys)| FieldProblem {
                         field: field.clone(),
                         messages: keys.iter().map(|k| crate::i18n::t(Lang::En, k)).collect(),
+                        allowed: fe.1.get(field).copied(),
                     })
                     .collect(),
             ),

@@ -329,10 +329,16 @@ async fn add_target(
     ApiJson(body): ApiJson<TargetBody>,
 ) -> AppResult<Response> {
     p.require_write()?;
-    p.require_group(body.group_id)?;
     let mut tx = state.db.begin().await?;
     let c = lock(&mut tx, &p, &slug).await?;
-    let g = crate::store::groups::get(&mut tx, body.group_id).await?.ok_or(AppError::NotFound)?;
+    // A group the caller cannot use is a bad field value (422), not a missing resource: the
+    // resource of this path is the live code.
+    let g = if p.sees_group(body.group_id) { crate::store::groups::get(&mut tx, body.group_id).await? } else { None };
+    let Some(g) = g else {
+        let mut fe = FieldErrors::new();
+        fe.add("group_id", "error.choice");
+        return Err(AppError::Validation(fe));
+    };
     let limit = body.scan_limit.unwrap_or((g.capacity - g.member_count.unwrap_or(0)).max(1));
     if limit < 0 {
         let mut fe = FieldErrors::new();

@@ -1,6 +1,7 @@
 //! The JSON API under `/api/v1`: bearer-token auth, problem+json errors (RFC 9457), cursor
 //! pagination, and an OpenAPI 3.1 document generated from the handlers at `/api/openapi.json`.
 
+mod doc;
 pub mod groups;
 pub mod jobs;
 pub mod live_codes;
@@ -62,6 +63,8 @@ pub struct ProblemDoc {
 pub struct FieldProblemDoc {
     pub field: String,
     pub messages: Vec<String>,
+    /// The values the field may take, when it must be one of a fixed set.
+    pub allowed: Option<Vec<String>>,
 }
 
 fn open_api_router() -> OpenApiRouter<AppState> {
@@ -73,14 +76,17 @@ fn open_api_router() -> OpenApiRouter<AppState> {
         .merge(jobs::router())
 }
 
-/// The OpenAPI document of every `/api` route.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    open_api_router().into_openapi()
+/// The OpenAPI document of every `/api` route, as served: what the annotations say, completed
+/// by [`doc::refine`] with what every operation can answer and the create/patch schemas.
+pub fn openapi() -> serde_json::Value {
+    let mut doc = serde_json::to_value(open_api_router().into_openapi()).unwrap_or_default();
+    doc::refine(&mut doc);
+    doc
 }
 
 pub fn router() -> Router<AppState> {
-    let (router, doc) = open_api_router().split_for_parts();
-    let json = doc.to_json().unwrap_or_else(|_| "{}".into());
+    let (router, _) = open_api_router().split_for_parts();
+    let json = openapi().to_string();
     router
         .route(
             "/api/openapi.json",
@@ -90,7 +96,48 @@ pub fn router() -> Router<AppState> {
             }),
         )
         .route("/api/{*rest}", axum::routing::any(|| async { AppError::NotFound }))
+        .layer(axum::middleware::from_fn(refuse_nul))
         .layer(axum::middleware::from_fn(problem_errors))
+}
+
+/// PostgreSQL cannot store or compare text holding a NUL character, so no query parameter or
+/// path segment of the API may hold one: a query parameter is a 422 naming it, a path a 400.
+/// (JSON bodies are checked by [`ApiJson`].)
+async fn refuse_nul(req: Request, next: axum::middleware::Next) -> Response {
+    if req.uri().path().contains("%00") {
+        return AppError::BadRequest("the path must not contain a NUL character (%00)".into()).into_response();
+    }
+    if let Some(q) = req.uri().query() {
+        let mut fe = crate::error::FieldErrors::new();
+        for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+            if k.contains('\0') || v.contains('\0') {
+                fe.add(&k.replace('\0', ""), "error.nul");
+            }
+        }
+        if !fe.is_empty() {
+            return AppError::Validation(fe).into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// The top-level field of a JSON body that holds a NUL character (in a key or a string, at any
+/// depth), if any.
+fn nul_field(v: &serde_json::Value) -> Option<String> {
+    fn holds_nul(v: &serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::String(s) => s.contains('\0'),
+            serde_json::Value::Array(a) => a.iter().any(holds_nul),
+            serde_json::Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+            _ => false,
+        }
+    }
+    match v {
+        serde_json::Value::Object(o) => {
+            o.iter().find(|(k, v)| k.contains('\0') || holds_nul(v)).map(|(k, _)| k.replace('\0', ""))
+        }
+        other => holds_nul(other).then(|| "body".to_string()),
+    }
 }
 
 /// Every error answer of the API is a problem document, also those axum gives on its own: a
@@ -152,7 +199,7 @@ impl FromRequestParts<AppState> for ApiAuth {
 }
 
 /// A JSON body whose rejections are problem documents: 400 malformed, 413 too large,
-/// 415 wrong content type, 422 wrong shape.
+/// 415 wrong content type, 422 wrong shape or a NUL character in any string (naming the field).
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
@@ -160,8 +207,17 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         use axum::extract::rejection::JsonRejection;
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(ApiJson(v)),
+        match Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(Json(v)) => {
+                if let Some(field) = nul_field(&v) {
+                    let mut fe = crate::error::FieldErrors::new();
+                    fe.add(&field, "error.nul");
+                    return Err(AppError::Validation(fe));
+                }
+                serde_json::from_value(v).map(ApiJson).map_err(|e| {
+                    AppError::Unprocessable(format!("Failed to deserialize the JSON body into the target type: {e}"))
+                })
+            }
             Err(JsonRejection::MissingJsonContentType(_)) => Err(AppError::UnsupportedMediaType),
             Err(JsonRejection::JsonSyntaxError(e)) => {
                 Err(AppError::BadRequest(format!("malformed JSON: {}", e.body_text())))
@@ -179,7 +235,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page; absent or empty: the first page.
     pub cursor: Option<String>,
     /// Items per page, 1 to 200 (default 50).
     pub limit: Option<i64>,
@@ -192,7 +248,7 @@ impl PageParams {
         if !(1..=200).contains(&limit) {
             return Err(AppError::BadRequest("limit must be between 1 and 200".into()));
         }
-        let after = match &self.cursor {
+        let after = match self.cursor.as_deref().filter(|c| !c.is_empty()) {
             None => 0,
             Some(c) => decode_cursor(c).ok_or_else(|| AppError::BadRequest("invalid cursor".into()))?,
         };
@@ -228,5 +284,7 @@ mod tests {
         assert!(p.resolve().is_err());
         let p = PageParams { cursor: None, limit: Some(500) };
         assert!(p.resolve().is_err());
+        let p = PageParams { cursor: Some(String::new()), limit: None };
+        assert_eq!(p.resolve().ok(), Some((0, 50)), "an empty cursor is the first page");
     }
 }

@@ -90,13 +90,14 @@ async fn post_points(
     if key.is_empty() || key.len() > 200 {
         fe.add("idempotency_key", "error.required");
     }
-    if body.delta == 0 || body.delta.abs() > 1_000_000_000 {
+    if body.delta == 0 || body.delta.unsigned_abs() > 1_000_000_000 {
         fe.add("delta", "error.number_range");
     }
     let kind = body.kind.as_deref().unwrap_or("api");
     if kind != "api" && kind != "adjustment" {
-        fe.add("kind", "error.choice");
+        fe.add_choice("kind", &["api", "adjustment"]);
     }
+    crate::domain::no_nul(&key, "idempotency_key", &mut fe);
     let note = crate::domain::optional_text(body.note.as_deref().unwrap_or(""), 500, "note", &mut fe);
     let reference = crate::domain::optional_text(body.reference.as_deref().unwrap_or(""), 200, "reference", &mut fe);
     fe.into_result(())?;

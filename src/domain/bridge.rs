@@ -30,7 +30,45 @@ impl Kind {
             Kind::Generic => "generic",
         }
     }
+
+    /// `value` made safe to put into a message sent through this kind of bridge: every value
+    /// substituted into an outbound text (a member's name, any text from a chat) goes through
+    /// here, so that it reads as plain text and never as markup of the platform.
+    ///
+    /// - OneBot v11: CQ codes. A reply is a CQ-code string (Shoal sends no `auto_escape`, so an
+    ///   operator's template may hold CQ codes on purpose), hence `&` `[` `]` `,` of a value are
+    ///   escaped as `&amp;` `&#91;` `&#93;` `&#44;`, which go-cqhttp and NapCat turn back into
+    ///   the characters. Escaping the values works whether or not a bridge honours
+    ///   `auto_escape`; asking for it instead would show an operator's CQ codes as text.
+    /// - Telegram: replies go without `parse_mode`, i.e. as plain text: nothing to escape.
+    ///   (A reply sent with `parse_mode` HTML must escape `<` `>` `&` here first.)
+    /// - Generic: plain text by contract.
+    pub fn escape(self, value: &str) -> String {
+        match self {
+            Kind::OneBot11 => escape_cq(value),
+            Kind::Telegram | Kind::Generic => value.to_string(),
+        }
+    }
 }
+
+/// CQ-code escaping of a plain text (OneBot v11): `&` → `&amp;`, `[` → `&#91;`, `]` → `&#93;`,
+/// `,` → `&#44;`.
+pub fn escape_cq(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '[' => out.push_str("&#91;"),
+            ']' => out.push_str("&#93;"),
+            ',' => out.push_str("&#44;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Event times Shoal accepts at all: from 2000-01-01 to 2100-01-01 (unix seconds).
+pub const EVENT_TIME_RANGE: std::ops::Range<i64> = 946_684_800..4_102_444_800;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Chat {
@@ -84,7 +122,11 @@ pub enum EventBody {
 pub struct Event {
     pub chat: Chat,
     pub user: User,
+    /// When it happened: the event's own time once [`Delivery::settle_time`] accepted it, else
+    /// the time it arrived.
     pub at: DateTime<Utc>,
+    /// The event's own time as the bridge gave it (unix seconds), if it gave one.
+    pub sent_at: Option<i64>,
     pub body: EventBody,
 }
 
@@ -99,6 +141,27 @@ pub struct Delivery {
     pub events: Vec<Event>,
     /// Where a Telegram reply goes: (chat id, message id).
     pub reply_to: Option<(Value, Value)>,
+}
+
+impl Delivery {
+    /// Takes the events' own times where they lie within `tolerance_secs` of `now` (0: any time
+    /// in [`EVENT_TIME_RANGE`]); an event without a time happened `now`. False when an event's
+    /// time lies outside: such a delivery is recorded but must not count (no activity, no
+    /// check-in, no points, no reply), and its time must not reach the database.
+    pub fn settle_time(&mut self, now: DateTime<Utc>, tolerance_secs: i64) -> bool {
+        let mut on_time = true;
+        for e in &mut self.events {
+            e.at = now;
+            let Some(t) = e.sent_at else { continue };
+            let within =
+                EVENT_TIME_RANGE.contains(&t) && (tolerance_secs <= 0 || (t - now.timestamp()).abs() <= tolerance_secs);
+            match Utc.timestamp_opt(t, 0).single() {
+                Some(at) if within => e.at = at,
+                _ => on_time = false,
+            }
+        }
+        on_time
+    }
 }
 
 #[derive(Debug, PartialEq)]
@@ -120,17 +183,30 @@ fn shape(msg: &str) -> ParseError {
     ParseError::Shape(msg.to_string())
 }
 
-/// An id given as a number or a string.
+/// An id given as a number or a string (1 to 128 characters, no control characters: an id
+/// with a NUL cannot be stored and no platform makes one).
 fn id_of(v: &Value) -> Option<String> {
     match v {
         Value::Number(n) => Some(n.to_string()),
-        Value::String(s) if !s.is_empty() && s.len() <= 128 => Some(s.clone()),
+        Value::String(s) if !s.is_empty() && s.len() <= 128 && !s.chars().any(char::is_control) => Some(s.clone()),
         _ => None,
     }
 }
 
-fn time_of(v: &Value) -> DateTime<Utc> {
-    v.as_i64().and_then(|t| Utc.timestamp_opt(t, 0).single()).unwrap_or_else(Utc::now)
+/// Text from a chat (a message, a name, a title) without NUL characters, which PostgreSQL
+/// cannot store: a member whose nickname holds one must not make the bridge's delivery fail
+/// again and again, so the character is dropped rather than the delivery refused.
+pub fn chat_text(s: &str) -> String {
+    s.replace('\0', "")
+}
+
+/// An event's own time: absent (or null) is `None` (it happens on arrival); anything but whole
+/// unix seconds is a malformed delivery.
+fn time_of(v: Option<&Value>, field: &str) -> Result<Option<i64>, ParseError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_i64().map(Some).ok_or_else(|| ParseError::Shape(format!("{field} must be unix seconds"))),
+    }
 }
 
 // ---- signatures ----
@@ -235,7 +311,8 @@ pub fn parse_onebot(body: &[u8]) -> Result<Parsed, ParseError> {
     let obj = v.as_object().ok_or_else(|| shape("not an object"))?;
     let post_type = obj.get("post_type").and_then(Value::as_str).ok_or_else(|| shape("post_type missing"))?;
     let self_id = obj.get("self_id").and_then(id_of).ok_or_else(|| shape("self_id missing"))?;
-    let at = time_of(obj.get("time").unwrap_or(&Value::Null));
+    let sent_at = time_of(obj.get("time"), "time")?;
+    let at = Utc::now();
     match post_type {
         "message" => {
             if obj.get("message_type").and_then(Value::as_str) != Some("group") {
@@ -252,10 +329,11 @@ pub fn parse_onebot(body: &[u8]) -> Result<Parsed, ParseError> {
                 Some(Value::Array(segs)) => segments_text(segs, &self_id),
                 _ => return Err(shape("message must be a string or an array")),
             };
+            let text = chat_text(&text);
             let sender = obj.get("sender");
             let card = sender.and_then(|s| s.get("card")).and_then(Value::as_str).filter(|c| !c.trim().is_empty());
             let nick = sender.and_then(|s| s.get("nickname")).and_then(Value::as_str);
-            let name = card.or(nick).unwrap_or(&user_id).trim().chars().take(120).collect();
+            let name = chat_text(card.or(nick).unwrap_or(&user_id)).trim().chars().take(120).collect();
             Ok(Parsed::Events(Delivery {
                 dedupe_key: format!("msg:{self_id}:{message_id}"),
                 kind: "message",
@@ -264,6 +342,7 @@ pub fn parse_onebot(body: &[u8]) -> Result<Parsed, ParseError> {
                     chat: Chat { id: group_id, title: None },
                     user: User { id: user_id, name, role: onebot_role(sender.and_then(|s| s.get("role"))) },
                     at,
+                    sent_at,
                     body: EventBody::Message { text: text.trim().to_string(), message_id, force_checkin: false },
                 }],
                 reply_to: None,
@@ -305,6 +384,7 @@ pub fn parse_onebot(body: &[u8]) -> Result<Parsed, ParseError> {
                     chat: Chat { id: group_id, title: None },
                     user: User { name: user_id.clone(), id: user_id, role: None },
                     at,
+                    sent_at,
                     body,
                 }],
                 reply_to: None,
@@ -328,12 +408,12 @@ fn tg_user(u: &Value) -> Option<User> {
     let id = u.get("id").and_then(id_of)?;
     let first = u.get("first_name").and_then(Value::as_str).unwrap_or("");
     let last = u.get("last_name").and_then(Value::as_str).unwrap_or("");
-    let name = format!("{first} {last}").trim().chars().take(120).collect::<String>();
+    let name = chat_text(&format!("{first} {last}")).trim().chars().take(120).collect::<String>();
     Some(User { name: if name.is_empty() { id.clone() } else { name }, id, role: None })
 }
 
 fn tg_chat(c: &Value) -> Option<Chat> {
-    Some(Chat { id: c.get("id").and_then(id_of)?, title: c.get("title").and_then(Value::as_str).map(str::to_string) })
+    Some(Chat { id: c.get("id").and_then(id_of)?, title: c.get("title").and_then(Value::as_str).map(chat_text) })
 }
 
 /// `/checkin@shoal_bot rest` → `/checkin rest`: commands may name the bot.
@@ -360,7 +440,8 @@ pub fn parse_telegram(body: &[u8]) -> Result<Parsed, ParseError> {
             return Ok(Parsed::Ignored("sent on behalf of a chat"));
         }
         let chat = tg_chat(chat_v).ok_or_else(|| shape("chat.id missing"))?;
-        let at = time_of(m.get("date").unwrap_or(&Value::Null));
+        let sent_at = time_of(m.get("date"), "message.date")?;
+        let at = Utc::now();
         let message_id = m.get("message_id").cloned().unwrap_or(Value::Null);
         let reply_to = Some((chat_v.get("id").cloned().unwrap_or(Value::Null), message_id.clone()));
         if let Some(members) = m.get("new_chat_members").and_then(Value::as_array) {
@@ -374,6 +455,7 @@ pub fn parse_telegram(body: &[u8]) -> Result<Parsed, ParseError> {
                     body: EventBody::Join { inviter: adder.clone().filter(|a| a.id != u.id), invite_link_name: None },
                     user: u,
                     at,
+                    sent_at,
                 })
                 .collect();
             return Ok(Parsed::Events(Delivery {
@@ -391,7 +473,7 @@ pub fn parse_telegram(body: &[u8]) -> Result<Parsed, ParseError> {
                 dedupe_key: key,
                 kind: "leave",
                 self_id: None,
-                events: vec![Event { chat, user: left, at, body: EventBody::Leave { reason } }],
+                events: vec![Event { chat, user: left, at, sent_at, body: EventBody::Leave { reason } }],
                 reply_to: None,
             }));
         }
@@ -409,8 +491,9 @@ pub fn parse_telegram(body: &[u8]) -> Result<Parsed, ParseError> {
                 chat,
                 user,
                 at,
+                sent_at,
                 body: EventBody::Message {
-                    text: strip_bot_name(text),
+                    text: strip_bot_name(&chat_text(text)),
                     message_id: id_of(&message_id).unwrap_or_default(),
                     force_checkin: false,
                 },
@@ -426,13 +509,14 @@ pub fn parse_telegram(body: &[u8]) -> Result<Parsed, ParseError> {
             .pointer("/new_chat_member/user")
             .and_then(tg_user)
             .ok_or_else(|| shape("new_chat_member.user missing"))?;
-        let at = time_of(cm.get("date").unwrap_or(&Value::Null));
+        let sent_at = time_of(cm.get("date"), "chat_member.date")?;
+        let at = Utc::now();
         let inside = |s: &str| matches!(s, "member" | "administrator" | "creator" | "restricted");
         let body = if !inside(old) && inside(new) {
             let link = cm.get("invite_link");
             EventBody::Join {
                 inviter: link.and_then(|l| l.get("creator")).and_then(tg_user).filter(|c| c.id != user.id),
-                invite_link_name: link.and_then(|l| l.get("name")).and_then(Value::as_str).map(str::to_string),
+                invite_link_name: link.and_then(|l| l.get("name")).and_then(Value::as_str).map(chat_text),
             }
         } else if inside(old) && !inside(new) {
             let by = cm.get("from").and_then(tg_user);
@@ -451,7 +535,7 @@ pub fn parse_telegram(body: &[u8]) -> Result<Parsed, ParseError> {
             dedupe_key: key,
             kind,
             self_id: None,
-            events: vec![Event { chat, user, at, body }],
+            events: vec![Event { chat, user, at, sent_at, body }],
             reply_to: None,
         }));
     }
@@ -479,7 +563,9 @@ pub struct GenericEvent {
     pub display_name: Option<String>,
     /// Message text (`message`; a `checkin` needs none).
     pub text: Option<String>,
-    /// Unix seconds; default now.
+    /// Unix seconds; default: when it arrives. An event more than
+    /// `bridges.event_time_tolerance_secs` (10 minutes by default) off, or outside the years
+    /// 2000–2100, is recorded but counts for nothing (no check-in, no points) and gets no reply.
     pub timestamp: Option<i64>,
     /// Member id of whoever invited the member (`join`).
     pub inviter: Option<String>,
@@ -488,23 +574,31 @@ pub struct GenericEvent {
 pub fn parse_generic(body: &[u8]) -> Result<Parsed, ParseError> {
     let v: Value = serde_json::from_slice(body).map_err(|e| ParseError::Malformed(e.to_string()))?;
     let e: GenericEvent = serde_json::from_value(v).map_err(|e| ParseError::Shape(e.to_string()))?;
-    let bad = |f: &str| ParseError::Shape(format!("{f} must be 1 to 128 characters"));
+    let bad = |f: &str| ParseError::Shape(format!("{f} must be 1 to 128 characters, none of them a control character"));
     for (name, val) in [("event_id", &e.event_id), ("group_id", &e.group_id), ("member_id", &e.member_id)] {
-        if val.trim().is_empty() || val.len() > 128 {
+        if val.trim().is_empty() || val.len() > 128 || val.chars().any(char::is_control) {
             return Err(bad(name));
         }
     }
-    let at = e.timestamp.and_then(|t| Utc.timestamp_opt(t, 0).single()).unwrap_or_else(Utc::now);
-    let name = e.display_name.clone().filter(|n| !n.trim().is_empty()).unwrap_or_else(|| e.member_id.clone());
+    if e.inviter.as_deref().is_some_and(|i| i.trim().is_empty() || i.len() > 128 || i.chars().any(char::is_control)) {
+        return Err(bad("inviter"));
+    }
+    let at = Utc::now();
+    let name = e
+        .display_name
+        .as_deref()
+        .map(chat_text)
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| e.member_id.clone());
     let user = User { id: e.member_id.clone(), name: name.trim().chars().take(120).collect(), role: None };
     let body = match e.kind.as_str() {
         "checkin" => EventBody::Message {
-            text: e.text.clone().unwrap_or_default(),
+            text: chat_text(e.text.as_deref().unwrap_or_default()),
             message_id: e.event_id.clone(),
             force_checkin: true,
         },
         "message" => EventBody::Message {
-            text: e.text.clone().unwrap_or_default().trim().to_string(),
+            text: chat_text(e.text.as_deref().unwrap_or_default()).trim().to_string(),
             message_id: e.event_id.clone(),
             force_checkin: false,
         },
@@ -528,7 +622,7 @@ pub fn parse_generic(body: &[u8]) -> Result<Parsed, ParseError> {
         dedupe_key: format!("event:{}", e.event_id),
         kind,
         self_id: None,
-        events: vec![Event { chat: Chat { id: e.group_id, title: None }, user, at, body }],
+        events: vec![Event { chat: Chat { id: e.group_id, title: None }, user, at, sent_at: e.timestamp, body }],
         reply_to: None,
     }))
 }
@@ -542,6 +636,67 @@ mod tests {
         assert_eq!(cq_text("[CQ:at,qq=10001000] 打卡", "10001000").trim(), "打卡");
         assert_eq!(cq_text("[CQ:at,qq=42] 签到", "10001000").trim(), "@42 签到");
         assert_eq!(cq_text("&#91;hi&#93; &amp; [CQ:face,id=1]ok", "1"), "[hi] & ok");
+    }
+
+    #[test]
+    fn cq_escaping_turns_codes_into_plain_text_and_cq_text_reads_it_back() {
+        let card = "[CQ:at,qq=all][CQ:image,file=http://x.test/a.png]&";
+        let escaped = Kind::OneBot11.escape(card);
+        assert_eq!(escaped, "&#91;CQ:at&#44;qq=all&#93;&#91;CQ:image&#44;file=http://x.test/a.png&#93;&amp;");
+        assert!(!escaped.contains('[') && !escaped.contains(','));
+        assert_eq!(cq_text(&escaped, "1"), card, "a bridge reads back exactly the name");
+        assert_eq!(Kind::Telegram.escape(card), card, "Telegram replies are plain text");
+        assert_eq!(Kind::Generic.escape(card), card);
+    }
+
+    #[test]
+    fn event_times_count_only_within_the_tolerance_and_the_supported_years() {
+        let now = Utc.timestamp_opt(1_796_000_000, 0).unwrap();
+        let delivery = |sent_at: Option<i64>| Delivery {
+            dedupe_key: "k".into(),
+            kind: "message",
+            self_id: None,
+            events: vec![Event {
+                chat: Chat { id: "c".into(), title: None },
+                user: User { id: "u".into(), name: "n".into(), role: None },
+                at: now,
+                sent_at,
+                body: EventBody::Leave { reason: LeaveReason::Leave },
+            }],
+            reply_to: None,
+        };
+        let settle = |sent_at: Option<i64>, tolerance: i64| {
+            let mut d = delivery(sent_at);
+            let ok = d.settle_time(now, tolerance);
+            (ok, d.events[0].at.timestamp())
+        };
+        let t = now.timestamp();
+        assert_eq!(settle(None, 600), (true, t));
+        assert_eq!(settle(Some(t - 600), 600), (true, t - 600));
+        assert_eq!(settle(Some(t + 601), 600), (false, t), "too early");
+        assert_eq!(settle(Some(t - 365 * 86_400), 600), (false, t), "a year late");
+        assert_eq!(settle(Some(0), 600), (false, t));
+        assert_eq!(settle(Some(t - 365 * 86_400), 0), (true, t - 365 * 86_400), "no tolerance: history counts");
+        for absurd in [-300_000_000_000, 8_000_000_000_000, i64::MIN, i64::MAX, 0] {
+            assert_eq!(settle(Some(absurd), 0), (false, t), "{absurd} never counts");
+        }
+    }
+
+    #[test]
+    fn nul_characters_are_dropped_from_chat_text_and_refused_in_ids() {
+        let b = br#"{"event_id":"e1","kind":"message","group_id":"g","member_id":"m","display_name":"a\u0000b","text":"hi\u0000"}"#;
+        let Parsed::Events(d) = parse_generic(b).unwrap() else { panic!() };
+        assert_eq!(d.events[0].user.name, "ab");
+        assert_eq!(
+            d.events[0].body,
+            EventBody::Message { text: "hi".into(), message_id: "e1".into(), force_checkin: false }
+        );
+        let b = br#"{"event_id":"e1","kind":"message","group_id":"g\u0000","member_id":"m"}"#;
+        assert!(matches!(parse_generic(b), Err(ParseError::Shape(_))));
+        let b = br#"{"time":1,"self_id":99,"post_type":"message","message_type":"group","message_id":1,"group_id":7,"user_id":"8\u0000","message":"x"}"#;
+        assert!(matches!(parse_onebot(b), Err(ParseError::Shape(_))));
+        let b = br#"{"time":"soon","self_id":99,"post_type":"message","message_type":"group","message_id":1,"group_id":7,"user_id":8,"message":"x"}"#;
+        assert!(matches!(parse_onebot(b), Err(ParseError::Shape(_))), "a time that is not unix seconds");
     }
 
     #[test]

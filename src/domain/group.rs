@@ -17,6 +17,7 @@ pub enum GroupStatus {
 
 impl GroupStatus {
     pub const ALL: [GroupStatus; 3] = [GroupStatus::Active, GroupStatus::Paused, GroupStatus::Archived];
+    pub const NAMES: &'static [&'static str] = &["active", "paused", "archived"];
     pub fn as_str(self) -> &'static str {
         match self {
             GroupStatus::Active => "active",
@@ -127,7 +128,7 @@ impl GroupRaw {
         let mut e = FieldErrors::new();
         let name = required_text(&self.name, 120, "name", &mut e);
         let platform = Platform::parse(&self.platform).unwrap_or_else(|| {
-            e.add("platform", "error.choice");
+            e.add_choice("platform", Platform::NAMES);
             Platform::Other
         });
         let join_url = self.join_url.trim();
@@ -152,7 +153,7 @@ impl GroupRaw {
             GroupStatus::Active
         } else {
             GroupStatus::parse(&self.status).unwrap_or_else(|| {
-                e.add("status", "error.choice");
+                e.add_choice("status", GroupStatus::NAMES);
                 GroupStatus::Active
             })
         };

@@ -311,14 +311,14 @@ impl LiveCodeRaw {
             "" | "active" => true,
             "paused" => false,
             _ => {
-                e.add("status", "error.choice");
+                e.add_choice("status", &["active", "paused"]);
                 true
             }
         };
         let mode = match self.mode.trim() {
             "" => Mode::Fill,
             m => Mode::parse(m).unwrap_or_else(|| {
-                e.add("mode", "error.choice");
+                e.add_choice("mode", &["fill", "balance"]);
                 Mode::Fill
             }),
         };
@@ -354,7 +354,7 @@ impl LiveCodeRaw {
             "url" => "url",
             "image" => "image",
             _ => {
-                e.add("fallback_kind", "error.choice");
+                e.add_choice("fallback_kind", &["none", "url", "image"]);
                 "none"
             }
         };

@@ -36,7 +36,7 @@ impl MemberRaw {
     pub fn parse(&self) -> Result<MemberSpec, FieldErrors> {
         let mut e = FieldErrors::new();
         let platform = Platform::parse(&self.platform).unwrap_or_else(|| {
-            e.add("platform", "error.choice");
+            e.add_choice("platform", Platform::NAMES);
             Platform::Other
         });
         let external_user_id = required_text(&self.external_user_id, 128, "external_user_id", &mut e);
@@ -56,7 +56,7 @@ impl MemberRaw {
         let role = match self.role.trim() {
             "" => "member",
             r => ROLES.into_iter().find(|x| *x == r).unwrap_or_else(|| {
-                e.add("role", "error.choice");
+                e.add_choice("role", &ROLES);
                 "member"
             }),
         };

@@ -29,6 +29,8 @@ pub enum Platform {
 impl Platform {
     pub const ALL: [Platform; 6] =
         [Platform::Wechat, Platform::Qq, Platform::Telegram, Platform::Discord, Platform::Whatsapp, Platform::Other];
+    /// The names of [`Platform::ALL`], as the API and forms take them.
+    pub const NAMES: &'static [&'static str] = &["wechat", "qq", "telegram", "discord", "whatsapp", "other"];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -86,6 +88,10 @@ pub fn parse_tags(input: &str, field: &str, errors: &mut FieldErrors) -> Vec<Str
             errors.add(field, "error.tag_too_long");
             return Vec::new();
         }
+        if tag.contains('\0') {
+            errors.add(field, "error.nul");
+            return Vec::new();
+        }
         if !tags.iter().any(|t| t == tag) {
             tags.push(tag.to_string());
         }
@@ -104,6 +110,7 @@ pub fn required_text(input: &str, max: usize, field: &str, errors: &mut FieldErr
     } else if s.chars().count() > max {
         errors.add(field, "error.too_long");
     }
+    no_nul(s, field, errors);
     s.to_string()
 }
 
@@ -113,6 +120,7 @@ pub fn optional_text(input: &str, max: usize, field: &str, errors: &mut FieldErr
     if s.chars().count() > max {
         errors.add(field, "error.too_long");
     }
+    no_nul(s, field, errors);
     s.to_string()
 }
 
@@ -128,7 +136,15 @@ pub fn filter_text(input: Option<&str>, field: &str, errors: &mut FieldErrors) -
     if s.chars().count() > MAX_FILTER_CHARS {
         errors.add(field, "error.filter_too_long");
     }
+    no_nul(s, field, errors);
     Some(s.to_string())
+}
+
+/// PostgreSQL cannot store a NUL character in text: refused as a field error, never a 500.
+pub fn no_nul(input: &str, field: &str, errors: &mut FieldErrors) {
+    if input.contains('\0') {
+        errors.add(field, "error.nul");
+    }
 }
 
 /// An IANA timezone name such as `Asia/Shanghai`.
@@ -183,6 +199,18 @@ mod tests {
     }
 
     #[test]
+    fn text_with_a_nul_character_is_a_field_error() {
+        let mut e = FieldErrors::new();
+        required_text("a\0b", 10, "name", &mut e);
+        optional_text("\0", 10, "notes", &mut e);
+        assert!(e.has("name") && e.has("notes"), "{e:?}");
+        let mut e = FieldErrors::new();
+        parse_tags("a\0b", "tags", &mut e);
+        parse_timezone("Asia/Shanghai\0", "timezone", &mut e);
+        assert!(e.has("tags") && e.has("timezone"), "{e:?}");
+    }
+
+    #[test]
     fn timezones_must_be_iana_names() {
         let mut e = FieldErrors::new();
         assert_eq!(parse_timezone(" Europe/Berlin ", "tz", &mut e), "Europe/Berlin");
@@ -201,6 +229,12 @@ mod tests {
             parse_username(bad, "u", &mut e);
             assert!(e.has("u"), "{bad} should be rejected");
         }
+    }
+
+    #[test]
+    fn platform_names_are_the_names_of_all_platforms() {
+        let names: Vec<&str> = Platform::ALL.iter().map(|p| p.as_str()).collect();
+        assert_eq!(names, Platform::NAMES);
     }
 
     #[test]

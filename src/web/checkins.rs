@@ -167,6 +167,8 @@ impl RulesRaw {
     pub fn parse(&self) -> Result<Rules, FieldErrors> {
         let mut e = FieldErrors::new();
         let keywords = parse_keywords(&self.keywords, &mut e);
+        crate::domain::no_nul(&self.keywords, "keywords", &mut e);
+        crate::domain::no_nul(&self.makeup_keyword, "makeup_keyword", &mut e);
         let points = int_in(&self.points, 0, 100_000, "points", &mut e);
         let streak_bonuses = parse_bonuses(&self.streak_bonuses, &mut e);
         let day_start_hour = int_in(&self.day_start_hour, 0, 23, "day_start_hour", &mut e);

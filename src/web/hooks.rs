@@ -66,12 +66,28 @@ async fn hook(
         Kind::Telegram => bridge::parse_telegram(&body),
         Kind::Generic => bridge::parse_generic(&body),
     };
-    let delivery = match parsed {
+    let mut delivery = match parsed {
         Ok(Parsed::Events(d)) => d,
         Ok(Parsed::Ignored(_)) => return StatusCode::NO_CONTENT.into_response(),
         Err(ParseError::Malformed(m)) => return reject(400, &m, AppError::BadRequest(format!("malformed JSON: {m}"))),
         Err(ParseError::Shape(m)) => return reject(422, &m.clone(), AppError::Unprocessable(m)),
     };
+    let tolerance = state.config.bridges.event_time_tolerance_secs;
+    if !delivery.settle_time(chrono::Utc::now(), tolerance) {
+        // Recorded, counted for nothing, no reply; the bridge's page says why.
+        let sent = delivery.events.iter().find_map(|e| e.sent_at).unwrap_or_default();
+        state.bridge_errors.push(
+            bridge.id,
+            204,
+            &format!(
+                "event time {sent} (unix seconds) is outside the tolerance of {tolerance} s: recorded, not counted"
+            ),
+        );
+        return match bridges::record_only(&state.db, &state.bridges, &bridge, &delivery).await {
+            Ok(_) => StatusCode::NO_CONTENT.into_response(),
+            Err(e) => AppError::from(e).into_response(),
+        };
+    }
     match bridges::handle(&state.db, &state.bridges, &bridge, &delivery).await {
         Ok(Some(reply)) => (StatusCode::OK, Json(reply)).into_response(),
         Ok(None) => StatusCode::NO_CONTENT.into_response(),
@@ -83,9 +99,13 @@ async fn hook(
 /// Sign as `X-Shoal-Timestamp: <unix seconds>` and
 /// `X-Shoal-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<raw body>")>`; requests more
 /// than 5 minutes off are refused. A repeated `event_id` changes nothing and gets the same reply.
-#[utoipa::path(post, path = "/hooks/generic/{bridge_id}", tag = "bridges", params(("bridge_id" = i64, Path)),
+/// NUL characters are dropped from `display_name` and `text` (ids holding one are refused with
+/// 422); an event whose `timestamp` is outside `bridges.event_time_tolerance_secs` is recorded
+/// and answered 204, counting for nothing.
+#[utoipa::path(post, path = "/hooks/generic/{bridge_id}", tag = "bridges",
     request_body = crate::domain::bridge::GenericEvent,
-    params(("X-Shoal-Timestamp" = String, Header, description = "unix seconds"), ("X-Shoal-Signature" = String, Header, description = "v1=<hex HMAC-SHA256>")),
+    params(("bridge_id" = i64, Path, description = "the bridge's id"),
+        ("X-Shoal-Timestamp" = String, Header, description = "unix seconds"), ("X-Shoal-Signature" = String, Header, description = "v1=<hex HMAC-SHA256>")),
     security(()),
     responses((status = 200, description = "a reply to post in the chat: {\"reply\": \"…\"}"), (status = 204, description = "processed, nothing to say"),
         (status = 400, body = crate::api::ProblemDoc), (status = 401, body = crate::api::ProblemDoc), (status = 413, body = crate::api::ProblemDoc),

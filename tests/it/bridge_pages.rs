@@ -83,7 +83,7 @@ async fn group_with_chat(app: &TestApp, name: &str, platform: &str, chat: Option
 
 #[tokio::test]
 async fn a_bridge_made_in_the_ui_shows_its_secret_once_and_rotation_retires_the_old_one() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(|c| c.bridges.event_time_tolerance_secs = 0).await;
     let c = app.admin().await;
     let (s, form) = get(&c, &app, "/bridges/new").await;
     assert_eq!(s, StatusCode::OK);
@@ -164,7 +164,7 @@ async fn a_bridge_made_in_the_ui_shows_its_secret_once_and_rotation_retires_the_
 
 #[tokio::test]
 async fn an_unlinked_chat_shows_on_the_status_page_and_once_linked_its_members_check_in() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(|c| c.bridges.event_time_tolerance_secs = 0).await;
     let c = app.admin().await;
     let (id, secret, _) = create_bridge(&app, &c, &[("kind", "onebot11"), ("name", "QQ bot")]).await;
     let yoga = app.group("Yoga").await;
@@ -231,7 +231,7 @@ async fn an_unlinked_chat_shows_on_the_status_page_and_once_linked_its_members_c
 
 #[tokio::test]
 async fn a_group_can_be_created_from_an_unlinked_chat_unless_its_chat_id_is_taken() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(|c| c.bridges.event_time_tolerance_secs = 0).await;
     let c = app.admin().await;
     let (id, secret, answer) = create_bridge(&app, &c, &[("kind", "telegram"), ("name", "TG bot")]).await;
     assert!(answer.contains("setWebhook") && answer.contains("secret_token"));
@@ -372,7 +372,7 @@ async fn bad_rules_are_refused_and_good_rules_drive_the_next_checkin() {
 
 #[tokio::test]
 async fn the_group_checkin_page_lists_today_in_order_with_streaks_and_a_calendar() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(|c| c.bridges.event_time_tolerance_secs = 0).await;
     let c = app.admin().await;
     let (id, secret, _) =
         create_bridge(&app, &c, &[("kind", "generic"), ("name", "Hub"), ("platform", "wechat")]).await;

@@ -8,6 +8,12 @@ use serde_json::{json, Value};
 
 use crate::harness::{bridge_fixture, bridge_fixtures, post_generic, post_hook, TestApp};
 
+/// The fixtures were recorded in 2025 and the day-by-day tests send their own past times: they
+/// are replayed with no event-time tolerance (`api_hardening` tests the default).
+fn replay(c: &mut shoal::Config) {
+    c.bridges.event_time_tolerance_secs = 0;
+}
+
 fn onebot_signature(file: &str) -> String {
     let tsv = std::fs::read_to_string(bridge_fixtures().join("onebot11/SIGNATURES.tsv")).unwrap();
     tsv.lines()
@@ -79,7 +85,7 @@ async fn assert_ledger_consistent(app: &TestApp) {
 
 #[tokio::test]
 async fn every_onebot_fixture_gets_the_right_answer_with_its_real_signature() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(replay).await;
     let id = bridge(&app, "onebot11", "qq", "some-secret").await;
     let g = linked_group(&app, "qq", "123456789").await;
     let expect = [
@@ -135,7 +141,7 @@ async fn every_onebot_fixture_gets_the_right_answer_with_its_real_signature() {
 
 #[tokio::test]
 async fn a_retried_onebot_event_changes_nothing_and_gets_the_same_reply() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(replay).await;
     let id = bridge(&app, "onebot11", "qq", "some-secret").await;
     linked_group(&app, "qq", "123456789").await;
     let first = onebot(&app, id, "group_message_array_checkin.json").await;
@@ -151,7 +157,7 @@ async fn a_retried_onebot_event_changes_nothing_and_gets_the_same_reply() {
 
 #[tokio::test]
 async fn tampered_unsigned_truncated_and_mistyped_deliveries_are_refused_and_write_nothing() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(replay).await;
     let id = bridge(&app, "onebot11", "qq", "some-secret").await;
     linked_group(&app, "qq", "123456789").await;
     let before = footprint(&app).await;
@@ -208,7 +214,7 @@ async fn tampered_unsigned_truncated_and_mistyped_deliveries_are_refused_and_wri
 
 #[tokio::test]
 async fn chats_no_group_claims_are_listed_as_unlinked() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(replay).await;
     let id = bridge(&app, "onebot11", "qq", "some-secret").await;
     let (s, _) = onebot(&app, id, "group_message_plain_chat.json").await;
     assert_eq!(s, StatusCode::NO_CONTENT);
@@ -236,7 +242,7 @@ async fn telegram(app: &TestApp, id: i64, file: &str) -> (StatusCode, Value) {
 
 #[tokio::test]
 async fn telegram_updates_check_in_join_with_named_links_and_ignore_anonymous_admins() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(replay).await;
     let id = bridge(&app, "telegram", "telegram", "some-secret-token_1").await;
     linked_group(&app, "telegram", "-1001293750001").await;
     sqlx::query("INSERT INTO checkin_rules (group_id, reply_lang) SELECT id, 'en' FROM groups")
@@ -290,7 +296,7 @@ fn day(d: u32, hour: u32) -> i64 {
 
 #[tokio::test]
 async fn three_members_over_three_days_build_streaks_and_a_makeup_joins_them() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(replay).await;
     let id = bridge(&app, "generic", "wechat", "g-secret").await;
     let g = linked_group(&app, "wechat", "wx-room-1").await;
     sqlx::query("INSERT INTO checkin_rules (group_id, points, makeup_cost, streak_bonuses) VALUES ($1, 10, 5, '[{\"day\": 3, \"points\": 7}]')")
@@ -364,7 +370,7 @@ async fn three_members_over_three_days_build_streaks_and_a_makeup_joins_them() {
 
 #[tokio::test]
 async fn concurrent_checkins_of_one_member_count_once() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(replay).await;
     let id = bridge(&app, "generic", "wechat", "g").await;
     linked_group(&app, "wechat", "room").await;
     let mut tasks = Vec::new();
@@ -396,7 +402,7 @@ async fn concurrent_checkins_of_one_member_count_once() {
 
 #[tokio::test]
 async fn generic_signatures_outside_the_window_are_refused() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(replay).await;
     let id = bridge(&app, "generic", "wechat", "g").await;
     let body = br#"{"event_id":"x","kind":"checkin","group_id":"r","member_id":"m"}"#;
     let old = chrono::Utc::now().timestamp() - 301;
@@ -414,7 +420,7 @@ async fn generic_signatures_outside_the_window_are_refused() {
 
 #[tokio::test]
 async fn a_deleted_bridge_takes_its_delivery_log_and_only_its_own() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(replay).await;
     let gone = bridge(&app, "generic", "wechat", "a").await;
     let kept = bridge(&app, "generic", "wechat", "b").await;
     linked_group(&app, "wechat", "room").await;
@@ -431,7 +437,7 @@ async fn a_deleted_bridge_takes_its_delivery_log_and_only_its_own() {
 
 #[tokio::test]
 async fn concurrent_copies_of_one_delivery_write_once_and_all_get_its_reply() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(replay).await;
     let id = bridge(&app, "onebot11", "qq", "some-secret").await;
     linked_group(&app, "qq", "123456789").await;
     let body = bridge_fixture("onebot11/group_message_array_checkin.json");

@@ -5,6 +5,8 @@ mod harness;
 
 mod alerts;
 mod api;
+mod api_fuzz;
+mod api_hardening;
 mod auth;
 mod bridge_pages;
 mod bridges;
