@@ -159,18 +159,7 @@ pub async fn handle(
         }
     }
     let mut tx = conn.begin().await?;
-    let event_row: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO bridge_events (bridge_id, dedupe_key, kind, chat_id, user_id, status) VALUES ($1, $2, $3, $4, $5, 0)
-         ON CONFLICT (bridge_id, dedupe_key) DO NOTHING RETURNING id",
-    )
-    .bind(bridge.id)
-    .bind(&d.dedupe_key)
-    .bind(d.kind)
-    .bind(first.map(|e| e.chat.id.clone()))
-    .bind(first.map(|e| e.user.id.clone()))
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(event_row) = event_row else {
+    let Some(event_row) = claim_delivery(&mut tx, bridge, d, 0).await? else {
         drop(tx);
         return stored_reply(&mut conn, bridge, d).await;
     };
@@ -207,23 +196,35 @@ pub async fn record_only(
     bridge: &BridgeRow,
     d: &Delivery,
 ) -> sqlx::Result<Option<Value>> {
-    let first = d.events.first();
     let mut tx = db.begin().await?;
-    sqlx::query(
-        "INSERT INTO bridge_events (bridge_id, dedupe_key, kind, chat_id, user_id, status) VALUES ($1, $2, $3, $4, $5, 204)
-         ON CONFLICT (bridge_id, dedupe_key) DO NOTHING",
+    claim_delivery(&mut tx, bridge, d, 204).await?;
+    touch(&mut tx, cache, bridge, d).await?;
+    tx.commit().await?;
+    metrics::counter!("bridge_events_total", "kind" => bridge.kind.clone(), "result" => "out_of_time").increment(1);
+    Ok(None)
+}
+
+/// Claims the delivery's dedupe row with `status`; its id, or `None` when a copy of the delivery
+/// claimed it first.
+async fn claim_delivery(
+    conn: &mut PgConnection,
+    bridge: &BridgeRow,
+    d: &Delivery,
+    status: i32,
+) -> sqlx::Result<Option<i64>> {
+    let first = d.events.first();
+    sqlx::query_scalar(
+        "INSERT INTO bridge_events (bridge_id, dedupe_key, kind, chat_id, user_id, status) VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (bridge_id, dedupe_key) DO NOTHING RETURNING id",
     )
     .bind(bridge.id)
     .bind(&d.dedupe_key)
     .bind(d.kind)
     .bind(first.map(|e| e.chat.id.clone()))
     .bind(first.map(|e| e.user.id.clone()))
-    .execute(&mut *tx)
-    .await?;
-    touch(&mut tx, cache, bridge, d).await?;
-    tx.commit().await?;
-    metrics::counter!("bridge_events_total", "kind" => bridge.kind.clone(), "result" => "out_of_time").increment(1);
-    Ok(None)
+    .bind(status)
+    .fetch_optional(conn)
+    .await
 }
 
 /// A retry: the first delivery's reply, nothing else.
