@@ -211,21 +211,6 @@ pub async fn settle(conn: &mut PgConnection, id: i64, worker: &str, how: &Settle
     .await
 }
 
-/// Hands back jobs `worker` holds but did not start (shutdown): they run again at once elsewhere,
-/// and the claim does not count as an attempt.
-pub async fn release(conn: &mut PgConnection, worker: &str, ids: &[i64]) -> sqlx::Result<u64> {
-    let r = sqlx::query(
-        "UPDATE jobs SET state = CASE WHEN attempts > 1 THEN 'failed' ELSE 'queued' END::job_state,
-                attempts = attempts - 1, locked_by = NULL, lease_until = NULL, updated_at = now()
-         WHERE id = ANY($2) AND state = 'running' AND locked_by = $1",
-    )
-    .bind(worker)
-    .bind(ids)
-    .execute(conn)
-    .await?;
-    Ok(r.rows_affected())
-}
-
 /// Jobs per state, every state listed.
 pub async fn counts(conn: &mut PgConnection) -> sqlx::Result<Vec<(JobState, i64)>> {
     let rows: Vec<(JobState, i64)> =
