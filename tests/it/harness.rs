@@ -137,8 +137,7 @@ impl TestApp {
     }
 
     /// Another server on an existing database, with its own pool and configuration.
-    pub async fn start_on(db: PgPool, db_opts: PgConnectOptions, tweak: impl FnOnce(&mut Config)) -> TestApp {
-        let _ = db;
+    pub async fn start_on(db_opts: PgConnectOptions, tweak: impl FnOnce(&mut Config)) -> TestApp {
         let own = PgPoolOptions::new().max_connections(8).connect_with(db_opts.clone()).await.expect("pool");
         Self::start(own, db_opts, tweak).await
     }

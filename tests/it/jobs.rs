@@ -26,6 +26,17 @@ async fn raise_alerts(app: &TestApp, config: &shoal::Config, n: i64) -> Vec<i64>
     shoal::alerts::sync(&app.db, config, &conditions).await.expect("sync")
 }
 
+/// A process that only enqueues (it runs no jobs), with the alert webhook at `url`.
+async fn enqueuing_app(url: &str) -> TestApp {
+    let app = TestApp::spawn_with(|c| {
+        c.jobs.workers = 0;
+        local_webhooks(c);
+    })
+    .await;
+    set_webhook(&app, url).await;
+    app
+}
+
 async fn set_webhook(app: &TestApp, url: &str) {
     sqlx::query("UPDATE alert_settings SET webhook_url = $1").bind(url).execute(&app.db).await.unwrap();
 }
@@ -69,12 +80,7 @@ async fn a_job_enqueued_in_a_rolled_back_transaction_never_exists() {
 async fn an_alert_raised_by_a_process_that_stops_is_delivered_by_the_next_one() {
     let (url, got) = receiver(vec![]).await;
     // The first process only enqueues (it runs no jobs), then stops.
-    let first = TestApp::spawn_with(|c| {
-        c.jobs.workers = 0;
-        local_webhooks(c);
-    })
-    .await;
-    set_webhook(&first, &url).await;
+    let first = enqueuing_app(&url).await;
     let config = shoal::Config::defaults();
     let raised = raise_alerts(&first, &config, 1).await;
     assert_eq!(raised.len(), 1);
@@ -82,7 +88,7 @@ async fn an_alert_raised_by_a_process_that_stops_is_delivered_by_the_next_one() 
     first.stop_keep().await;
     assert!(got.lock().unwrap().is_empty());
 
-    let second = TestApp::start_on(first.db.clone(), first.db_opts.clone(), local_webhooks).await;
+    let second = TestApp::start_on(first.db_opts.clone(), local_webhooks).await;
     wait_for(&got, 1).await;
     wait_state(&second, JobState::Done, 1).await;
     assert_eq!(got.lock().unwrap()[0]["alert_id"], raised[0]);
@@ -92,12 +98,7 @@ async fn an_alert_raised_by_a_process_that_stops_is_delivered_by_the_next_one() 
 #[tokio::test]
 async fn a_job_held_by_a_process_that_died_runs_again_when_its_lease_ends() {
     let (url, got) = receiver(vec![]).await;
-    let app = TestApp::spawn_with(|c| {
-        c.jobs.workers = 0;
-        local_webhooks(c);
-    })
-    .await;
-    set_webhook(&app, &url).await;
+    let app = enqueuing_app(&url).await;
     raise_alerts(&app, &shoal::Config::defaults(), 1).await;
     // A process claims it for a short lease and dies without settling it.
     let mut conn = app.db.acquire().await.unwrap();
@@ -109,7 +110,7 @@ async fn a_job_held_by_a_process_that_died_runs_again_when_its_lease_ends() {
     drop(conn);
     app.stop_keep().await;
 
-    let next = TestApp::start_on(app.db.clone(), app.db_opts.clone(), local_webhooks).await;
+    let next = TestApp::start_on(app.db_opts.clone(), local_webhooks).await;
     wait_state(&next, JobState::Done, 1).await;
     assert_eq!(got.lock().unwrap().len(), 1);
     let (state, attempts, _) = job_states(&next).await.remove(0);
@@ -123,18 +124,13 @@ async fn a_job_held_by_a_process_that_died_runs_again_when_its_lease_ends() {
 #[tokio::test]
 async fn three_processes_run_each_of_300_jobs_exactly_once() {
     let (url, got) = receiver(vec![]).await;
-    let first = TestApp::spawn_with(|c| {
-        c.jobs.workers = 0;
-        local_webhooks(c);
-    })
-    .await;
-    set_webhook(&first, &url).await;
+    let first = enqueuing_app(&url).await;
     let raised = raise_alerts(&first, &shoal::Config::defaults(), 300).await;
     assert_eq!(raised.len(), 300);
     let apps = [
-        TestApp::start_on(first.db.clone(), first.db_opts.clone(), local_webhooks).await,
-        TestApp::start_on(first.db.clone(), first.db_opts.clone(), local_webhooks).await,
-        TestApp::start_on(first.db.clone(), first.db_opts.clone(), local_webhooks).await,
+        TestApp::start_on(first.db_opts.clone(), local_webhooks).await,
+        TestApp::start_on(first.db_opts.clone(), local_webhooks).await,
+        TestApp::start_on(first.db_opts.clone(), local_webhooks).await,
     ];
     wait_state(&apps[0], JobState::Done, 300).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -145,8 +141,8 @@ async fn three_processes_run_each_of_300_jobs_exactly_once() {
     }
     assert_eq!(per_alert.len(), 300, "every alert delivered");
     assert!(per_alert.values().all(|n| *n == 1), "no alert delivered twice");
-    let workers: i64 = sqlx::query_scalar("SELECT count(*) FROM alert_deliveries").fetch_one(&first.db).await.unwrap();
-    assert_eq!(workers, 300);
+    let logged: i64 = sqlx::query_scalar("SELECT count(*) FROM alert_deliveries").fetch_one(&first.db).await.unwrap();
+    assert_eq!(logged, 300);
     for a in apps {
         a.stop().await;
     }
