@@ -66,24 +66,31 @@ impl TargetState {
     }
 
     pub fn fill_ratio(&self) -> f64 {
-        if self.scan_limit <= 0 {
-            1.0
-        } else {
-            self.used as f64 / self.scan_limit as f64
-        }
+        fill_ratio(self.used, self.scan_limit)
+    }
+}
+
+/// `used / limit`; a target without slots counts as full.
+fn fill_ratio(used: i64, limit: i64) -> f64 {
+    if limit <= 0 {
+        1.0
+    } else {
+        used as f64 / limit as f64
     }
 }
 
 /// Indexes of the open targets in the order a scan should try them. Slot counters are checked
-/// by the caller (they change between the snapshot and the scan).
-pub fn try_order(mode: Mode, targets: &[TargetState], now: DateTime<Utc>) -> Vec<usize> {
+/// by the caller (they change between the snapshot and the scan). Balance mode orders by
+/// `used(i)`, the caller's best count of target `i`'s used slots right now (the snapshot's
+/// counter is up to a cache period old: every scan of a burst would see the same one).
+pub fn try_order(mode: Mode, targets: &[TargetState], used: impl Fn(usize) -> i64, now: DateTime<Utc>) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..targets.len()).filter(|&i| targets[i].open(now)).collect();
     match mode {
         Mode::Fill => idx.sort_by_key(|&i| (targets[i].position, targets[i].id)),
         Mode::Balance => idx.sort_by(|&a, &b| {
             let (ta, tb) = (&targets[a], &targets[b]);
-            ta.fill_ratio()
-                .partial_cmp(&tb.fill_ratio())
+            fill_ratio(used(a), ta.scan_limit)
+                .partial_cmp(&fill_ratio(used(b), tb.scan_limit))
                 .unwrap_or(std::cmp::Ordering::Equal)
                 .then(ta.position.cmp(&tb.position))
                 .then(ta.id.cmp(&tb.id))
@@ -414,7 +421,7 @@ mod tests {
         let now = Utc::now();
         let mut ts = vec![target(1, 2, 100, 0), target(2, 1, 100, 100), target(3, 3, 100, 0)];
         ts[2].qr_expires_at = Some(now - chrono::Duration::minutes(1));
-        assert_eq!(try_order(Mode::Fill, &ts, now), vec![1, 0]);
+        assert_eq!(try_order(Mode::Fill, &ts, |i| ts[i].used, now), vec![1, 0]);
         assert!(!ts[1].eligible(now), "used up");
         assert!(ts[0].eligible(now));
     }
@@ -423,7 +430,17 @@ mod tests {
     fn balance_prefers_the_least_filled_target() {
         let now = Utc::now();
         let ts = vec![target(1, 1, 100, 50), target(2, 2, 200, 20), target(3, 3, 10, 9)];
-        assert_eq!(try_order(Mode::Balance, &ts, now), vec![1, 0, 2]);
+        assert_eq!(try_order(Mode::Balance, &ts, |i| ts[i].used, now), vec![1, 0, 2]);
+    }
+
+    #[test]
+    fn balance_orders_by_the_callers_count_not_the_snapshots() {
+        let now = Utc::now();
+        // The snapshot says both are empty; the live counts say the first took one scan.
+        let ts = vec![target(1, 1, 1000, 0), target(2, 2, 1000, 0)];
+        let live = [1, 0];
+        assert_eq!(try_order(Mode::Balance, &ts, |i| live[i], now), vec![1, 0]);
+        assert_eq!(try_order(Mode::Fill, &ts, |i| live[i], now), vec![0, 1], "fill ignores counts");
     }
 
     #[test]

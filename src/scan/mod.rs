@@ -28,6 +28,10 @@ pub struct Snapshot {
     pub states: Vec<TargetState>,
     /// This process's slots of each target, in the order of `targets`.
     pub slots: Vec<Arc<slots::TargetSlots>>,
+    /// Per target: the slots used by others as of the load, less what this process had handed
+    /// out by then. Adding this process's hand-outs gives the target's used slots now; see
+    /// [`Snapshot::used_now`].
+    base: Vec<i64>,
 }
 
 impl Snapshot {
@@ -42,6 +46,14 @@ impl Snapshot {
     }
     pub fn channel(&self, key: &str) -> Option<&ChannelRow> {
         self.channels.iter().find(|c| c.key == key)
+    }
+
+    /// The best count of target `i`'s used slots now: the stored counter as of the load, with
+    /// the slots this process held then (reserved, not handed out) taken off, and this
+    /// process's hand-outs since, and the scans trying it now, added. Within a process this is
+    /// exact; slots other processes hold count as used (at most a block each).
+    pub fn used_now(&self, i: usize) -> i64 {
+        self.base[i] + self.slots[i].handed() + self.slots[i].trying()
     }
 }
 
@@ -62,6 +74,17 @@ struct Cached {
     snapshot: Option<Arc<Snapshot>>,
 }
 
+/// How long past its expiry a snapshot may still be served while one request reloads it.
+const STALE_WHILE_RELOADING: Duration = Duration::from_secs(5);
+
+/// What the cache knows of a slug.
+enum Lookup {
+    /// A snapshot, or `None` for a known miss.
+    Fresh(Option<Arc<Snapshot>>),
+    /// Expired or unknown; an expired snapshot that may be served while another request reloads.
+    Expired(Option<Arc<Snapshot>>),
+}
+
 /// Where a scan went.
 pub enum Outcome {
     /// `snapshot.targets[index]` took the scan (`sticky`: a returning visitor, no slot used).
@@ -80,6 +103,9 @@ pub struct ScanRuntime {
     /// New slots per client address and window (`scan.new_scans_per_address`).
     pub limiter: limit::AddressLimiter,
     cache: RwLock<Cache>,
+    /// One lock per slug being loaded: a burst on a cold or expired entry sends one query to
+    /// the database, not one per scan. Entries live only while a load runs.
+    loading: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     ttl: Duration,
     /// The cookie-signing HMAC with its key already absorbed (cloned per use).
     key: tokio::sync::OnceCell<Hmac<Sha256>>,
@@ -97,6 +123,7 @@ impl ScanRuntime {
                 Duration::from_secs(config.address_window_secs),
             ),
             cache: RwLock::new(Cache::default()),
+            loading: std::sync::Mutex::new(HashMap::new()),
             ttl: Duration::from_millis(config.cache_ttl_ms),
             key: tokio::sync::OnceCell::new(),
         }
@@ -113,17 +140,28 @@ impl ScanRuntime {
         } else {
             Cow::Borrowed(slug)
         };
-        if let Some(snapshot) = self.cached(&k) {
+        let stale = match self.cached(&k) {
+            Lookup::Fresh(snapshot) => return Ok(snapshot),
+            Lookup::Expired(stale) => stale,
+        };
+        let lock = {
+            let mut loading = self.loading.lock().unwrap_or_else(|e| e.into_inner());
+            loading.entry(k.to_string()).or_default().clone()
+        };
+        let _loading = match (stale, lock.clone().try_lock_owned()) {
+            (_, Ok(guard)) => guard,
+            // Another request is reloading it: the old snapshot serves meanwhile.
+            (Some(stale), Err(_)) => return Ok(Some(stale)),
+            (None, Err(_)) => lock.clone().lock_owned().await,
+        };
+        // A load that ended just now (while this request waited, or just before it locked).
+        if let Lookup::Fresh(snapshot) = self.cached(&k) {
             return Ok(snapshot);
         }
-        let snapshot = self.load(db, slug).await?;
-        if let Some(s) = &snapshot {
-            for t in &s.targets {
-                self.slots.reconcile(db, t.id, t.scan_limit as i64, t.generation).await;
-            }
-        }
-        if let Ok(mut m) = self.cache.write() {
-            let k = k.into_owned();
+        let loaded = self.load(db, slug).await;
+        metrics::counter!("scan_snapshot_loads_total").increment(1);
+        if let (Ok(snapshot), Ok(mut m)) = (&loaded, self.cache.write()) {
+            let k = k.to_string();
             if snapshot.is_some() {
                 // Bounded by the live codes in the database.
                 m.misses.remove(&k);
@@ -140,15 +178,29 @@ impl ScanRuntime {
                 }
             }
         }
-        Ok(snapshot)
+        // After the cache has the answer: a request arriving now finds it there.
+        if let Ok(mut loading) = self.loading.lock() {
+            if loading.get(k.as_ref()).is_some_and(|l| Arc::ptr_eq(l, &lock)) {
+                loading.remove(k.as_ref());
+            }
+        }
+        loaded
     }
 
-    /// The cached answer for `k` while it is fresh: a snapshot, or `None` for a known miss.
-    fn cached(&self, k: &str) -> Option<Option<Arc<Snapshot>>> {
-        self.cache.read().ok().and_then(|m| match m.codes.get(k) {
-            Some(c) => (c.at.elapsed() < self.ttl).then(|| c.snapshot.clone()),
-            None => m.misses.get(k).filter(|at| at.elapsed() < self.ttl).map(|_| None),
-        })
+    /// The cached answer for `k`: fresh, or expired (with the snapshot while it may still
+    /// serve during a reload).
+    fn cached(&self, k: &str) -> Lookup {
+        let Ok(m) = self.cache.read() else { return Lookup::Expired(None) };
+        match m.codes.get(k) {
+            Some(c) if c.at.elapsed() < self.ttl => Lookup::Fresh(c.snapshot.clone()),
+            Some(c) => {
+                Lookup::Expired(c.snapshot.clone().filter(|_| c.at.elapsed() < self.ttl + STALE_WHILE_RELOADING))
+            }
+            None => match m.misses.get(k) {
+                Some(at) if at.elapsed() < self.ttl => Lookup::Fresh(None),
+                _ => Lookup::Expired(None),
+            },
+        }
     }
 
     /// Forgets a cached snapshot (after an operator changed the live code in this process).
@@ -174,16 +226,45 @@ impl ScanRuntime {
         let Some(code) = live_codes::by_slug(&mut conn, slug).await? else { return Ok(None) };
         let targets = live_codes::targets(&mut conn, code.id).await?;
         let channels = live_codes::channels(&mut conn, code.id).await?;
+        // Slot locks come before connections (a reservation holds its lock while it waits for one).
+        drop(conn);
         let states = targets.iter().map(TargetRow::state).collect();
-        let slots = targets.iter().map(|t| self.slots.entry(t.id)).collect();
-        Ok(Some(Arc::new(Snapshot { code, targets, channels, states, slots })))
+        let slots: Vec<_> = targets.iter().map(|t| self.slots.entry(t.id)).collect();
+        for t in &targets {
+            self.slots.reconcile(db, t.id, t.scan_limit as i64, t.generation).await;
+        }
+        let base = self.base(db, code.id, &targets, &slots).await?;
+        Ok(Some(Arc::new(Snapshot { code, targets, channels, states, slots, base })))
+    }
+
+    /// [`Snapshot::base`]: the stored counters, read while this process changes none of them,
+    /// less what this process held and had handed out then.
+    async fn base(
+        &self,
+        db: &PgPool,
+        code_id: i64,
+        targets: &[TargetRow],
+        slots: &[Arc<slots::TargetSlots>],
+    ) -> sqlx::Result<Vec<i64>> {
+        let entries: Vec<_> = targets.iter().map(|t| t.id).zip(slots.iter().cloned()).collect();
+        self.slots
+            .settled(&entries, async || {
+                let mut conn = db.acquire().await?;
+                let used: HashMap<i64, i32> = live_codes::used_counts(&mut conn, code_id).await?.into_iter().collect();
+                Ok(targets
+                    .iter()
+                    .zip(slots)
+                    .map(|(t, s)| used.get(&t.id).copied().unwrap_or(t.used) as i64 - s.held() - s.handed())
+                    .collect())
+            })
+            .await
     }
 
     /// Routes a new scan: tries the open targets in the mode's order and takes a slot from the
     /// first that has one.
     pub async fn route(&self, db: &PgPool, snap: &Snapshot, now: DateTime<Utc>) -> sqlx::Result<Outcome> {
         let states = &snap.states;
-        for i in try_order(snap.mode(), states, now) {
+        for i in try_order(snap.mode(), states, |i| snap.used_now(i), now) {
             if self.slots.take(db, &snap.slots[i], states[i].id).await? {
                 return Ok(Outcome::Target { index: i, sticky: false });
             }
@@ -194,7 +275,7 @@ impl ScanRuntime {
     /// Which target the next scan would get, taking nothing.
     pub fn peek(&self, snap: &Snapshot, now: DateTime<Utc>) -> Option<TargetRow> {
         let states = &snap.states;
-        try_order(snap.mode(), states, now)
+        try_order(snap.mode(), states, |i| snap.used_now(i), now)
             .into_iter()
             .find(|&i| states[i].used < states[i].scan_limit || self.slots.held(states[i].id) > 0)
             .map(|i| snap.targets[i].clone())

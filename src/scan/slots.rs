@@ -24,11 +24,27 @@ pub struct TargetSlots {
     limit: AtomicI64,
     /// Milliseconds since pool start until which the target counts as used up.
     exhausted_until: AtomicU64,
-    refill: tokio::sync::Mutex<()>,
+    /// Held by whoever changes this process's reservation of the target (reserving a block,
+    /// giving slots back) and by a snapshot load reading the stored counter, so that the
+    /// counter and `remaining` are read as a pair. Always taken before a database connection.
+    refill: Arc<tokio::sync::Mutex<()>>,
     /// The size of the last block granted: a quarter of it left starts the next reservation.
     last_block: AtomicI64,
     /// A background reservation is on its way.
     prefetching: AtomicBool,
+    /// Slots this process has handed out of this target since it started (never decreases).
+    handed: AtomicI64,
+    /// Scans of this process trying this target right now (some wait for a block).
+    trying: AtomicI64,
+}
+
+/// Counts a scan as no longer trying a target, however its try ended.
+struct Tried<'a>(&'a AtomicI64);
+
+impl Drop for Tried<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl TargetSlots {
@@ -36,11 +52,30 @@ impl TargetSlots {
         let mut cur = self.remaining.load(Ordering::Acquire);
         while cur > 0 {
             match self.remaining.compare_exchange_weak(cur, cur - 1, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return true,
+                Ok(_) => {
+                    self.handed.fetch_add(1, Ordering::AcqRel);
+                    return true;
+                }
                 Err(actual) => cur = actual,
             }
         }
         false
+    }
+
+    /// Slots this process has handed out of the target since it started.
+    pub fn handed(&self) -> i64 {
+        self.handed.load(Ordering::Acquire)
+    }
+
+    /// Scans of this process trying the target right now: counted as used when ordering, so
+    /// that concurrent scans see each other's choices (instead of all waiting for one block).
+    pub fn trying(&self) -> i64 {
+        self.trying.load(Ordering::Acquire)
+    }
+
+    /// Slots reserved in the database and not handed out yet by this process.
+    pub fn held(&self) -> i64 {
+        self.remaining.load(Ordering::Acquire)
     }
 }
 
@@ -77,9 +112,11 @@ impl SlotPool {
                     generation: AtomicI32::new(0),
                     limit: AtomicI64::new(-1),
                     exhausted_until: AtomicU64::new(0),
-                    refill: tokio::sync::Mutex::new(()),
+                    refill: Arc::new(tokio::sync::Mutex::new(())),
                     last_block: AtomicI64::new(0),
                     prefetching: AtomicBool::new(false),
+                    handed: AtomicI64::new(0),
+                    trying: AtomicI64::new(0),
                 })
             })
             .clone()
@@ -88,6 +125,8 @@ impl SlotPool {
     /// Takes one slot of `target_id` (whose handle is `e`): from memory, or by reserving a new
     /// block. False when the target is used up.
     pub async fn take(&self, db: &PgPool, e: &Arc<TargetSlots>, target_id: i64) -> sqlx::Result<bool> {
+        e.trying.fetch_add(1, Ordering::AcqRel);
+        let _done = Tried(&e.trying);
         loop {
             if e.try_take() {
                 let left = e.remaining.load(Ordering::Acquire);
@@ -99,20 +138,24 @@ impl SlotPool {
             if e.exhausted_until.load(Ordering::Acquire) > self.now_ms() {
                 return Ok(false);
             }
-            let _refill = e.refill.lock().await;
+            let refill = e.refill.clone().lock_owned().await;
             if e.remaining.load(Ordering::Acquire) > 0 {
                 continue;
             }
             if e.exhausted_until.load(Ordering::Acquire) > self.now_ms() {
                 return Ok(false);
             }
-            // The reservation runs in its own task: if this request is cancelled (the client
-            // went away) after the UPDATE committed, the granted slots still reach the pool
-            // instead of being lost.
+            // The reservation runs in its own task, with the lock: if this request is cancelled
+            // (the client went away) after the UPDATE committed, the granted slots still reach
+            // the pool instead of being lost.
             let (db, entry, max_block, now) = (db.clone(), e.clone(), self.max_block, self.now_ms());
-            let granted = tokio::spawn(async move { reserve_into(&db, &entry, target_id, max_block, now).await })
-                .await
-                .map_err(|e| sqlx::Error::Protocol(format!("slot reservation task failed: {e}")))??;
+            let granted = tokio::spawn(async move {
+                let granted = reserve_into(&db, &entry, target_id, max_block, now).await;
+                drop(refill);
+                granted
+            })
+            .await
+            .map_err(|e| sqlx::Error::Protocol(format!("slot reservation task failed: {e}")))??;
             if granted == 0 {
                 return Ok(false);
             }
@@ -139,6 +182,19 @@ impl SlotPool {
         });
     }
 
+    /// Runs `read` while no reservation or give-back of these targets is under way, so that
+    /// what it reads of the stored counters matches `held` of each. Locks in id order, so two
+    /// loads never wait for each other crosswise.
+    pub async fn settled<T>(&self, entries: &[(i64, Arc<TargetSlots>)], read: impl AsyncFnOnce() -> T) -> T {
+        let mut ordered: Vec<&(i64, Arc<TargetSlots>)> = entries.iter().collect();
+        ordered.sort_by_key(|(id, _)| *id);
+        let mut guards = Vec::with_capacity(ordered.len());
+        for (_, e) in ordered {
+            guards.push(e.refill.lock().await);
+        }
+        read().await
+    }
+
     /// Slots held in memory for a target (for `resolve`, which must not take any).
     pub fn held(&self, target_id: i64) -> i64 {
         self.targets
@@ -155,6 +211,7 @@ impl SlotPool {
             Err(_) => None,
         };
         let Some(e) = e else { return };
+        let _refill = e.refill.lock().await;
         let old_limit = e.limit.swap(limit, Ordering::AcqRel);
         let old_gen = e.generation.load(Ordering::Acquire);
         if old_gen != generation {

@@ -249,6 +249,11 @@ pub async fn targets(conn: &mut PgConnection, code_id: i64) -> sqlx::Result<Vec<
         .await
 }
 
+/// Each target's stored slot counter, by target id.
+pub async fn used_counts(conn: &mut PgConnection, code_id: i64) -> sqlx::Result<Vec<(i64, i32)>> {
+    sqlx::query_as("SELECT id, used FROM live_code_targets WHERE live_code_id = $1").bind(code_id).fetch_all(conn).await
+}
+
 pub async fn target(conn: &mut PgConnection, code_id: i64, target_id: i64) -> sqlx::Result<Option<TargetRow>> {
     sqlx::query_as(&format!("{TARGETS} WHERE t.live_code_id = $1 AND t.id = $2"))
         .bind(code_id)

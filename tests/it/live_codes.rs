@@ -79,6 +79,109 @@ fn raise_fd_limit() {
     }
 }
 
+/// A real Shoal process on the database at `url`, with its address once it listens. Every scan
+/// of these tests comes from 127.0.0.1 without cookies: no per-address caps.
+async fn shoal_process(url: &str) -> (tokio::process::Child, String) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .arg("serve")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("DATABASE_URL", url)
+        .env("SHOAL_LISTEN", "127.0.0.1:0")
+        .env("SHOAL_LOG_FORMAT", "json")
+        .env("SHOAL_DATABASE__MAX_CONNECTIONS", "8")
+        .env("SHOAL_SCAN__NEW_SCANS_PER_ADDRESS", "0")
+        .env("SHOAL_HTTP__MAX_CONNECTIONS_PER_IP", "0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(a) = line.strip_prefix("Shoal is listening on http://") {
+                return a.trim().to_string();
+            }
+        }
+        panic!("shoal exited");
+    })
+    .await
+    .unwrap();
+    (child, addr)
+}
+
+/// Sends `n` scans at once (released together by a barrier), spread over `bases` in turn, and
+/// counts the redirects by location.
+async fn burst(bases: &[String], path: &str, n: usize) -> HashMap<String, usize> {
+    let client = reqwest::Client::builder()
+        .user_agent(PHONE)
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(n));
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let url = format!("{}{path}", bases[i % bases.len()]);
+        let (client, barrier) = (client.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let r = client.get(url).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::FOUND);
+            location(&r)
+        }));
+    }
+    let mut by_location = HashMap::new();
+    for t in tasks {
+        *by_location.entry(t.await.unwrap()).or_default() += 1;
+    }
+    by_location
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_on_a_balanced_code_splits_evenly_within_a_process() {
+    raise_fd_limit();
+    let app = TestApp::spawn_with(|c| {
+        c.scan.new_scans_per_address = 0;
+        c.http.max_connections_per_ip = 0;
+    })
+    .await;
+    let (_, targets) = live_code(&app, "even", "balance", &[("e1", 1000), ("e2", 1000)]).await;
+    // Every scan of the burst falls within one cached snapshot, whose counters say 0 and 0.
+    let split = burst(&[app.url("")], "/l/even", 1000).await;
+    let (a, b) = (split["https://qm.qq.com/q/e1"], split["https://qm.qq.com/q/e2"]);
+    assert_eq!(a + b, 1000);
+    assert!(a.abs_diff(b) <= 10, "one process splits a burst evenly: {a} / {b}");
+    app.stop_keep().await;
+    // What each got is what it used, once the unused reserved slots went back.
+    assert_eq!((used(&app, targets[0]).await as usize, used(&app, targets[1]).await as usize), (a, b));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_on_a_balanced_code_splits_within_a_few_percent_across_processes() {
+    raise_fd_limit();
+    let app = TestApp::spawn().await;
+    live_code(&app, "even2", "balance", &[("f1", 1000), ("f2", 1000)]).await;
+    let url = url_of(&app.db_opts);
+    let procs = [shoal_process(&url).await, shoal_process(&url).await];
+    let bases: Vec<String> = procs.iter().map(|(_, a)| format!("http://{a}")).collect();
+    let split = burst(&bases, "/l/even2", 1000).await;
+    let (a, b) = (split["https://qm.qq.com/q/f1"], split["https://qm.qq.com/q/f2"]);
+    assert_eq!(a + b, 1000);
+    assert!(a.abs_diff(b) <= 50, "two processes split a burst within a few percent: {a} / {b}");
+    // 500 scans on a cold cache in each process: one request loads the live code, the others
+    // wait for it (and later reloads serve the old snapshot meanwhile), instead of 500 queries.
+    for base in &bases {
+        let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
+        let loads: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("scan_snapshot_loads_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no load counter in {metrics}"));
+        assert!((1.0..=10.0).contains(&loads), "snapshot loads in one process: {loads}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_and_2400_concurrent_scans_fill_each_target_exactly_to_its_limit() {
     raise_fd_limit();
@@ -87,36 +190,7 @@ async fn two_processes_and_2400_concurrent_scans_fill_each_target_exactly_to_its
     let url = url_of(&app.db_opts);
 
     // Two real Shoal processes on the same database.
-    let mut procs = Vec::new();
-    for _ in 0..2 {
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
-            .arg("serve")
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("DATABASE_URL", &url)
-            .env("SHOAL_LISTEN", "127.0.0.1:0")
-            .env("SHOAL_LOG_FORMAT", "json")
-            .env("SHOAL_DATABASE__MAX_CONNECTIONS", "8")
-            // Every scan comes from 127.0.0.1 without cookies: no per-address caps here.
-            .env("SHOAL_SCAN__NEW_SCANS_PER_ADDRESS", "0")
-            .env("SHOAL_HTTP__MAX_CONNECTIONS_PER_IP", "0")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some(a) = line.strip_prefix("Shoal is listening on http://") {
-                    return a.trim().to_string();
-                }
-            }
-            panic!("shoal exited");
-        })
-        .await
-        .unwrap();
-        procs.push((child, addr));
-    }
+    let procs = vec![shoal_process(&url).await, shoal_process(&url).await];
 
     const SCANS: usize = 2400;
     let client = reqwest::Client::builder()
