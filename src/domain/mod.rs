@@ -1,6 +1,7 @@
 //! Domain types and pure rules, free of SQL and HTTP: what a valid group, member or operator is.
 //! Forms and JSON bodies are parsed into these (`TryFrom`), so invalid values never reach SQL.
 
+pub mod action;
 pub mod bridge;
 pub mod checkin;
 pub mod csv_import;
