@@ -17,7 +17,8 @@
 #    logging each transaction for its p99 (both loads run after a warm-up and a CHECKPOINT);
 # 6. prints a Markdown report and appends it to bench/results/checkins-<date>.md.
 #
-# Knobs: DURATION (20), WARMUP (5), CLIENTS (16), THREADS (2), NGROUPS (100), REQUESTS (200000), SKIP_BUILD=1,
+# Also reports the WAL written per check-in and per pgbench transaction (commits here wait on WAL).
+# Knobs: DURATION (20), WARMUP (5), CLIENTS (16), THREADS (2), NGROUPS (100), REQUESTS (200000), SKIP_BUILD=1, BEFORE_SQL,
 # SHOAL_BIN=path (time that binary, no build; e.g. target/million/shoal from bench/million.sh).
 set -euo pipefail
 
@@ -79,6 +80,9 @@ ADDR=$(sed -n 's/^Shoal is listening on http:\/\///p' "$tmp/shoal.out")
 BRIDGE=$(psql_q "INSERT INTO bridges (kind, platform, name, secret) VALUES ('onebot11', 'qq', 'bench', '$SECRET') RETURNING id")
 psql_q "INSERT INTO groups (name, platform, capacity, external_chat_id)
         SELECT 'bench ' || i, 'qq', 2000, (900000 + i)::text FROM generate_series(1, $NGROUPS) i" >/dev/null
+# BEFORE_SQL: statements run on Shoal's database before the warm-up, for experiments (e.g.
+# "DROP INDEX members_search_trgm" to see what one index costs).
+[ -z "${BEFORE_SQL:-}" ] || psql_q "$BEFORE_SQL" >/dev/null
 log "bridge $BRIDGE, $NGROUPS groups; writing $REQUESTS signed deliveries"
 
 python3 - "$tmp" "$REQUESTS" "$NGROUPS" "$SECRET" <<'PY'
@@ -134,11 +138,15 @@ LUA
 log "warm-up: ${WARMUP}s"
 DELIVERIES=$tmp/warmup.txt wrk -t"$THREADS" -c"$CLIENTS" -d"${WARMUP}s" -s "$tmp/post.lua" "http://$ADDR" >/dev/null 2>&1
 psql_q "CHECKPOINT" >/dev/null
+WAL0=$(psql_q "SELECT pg_current_wal_lsn()")
+C0=$(psql_q "SELECT count(*) FROM checkins")
 log "wrk: $CLIENTS connections, $THREADS threads, ${DURATION}s"
 DELIVERIES=$tmp/requests.txt wrk -t"$THREADS" -c"$CLIENTS" -d"${DURATION}s" --latency -s "$tmp/post.lua" "http://$ADDR" >"$tmp/wrk.txt" 2>&1
 grep -E '^(P50_US|P99_US|REQS|RPS|ERRORS) ' "$tmp/wrk.txt" >"$tmp/wrk.kv" || { cat "$tmp/wrk.txt" >&2; die "wrk failed"; }
 val() { awk -v k="$1" '$1 == k { print $2 }' "$tmp/wrk.kv"; }
 sleep 1
+# WAL written per check-in (the machine's commits wait on WAL: bytes per transaction explain a ratio).
+WAL_PER=$(psql_q "SELECT round(pg_wal_lsn_diff(pg_current_wal_lsn(), '$WAL0') / NULLIF(count(*) - $C0, 0)) FROM checkins")
 CHECKINS=$(psql_q "SELECT count(*) FROM checkins")
 DUPES=$(psql_q "SELECT count(*) FROM (SELECT member_id, group_id, day FROM checkins GROUP BY 1, 2, 3 HAVING count(*) > 1) d")
 BAD_BALANCE=$(psql_q "SELECT count(*) FROM points_accounts a WHERE a.balance <> (SELECT COALESCE(sum(delta), 0) FROM points_ledger l WHERE l.member_id = a.member_id)")
@@ -149,9 +157,12 @@ psql_q "CREATE DATABASE pgbench" >/dev/null
 pgbench -q -i -s 10 -h "$PGSOCK" -U postgres pgbench >/dev/null 2>&1
 psql_q "CHECKPOINT" >/dev/null
 SYNC=$(DB=pgbench psql_q "SHOW synchronous_commit")
+PGWAL0=$(psql_q "SELECT pg_current_wal_lsn()")
 pgbench -c "$CLIENTS" -j "$THREADS" -T "$DURATION" -l --log-prefix="$tmp/pglog" -h "$PGSOCK" -U postgres pgbench >"$tmp/pgbench.txt" 2>&1 || { cat "$tmp/pgbench.txt" >&2; die "pgbench failed"; }
 # Per-transaction log: client, transaction, latency (µs), …
 PG_P99=$(cat "$tmp"/pglog* | awk '{ print $3 }' | sort -n | awk '{ v[NR] = $1 } END { printf "%.2f", v[int(NR * 0.99)] / 1000 }')
+PG_TX=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$tmp/pgbench.txt" | head -n1)
+PG_WAL_PER=$(psql_q "SELECT round(pg_wal_lsn_diff(pg_current_wal_lsn(), '$PGWAL0') / NULLIF($PG_TX, 0))")
 PG_TPS=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$tmp/pgbench.txt" | head -n1)
 PG_LAT=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$tmp/pgbench.txt" | head -n1)
 
@@ -169,10 +180,10 @@ report=$(cat <<MD
 (distinct members over $NGROUPS groups) to \`/hooks/onebot11/{id}\`; baseline \`pgbench -c $CLIENTS -j $THREADS -T $DURATION\`
 (TPC-B, scale 10) on the same embedded PostgreSQL, synchronous_commit = $SYNC.
 
-| load | per second | p50 | p99 |
-| --- | ---: | ---: | ---: |
-| Shoal check-ins | $RPS | $(awk -v v="$P50" 'BEGIN { printf "%.2f ms", v / 1000 }') | $(awk -v v="$P99" 'BEGIN { printf "%.2f ms", v / 1000 }') |
-| pgbench TPC-B | $PG_TPS | avg $PG_LAT ms | $PG_P99 ms |
+| load | per second | p50 | p99 | WAL per transaction |
+| --- | ---: | ---: | ---: | ---: |
+| Shoal check-ins | $RPS | $(awk -v v="$P50" 'BEGIN { printf "%.2f ms", v / 1000 }') | $(awk -v v="$P99" 'BEGIN { printf "%.2f ms", v / 1000 }') | $WAL_PER B |
+| pgbench TPC-B | $PG_TPS | avg $PG_LAT ms | $PG_P99 ms | $PG_WAL_PER B |
 
 | target | figure | verdict |
 | --- | --- | --- |
