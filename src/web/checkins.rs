@@ -364,6 +364,8 @@ struct TodayView {
     rank: usize,
     r: TodayRow,
     time: String,
+    /// The amount found in the note, in words ("5 公里").
+    amount: Option<String>,
 }
 
 /// One member's month: per day 0 (none), 1 (checked in), 2 (made up) or 3 (still to come).
@@ -468,7 +470,12 @@ async fn checkins_page(
         .into_iter()
         .take(TODAY_PAGE as usize)
         .enumerate()
-        .map(|(i, r)| TodayView { rank: offset as usize + i + 1, time: ctx.time.clock(r.at), r })
+        .map(|(i, r)| TodayView {
+            rank: offset as usize + i + 1,
+            time: ctx.time.clock(r.at),
+            amount: r.quantity.zip(r.unit).map(|(q, u)| format!("{q} {}", ctx.tr.tk("checkins.units", u.as_str()))),
+            r,
+        })
         .collect();
     let month = first.format("%Y-%m").to_string();
     let base = format!("/groups/{id}/checkins?month={month}");
