@@ -172,7 +172,6 @@ impl RecentErrors {
     }
 }
 
-
 /// Handles one authenticated, parsed delivery atomically.
 ///
 /// The common delivery — one message in a linked group, a check-in or plain chat — is one
@@ -210,7 +209,8 @@ pub async fn handle(db: &sqlx::PgPool, cache: &BridgeCache, bridge: &BridgeRow, 
                 return stored_answer(&mut conn, bridge, d, first_group.as_ref()).await;
             };
             touch(&mut conn, cache, bridge, d).await?;
-            metrics::counter!("bridge_events_total", "kind" => bridge.kind.as_str(), "result" => "processed").increment(1);
+            metrics::counter!("bridge_events_total", "kind" => bridge.kind.as_str(), "result" => "processed")
+                .increment(1);
             let actions = outcome.map(|o| checkin_reply(protocol, e, &group.rules, &o)).into_iter().collect();
             return Ok(protocol.answer(d, actions));
         }
@@ -498,7 +498,9 @@ mod tests {
         assert!(text.starts_with("&#91;Mei&#93; 签到成功"), "{text}");
         assert_eq!((reply_to.as_deref(), thread_id.as_deref(), mention), (Some("9"), Some("77"), false));
         let d = Delivery { dedupe_key: "k".into(), kind: DeliveryKind::Message, self_id: None, events: vec![e] };
-        let h = Kind::Telegram.protocol().answer(&d, vec![checkin_reply(Kind::Telegram.protocol(), &d.events[0], &Rules::default(), &o)]);
+        let h = Kind::Telegram
+            .protocol()
+            .answer(&d, vec![checkin_reply(Kind::Telegram.protocol(), &d.events[0], &Rules::default(), &o)]);
         assert_eq!(h.answer.unwrap()["message_thread_id"], 77);
     }
 }

@@ -283,7 +283,11 @@ mod tests {
         assert_eq!(settle(Some(t + 601), 600), (Timing::Outside, t), "too early");
         assert_eq!(settle(Some(t - 365 * 86_400), 600), (Timing::Late, t), "a year late: re-timed");
         assert_eq!(settle(Some(0), 600), (Timing::Outside, t));
-        assert_eq!(settle(Some(t - 365 * 86_400), 0), (Timing::OnTime, t - 365 * 86_400), "no tolerance: history counts");
+        assert_eq!(
+            settle(Some(t - 365 * 86_400), 0),
+            (Timing::OnTime, t - 365 * 86_400),
+            "no tolerance: history counts"
+        );
         for absurd in [-300_000_000_000, 8_000_000_000_000, i64::MIN, i64::MAX, 0] {
             assert_eq!(settle(Some(absurd), 0), (Timing::Outside, t), "{absurd} never counts");
         }

@@ -239,7 +239,8 @@ impl Amount {
                 }
                 frac = &t[f..i];
             }
-            let glued = t[..start].chars().next_back().is_some_and(|c| c.is_ascii_alphabetic() || c == '.' || c == '第');
+            let glued =
+                t[..start].chars().next_back().is_some_and(|c| c.is_ascii_alphabetic() || c == '.' || c == '第');
             if glued {
                 continue;
             }
@@ -264,7 +265,23 @@ fn is_separator(c: char) -> bool {
     c.is_whitespace()
         || matches!(
             c,
-            '!' | '！' | ',' | '，' | '.' | '。' | ':' | '：' | ';' | '；' | '、' | '~' | '～' | '-' | '—' | '–' | '…' | '·'
+            '!' | '！'
+                | ','
+                | '，'
+                | '.'
+                | '。'
+                | ':'
+                | '：'
+                | ';'
+                | '；'
+                | '、'
+                | '~'
+                | '～'
+                | '-'
+                | '—'
+                | '–'
+                | '…'
+                | '·'
         )
 }
 
@@ -470,7 +487,8 @@ mod tests {
     #[test]
     fn a_keyword_inside_or_glued_to_a_sentence_is_not_a_checkin() {
         let r = Rules::default();
-        for text in ["我忘了签到", "签到了吗", "签到了", "打卡第3天", "签到3", "/checking", "/checkin2", "补签 昨天"] {
+        for text in ["我忘了签到", "签到了吗", "签到了", "打卡第3天", "签到3", "/checking", "/checkin2", "补签 昨天"]
+        {
             assert_eq!(r.intent(text, false), Intent::None, "{text}");
         }
     }

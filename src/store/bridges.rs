@@ -378,7 +378,12 @@ pub async fn claim_delivery(
 }
 
 /// What the delivery's row keeps for a retry, and its status.
-pub async fn settle_delivery(conn: &mut PgConnection, row: i64, reply: Option<&Value>, status: i32) -> sqlx::Result<()> {
+pub async fn settle_delivery(
+    conn: &mut PgConnection,
+    row: i64,
+    reply: Option<&Value>,
+    status: i32,
+) -> sqlx::Result<()> {
     sqlx::query("UPDATE bridge_events SET reply = $2, status = $3 WHERE id = $1")
         .bind(row)
         .bind(reply)

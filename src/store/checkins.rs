@@ -398,12 +398,18 @@ pub async fn insert_makeup(
 }
 
 /// The member's check-ins in the group (id, day, streak) in day order, locked.
-pub async fn lock_streaks(conn: &mut PgConnection, member: i64, group: i64) -> sqlx::Result<Vec<(i64, NaiveDate, i32)>> {
-    sqlx::query_as("SELECT id, day, streak FROM checkins WHERE member_id = $1 AND group_id = $2 ORDER BY day FOR UPDATE")
-        .bind(member)
-        .bind(group)
-        .fetch_all(conn)
-        .await
+pub async fn lock_streaks(
+    conn: &mut PgConnection,
+    member: i64,
+    group: i64,
+) -> sqlx::Result<Vec<(i64, NaiveDate, i32)>> {
+    sqlx::query_as(
+        "SELECT id, day, streak FROM checkins WHERE member_id = $1 AND group_id = $2 ORDER BY day FOR UPDATE",
+    )
+    .bind(member)
+    .bind(group)
+    .fetch_all(conn)
+    .await
 }
 
 pub async fn set_streak(conn: &mut PgConnection, id: i64, streak: i32) -> sqlx::Result<()> {

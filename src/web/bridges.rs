@@ -16,11 +16,11 @@ use super::ctx::{Ctx, Layout};
 use super::{redirect, render};
 use crate::bridges::Rejection;
 use crate::domain::bridge::Kind;
-use crate::store::bridges::{self as store_bridges, BridgeView, ChatRow, EventRow, KindCount, ListRow, NewBridge};
 use crate::domain::group::valid_http_url;
 use crate::domain::{optional_text, required_text, Platform};
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::store::audit::{self, Actor};
+use crate::store::bridges::{self as store_bridges, BridgeView, ChatRow, EventRow, KindCount, ListRow, NewBridge};
 use crate::AppState;
 
 /// Deliveries listed on the status page.

@@ -128,7 +128,10 @@ async fn a_keyword_then_a_space_or_punctuation_then_text_is_a_checkin_that_keeps
     let items = list["items"].as_array().unwrap();
     assert_eq!(items.len(), 2, "{list}");
     let with_amount = items.iter().find(|c| c["unit"] == "km").unwrap_or_else(|| panic!("{list}"));
-    assert_eq!((with_amount["note"].as_str(), with_amount["quantity"].as_f64()), (Some("今天跑了5公里 加油"), Some(5.0)));
+    assert_eq!(
+        (with_amount["note"].as_str(), with_amount["quantity"].as_f64()),
+        (Some("今天跑了5公里 加油"), Some(5.0))
+    );
     // The next page continues after the last id.
     let cursor = list["next_cursor"].as_str().unwrap();
     let rest: Value = reqwest::Client::new()
