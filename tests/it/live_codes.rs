@@ -769,10 +769,10 @@ async fn a_big_batch_fed_to_the_database_in_parts_arrives_whole_before_shutdown(
             channel: String::new(),
             target_id: Some(targets[0]),
             group_id: None,
-            outcome: "new",
+            outcome: shoal::domain::live_code::ScanOutcome::New,
             visitor: format!("visitor-{i:05}"),
             referrer: String::new(),
-            ua_class: "mobile",
+            ua_class: shoal::domain::live_code::UaClass::Mobile,
             ip_anon: None,
         });
     }

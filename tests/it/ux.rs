@@ -196,7 +196,7 @@ async fn every_time_is_shown_in_one_labelled_zone_which_an_operator_may_choose()
 
 #[tokio::test]
 async fn the_instance_display_zone_is_a_setting() {
-    let app = TestApp::spawn_with(|c| c.display_timezone = "UTC".into()).await;
+    let app = TestApp::spawn_with(|c| c.display_timezone = shoal::domain::Zone(chrono_tz::UTC)).await;
     let c = zh_admin(&app).await;
     let m = member(&app, "阿明").await;
     assert!(page(&app, &c, &format!("/members/{m}")).await.contains("2026-12-02 11:30 (UTC)"));
