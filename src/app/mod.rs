@@ -106,3 +106,99 @@ pub(crate) fn invalid(field: &str, key: &'static str) -> AppError {
     fe.add(field, key);
     AppError::Validation(fe)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every value that carries a password, hash, token or key shows `[redacted]` instead.
+    #[test]
+    fn debug_never_prints_a_secret() {
+        const SECRET: &str = "hunter2-s3cr3t-shoal_abcdef";
+        let shown = [
+            format!("{:?}", crate::store::secrets::SecretBytes(SECRET.as_bytes().to_vec())),
+            format!(
+                "{:?}",
+                crate::store::operators::Credentials { id: 1, password_hash: SECRET.into(), session_epoch: 0 }
+            ),
+            format!(
+                "{:?}",
+                crate::store::operators::NewOperator {
+                    username: "u",
+                    password_hash: SECRET,
+                    role: crate::auth::Role::Admin,
+                    all_groups: true,
+                    group_ids: &[],
+                    language: None,
+                }
+            ),
+            format!(
+                "{:?}",
+                crate::store::tokens::NewToken {
+                    name: "t",
+                    hash: SECRET.as_bytes(),
+                    prefix: "shoal_ab",
+                    role: crate::auth::Role::Viewer,
+                    all_groups: false,
+                    group_ids: &[],
+                    created_by: None,
+                }
+            ),
+            format!(
+                "{:?}",
+                operators::NewAccount {
+                    username: "u".into(),
+                    password: SECRET.into(),
+                    role: crate::auth::Role::Operator,
+                    all_groups: false,
+                    groups: vec![],
+                }
+            ),
+            format!(
+                "{:?}",
+                operators::AccessChange {
+                    role: crate::auth::Role::Operator,
+                    all_groups: false,
+                    groups: vec![],
+                    disabled: false,
+                    password: Some(SECRET.into()),
+                }
+            ),
+            format!(
+                "{:?}",
+                tokens::Created {
+                    token: crate::store::tokens::TokenRow {
+                        id: 1,
+                        name: "t".into(),
+                        prefix: "shoal_ab".into(),
+                        role: crate::auth::Role::Viewer,
+                        all_groups: false,
+                        created_at: chrono::Utc::now(),
+                        last_used_at: None,
+                        revoked_at: None,
+                        group_ids: vec![],
+                    },
+                    secret: SECRET.into(),
+                }
+            ),
+            {
+                let mut c = crate::Config::defaults();
+                c.database.url = format!("postgres://shoal:{SECRET}@db/shoal");
+                format!("{c:?}")
+            },
+        ];
+        let hex = hex::encode(SECRET);
+        for s in &shown {
+            assert!(!s.contains(SECRET) && !s.contains(&hex), "a secret in {s}");
+            assert!(!s.contains("104, 117, 110"), "secret bytes in {s}");
+        }
+        assert!(shown[1].contains("[redacted]") && shown[6].contains("[redacted]"));
+    }
+
+    #[test]
+    fn after_commit_names_each_slug_once() {
+        let a = AfterCommit::invalidate(["Spring".to_string(), "spring".to_string(), "autumn".to_string()]);
+        assert_eq!(a.invalidate_slugs, vec!["Spring".to_string(), "autumn".to_string()]);
+        assert!(AfterCommit::none().invalidate_slugs.is_empty());
+    }
+}

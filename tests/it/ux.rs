@@ -270,14 +270,15 @@ async fn pages_show_words_and_links_instead_of_codes() {
     let m = member(&app, "阿明").await;
     {
         let mut conn = app.db.acquire().await.unwrap();
-        shoal::store::points::apply(
+        let key = shoal::domain::points::IdempotencyKey::checkin(m, 1, chrono::Utc::now().date_naive());
+        shoal::store::points::post(
             &mut conn,
-            shoal::store::points::NewEntry {
+            shoal::store::points::Posting {
                 member_id: m,
                 delta: 1,
-                kind: "checkin",
+                kind: shoal::domain::points::LedgerKind::Checkin,
                 reference: "checkin:5",
-                idempotency_key: "k1",
+                key: &key,
                 request_hash: None,
                 operator_id: None,
                 note: "",
@@ -401,14 +402,15 @@ async fn csv_for_excel_bom_gbk_chinese_headers_template_and_clear_errors() {
     let m = member(&app, "阿明").await;
     {
         let mut conn = app.db.acquire().await.unwrap();
-        shoal::store::points::apply(
+        let key = shoal::domain::points::IdempotencyKey::manual(m, uuid::Uuid::new_v4());
+        shoal::store::points::post(
             &mut conn,
-            shoal::store::points::NewEntry {
+            shoal::store::points::Posting {
                 member_id: m,
                 delta: 7,
-                kind: "adjustment",
+                kind: shoal::domain::points::LedgerKind::Adjustment,
                 reference: "",
-                idempotency_key: "k",
+                key: &key,
                 request_hash: None,
                 operator_id: None,
                 note: "",
