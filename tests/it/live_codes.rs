@@ -637,7 +637,9 @@ async fn the_api_manages_live_codes_targets_and_channels() {
         .fetch_one(&app.db)
         .await
         .unwrap();
-    assert_eq!(audited, 7);
+    // The PATCH of limit and state is two changes, each audited as the admin page's button for
+    // it would be (`live_code.target_limit`, `live_code.target_enable`).
+    assert_eq!(audited, 8);
 }
 
 #[tokio::test]

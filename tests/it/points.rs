@@ -289,3 +289,31 @@ async fn a_killed_process_loses_nothing_when_the_bridge_retries() {
     .unwrap();
     assert_eq!(bad, 0, "balance == sum(ledger)");
 }
+
+#[tokio::test]
+async fn a_checkins_ledger_key_is_the_key_the_typed_constructor_builds() {
+    let app = TestApp::spawn().await;
+    sqlx::query("INSERT INTO groups (name, platform, capacity, external_chat_id) VALUES ('Room', 'qq', 500, 'room-1')")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let bridge: i64 = sqlx::query_scalar(
+        "INSERT INTO bridges (kind, platform, name, secret) VALUES ('generic', 'qq', 'Hub', 'hub-secret') RETURNING id",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    let ev = json!({"event_id": "e1", "kind": "checkin", "group_id": "room-1", "member_id": "ann",
+                    "display_name": "Ann", "timestamp": chrono::Utc::now().timestamp()});
+    let (s, r) = crate::harness::post_generic(&app, bridge, "hub-secret", ev).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let (member, group, day, key, kind): (i64, i64, chrono::NaiveDate, String, String) = sqlx::query_as(
+        "SELECT l.member_id, c.group_id, c.day, l.idempotency_key, l.kind FROM points_ledger l
+         JOIN checkins c ON l.reference = 'checkin:' || c.id",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(kind, shoal::domain::points::LedgerKind::Checkin.as_str());
+    assert_eq!(key, shoal::domain::points::IdempotencyKey::checkin(member, group, day).as_str());
+}

@@ -312,7 +312,7 @@ async fn pages_show_words_and_links_instead_of_codes() {
     assert!(audit.contains(&format!("<a href=\"/members/{m}\">成员 {m} 号</a>")), "the object, linked: {audit}");
     let table = &audit[audit.find("id=\"audit\"").unwrap()..];
     assert!(!table.contains("{&quot;") && !table.contains("{\"") && !table.contains("&#34;"), "no raw JSON");
-    assert!(audit.contains("<dt>原因</dt><dd>活动奖励</dd>"), "details as labelled values");
+    assert!(audit.contains("<dt>备注</dt><dd>活动奖励</dd>"), "details as labelled values");
 }
 
 #[tokio::test]
