@@ -15,6 +15,7 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 
 use crate::config::{AlertConfig, Config};
+pub use crate::domain::alert::{AlertKind as Kind, AlertSubject};
 use crate::jobs::{JobContext, Outcome};
 use crate::outbound::{error_chain, Policy};
 use crate::store::alerts::{self, NewDelivery};
@@ -24,30 +25,10 @@ use crate::store::live_codes::{self, LiveCodeRow, TargetRow};
 /// A condition that holds now, ready to raise.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Condition {
-    pub condition: &'static str,
-    pub subject_kind: &'static str,
+    pub condition: Kind,
+    pub subject_kind: AlertSubject,
     pub subject_id: i64,
     pub payload: serde_json::Value,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// A target's group joins by QR image and the image expires within `expiring_hours`.
-    ExpiringSoon,
-    /// A target has used `nearly_full_percent` of its limit or more.
-    NearlyFull,
-    /// A live code whose next scan would go to the fallback.
-    Exhausted,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::ExpiringSoon => "expiring_soon",
-            Kind::NearlyFull => "nearly_full",
-            Kind::Exhausted => "exhausted",
-        }
-    }
 }
 
 /// One condition found among live codes: the dashboard lists these, alerts raise them.
@@ -71,7 +52,7 @@ pub fn findings<'a>(
     let mut out = Vec::new();
     for c in codes.iter().filter(|c| c.live(now)) {
         let mine: Vec<&TargetRow> = targets.iter().filter(|t| t.live_code_id == c.id).collect();
-        for t in mine.iter().copied().filter(|t| t.enabled && t.group_status == "active") {
+        for t in mine.iter().copied().filter(|t| t.enabled && t.group_status.is_active()) {
             let finding = |kind| Finding { kind, code: c, target: Some(t), targets: mine.len() };
             if t.join_url.is_none() && t.qr_expires_at.is_some_and(|at| at <= soon) {
                 out.push(finding(Kind::ExpiringSoon));
@@ -106,11 +87,11 @@ pub async fn current(db: &PgPool, cfg: &AlertConfig) -> sqlx::Result<Vec<Conditi
                     if f.kind == Kind::ExpiringSoon {
                         payload["expires_at"] = json!(t.qr_expires_at);
                     }
-                    Condition { condition: f.kind.as_str(), subject_kind: "target", subject_id: t.id, payload }
+                    Condition { condition: f.kind, subject_kind: AlertSubject::Target, subject_id: t.id, payload }
                 }
                 None => Condition {
-                    condition: f.kind.as_str(),
-                    subject_kind: "live_code",
+                    condition: f.kind,
+                    subject_kind: AlertSubject::LiveCode,
                     subject_id: f.code.id,
                     payload: json!({"live_code": code, "targets": f.targets}),
                 },
@@ -128,8 +109,8 @@ pub async fn sync(db: &PgPool, config: &Config, conditions: &[Condition]) -> sql
     for c in conditions {
         raised.extend(alerts::raise(&mut tx, c.condition, c.subject_kind, c.subject_id, &c.payload).await?);
     }
-    let holding: HashSet<(String, String, i64)> =
-        conditions.iter().map(|c| (c.condition.to_string(), c.subject_kind.to_string(), c.subject_id)).collect();
+    let holding: HashSet<(Kind, AlertSubject, i64)> =
+        conditions.iter().map(|c| (c.condition, c.subject_kind, c.subject_id)).collect();
     for (id, cond, kind, subject) in alerts::lock_open(&mut tx).await? {
         if !holding.contains(&(cond, kind, subject)) {
             alerts::clear(&mut tx, id).await?;

@@ -180,8 +180,7 @@ async fn run_command(cmd: Command, config: Config, db: &Database) -> anyhow::Res
             let mut conn = db.pool.acquire().await?;
             println!("{:<6} {:<24} {:<9} {:<10} status", "id", "username", "role", "groups");
             for o in operators::list(&mut conn).await? {
-                let groups =
-                    if o.role == "admin" || o.all_groups { "all".to_string() } else { o.group_ids.len().to_string() };
+                let groups = if o.sees_all_groups() { "all".to_string() } else { o.group_ids.len().to_string() };
                 let status = if o.disabled_at.is_some() { "disabled" } else { "active" };
                 println!("{:<6} {:<24} {:<9} {:<10} {status}", o.id, o.username, o.role, groups);
             }

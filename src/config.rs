@@ -19,8 +19,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub log_format: LogFormat,
     pub log_filter: String,
-    /// The zone the admin UI shows times in unless an operator chose another (`web::zone`).
-    pub display_timezone: String,
+    /// The zone the admin UI shows times in unless an operator chose another (`web::zone`);
+    /// a name that is not an IANA zone stops the configuration from loading.
+    pub display_timezone: crate::domain::Zone,
     pub database: DatabaseConfig,
     pub session: SessionConfig,
     pub auth: AuthConfig,
@@ -53,7 +54,8 @@ pub struct ScanConfig {
     pub redirect_status: u16,
     pub max_block: i64,
     pub cache_ttl_ms: u64,
-    pub stats_timezone: String,
+    /// The zone whose calendar days the scan statistics count (and live-code windows are typed in).
+    pub stats_timezone: crate::domain::Zone,
     pub events_flush_ms: u64,
     pub new_scans_per_address: u32,
     pub address_window_secs: u64,
@@ -219,6 +221,16 @@ mod tests {
         let mut c = Config::defaults();
         c.database.url = "postgres://u:topsecret@h/d".into();
         assert!(!format!("{c:?}").contains("topsecret"));
+    }
+
+    #[test]
+    fn time_zones_are_parsed_when_the_configuration_loads() {
+        let c = Config::defaults();
+        assert_eq!(c.display_timezone.tz(), chrono_tz::Asia::Shanghai);
+        let bad = Figment::from(Toml::string(DEFAULT_TOML))
+            .merge(Serialized::default("display_timezone", "Mars/Olympus"))
+            .extract::<Config>();
+        assert!(bad.is_err(), "an unknown zone is refused, not replaced");
     }
 
     #[test]

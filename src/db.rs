@@ -77,9 +77,9 @@ pub fn session_settings(opts: PgConnectOptions, db: &DatabaseConfig) -> PgConnec
 /// goes back to the pool (or the connection is closed when that fails).
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     let mut conn = pool.acquire().await?;
-    sqlx::query("SET statement_timeout = 0").execute(&mut *conn).await?;
+    crate::store::system::lift_statement_timeout(&mut conn).await?;
     let result = MIGRATOR.run(&mut *conn).await;
-    if sqlx::query("RESET statement_timeout").execute(&mut *conn).await.is_err() {
+    if crate::store::system::restore_statement_timeout(&mut conn).await.is_err() {
         conn.close_on_drop();
     }
     result?;

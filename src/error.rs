@@ -38,6 +38,16 @@ impl FieldErrors {
     pub fn get(&self, field: &str, lang: Lang) -> Vec<&'static str> {
         self.0.get(field).map(|keys| keys.iter().map(|k| crate::i18n::t(lang, k)).collect()).unwrap_or_default()
     }
+    /// Moves the messages of `from` to `to` (a form that names a field differently from the
+    /// domain type it is parsed into).
+    pub fn rename(&mut self, from: &str, to: &str) {
+        if let Some(keys) = self.0.remove(from) {
+            self.0.entry(to.to_string()).or_default().extend(keys);
+        }
+        if let Some(allowed) = self.1.remove(from) {
+            self.1.insert(to.to_string(), allowed);
+        }
+    }
     /// `Ok(v)` when no error was recorded, else `Err(Validation)`.
     pub fn into_result<T>(self, v: T) -> Result<T, AppError> {
         if self.is_empty() {

@@ -157,8 +157,8 @@ impl Tr {
         s
     }
     /// The string for the key `prefix.key`, for keys built from data (`platform.qq`).
-    pub fn tk(&self, prefix: &str, key: &str) -> &'static str {
-        t(self.0, &format!("{prefix}.{key}"))
+    pub fn tk(&self, prefix: &str, key: impl AsRef<str>) -> &'static str {
+        t(self.0, &format!("{prefix}.{}", key.as_ref()))
     }
     pub fn lang(&self) -> Lang {
         self.0

@@ -178,14 +178,11 @@ echo stopped
         use sqlx::{ConnectOptions, Connection};
         let mut conn =
             self.connect_options("postgres").connect().await.map_err(|e| start_err(&self.data_dir, &e.to_string()))?;
-        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(name)
-            .fetch_one(&mut conn)
+        let exists = crate::store::system::database_exists(&mut conn, name)
             .await
             .map_err(|e| start_err(&self.data_dir, &e.to_string()))?;
         if !exists {
-            sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-                .execute(&mut conn)
+            crate::store::system::create_database(&mut conn, name)
                 .await
                 .map_err(|e| start_err(&self.data_dir, &e.to_string()))?;
         }

@@ -8,7 +8,9 @@
 use serde_json::{json, Map, Value};
 
 use crate::domain::group::GroupStatus;
+use crate::domain::live_code::{FallbackKind, LiveCodeStatus, MAX_SCAN_LIMIT};
 use crate::domain::member::ROLES;
+use crate::domain::points::{LedgerKind, MAX_ADJUSTMENT, MAX_CALLER_KEY, MAX_NOTE, MAX_REFERENCE};
 use crate::domain::Platform;
 
 const PROBLEM: &str = "#/components/schemas/Problem";
@@ -48,29 +50,30 @@ fn constraints(schema: &str) -> Value {
         "LiveCodeBody" => json!({
             "name": {"minLength": 1, "maxLength": 120},
             "slug": {"pattern": "^[A-Za-z0-9_-]{3,64}$", "description": "default: random"},
-            "status": {"enum": ["active", "paused"]},
+            "status": {"enum": LiveCodeStatus::NAMES},
             "mode": {"enum": ["fill", "balance"]},
             "sticky_days": {"minimum": 0, "maximum": 365},
             "starts_at": {"description": "RFC 3339, or YYYY-MM-DDTHH:MM in the statistics time zone"},
             "ends_at": {"description": "RFC 3339, or YYYY-MM-DDTHH:MM; after starts_at"},
-            "fallback_kind": {"enum": ["none", "url", "image"]},
+            "fallback_kind": {"enum": FallbackKind::NAMES, "description": "`image` needs an image uploaded in the admin UI"},
             "fallback_url": {"maxLength": 2048, "pattern": "^https?://[^/?#\\s]+", "description": "required when fallback_kind is url"},
             "fallback_message": {"maxLength": 500},
         }),
         "PointsBody" => json!({
-            "delta": {"minimum": -1_000_000_000, "maximum": 1_000_000_000, "not": {"const": 0}},
-            "kind": {"enum": ["api", "adjustment"]},
-            "reference": {"maxLength": 200},
-            "note": {"maxLength": 500},
-            "idempotency_key": {"minLength": 1, "maxLength": 200},
+            "delta": {"minimum": -MAX_ADJUSTMENT, "maximum": MAX_ADJUSTMENT, "not": {"const": 0}},
+            "kind": {"enum": LedgerKind::ADJUSTABLE, "description": "`api` (default) or `adjustment`, which needs a note (the reason)"},
+            "reference": {"maxLength": MAX_REFERENCE},
+            "note": {"maxLength": MAX_NOTE},
+            "idempotency_key": {"minLength": 1, "maxLength": MAX_CALLER_KEY},
         }),
         "TargetBody" => json!({
             "group_id": {"minimum": 1, "description": "a group the caller may use; unknown: 422 on group_id"},
-            "scan_limit": {"minimum": 0},
+            "scan_limit": {"minimum": 0, "maximum": MAX_SCAN_LIMIT},
         }),
-        "TargetPatch" => {
-            json!({"scan_limit": {"minimum": 0}, "position": {"description": "1-based; clamped to the targets' count"}})
-        }
+        "TargetPatch" => json!({
+            "scan_limit": {"minimum": 0, "maximum": MAX_SCAN_LIMIT},
+            "position": {"description": "1-based; clamped to the targets' count"},
+        }),
         "ChannelBody" => json!({
             "key": {"pattern": "^[a-z0-9][a-z0-9_-]{0,47}$"},
             "name": {"minLength": 1, "maxLength": 120},

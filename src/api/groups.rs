@@ -11,12 +11,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{next_cursor, ApiAuth, ApiJson, PageParams};
+use crate::app;
 use crate::domain::group::{GroupRaw, GroupStatus};
-use crate::domain::{filter_text, Platform};
+use crate::domain::{filter_text, Platform, Zone};
 use crate::error::{AppError, AppResult};
-use crate::store::audit::{self, Actor};
-use crate::store::groups::{self, GroupRow};
-use crate::web::groups::{audit_details, external_chat_conflict, grant_group};
+use crate::store::groups::{self, GroupRow, StatusFilter};
 use crate::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -40,7 +39,8 @@ pub struct Group {
     pub qr_expires_at: Option<DateTime<Utc>>,
     pub capacity: i32,
     pub member_count: Option<i32>,
-    pub timezone: String,
+    #[schema(value_type = String)]
+    pub timezone: Zone,
     pub external_chat_id: Option<String>,
     pub status: GroupStatus,
     pub tags: Vec<String>,
@@ -53,8 +53,8 @@ impl From<GroupRow> for Group {
     fn from(g: GroupRow) -> Group {
         Group {
             id: g.id,
-            platform: Platform::parse(&g.platform).unwrap_or(Platform::Other),
-            status: GroupStatus::parse(&g.status).unwrap_or(GroupStatus::Active),
+            platform: g.platform,
+            status: g.status,
             has_qr_image: g.has_qr,
             qr_expires_at: g.qr_expires_at,
             name: g.name,
@@ -151,14 +151,28 @@ async fn list_groups(
 ) -> AppResult<Json<GroupPage>> {
     let (after, limit) = page.resolve()?;
     let mut fe = crate::error::FieldErrors::new();
+    let platform = f.platform.as_deref().filter(|s| !s.trim().is_empty()).and_then(|s| {
+        let parsed = Platform::parse(s);
+        if parsed.is_none() {
+            fe.add_choice("platform", Platform::NAMES);
+        }
+        parsed
+    });
+    let status = match f.status.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => StatusFilter::Current,
+        Some(s) => StatusFilter::parse(s).unwrap_or_else(|| {
+            fe.add_choice("status", StatusFilter::NAMES);
+            StatusFilter::Current
+        }),
+    };
     let filter = groups::Filter {
         q: filter_text(f.q.as_deref(), "q", &mut fe),
-        platform: f.platform,
-        status: f.status,
+        platform,
+        status,
         tag: filter_text(f.tag.as_deref(), "tag", &mut fe),
         scope: p.group_filter(),
     };
-    // An over-long search or tag is a 422 before any query.
+    // An over-long search or tag, or an unknown platform or status, is a 422 before any query.
     fe.into_result(())?;
     let mut conn = state.db.acquire().await?;
     let rows = groups::list_after(&mut conn, &filter, after, limit).await?;
@@ -176,21 +190,11 @@ async fn create_group(
 ) -> AppResult<Response> {
     p.require_write()?;
     let spec = body.overlay(GroupRaw::blank())?.parse().map_err(AppError::Validation)?;
-    crate::web::groups::check_chat_change(&p, None, &spec).map_err(AppError::Validation)?;
     let mut tx = state.db.begin().await?;
-    let id = groups::insert(&mut tx, &spec).await.map_err(external_chat_conflict)?;
-    grant_group(&mut tx, &p, id).await?;
-    audit::record(&mut tx, Actor::Principal(&p), "group.create", "group", Some(id.to_string()), audit_details(&spec))
-        .await?;
-    let row = groups::get(&mut tx, id).await?.ok_or(AppError::NotFound)?;
-    tx.commit().await?;
+    let row = app::groups::create(&mut tx, &p, &spec, None).await?.commit(tx, &state).await?;
+    let id = row.id;
     Ok((StatusCode::CREATED, [(axum::http::header::LOCATION, format!("/api/v1/groups/{id}"))], Json(Group::from(row)))
         .into_response())
-}
-
-async fn load(conn: &mut sqlx::PgConnection, p: &crate::auth::Principal, id: i64) -> AppResult<GroupRow> {
-    p.require_group(id)?;
-    groups::get(conn, id).await?.ok_or(AppError::NotFound)
 }
 
 /// Read one group.
@@ -198,7 +202,7 @@ async fn load(conn: &mut sqlx::PgConnection, p: &crate::auth::Principal, id: i64
     responses((status = 200, body = Group), (status = 404, body = super::ProblemDoc)))]
 async fn get_group(State(state): State<AppState>, ApiAuth(p): ApiAuth, Path(id): Path<i64>) -> AppResult<Json<Group>> {
     let mut conn = state.db.acquire().await?;
-    Ok(Json(load(&mut conn, &p, id).await?.into()))
+    Ok(Json(app::groups::load(&mut conn, &p, id).await?.into()))
 }
 
 /// Change some fields of a group.
@@ -212,16 +216,11 @@ async fn update_group(
 ) -> AppResult<Json<Group>> {
     p.require_write()?;
     let mut tx = state.db.begin().await?;
-    let current = load(&mut tx, &p, id).await?;
+    let current = app::groups::load(&mut tx, &p, id).await?;
     // The QR expiry is only changed when the body names it.
-    let base = GroupRaw { qr_expires_at: String::new(), ..crate::web::groups::raw_of(&current) };
+    let base = GroupRaw { qr_expires_at: String::new(), ..app::groups::raw_of(&current) };
     let spec = body.overlay(base)?.parse().map_err(AppError::Validation)?;
-    crate::web::groups::check_chat_change(&p, Some(&current), &spec).map_err(AppError::Validation)?;
-    groups::update(&mut tx, id, &spec).await.map_err(external_chat_conflict)?;
-    audit::record(&mut tx, Actor::Principal(&p), "group.update", "group", Some(id.to_string()), audit_details(&spec))
-        .await?;
-    let row = groups::get(&mut tx, id).await?.ok_or(AppError::NotFound)?;
-    tx.commit().await?;
+    let row = app::groups::update(&mut tx, &p, id, &spec, None).await?.commit(tx, &state).await?;
     Ok(Json(row.into()))
 }
 
@@ -233,13 +232,7 @@ async fn archive_group(
     ApiAuth(p): ApiAuth,
     Path(id): Path<i64>,
 ) -> AppResult<Json<Group>> {
-    p.require_write()?;
     let mut tx = state.db.begin().await?;
-    load(&mut tx, &p, id).await?;
-    groups::set_status(&mut tx, id, GroupStatus::Archived.as_str()).await?;
-    audit::record(&mut tx, Actor::Principal(&p), "group.archive", "group", Some(id.to_string()), serde_json::json!({}))
-        .await?;
-    let row = groups::get(&mut tx, id).await?.ok_or(AppError::NotFound)?;
-    tx.commit().await?;
+    let row = app::groups::set_status(&mut tx, &p, id, GroupStatus::Archived).await?.commit(tx, &state).await?;
     Ok(Json(row.into()))
 }

@@ -13,12 +13,14 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{ApiAuth, ApiJson};
+use crate::app;
+use crate::app::live_codes::{ChannelRef, Move, NewTarget};
 use crate::auth::Principal;
-use crate::domain::live_code::{valid_channel_key, LiveCodeRaw, Mode};
-use crate::error::{on_unique, AppError, AppResult, FieldErrors};
+use crate::domain::live_code::{scan_limit, FallbackKind, LiveCodeRaw, LiveCodeStatus, Mode, ScanOutcome, UaClass};
+use crate::domain::Platform;
+use crate::error::{AppError, AppResult, FieldErrors};
 use crate::scan::events::ScanEvent;
 use crate::scan::Outcome;
-use crate::store::audit::{self, Actor};
 use crate::store::live_codes::{self as store, ChannelRow, LiveCodeRow, TargetRow};
 use crate::AppState;
 
@@ -40,14 +42,12 @@ pub struct LiveCode {
     pub id: i64,
     pub slug: String,
     pub name: String,
-    /// `active` or `paused`.
-    pub status: String,
+    pub status: LiveCodeStatus,
     pub mode: Mode,
     pub sticky_days: i32,
     pub starts_at: Option<DateTime<Utc>>,
     pub ends_at: Option<DateTime<Utc>>,
-    /// `none`, `url` or `image`.
-    pub fallback_kind: String,
+    pub fallback_kind: FallbackKind,
     pub fallback_url: Option<String>,
     pub fallback_message: String,
     /// The permanent link the QR code encodes.
@@ -104,7 +104,7 @@ async fn full(state: &AppState, conn: &mut sqlx::PgConnection, c: LiveCodeRow) -
             .into_iter()
             .map(|ch: ChannelRow| Channel { url: format!("{base}?ch={}", ch.key), key: ch.key, name: ch.name })
             .collect(),
-        mode: Mode::parse(&c.mode).unwrap_or(Mode::Fill),
+        mode: c.mode,
         slug: c.slug,
         name: c.name,
         status: c.status,
@@ -121,15 +121,14 @@ async fn full(state: &AppState, conn: &mut sqlx::PgConnection, c: LiveCodeRow) -
 
 /// The live code with this slug, if the caller may see it.
 async fn load(conn: &mut sqlx::PgConnection, p: &Principal, slug: &str) -> AppResult<LiveCodeRow> {
-    let c = store::by_slug(conn, slug).await?.ok_or(AppError::NotFound)?;
-    store::get(conn, c.id, &store::Access::of(p)).await?.ok_or(AppError::NotFound)
+    let id = code_id(conn, slug).await?;
+    app::live_codes::load(conn, p, id).await
 }
 
-/// The live code with this slug, locked for the rest of the transaction, if the caller may
-/// change it: every change starts here, so the scope check holds until the commit.
-async fn lock(conn: &mut sqlx::PgConnection, p: &Principal, slug: &str) -> AppResult<LiveCodeRow> {
-    let c = store::by_slug(conn, slug).await?.ok_or(AppError::NotFound)?;
-    store::lock(conn, c.id, &store::Access::of(p)).await?.ok_or(AppError::NotFound)
+/// The id of the live code with this slug (whether the caller may see it is the use case's to
+/// check: a code it may not see answers 404 like one that does not exist).
+async fn code_id(conn: &mut sqlx::PgConnection, slug: &str) -> AppResult<i64> {
+    Ok(store::by_slug(conn, slug).await?.ok_or(AppError::NotFound)?.id)
 }
 
 #[derive(Serialize, ToSchema)]
@@ -190,36 +189,15 @@ fn raw_of(c: &LiveCodeRow) -> LiveCodeRaw {
     LiveCodeRaw {
         name: c.name.clone(),
         slug: c.slug.clone(),
-        status: c.status.clone(),
-        mode: c.mode.clone(),
+        status: c.status.as_str().to_string(),
+        mode: c.mode.as_str().to_string(),
         sticky_days: c.sticky_days.to_string(),
         starts_at: c.starts_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
         ends_at: c.ends_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
-        fallback_kind: c.fallback_kind.clone(),
+        fallback_kind: c.fallback_kind.as_str().to_string(),
         fallback_url: c.fallback_url.clone().unwrap_or_default(),
         fallback_message: c.fallback_message.clone(),
     }
-}
-
-/// The end of every change: an audit row for the live code, the commit, and this process's cached
-/// snapshot dropped so that its next scan sees the change.
-async fn finish(
-    state: &AppState,
-    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
-    p: &crate::auth::Principal,
-    action: &str,
-    code_id: i64,
-    slug: &str,
-    details: serde_json::Value,
-) -> AppResult<()> {
-    audit::record(&mut tx, Actor::Principal(p), action, "live_code", Some(code_id.to_string()), details).await?;
-    tx.commit().await?;
-    state.scan.invalidate(slug);
-    Ok(())
-}
-
-fn slug_taken(e: sqlx::Error) -> AppError {
-    on_unique(e, "live_codes_slug_key", "slug", "error.slug_taken")
 }
 
 /// Create a live code (targets are added separately).
@@ -231,22 +209,14 @@ async fn create_code(
     ApiJson(body): ApiJson<LiveCodeBody>,
 ) -> AppResult<Response> {
     p.require_write()?;
-    let spec =
-        body.overlay(LiveCodeRaw::blank()).parse(&state.config.scan.stats_timezone).map_err(AppError::Validation)?;
+    let spec = body
+        .overlay(LiveCodeRaw::blank())
+        .parse(state.config.scan.stats_timezone.tz())
+        .map_err(AppError::Validation)?;
     let mut tx = state.db.begin().await?;
-    let id = store::insert(&mut tx, &spec, &store::Access::of(&p)).await.map_err(slug_taken)?;
-    audit::record(
-        &mut tx,
-        Actor::Principal(&p),
-        "live_code.create",
-        "live_code",
-        Some(id.to_string()),
-        serde_json::json!({"slug": spec.slug, "name": spec.name}),
-    )
-    .await?;
-    let row = store::get(&mut tx, id, &store::Access::all()).await?.ok_or(AppError::NotFound)?;
-    let body = full(&state, &mut tx, row).await?;
-    tx.commit().await?;
+    let done = app::live_codes::create(&mut tx, &p, &spec, None).await?;
+    let body = full(&state, &mut tx, done.value.clone()).await?;
+    done.commit(tx, &state).await?;
     Ok((StatusCode::CREATED, [(axum::http::header::LOCATION, format!("/api/v1/live-codes/{}", body.slug))], Json(body))
         .into_response())
 }
@@ -275,22 +245,11 @@ async fn update_code(
 ) -> AppResult<Json<LiveCode>> {
     p.require_write()?;
     let mut tx = state.db.begin().await?;
-    let c = lock(&mut tx, &p, &slug).await?;
-    let spec = body.overlay(raw_of(&c)).parse(&state.config.scan.stats_timezone).map_err(AppError::Validation)?;
-    store::update(&mut tx, c.id, &spec).await.map_err(slug_taken)?;
-    audit::record(
-        &mut tx,
-        Actor::Principal(&p),
-        "live_code.update",
-        "live_code",
-        Some(c.id.to_string()),
-        serde_json::json!({"slug": spec.slug}),
-    )
-    .await?;
-    let row = store::get(&mut tx, c.id, &store::Access::all()).await?.ok_or(AppError::NotFound)?;
-    let out = full(&state, &mut tx, row).await?;
-    tx.commit().await?;
-    state.scan.invalidate(&slug);
+    let c = load(&mut tx, &p, &slug).await?;
+    let spec = body.overlay(raw_of(&c)).parse(state.config.scan.stats_timezone.tz()).map_err(AppError::Validation)?;
+    let done = app::live_codes::update(&mut tx, &p, c.id, &spec, None).await?;
+    let out = full(&state, &mut tx, done.value.clone()).await?;
+    done.commit(tx, &state).await?;
     Ok(Json(out))
 }
 
@@ -302,21 +261,24 @@ async fn delete_code(
     ApiAuth(p): ApiAuth,
     Path(slug): Path<String>,
 ) -> AppResult<StatusCode> {
-    p.require_write()?;
     let mut tx = state.db.begin().await?;
-    let c = lock(&mut tx, &p, &slug).await?;
-    store::delete(&mut tx, c.id).await?;
-    finish(&state, tx, &p, "live_code.delete", c.id, &slug, serde_json::json!({"slug": c.slug})).await?;
+    let id = code_id(&mut tx, &slug).await?;
+    app::live_codes::delete(&mut tx, &p, id).await?.commit(tx, &state).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// A target to add: the group, and a scan limit (default: the group's capacity minus its
-/// reported member count).
+/// A target to add: the group, and a scan limit from 0 to 10 000 000 (default: the group's
+/// capacity minus its reported member count, at least 1).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetBody {
     pub group_id: i64,
-    pub scan_limit: Option<i32>,
+    pub scan_limit: Option<i64>,
+}
+
+/// A limit as the API takes it: within the same bounds as the admin page.
+fn limit_of(n: Option<i64>, errors: &mut FieldErrors) -> Option<i32> {
+    n.and_then(|n| scan_limit(n, "scan_limit", errors))
 }
 
 /// Add a group as the last target.
@@ -329,51 +291,33 @@ async fn add_target(
     ApiJson(body): ApiJson<TargetBody>,
 ) -> AppResult<Response> {
     p.require_write()?;
+    let mut fe = FieldErrors::new();
+    let scan_limit = limit_of(body.scan_limit, &mut fe);
     let mut tx = state.db.begin().await?;
-    let c = lock(&mut tx, &p, &slug).await?;
-    // A group the caller cannot use is a bad field value (422), not a missing resource: the
-    // resource of this path is the live code.
-    let g = if p.sees_group(body.group_id) { crate::store::groups::get(&mut tx, body.group_id).await? } else { None };
-    let Some(g) = g else {
-        let mut fe = FieldErrors::new();
-        fe.add("group_id", "error.choice");
-        return Err(AppError::Validation(fe));
-    };
-    let limit = body.scan_limit.unwrap_or((g.capacity - g.member_count.unwrap_or(0)).max(1));
-    if limit < 0 {
-        let mut fe = FieldErrors::new();
-        fe.add("scan_limit", "error.number_range");
-        return Err(AppError::Validation(fe));
-    }
-    let id = store::add_target(&mut tx, c.id, g.id, limit)
-        .await
-        .map_err(|e| on_unique(e, "live_code_targets_live_code_id_group_id_key", "group_id", "error.target_exists"))?;
-    audit::record(
-        &mut tx,
-        Actor::Principal(&p),
-        "live_code.target_add",
-        "live_code",
-        Some(c.id.to_string()),
-        serde_json::json!({"target_id": id, "group_id": g.id, "scan_limit": limit}),
-    )
-    .await?;
-    let t = store::target(&mut tx, c.id, id).await?.ok_or(AppError::NotFound)?;
-    tx.commit().await?;
-    state.scan.invalidate(&slug);
-    Ok((StatusCode::CREATED, Json(target_json(&t))).into_response())
+    let id = code_id(&mut tx, &slug).await?;
+    // The live code first: a missing one is a 404 before any field is looked at.
+    app::live_codes::load(&mut tx, &p, id).await?;
+    fe.into_result(())?;
+    let done = app::live_codes::add_target(&mut tx, &p, id, NewTarget { group_id: body.group_id, scan_limit }).await?;
+    let t = target_json(&done.value);
+    done.commit(tx, &state).await?;
+    Ok((StatusCode::CREATED, Json(t)).into_response())
 }
 
 /// Changes to a target. `reset: true` sets its counter back to zero (audited).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetPatch {
-    pub scan_limit: Option<i32>,
+    /// 0 to 10 000 000.
+    pub scan_limit: Option<i64>,
     pub enabled: Option<bool>,
+    /// The place in the try order, 1 = first (clamped to the targets there are).
     pub position: Option<i32>,
     pub reset: Option<bool>,
 }
 
-/// Change a target's limit, enabled flag or position, or reset its counter.
+/// Change a target's limit, enabled flag or position, or reset its counter. Each change is the
+/// same change (and audit entry) as the admin page's button for it.
 #[utoipa::path(patch, path = "/api/v1/live-codes/{slug}/targets/{id}", tag = "live codes", params(("slug" = String, Path), ("id" = i64, Path)), request_body = TargetPatch,
     responses((status = 200, body = Target), (status = 404, body = super::ProblemDoc), (status = 422, body = super::ProblemDoc)))]
 async fn update_target(
@@ -383,45 +327,36 @@ async fn update_target(
     ApiJson(body): ApiJson<TargetPatch>,
 ) -> AppResult<Json<Target>> {
     p.require_write()?;
+    let mut fe = FieldErrors::new();
+    let limit = limit_of(body.scan_limit, &mut fe);
     let mut tx = state.db.begin().await?;
-    let c = lock(&mut tx, &p, &slug).await?;
-    let t = store::target(&mut tx, c.id, id).await?.ok_or(AppError::NotFound)?;
-    p.require_group(t.group_id)?;
-    let limit = body.scan_limit.unwrap_or(t.scan_limit);
-    if limit < 0 {
-        let mut fe = FieldErrors::new();
-        fe.add("scan_limit", "error.number_range");
-        return Err(AppError::Validation(fe));
+    let code = code_id(&mut tx, &slug).await?;
+    app::live_codes::load(&mut tx, &p, code).await?;
+    fe.into_result(())?;
+    let mut after = app::AfterCommit::none();
+    let mut row = None;
+    if let Some(limit) = limit {
+        let d = app::live_codes::set_limit(&mut tx, &p, code, id, limit).await?;
+        (row, after) = (Some(d.value), d.after);
     }
-    store::update_target(&mut tx, c.id, id, limit, body.enabled.unwrap_or(t.enabled)).await?;
+    if let Some(enabled) = body.enabled {
+        let d = app::live_codes::set_enabled(&mut tx, &p, code, id, enabled).await?;
+        (row, after) = (Some(d.value), d.after);
+    }
     if let Some(pos) = body.position {
-        // Move step by step to the requested 1-based position.
-        let targets = store::targets(&mut tx, c.id).await?;
-        let cur = targets.iter().position(|x| x.id == id).unwrap_or(0) as i32 + 1;
-        let want = pos.clamp(1, targets.len() as i32);
-        for _ in 0..(cur - want).abs() {
-            store::move_target(&mut tx, c.id, id, want < cur).await?;
-        }
+        let d = app::live_codes::move_target(&mut tx, &p, code, id, Move::To(pos)).await?;
+        (row, after) = (Some(d.value), d.after);
     }
-    let mut details =
-        serde_json::json!({"target_id": id, "scan_limit": limit, "enabled": body.enabled, "position": body.position});
     if body.reset == Some(true) {
-        let old = store::reset_target(&mut tx, c.id, id).await?;
-        details["reset_from"] = serde_json::json!(old);
+        let d = app::live_codes::reset_target(&mut tx, &p, code, id).await?;
+        (row, after) = (Some(d.value), d.after);
     }
-    audit::record(
-        &mut tx,
-        Actor::Principal(&p),
-        "live_code.target_update",
-        "live_code",
-        Some(c.id.to_string()),
-        details,
-    )
-    .await?;
-    let t = store::target(&mut tx, c.id, id).await?.ok_or(AppError::NotFound)?;
-    tx.commit().await?;
-    state.scan.invalidate(&slug);
-    Ok(Json(target_json(&t)))
+    let t = match row {
+        Some(t) => t,
+        // Nothing to change: the target as it is (if the caller may change it).
+        None => app::live_codes::target_of(&mut tx, &p, code, id).await?.1,
+    };
+    app::Done::new(target_json(&t), after).commit(tx, &state).await.map(Json)
 }
 
 /// Remove a target.
@@ -432,15 +367,9 @@ async fn remove_target(
     ApiAuth(p): ApiAuth,
     Path((slug, id)): Path<(String, i64)>,
 ) -> AppResult<StatusCode> {
-    p.require_write()?;
     let mut tx = state.db.begin().await?;
-    let c = lock(&mut tx, &p, &slug).await?;
-    let t = store::target(&mut tx, c.id, id).await?.ok_or(AppError::NotFound)?;
-    p.require_group(t.group_id)?;
-    if !store::remove_target(&mut tx, c.id, id).await? {
-        return Err(AppError::NotFound);
-    }
-    finish(&state, tx, &p, "live_code.target_remove", c.id, &slug, serde_json::json!({"target_id": id})).await?;
+    let code = code_id(&mut tx, &slug).await?;
+    app::live_codes::remove_target(&mut tx, &p, code, id).await?.commit(tx, &state).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -462,21 +391,14 @@ async fn add_channel(
     ApiJson(body): ApiJson<ChannelBody>,
 ) -> AppResult<Response> {
     p.require_write()?;
-    let mut fe = FieldErrors::new();
-    let key = body.key.trim().to_string();
-    if !valid_channel_key(&key) {
-        fe.add("key", "error.channel_key");
-    }
-    let name = crate::domain::required_text(&body.name, 120, "name", &mut fe);
-    fe.into_result(())?;
+    let (key, name) = app::live_codes::channel(&body.key, &body.name).map_err(AppError::Validation)?;
     let mut tx = state.db.begin().await?;
-    let c = lock(&mut tx, &p, &slug).await?;
-    store::add_channel(&mut tx, c.id, &key, &name)
-        .await
-        .map_err(|e| on_unique(e, "live_code_channels_live_code_id_key_key", "key", "error.channel_taken"))?;
-    finish(&state, tx, &p, "live_code.channel_add", c.id, &slug, serde_json::json!({"key": key})).await?;
-    let url = format!("{}/l/{}?ch={key}", state.config.public_base(), c.slug);
-    Ok((StatusCode::CREATED, Json(Channel { key, name, url })).into_response())
+    let code = code_id(&mut tx, &slug).await?;
+    let done = app::live_codes::add_channel(&mut tx, &p, code, &key, &name).await?;
+    let url = format!("{}/l/{}?ch={key}", state.config.public_base(), slug);
+    let ch = done.value.clone();
+    done.commit(tx, &state).await?;
+    Ok((StatusCode::CREATED, Json(Channel { key: ch.key, name: ch.name, url })).into_response())
 }
 
 /// Delete a channel (its statistics stay).
@@ -487,12 +409,9 @@ async fn delete_channel(
     ApiAuth(p): ApiAuth,
     Path((slug, key)): Path<(String, String)>,
 ) -> AppResult<StatusCode> {
-    p.require_write()?;
     let mut tx = state.db.begin().await?;
-    let c = lock(&mut tx, &p, &slug).await?;
-    let ch = store::channels(&mut tx, c.id).await?.into_iter().find(|ch| ch.key == key).ok_or(AppError::NotFound)?;
-    store::delete_channel(&mut tx, c.id, ch.id).await?;
-    finish(&state, tx, &p, "live_code.channel_delete", c.id, &slug, serde_json::json!({"key": key})).await?;
+    let code = code_id(&mut tx, &slug).await?;
+    app::live_codes::delete_channel(&mut tx, &p, code, ChannelRef::Key(&key)).await?.commit(tx, &state).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -510,7 +429,7 @@ pub struct ScanTarget {
     pub target_id: i64,
     pub group_id: i64,
     pub group_name: String,
-    pub platform: String,
+    pub platform: Platform,
     /// Invite link, when the group is joined by link.
     pub join_url: Option<String>,
     /// The group's current QR image, when it is joined by QR.
@@ -519,7 +438,7 @@ pub struct ScanTarget {
 
 #[derive(Serialize, ToSchema)]
 pub struct ScanFallback {
-    pub kind: String,
+    pub kind: FallbackKind,
     pub url: Option<String>,
     pub message: String,
     pub image_url: Option<String>,
@@ -534,7 +453,7 @@ fn scan_result(state: &AppState, code: &LiveCodeRow, target: Option<&TargetRow>)
                 target_id: t.id,
                 group_id: t.group_id,
                 group_name: t.group_name.clone(),
-                platform: t.platform.clone(),
+                platform: t.platform,
                 join_url: t.join_url.clone(),
                 qr_image_url: t
                     .qr_sha256
@@ -548,7 +467,7 @@ fn scan_result(state: &AppState, code: &LiveCodeRow, target: Option<&TargetRow>)
             outcome: "fallback".into(),
             target: None,
             fallback: Some(ScanFallback {
-                kind: code.fallback_kind.clone(),
+                kind: code.fallback_kind,
                 url: code.fallback_url.clone(),
                 message: code.fallback_message.clone(),
                 image_url: code.fallback_sha.as_ref().map(|_| format!("{base}/fallback-image")),
@@ -630,10 +549,10 @@ async fn take_scan(
         channel: body.channel.filter(|c| snap.channel(c).is_some()).unwrap_or_default(),
         target_id: target.as_ref().map(|t| t.id),
         group_id: target.as_ref().map(|t| t.group_id),
-        outcome: if target.is_some() { "new" } else { "fallback" },
+        outcome: if target.is_some() { ScanOutcome::New } else { ScanOutcome::Fallback },
         visitor: clean(body.visitor, 64),
         referrer: clean(body.referrer, 64),
-        ua_class: "api",
+        ua_class: UaClass::Api,
         ip_anon: None,
     });
     Ok(Json(scan_result(&state, &snap.code, target.as_ref())))

@@ -11,20 +11,20 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{next_cursor, ApiAuth, ApiJson, PageParams};
+use crate::app;
 use crate::auth::Principal;
-use crate::domain::member::MemberRaw;
+use crate::domain::member::{MemberRaw, MemberRole};
 use crate::domain::{filter_text, Platform};
-use crate::error::{AppError, AppResult};
-use crate::store::audit::{self, Actor};
+use crate::error::AppResult;
 use crate::store::members::{self, MemberRow, MembershipRow};
 use crate::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_members, create_member)).routes(routes!(
-        get_member,
-        update_member,
-        delete_member
-    ))
+    OpenApiRouter::new()
+        .routes(routes!(list_members, create_member))
+        .routes(routes!(get_member, update_member, delete_member))
+        .routes(routes!(join_group))
+        .routes(routes!(leave_group))
 }
 
 /// A person on one platform.
@@ -48,7 +48,7 @@ pub struct Member {
 pub struct Membership {
     pub group_id: i64,
     pub group_name: String,
-    pub role: String,
+    pub role: MemberRole,
     pub joined_at: DateTime<Utc>,
     pub left_at: Option<DateTime<Utc>>,
 }
@@ -69,7 +69,7 @@ impl From<MemberRow> for Member {
     fn from(m: MemberRow) -> Member {
         Member {
             id: m.id,
-            platform: Platform::parse(&m.platform).unwrap_or(Platform::Other),
+            platform: m.platform,
             external_user_id: m.external_user_id,
             display_name: m.display_name,
             tags: m.tags,
@@ -146,14 +146,21 @@ async fn list_members(
 ) -> AppResult<Json<MemberPage>> {
     let (after, limit) = page.resolve()?;
     let mut fe = crate::error::FieldErrors::new();
+    let platform = f.platform.as_deref().filter(|s| !s.trim().is_empty()).and_then(|s| {
+        let parsed = Platform::parse(s);
+        if parsed.is_none() {
+            fe.add_choice("platform", Platform::NAMES);
+        }
+        parsed
+    });
     let filter = members::Filter {
         q: filter_text(f.q.as_deref(), "q", &mut fe),
-        platform: f.platform,
+        platform,
         group_id: f.group_id,
         tag: filter_text(f.tag.as_deref(), "tag", &mut fe),
         scope: p.group_filter(),
     };
-    // An over-long search or tag is a 422 before any query.
+    // An over-long search or tag, or an unknown platform, is a 422 before any query.
     fe.into_result(())?;
     let mut conn = state.db.acquire().await?;
     let rows = members::list_after(&mut conn, &filter, after, limit).await?;
@@ -163,7 +170,7 @@ async fn list_members(
 
 async fn read(conn: &mut sqlx::PgConnection, p: &Principal, id: i64) -> AppResult<Member> {
     let scope = p.group_filter();
-    let row = members::get(conn, id, scope.as_deref()).await?.ok_or(AppError::NotFound)?;
+    let row = app::members::load(conn, p, id).await?;
     let memberships = members::memberships(conn, id, scope.as_deref()).await?;
     let mut m = Member::from(row);
     m.memberships = Some(memberships.into_iter().map(Membership::from).collect());
@@ -179,35 +186,12 @@ async fn create_member(
     ApiJson(body): ApiJson<MemberBody>,
 ) -> AppResult<Response> {
     p.require_write()?;
-    let spec = body.overlay(MemberRaw::default()).parse().map_err(AppError::Validation)?;
-    let mut fe = crate::error::FieldErrors::new();
-    match spec.group_id {
-        Some(g) if !p.sees_group(g) => fe.add("group_id", "error.choice"),
-        None if p.group_filter().is_some() => fe.add("group_id", "error.required"),
-        _ => {}
-    }
-    fe.into_result(())?;
+    let spec = body.overlay(MemberRaw::default()).parse().map_err(crate::error::AppError::Validation)?;
     let mut tx = state.db.begin().await?;
-    let id = members::insert(&mut tx, &spec).await.map_err(crate::web::members::duplicate_for(&p))?;
-    if let Some(g) = spec.group_id {
-        if crate::store::groups::get(&mut tx, g).await?.is_none() {
-            let mut fe = crate::error::FieldErrors::new();
-            fe.add("group_id", "error.choice");
-            return Err(AppError::Validation(fe));
-        }
-        members::join(&mut tx, id, g, spec.role).await?;
-    }
-    audit::record(
-        &mut tx,
-        Actor::Principal(&p),
-        "member.create",
-        "member",
-        Some(id.to_string()),
-        serde_json::json!({"external_user_id": spec.external_user_id, "group_id": spec.group_id}),
-    )
-    .await?;
+    let done = app::members::create(&mut tx, &p, &spec).await?;
+    let id = done.value;
     let m = read(&mut tx, &p, id).await?;
-    tx.commit().await?;
+    done.commit(tx, &state).await?;
     Ok((StatusCode::CREATED, [(axum::http::header::LOCATION, format!("/api/v1/members/{id}"))], Json(m))
         .into_response())
 }
@@ -235,9 +219,9 @@ async fn update_member(
 ) -> AppResult<Json<Member>> {
     p.require_write()?;
     let mut tx = state.db.begin().await?;
-    let cur = members::get(&mut tx, id, p.group_filter().as_deref()).await?.ok_or(AppError::NotFound)?;
+    let cur = app::members::load(&mut tx, &p, id).await?;
     let base = MemberRaw {
-        platform: cur.platform,
+        platform: cur.platform.as_str().to_string(),
         external_user_id: cur.external_user_id,
         display_name: cur.display_name,
         tags: cur.tags.join(","),
@@ -245,23 +229,16 @@ async fn update_member(
         ..MemberRaw::default()
     };
     let body = MemberBody { group_id: None, role: None, ..body };
-    let spec = body.overlay(base).parse().map_err(AppError::Validation)?;
-    members::update(&mut tx, id, &spec).await.map_err(crate::web::members::duplicate_for(&p))?;
-    audit::record(
-        &mut tx,
-        Actor::Principal(&p),
-        "member.update",
-        "member",
-        Some(id.to_string()),
-        serde_json::json!({"display_name": spec.display_name}),
-    )
-    .await?;
+    let spec = body.overlay(base).parse().map_err(crate::error::AppError::Validation)?;
+    let done = app::members::update(&mut tx, &p, id, &spec).await?;
     let m = read(&mut tx, &p, id).await?;
-    tx.commit().await?;
+    done.commit(tx, &state).await?;
     Ok(Json(m))
 }
 
-/// Delete a member and their memberships (callers with access to every group only).
+/// Delete a member (callers with access to every group only). The member is anonymised, not
+/// erased: name and platform id are scrubbed, memberships end, any remaining balance is
+/// forfeited by a ledger entry, and the check-in and ledger history stays without a name.
 #[utoipa::path(delete, path = "/api/v1/members/{id}", tag = "members", params(("id" = i64, Path)),
     responses((status = 204), (status = 403, body = super::ProblemDoc), (status = 404, body = super::ProblemDoc)))]
 async fn delete_member(
@@ -269,22 +246,48 @@ async fn delete_member(
     ApiAuth(p): ApiAuth,
     Path(id): Path<i64>,
 ) -> AppResult<StatusCode> {
-    p.require_write()?;
     let mut tx = state.db.begin().await?;
-    members::get(&mut tx, id, p.group_filter().as_deref()).await?.ok_or(AppError::NotFound)?;
-    if p.group_filter().is_some() {
-        return Err(AppError::Forbidden);
-    }
-    sqlx::query("DELETE FROM members WHERE id = $1").bind(id).execute(&mut *tx).await?;
-    audit::record(
-        &mut tx,
-        Actor::Principal(&p),
-        "member.delete",
-        "member",
-        Some(id.to_string()),
-        serde_json::json!({}),
-    )
-    .await?;
-    tx.commit().await?;
+    app::members::delete(&mut tx, &p, id).await?.commit(tx, &state).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A group to add a member to.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MembershipBody {
+    pub group_id: i64,
+    /// `member` (default), `admin` or `owner`; for an open membership, its new role.
+    pub role: Option<MemberRole>,
+}
+
+/// Add a member to a group (or change their role there).
+#[utoipa::path(post, path = "/api/v1/members/{id}/memberships", tag = "members", params(("id" = i64, Path)), request_body = MembershipBody,
+    responses((status = 200, body = Member), (status = 403, body = super::ProblemDoc), (status = 404, body = super::ProblemDoc), (status = 422, body = super::ProblemDoc)))]
+async fn join_group(
+    State(state): State<AppState>,
+    ApiAuth(p): ApiAuth,
+    Path(id): Path<i64>,
+    ApiJson(body): ApiJson<MembershipBody>,
+) -> AppResult<Json<Member>> {
+    let mut tx = state.db.begin().await?;
+    let role = body.role.unwrap_or_default();
+    let done = app::members::join(&mut tx, &p, id, body.group_id, role).await?;
+    let m = read(&mut tx, &p, id).await?;
+    done.commit(tx, &state).await?;
+    Ok(Json(m))
+}
+
+/// End a member's membership in a group (nothing happens when there is none open).
+#[utoipa::path(delete, path = "/api/v1/members/{id}/memberships/{group_id}", tag = "members", params(("id" = i64, Path), ("group_id" = i64, Path)),
+    responses((status = 200, body = Member), (status = 403, body = super::ProblemDoc), (status = 404, body = super::ProblemDoc)))]
+async fn leave_group(
+    State(state): State<AppState>,
+    ApiAuth(p): ApiAuth,
+    Path((id, group_id)): Path<(i64, i64)>,
+) -> AppResult<Json<Member>> {
+    let mut tx = state.db.begin().await?;
+    let done = app::members::leave(&mut tx, &p, id, group_id).await?;
+    let m = read(&mut tx, &p, id).await?;
+    done.commit(tx, &state).await?;
+    Ok(Json(m))
 }

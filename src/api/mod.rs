@@ -8,6 +8,7 @@ pub mod jobs;
 pub mod live_codes;
 pub mod members;
 pub mod points;
+pub mod tokens;
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header;
@@ -76,6 +77,7 @@ fn open_api_router() -> OpenApiRouter<AppState> {
         .merge(points::router())
         .merge(jobs::router())
         .merge(checkins::router())
+        .merge(tokens::router())
 }
 
 /// The OpenAPI document of every `/api` route, as served: what the annotations say, completed

@@ -7,15 +7,16 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{ApiAuth, ApiJson};
+use crate::app;
+use crate::app::points::Adjusted;
+use crate::domain::points::{AdjustmentRaw, IdempotencyKey, MAX_CALLER_KEY};
 use crate::error::{AppError, AppResult, FieldErrors};
-use crate::store::audit::{self, Actor};
-use crate::store::points::{self, Applied, Entry, NewEntry};
+use crate::store::points::{self, Entry};
 use crate::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -39,14 +40,15 @@ async fn get_points(
     Path(id): Path<i64>,
 ) -> AppResult<Json<Points>> {
     let mut conn = state.db.acquire().await?;
-    crate::store::members::get(&mut conn, id, p.group_filter().as_deref()).await?.ok_or(AppError::NotFound)?;
+    app::members::load(&mut conn, &p, id).await?;
     let balance = points::balance(&mut conn, id).await?;
     let entries = points::entries(&mut conn, id, 100).await?;
     Ok(Json(Points { member_id: id, balance, entries }))
 }
 
-/// An award (positive) or deduction (negative). The idempotency key comes in the
-/// `Idempotency-Key` header or the body.
+/// An award (positive) or deduction (negative), at most 10 000 000 either way, the same rules as
+/// the admin page's adjustment. The idempotency key comes in the `Idempotency-Key` header or the
+/// body.
 #[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PointsBody {
@@ -86,68 +88,35 @@ async fn post_points(
         .or_else(|| body.idempotency_key.clone())
         .map(|k| k.trim().to_string())
         .unwrap_or_default();
-    let mut fe = FieldErrors::new();
-    if key.is_empty() || key.len() > 200 {
+    let raw = AdjustmentRaw {
+        delta: body.delta.to_string(),
+        kind: body.kind.clone().unwrap_or_else(|| "api".into()),
+        reference: body.reference.clone().unwrap_or_default(),
+        note: body.note.clone().unwrap_or_default(),
+    };
+    let mut fe = raw.parse().err().unwrap_or_default();
+    if key.is_empty() || key.chars().count() > MAX_CALLER_KEY {
         fe.add("idempotency_key", "error.required");
     }
-    if body.delta == 0 || body.delta.unsigned_abs() > 1_000_000_000 {
-        fe.add("delta", "error.number_range");
-    }
-    let kind = body.kind.as_deref().unwrap_or("api");
-    if kind != "api" && kind != "adjustment" {
-        fe.add_choice("kind", &["api", "adjustment"]);
-    }
     crate::domain::no_nul(&key, "idempotency_key", &mut fe);
-    let note = crate::domain::optional_text(body.note.as_deref().unwrap_or(""), 500, "note", &mut fe);
-    let reference = crate::domain::optional_text(body.reference.as_deref().unwrap_or(""), 200, "reference", &mut fe);
     fe.into_result(())?;
-    // What makes two requests "the same": everything but the key itself.
-    let hash =
-        hex::encode(Sha256::digest(serde_json::json!([id, body.delta, kind, reference, note]).to_string().as_bytes()));
+    let adj = raw.parse().map_err(AppError::Validation)?;
+    let key = IdempotencyKey::api(p.id, &key);
     let mut tx = state.db.begin().await?;
-    crate::store::members::get(&mut tx, id, p.group_filter().as_deref()).await?.ok_or(AppError::NotFound)?;
-    let api_key = format!("api:{}:{key}", p.id);
-    let applied = points::apply(
-        &mut tx,
-        NewEntry {
-            member_id: id,
-            delta: body.delta,
-            kind,
-            reference: &reference,
-            idempotency_key: &api_key,
-            request_hash: Some(&hash),
-            operator_id: None,
-            note: &note,
-        },
-    )
-    .await?;
-    match applied {
-        Applied::New { entry, balance } => {
-            audit::record(
-                &mut tx,
-                Actor::Principal(&p),
-                "points.apply",
-                "member",
-                Some(id.to_string()),
-                serde_json::json!({"delta": body.delta, "kind": kind, "key": key}),
-            )
-            .await?;
-            tx.commit().await?;
+    let done = app::points::adjust(&mut tx, &p, id, &adj, &key).await?;
+    match done.value.clone() {
+        Adjusted::New { entry, balance } => {
+            done.commit(tx, &state).await?;
             Ok((StatusCode::CREATED, Json(Applied2 { entry, balance, created: true })).into_response())
         }
-        Applied::Existing(entry) => {
-            if entry.member_id != id || entry.request_hash.as_deref() != Some(hash.as_str()) {
-                return Err(AppError::Conflict("this idempotency key was used with a different request".into()));
-            }
-            let balance = points::balance(&mut tx, id).await?;
-            tx.commit().await?;
+        Adjusted::Replayed { entry, balance } => {
+            done.commit(tx, &state).await?;
             Ok((StatusCode::OK, Json(Applied2 { entry, balance, created: false })).into_response())
         }
-        Applied::Insufficient { balance } => {
+        Adjusted::Insufficient { balance } => {
+            tracing::debug!(member = id, balance, "refused a spend below zero");
             let mut fe = FieldErrors::new();
             fe.add("delta", "error.insufficient_points");
-            drop(tx);
-            tracing::debug!(member = id, balance, "refused a spend below zero");
             Err(AppError::Validation(fe))
         }
     }

@@ -14,8 +14,9 @@ use sha2::{Digest, Sha256};
 use crate::error::{AppError, AppResult};
 use crate::i18n::Lang;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum Role {
     Admin,
     Operator,
@@ -41,11 +42,7 @@ impl Role {
     }
 }
 
-impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::domain::text_enum!(Role);
 
 /// Which groups a principal may see.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,6 +51,7 @@ pub enum Scope {
     Groups(HashSet<i64>),
 }
 
+/// What a principal is: an operator (admin pages) or an API token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ActorKind {
     Operator,

@@ -4,11 +4,12 @@
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{optional_text, parse_tags, parse_timezone, required_text, Platform};
+use super::{optional_text, parse_tags, parse_zone, required_text, text_enum, Platform, Zone};
 use crate::error::FieldErrors;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum GroupStatus {
     Active,
     Paused,
@@ -28,7 +29,15 @@ impl GroupStatus {
     pub fn parse(s: &str) -> Option<GroupStatus> {
         GroupStatus::ALL.into_iter().find(|g| g.as_str() == s.trim())
     }
+    pub fn is_active(self) -> bool {
+        self == GroupStatus::Active
+    }
+    pub fn is_archived(self) -> bool {
+        self == GroupStatus::Archived
+    }
 }
+
+text_enum!(GroupStatus);
 
 /// A group as typed into a form: every field text, nothing checked yet.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -56,7 +65,7 @@ pub struct GroupSpec {
     pub join_url: Option<String>,
     pub capacity: i32,
     pub member_count: Option<i32>,
-    pub timezone: String,
+    pub timezone: Zone,
     pub external_chat_id: Option<String>,
     pub status: GroupStatus,
     pub tags: Vec<String>,
@@ -65,6 +74,7 @@ pub struct GroupSpec {
 }
 
 pub const DEFAULT_TIMEZONE: &str = "Asia/Shanghai";
+pub const DEFAULT_ZONE: Zone = Zone(chrono_tz::Asia::Shanghai);
 
 /// An absolute http(s) URL without spaces, at most 2048 characters.
 pub fn valid_http_url(s: &str) -> bool {
@@ -93,7 +103,7 @@ fn parse_int(input: &str, min: i64, max: i64, field: &str, errors: &mut FieldErr
 }
 
 /// Parses a local `YYYY-MM-DDTHH:MM[:SS]` in `tz`, or an RFC 3339 instant.
-pub fn parse_instant(input: &str, tz: &str) -> Option<DateTime<Utc>> {
+pub fn parse_instant(input: &str, tz: chrono_tz::Tz) -> Option<DateTime<Utc>> {
     let s = input.trim();
     if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
         return Some(dt.with_timezone(&Utc));
@@ -101,16 +111,12 @@ pub fn parse_instant(input: &str, tz: &str) -> Option<DateTime<Utc>> {
     let naive = NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M")
         .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S"))
         .ok()?;
-    let tz: chrono_tz::Tz = tz.parse().ok()?;
     tz.from_local_datetime(&naive).earliest().map(|d| d.with_timezone(&Utc))
 }
 
 /// Formats an instant for a `datetime-local` input in `tz`.
-pub fn local_input_value(at: DateTime<Utc>, tz: &str) -> String {
-    match tz.parse::<chrono_tz::Tz>() {
-        Ok(tz) => at.with_timezone(&tz).format("%Y-%m-%dT%H:%M").to_string(),
-        Err(_) => at.format("%Y-%m-%dT%H:%M").to_string(),
-    }
+pub fn local_input_value(at: DateTime<Utc>, tz: chrono_tz::Tz) -> String {
+    at.with_timezone(&tz).format("%Y-%m-%dT%H:%M").to_string()
 }
 
 impl GroupRaw {
@@ -144,9 +150,9 @@ impl GroupRaw {
             parse_int(&self.capacity, 1, 1_000_000, "capacity", &mut e).unwrap_or(platform.default_capacity());
         let member_count = parse_int(&self.member_count, 0, 1_000_000, "member_count", &mut e);
         let timezone = if self.timezone.trim().is_empty() {
-            DEFAULT_TIMEZONE.to_string()
+            Some(DEFAULT_ZONE)
         } else {
-            parse_timezone(&self.timezone, "timezone", &mut e)
+            parse_zone(&self.timezone, "timezone", &mut e)
         };
         let ext = optional_text(&self.external_chat_id, 128, "external_chat_id", &mut e);
         let status = if self.status.trim().is_empty() {
@@ -162,14 +168,14 @@ impl GroupRaw {
         let qr_expires_at = if self.qr_expires_at.trim().is_empty() {
             None
         } else {
-            let at = parse_instant(&self.qr_expires_at, &timezone);
+            let at = parse_instant(&self.qr_expires_at, timezone.unwrap_or(DEFAULT_ZONE).tz());
             if at.is_none() {
                 e.add("qr_expires_at", "error.datetime");
             }
             at
         };
-        if e.is_empty() {
-            Ok(GroupSpec {
+        match timezone {
+            Some(timezone) if e.is_empty() => Ok(GroupSpec {
                 name,
                 platform,
                 join_url,
@@ -181,9 +187,8 @@ impl GroupRaw {
                 tags,
                 notes,
                 qr_expires_at,
-            })
-        } else {
-            Err(e)
+            }),
+            _ => Err(e),
         }
     }
 }
@@ -226,7 +231,7 @@ mod tests {
         let r = GroupRaw { qr_expires_at: "2026-12-01T08:00".into(), ..raw("A", "wechat") };
         let spec = r.parse().unwrap();
         assert_eq!(spec.qr_expires_at.unwrap().to_rfc3339(), "2026-12-01T00:00:00+00:00");
-        assert_eq!(local_input_value(spec.qr_expires_at.unwrap(), "Asia/Shanghai"), "2026-12-01T08:00");
+        assert_eq!(local_input_value(spec.qr_expires_at.unwrap(), chrono_tz::Asia::Shanghai), "2026-12-01T08:00");
     }
 
     #[test]

@@ -4,11 +4,43 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{optional_text, required_text};
+use super::{optional_text, required_text, text_enum};
 use crate::error::FieldErrors;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+/// The largest scan limit of a target, whichever way it is set (form or API).
+pub const MAX_SCAN_LIMIT: i64 = 10_000_000;
+
+/// A scan limit as given: a whole number from 0 to [`MAX_SCAN_LIMIT`], else `error.number_range`
+/// on `field`.
+pub fn scan_limit(n: i64, field: &str, errors: &mut FieldErrors) -> Option<i32> {
+    if (0..=MAX_SCAN_LIMIT).contains(&n) {
+        Some(n as i32)
+    } else {
+        errors.add(field, "error.number_range");
+        None
+    }
+}
+
+/// A scan limit typed into a form ([`scan_limit`]; anything but a whole number is out of range).
+pub fn parse_scan_limit(input: &str, field: &str, errors: &mut FieldErrors) -> Option<i32> {
+    match input.trim().parse::<i64>() {
+        Ok(n) => scan_limit(n, field, errors),
+        Err(_) => {
+            errors.add(field, "error.number_range");
+            None
+        }
+    }
+}
+
+/// The default limit of a new target: the room the group reports, at least one, at most
+/// [`MAX_SCAN_LIMIT`].
+pub fn default_scan_limit(capacity: i32, member_count: Option<i32>) -> i32 {
+    (capacity as i64 - member_count.unwrap_or(0) as i64).clamp(1, MAX_SCAN_LIMIT) as i32
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum Mode {
     /// Fill targets in order: the first eligible target takes the scan.
     Fill,
@@ -31,6 +63,102 @@ impl Mode {
         }
     }
 }
+
+text_enum!(Mode);
+
+/// Whether a live code takes scans (within its window).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+pub enum LiveCodeStatus {
+    Active,
+    Paused,
+}
+
+impl LiveCodeStatus {
+    pub const NAMES: &'static [&'static str] = &["active", "paused"];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LiveCodeStatus::Active => "active",
+            LiveCodeStatus::Paused => "paused",
+        }
+    }
+    pub fn is_active(self) -> bool {
+        self == LiveCodeStatus::Active
+    }
+}
+
+text_enum!(LiveCodeStatus);
+
+/// What a scan gets when no target can take it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+pub enum FallbackKind {
+    /// A page saying every group is full, with the message.
+    None,
+    /// A redirect to the fallback URL.
+    Url,
+    /// The uploaded fallback image (an owner's or customer service QR code).
+    Image,
+}
+
+impl FallbackKind {
+    pub const NAMES: &'static [&'static str] = &["none", "url", "image"];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FallbackKind::None => "none",
+            FallbackKind::Url => "url",
+            FallbackKind::Image => "image",
+        }
+    }
+    pub fn is_url(self) -> bool {
+        self == FallbackKind::Url
+    }
+    pub fn is_image(self) -> bool {
+        self == FallbackKind::Image
+    }
+}
+
+text_enum!(FallbackKind);
+
+/// What became of one scan, as recorded in `scan_events` and counted in `scan_daily`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum ScanOutcome {
+    /// A new visitor sent to a target (a slot taken).
+    New,
+    /// A returning visitor sent to their group again (no slot).
+    Sticky,
+    /// Every group full: the fallback.
+    Fallback,
+    /// Turned away by the per-address limit (the busy page).
+    Refused,
+    /// A link-preview fetcher (no slot).
+    Preview,
+    /// A long press on the QR image of the target page.
+    LongPress,
+}
+
+impl ScanOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScanOutcome::New => "new",
+            ScanOutcome::Sticky => "sticky",
+            ScanOutcome::Fallback => "fallback",
+            ScanOutcome::Refused => "refused",
+            ScanOutcome::Preview => "preview",
+            ScanOutcome::LongPress => "long_press",
+        }
+    }
+    /// Routed to a target (new or returning).
+    pub fn landed(self) -> bool {
+        matches!(self, ScanOutcome::New | ScanOutcome::Sticky)
+    }
+}
+
+text_enum!(ScanOutcome);
 
 /// What the routing rules need to know about one target and its group.
 #[derive(Clone, Debug)]
@@ -100,7 +228,8 @@ pub fn try_order(mode: Mode, targets: &[TargetState], used: impl Fn(usize) -> i6
 }
 
 /// Who fetched a live-code link.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum UaClass {
     /// A link-preview fetcher or other bot: gets a preview page and never uses a slot.
     Crawler,
@@ -109,6 +238,8 @@ pub enum UaClass {
     Mobile,
     Desktop,
     Other,
+    /// A scan taken through the API (`POST /api/v1/live-codes/{slug}/scans`).
+    Api,
 }
 
 impl UaClass {
@@ -120,9 +251,12 @@ impl UaClass {
             UaClass::Mobile => "mobile",
             UaClass::Desktop => "desktop",
             UaClass::Other => "other",
+            UaClass::Api => "api",
         }
     }
 }
+
+text_enum!(UaClass);
 
 /// Substrings (lower case) of the User-Agents of link-preview fetchers and crawlers.
 const CRAWLERS: &[&str] = &[
@@ -212,7 +346,7 @@ fn match_user_agent(ua: &str) -> UaClass {
         UaClass::Qq => 2,
         UaClass::Mobile => 3,
         UaClass::Desktop => 4,
-        UaClass::Other => 5,
+        UaClass::Other | UaClass::Api => 5,
     };
     let mut best =
         if ua.len() >= 3 && ua[ua.len() - 3..].eq_ignore_ascii_case("bot") { UaClass::Crawler } else { UaClass::Other };
@@ -284,12 +418,12 @@ pub struct LiveCodeRaw {
 pub struct LiveCodeSpec {
     pub name: String,
     pub slug: String,
-    pub active: bool,
+    pub status: LiveCodeStatus,
     pub mode: Mode,
     pub sticky_days: i32,
     pub starts_at: Option<DateTime<Utc>>,
     pub ends_at: Option<DateTime<Utc>>,
-    pub fallback_kind: &'static str,
+    pub fallback_kind: FallbackKind,
     pub fallback_url: Option<String>,
     pub fallback_message: String,
 }
@@ -307,19 +441,19 @@ impl LiveCodeRaw {
     }
 
     /// Parses the form; times are local to `tz`.
-    pub fn parse(&self, tz: &str) -> Result<LiveCodeSpec, FieldErrors> {
+    pub fn parse(&self, tz: chrono_tz::Tz) -> Result<LiveCodeSpec, FieldErrors> {
         let mut e = FieldErrors::new();
         let name = required_text(&self.name, 120, "name", &mut e);
         let slug = self.slug.trim().to_string();
         if !valid_slug(&slug) {
             e.add("slug", "error.slug");
         }
-        let active = match self.status.trim() {
-            "" | "active" => true,
-            "paused" => false,
+        let status = match self.status.trim() {
+            "" | "active" => LiveCodeStatus::Active,
+            "paused" => LiveCodeStatus::Paused,
             _ => {
-                e.add_choice("status", &["active", "paused"]);
-                true
+                e.add_choice("status", LiveCodeStatus::NAMES);
+                LiveCodeStatus::Active
             }
         };
         let mode = match self.mode.trim() {
@@ -357,17 +491,17 @@ impl LiveCodeRaw {
             }
         }
         let fallback_kind = match self.fallback_kind.trim() {
-            "" | "none" => "none",
-            "url" => "url",
-            "image" => "image",
+            "" | "none" => FallbackKind::None,
+            "url" => FallbackKind::Url,
+            "image" => FallbackKind::Image,
             _ => {
-                e.add_choice("fallback_kind", &["none", "url", "image"]);
-                "none"
+                e.add_choice("fallback_kind", FallbackKind::NAMES);
+                FallbackKind::None
             }
         };
         let url = self.fallback_url.trim();
         let fallback_url = if url.is_empty() {
-            if fallback_kind == "url" {
+            if fallback_kind == FallbackKind::Url {
                 e.add("fallback_url", "error.required");
             }
             None
@@ -382,7 +516,7 @@ impl LiveCodeRaw {
             Ok(LiveCodeSpec {
                 name,
                 slug,
-                active,
+                status,
                 mode,
                 sticky_days,
                 starts_at,
@@ -500,6 +634,22 @@ mod tests {
         assert_eq!(anonymize_ip("203.0.113.77".parse().unwrap()).to_string(), "203.0.113.0");
         assert_eq!(anonymize_ip("2001:db8:abcd:12::1".parse().unwrap()).to_string(), "2001:db8:abcd::");
         assert_eq!(anonymize_ip("::ffff:198.51.100.9".parse().unwrap()).to_string(), "198.51.100.0");
+    }
+
+    #[test]
+    fn scan_limits_stop_at_ten_million_and_default_to_the_room_left() {
+        let mut e = FieldErrors::new();
+        assert_eq!(parse_scan_limit(" 10000000 ", "l", &mut e), Some(10_000_000));
+        assert_eq!(scan_limit(0, "l", &mut e), Some(0));
+        assert!(e.is_empty());
+        for bad in ["10000001", "-1", "x", ""] {
+            let mut e = FieldErrors::new();
+            assert_eq!(parse_scan_limit(bad, "l", &mut e), None, "{bad}");
+            assert!(e.has("l"));
+        }
+        assert_eq!(default_scan_limit(200, Some(150)), 50);
+        assert_eq!(default_scan_limit(200, None), 200);
+        assert_eq!(default_scan_limit(200, Some(230)), 1);
     }
 
     #[test]

@@ -2,11 +2,66 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{optional_text, parse_tags, required_text, Platform};
+use super::{optional_text, parse_tags, required_text, text_enum, Platform};
 use crate::error::FieldErrors;
 
-/// A member's role inside one group.
+/// The names of the roles a member may have inside one group ([`MemberRole`]).
 pub const ROLES: [&str; 3] = ["member", "admin", "owner"];
+
+/// A member's role inside one group.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+pub enum MemberRole {
+    #[default]
+    Member,
+    Admin,
+    Owner,
+}
+
+impl MemberRole {
+    pub const ALL: [MemberRole; 3] = [MemberRole::Member, MemberRole::Admin, MemberRole::Owner];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberRole::Member => "member",
+            MemberRole::Admin => "admin",
+            MemberRole::Owner => "owner",
+        }
+    }
+    pub fn parse(s: &str) -> Option<MemberRole> {
+        MemberRole::ALL.into_iter().find(|r| r.as_str() == s.trim())
+    }
+}
+
+text_enum!(MemberRole);
+
+/// Why a membership ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum LeaveReason {
+    /// The member left.
+    Leave,
+    /// A group admin removed them.
+    Kick,
+    /// The bot itself was removed.
+    KickMe,
+    /// An operator ended it in Shoal (or the member was deleted).
+    Manual,
+}
+
+impl LeaveReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaveReason::Leave => "leave",
+            LeaveReason::Kick => "kick",
+            LeaveReason::KickMe => "kick_me",
+            LeaveReason::Manual => "manual",
+        }
+    }
+}
+
+text_enum!(LeaveReason);
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(default)]
@@ -29,7 +84,7 @@ pub struct MemberSpec {
     pub tags: Vec<String>,
     pub notes: String,
     pub group_id: Option<i64>,
-    pub role: &'static str,
+    pub role: MemberRole,
 }
 
 impl MemberRaw {
@@ -54,10 +109,10 @@ impl MemberRaw {
             },
         };
         let role = match self.role.trim() {
-            "" => "member",
-            r => ROLES.into_iter().find(|x| *x == r).unwrap_or_else(|| {
+            "" => MemberRole::Member,
+            r => MemberRole::parse(r).unwrap_or_else(|| {
                 e.add_choice("role", &ROLES);
-                "member"
+                MemberRole::Member
             }),
         };
         if e.is_empty() {
@@ -87,6 +142,8 @@ mod tests {
         .unwrap();
         assert_eq!(ok.external_user_id, "10001");
         assert_eq!(ok.group_id, Some(3));
-        assert_eq!(ok.role, "member");
+        assert_eq!(ok.role, MemberRole::Member);
+        let names: Vec<&str> = MemberRole::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names, ROLES);
     }
 }

@@ -2,6 +2,7 @@
 //! Forms and JSON bodies are parsed into these (`TryFrom`), so invalid values never reach SQL.
 
 pub mod action;
+pub mod alert;
 pub mod bridge;
 pub mod checkin;
 pub mod csv_import;
@@ -9,15 +10,35 @@ pub mod group;
 pub mod hll;
 pub mod live_code;
 pub mod member;
+pub mod points;
 pub mod qr;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::FieldErrors;
 
-/// The chat platform a group or member lives on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+/// `Display` and `AsRef<str>` for an enum with `as_str`: templates show it and look up its
+/// words (`tr.tk("platform", &g.platform)`) without turning it into a string first.
+macro_rules! text_enum {
+    ($t:ty) => {
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl AsRef<str> for $t {
+            fn as_ref(&self) -> &str {
+                self.as_str()
+            }
+        }
+    };
+}
+pub(crate) use text_enum;
+
+/// The chat platform a group or member lives on (stored as its name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum Platform {
     Wechat,
     Qq,
@@ -69,9 +90,80 @@ impl Platform {
     }
 }
 
-impl std::fmt::Display for Platform {
+text_enum!(Platform);
+
+/// An IANA time zone, parsed once where it is read (configuration, a stored row) and kept as
+/// `chrono_tz::Tz` from then on. Stored and shown as its name; as a `str` it is that name, so it
+/// goes wherever a zone name is expected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Zone(pub chrono_tz::Tz);
+
+impl Zone {
+    pub fn parse(s: &str) -> Option<Zone> {
+        s.trim().parse::<chrono_tz::Tz>().ok().map(Zone)
+    }
+    pub fn tz(self) -> chrono_tz::Tz {
+        self.0
+    }
+    pub fn name(self) -> &'static str {
+        self.0.name()
+    }
+}
+
+impl std::ops::Deref for Zone {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.0.name()
+    }
+}
+
+impl std::fmt::Display for Zone {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(self.0.name())
+    }
+}
+
+impl From<chrono_tz::Tz> for Zone {
+    fn from(tz: chrono_tz::Tz) -> Zone {
+        Zone(tz)
+    }
+}
+
+impl Serialize for Zone {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Zone {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Zone, D::Error> {
+        let s = String::deserialize(d)?;
+        Zone::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown time zone {s:?} (an IANA name)")))
+    }
+}
+
+impl sqlx::Type<sqlx::Postgres> for Zone {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <String as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+    fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+        <String as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Postgres> for Zone {
+    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Zone, sqlx::error::BoxDynError> {
+        let s = <&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
+        Zone::parse(s).ok_or_else(|| format!("stored time zone {s:?} is not an IANA name").into())
+    }
+}
+
+impl sqlx::Encode<'_, sqlx::Postgres> for Zone {
+    fn encode_by_ref(
+        &self,
+        buf: &mut sqlx::postgres::PgArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <&str as sqlx::Encode<sqlx::Postgres>>::encode_by_ref(&self.0.name(), buf)
     }
 }
 
@@ -146,6 +238,15 @@ pub fn no_nul(input: &str, field: &str, errors: &mut FieldErrors) {
     if input.contains('\0') {
         errors.add(field, "error.nul");
     }
+}
+
+/// An IANA time zone name such as `Asia/Shanghai`, as a [`Zone`] (None after an error on `field`).
+pub fn parse_zone(input: &str, field: &str, errors: &mut FieldErrors) -> Option<Zone> {
+    let zone = Zone::parse(input).filter(|_| !input.contains('\0'));
+    if zone.is_none() {
+        errors.add(field, "error.timezone");
+    }
+    zone
 }
 
 /// An IANA timezone name such as `Asia/Shanghai`.

@@ -16,6 +16,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, watch, Notify};
 
+use crate::domain::live_code::{ScanOutcome, UaClass};
+use crate::store::scan_events::{self, DailyCount};
+
 const CHANNEL_CAPACITY: usize = 100_000;
 const BATCH: usize = 20_000;
 /// A paced batch goes to the database in this many parts, with pauses between them.
@@ -30,11 +33,10 @@ pub struct ScanEvent {
     pub channel: String,
     pub target_id: Option<i64>,
     pub group_id: Option<i64>,
-    /// new | sticky | fallback | refused | preview | long_press
-    pub outcome: &'static str,
+    pub outcome: ScanOutcome,
     pub visitor: String,
     pub referrer: String,
-    pub ua_class: &'static str,
+    pub ua_class: UaClass,
     /// The client address with its host part dropped (`domain::live_code::anonymize_ip`).
     pub ip_anon: Option<std::net::IpAddr>,
 }
@@ -214,7 +216,7 @@ pub fn local_day(at: DateTime<Utc>, tz: chrono_tz::Tz) -> NaiveDate {
     at.with_timezone(&tz).date_naive()
 }
 
-type DailyKey = (i64, NaiveDate, String, i64, &'static str);
+type DailyKey = (i64, NaiveDate, String, i64, ScanOutcome);
 type UniquesKey = (i64, NaiveDate, String);
 
 /// A batch made ready for the database: the binary COPY data, the daily counts and the
@@ -251,10 +253,10 @@ impl Encoder {
         copy_field(copy, e.channel.as_bytes());
         copy_bigint(copy, e.target_id);
         copy_bigint(copy, e.group_id);
-        copy_field(copy, e.outcome.as_bytes());
+        copy_field(copy, e.outcome.as_str().as_bytes());
         copy_field(copy, e.visitor.as_bytes());
         copy_field(copy, e.referrer.as_bytes());
-        copy_field(copy, e.ua_class.as_bytes());
+        copy_field(copy, e.ua_class.as_str().as_bytes());
         self.ip.clear();
         if let Some(a) = e.ip_anon {
             let _ = write!(self.ip, "{a}");
@@ -276,7 +278,7 @@ impl Encoder {
                 self.run = Some(((e.live_code_id, day, e.channel.clone(), target, e.outcome), 1));
             }
         }
-        if e.outcome != "preview" && !e.visitor.is_empty() {
+        if e.outcome != ScanOutcome::Preview && !e.visitor.is_empty() {
             self.p.uniques.entry((e.live_code_id, day, e.channel.clone())).or_default().add(e.visitor.as_bytes());
         }
     }
@@ -316,9 +318,7 @@ async fn write(
     // Analytics: a database crash may lose the last moments of events (as a Shoal crash may);
     // not waiting for the WAL flush keeps the writer cheap. A batch is fed over most of a tick
     // and longer while the database is slow: the pool's statement timeout must not drop it.
-    sqlx::query("SELECT set_config('synchronous_commit', 'off', true), set_config('statement_timeout', '0', true)")
-        .execute(&mut *tx)
-        .await?;
+    scan_events::relax_batch(&mut tx).await?;
     // The batch's live codes, held until the commit: a code deleted before that takes only its
     // own events with it (its daily counters would fail the foreign key, and the whole batch).
     let mut codes: Vec<i64> = events.iter().map(|e| e.live_code_id).collect();
@@ -338,11 +338,7 @@ async fn write(
         tx.commit().await?;
         return Ok(gone);
     }
-    let mut copy = tx
-        .copy_in_raw(
-            "COPY scan_events (at, live_code_id, channel, target_id, group_id, outcome, visitor, ref, ua_class, ip_anon) FROM STDIN (FORMAT binary)",
-        )
-        .await?;
+    let mut copy = scan_events::copy_in(&mut tx).await?;
     let p = match pace {
         Some(pace) if events.len() >= PACED_MIN_EVENTS => {
             // Encoded and sent a part at a time, with pauses: neither Shoal's encoding nor
@@ -371,66 +367,28 @@ async fn write(
     copy.send(p.copy.as_slice()).await?;
     copy.finish().await?;
 
-    let mut codes = Vec::new();
-    let mut days = Vec::new();
-    let mut channels = Vec::new();
-    let mut targets = Vec::new();
-    let mut outcomes = Vec::new();
-    let mut counts = Vec::new();
-    for ((code, day, ch, target, outcome), n) in &p.daily {
-        codes.push(*code);
-        days.push(*day);
-        channels.push(ch.clone());
-        targets.push(*target);
-        outcomes.push(outcome.to_string());
-        counts.push(*n);
-    }
-    sqlx::query(
-        "INSERT INTO scan_daily (live_code_id, day, channel, target_id, outcome, scans)
-         SELECT * FROM UNNEST($1::bigint[], $2::date[], $3::text[], $4::bigint[], $5::text[], $6::bigint[])
-         ON CONFLICT (live_code_id, day, channel, target_id, outcome) DO UPDATE SET scans = scan_daily.scans + EXCLUDED.scans",
-    )
-    .bind(&codes)
-    .bind(&days)
-    .bind(&channels)
-    .bind(&targets)
-    .bind(&outcomes)
-    .bind(&counts)
-    .execute(&mut *tx)
-    .await?;
+    let counts: Vec<DailyCount> = p
+        .daily
+        .into_iter()
+        .map(|((live_code_id, day, channel, target_id, outcome), scans)| DailyCount {
+            live_code_id,
+            day,
+            channel,
+            target_id,
+            outcome,
+            scans,
+        })
+        .collect();
+    scan_events::add_daily(&mut tx, &counts).await?;
 
     for ((code, day, ch), sketch) in &p.uniques {
-        let inserted = sqlx::query(
-            "INSERT INTO scan_daily_uniques (live_code_id, day, channel, registers) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-        )
-        .bind(code)
-        .bind(day)
-        .bind(ch)
-        .bind(sketch.to_bytes())
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() == 1 {
+        if scan_events::insert_uniques(&mut tx, *code, *day, ch, &sketch.to_bytes()).await? {
             continue;
         }
-        let stored: Vec<u8> = sqlx::query_scalar(
-            "SELECT registers FROM scan_daily_uniques WHERE live_code_id = $1 AND day = $2 AND channel = $3 FOR UPDATE",
-        )
-        .bind(code)
-        .bind(day)
-        .bind(ch)
-        .fetch_one(&mut *tx)
-        .await?;
+        let stored = scan_events::locked_uniques(&mut tx, *code, *day, ch).await?;
         let mut merged = crate::domain::hll::Sketch::from_bytes(&stored);
         merged.merge(sketch);
-        sqlx::query(
-            "UPDATE scan_daily_uniques SET registers = $4 WHERE live_code_id = $1 AND day = $2 AND channel = $3",
-        )
-        .bind(code)
-        .bind(day)
-        .bind(ch)
-        .bind(merged.to_bytes())
-        .execute(&mut *tx)
-        .await?;
+        scan_events::set_uniques(&mut tx, *code, *day, ch, &merged.to_bytes()).await?;
     }
     tx.commit().await?;
     Ok(gone)
@@ -466,10 +424,11 @@ mod tests {
             outcome,
             visitor: visitor.into(),
             referrer: String::new(),
-            ua_class: "mobile",
+            ua_class: UaClass::Mobile,
             ip_anon: Some("203.0.113.0".parse().unwrap()),
         };
-        let p = prepare(&[e("new", "a"), e("new", "b"), e("fallback", "a"), e("new", "c")], chrono_tz::UTC);
+        let (new, fallback) = (ScanOutcome::New, ScanOutcome::Fallback);
+        let p = prepare(&[e(new, "a"), e(new, "b"), e(fallback, "a"), e(new, "c")], chrono_tz::UTC);
         assert!(p.copy.starts_with(COPY_HEADER) && p.copy.ends_with(&[0xff, 0xff]));
         // The first field of the first row: 8 bytes of microseconds since 2000-01-01.
         let first = &p.copy[COPY_HEADER.len()..];
@@ -478,8 +437,8 @@ mod tests {
         let micros = i64::from_be_bytes(first[6..14].try_into().unwrap());
         assert_eq!(micros, 848_770_200_123_456, "2026-11-23T17:30:00.123456Z");
         let day = at.date_naive();
-        assert_eq!(p.daily[&(7, day, String::new(), 3, "new")], 3);
-        assert_eq!(p.daily[&(7, day, String::new(), 3, "fallback")], 1);
+        assert_eq!(p.daily[&(7, day, String::new(), 3, new)], 3);
+        assert_eq!(p.daily[&(7, day, String::new(), 3, fallback)], 1);
         assert_eq!(p.uniques[&(7, day, String::new())].estimate(), 3);
     }
 
@@ -491,10 +450,10 @@ mod tests {
             channel: if i % 3 == 0 { "flyer".into() } else { String::new() },
             target_id: (i % 5 != 0).then_some(i % 4),
             group_id: Some(9),
-            outcome: if i % 5 == 0 { "fallback" } else { "new" },
+            outcome: if i % 5 == 0 { ScanOutcome::Fallback } else { ScanOutcome::New },
             visitor: format!("v{i}"),
             referrer: String::new(),
-            ua_class: "wechat",
+            ua_class: UaClass::Wechat,
             ip_anon: None,
         };
         let events: Vec<ScanEvent> = (0..1000).map(e).collect();

@@ -36,7 +36,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn mode(&self) -> Mode {
-        Mode::parse(&self.code.mode).unwrap_or(Mode::Fill)
+        self.code.mode
     }
     pub fn target(&self, id: i64) -> Option<&TargetRow> {
         self.targets.iter().find(|t| t.id == id)
@@ -113,7 +113,7 @@ pub struct ScanRuntime {
 
 impl ScanRuntime {
     pub fn start(db: PgPool, config: &crate::config::ScanConfig) -> ScanRuntime {
-        let tz = config.stats_timezone.parse().unwrap_or(chrono_tz::Asia::Shanghai);
+        let tz = config.stats_timezone.tz();
         ScanRuntime {
             slots: slots::SlotPool::new(config.max_block),
             fallback_seen: Arc::new(tokio::sync::Notify::new()),
@@ -286,13 +286,8 @@ impl ScanRuntime {
             .get_or_try_init(|| async {
                 let mut conn = db.acquire().await?;
                 let fresh = crate::auth::random_token(32);
-                sqlx::query("INSERT INTO app_secrets (name, value) VALUES ('scan_cookie_key', $1) ON CONFLICT (name) DO NOTHING")
-                    .bind(fresh.as_bytes())
-                    .execute(&mut *conn)
-                    .await?;
-                let key: Vec<u8> =
-                    sqlx::query_scalar("SELECT value FROM app_secrets WHERE name = 'scan_cookie_key'").fetch_one(&mut *conn).await?;
-                Ok(<Hmac<Sha256> as Mac>::new_from_slice(&key).expect("HMAC takes any key length"))
+                let key = crate::store::secrets::get_or_create(&mut conn, "scan_cookie_key", fresh.as_bytes()).await?;
+                Ok(<Hmac<Sha256> as Mac>::new_from_slice(&key.0).expect("HMAC takes any key length"))
             })
             .await
     }

@@ -3,6 +3,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
+use crate::domain::alert::{AlertKind, AlertSubject};
+
 pub async fn webhook_url(conn: &mut PgConnection) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar("SELECT webhook_url FROM alert_settings").fetch_optional(conn).await.map(Option::flatten)
 }
@@ -15,8 +17,8 @@ pub async fn set_webhook_url(conn: &mut PgConnection, url: Option<&str>) -> sqlx
 /// Opens an alert unless the same condition is open already; its id when this call opened it.
 pub async fn raise(
     conn: &mut PgConnection,
-    condition: &str,
-    subject_kind: &str,
+    condition: AlertKind,
+    subject_kind: AlertSubject,
     subject_id: i64,
     payload: &serde_json::Value,
 ) -> sqlx::Result<Option<i64>> {
@@ -33,7 +35,7 @@ pub async fn raise(
 }
 
 /// Open alerts, locked for this transaction (others skip them): (id, condition, kind, subject).
-pub async fn lock_open(conn: &mut PgConnection) -> sqlx::Result<Vec<(i64, String, String, i64)>> {
+pub async fn lock_open(conn: &mut PgConnection) -> sqlx::Result<Vec<(i64, AlertKind, AlertSubject, i64)>> {
     sqlx::query_as(
         "SELECT id, condition, subject_kind, subject_id FROM alerts WHERE cleared_at IS NULL FOR UPDATE SKIP LOCKED",
     )
@@ -49,8 +51,8 @@ pub async fn clear(conn: &mut PgConnection, id: i64) -> sqlx::Result<()> {
 #[derive(Debug, sqlx::FromRow)]
 pub struct AlertRow {
     pub id: i64,
-    pub condition: String,
-    pub subject_kind: String,
+    pub condition: AlertKind,
+    pub subject_kind: AlertSubject,
     pub subject_id: i64,
     pub payload: serde_json::Value,
     pub raised_at: DateTime<Utc>,
@@ -95,7 +97,7 @@ const SUBJECT: &str =
 #[derive(sqlx::FromRow)]
 pub struct OpenAlert {
     pub raised_at: DateTime<Utc>,
-    pub condition: String,
+    pub condition: AlertKind,
     pub subject: String,
 }
 
@@ -112,7 +114,7 @@ pub async fn list_open(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<
 #[derive(sqlx::FromRow)]
 pub struct DeliveryRow {
     pub at: DateTime<Utc>,
-    pub condition: String,
+    pub condition: AlertKind,
     pub subject: String,
     pub attempt: i32,
     pub status_code: Option<i32>,

@@ -3,18 +3,55 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-use crate::auth::Principal;
+use crate::auth::{ActorKind, Principal};
+
+/// Who wrote an audit row, as stored in `audit_log.actor_kind`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+pub enum ActorType {
+    Operator,
+    Token,
+    /// Shoal itself: the command line, first-start setup.
+    System,
+}
+
+impl ActorType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActorType::Operator => "operator",
+            ActorType::Token => "token",
+            ActorType::System => "system",
+        }
+    }
+}
+
+crate::domain::text_enum!(ActorType);
+
+impl From<ActorKind> for ActorType {
+    fn from(k: ActorKind) -> ActorType {
+        match k {
+            ActorKind::Operator => ActorType::Operator,
+            ActorKind::Token => ActorType::Token,
+        }
+    }
+}
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct AuditRow {
     pub id: i64,
     pub at: DateTime<Utc>,
-    pub actor_kind: String,
+    pub actor_kind: ActorType,
     pub actor_name: String,
     pub action: String,
     pub target_kind: String,
     pub target_id: Option<String>,
     pub details: serde_json::Value,
+}
+
+impl AuditRow {
+    pub fn by_system(&self) -> bool {
+        self.actor_kind == ActorType::System
+    }
 }
 
 /// Who did it: an operator, an API token, or Shoal itself (CLI, setup).
@@ -32,8 +69,8 @@ pub async fn record(
     details: serde_json::Value,
 ) -> sqlx::Result<()> {
     let (kind, id, name) = match actor {
-        Actor::Principal(p) => (p.kind.as_str(), Some(p.id), p.name.as_str()),
-        Actor::System(name) => ("system", None, name),
+        Actor::Principal(p) => (ActorType::from(p.kind), Some(p.id), p.name.as_str()),
+        Actor::System(name) => (ActorType::System, None, name),
     };
     sqlx::query(
         "INSERT INTO audit_log (actor_kind, actor_id, actor_name, action, target_kind, target_id, details)

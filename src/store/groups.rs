@@ -4,20 +4,21 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 use super::like_pattern;
-use crate::domain::group::GroupSpec;
+use crate::domain::group::{GroupSpec, GroupStatus};
 use crate::domain::qr::QrImage;
+use crate::domain::{Platform, Zone};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct GroupRow {
     pub id: i64,
     pub name: String,
-    pub platform: String,
+    pub platform: Platform,
     pub join_url: Option<String>,
     pub capacity: i32,
     pub member_count: Option<i32>,
-    pub timezone: String,
+    pub timezone: Zone,
     pub external_chat_id: Option<String>,
-    pub status: String,
+    pub status: GroupStatus,
     pub tags: Vec<String>,
     pub notes: String,
     pub created_at: DateTime<Utc>,
@@ -44,13 +45,42 @@ const SELECT: &str = "SELECT g.id, g.name, g.platform, g.join_url, g.capacity, g
         q.uploaded_at AS qr_uploaded_at, q.expires_at AS qr_expires_at
     FROM groups g LEFT JOIN group_qr_images q ON q.group_id = g.id";
 
+/// Which statuses a list shows.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFilter {
+    /// Every status but archived.
+    #[default]
+    Current,
+    All,
+    Only(GroupStatus),
+}
+
+impl StatusFilter {
+    /// The names a list's `status` parameter takes.
+    pub const NAMES: &'static [&'static str] = &["active", "paused", "archived", "all"];
+
+    /// `all` or a status; None for anything else.
+    pub fn parse(s: &str) -> Option<StatusFilter> {
+        match s.trim() {
+            "all" => Some(StatusFilter::All),
+            s => GroupStatus::parse(s).map(StatusFilter::Only),
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusFilter::Current => "",
+            StatusFilter::All => "all",
+            StatusFilter::Only(s) => s.as_str(),
+        }
+    }
+}
+
 /// List filters; `scope` None means every group.
 #[derive(Debug, Default, Clone)]
 pub struct Filter {
     pub q: Option<String>,
-    pub platform: Option<String>,
-    /// None: every status but archived; Some("all"): everything.
-    pub status: Option<String>,
+    pub platform: Option<Platform>,
+    pub status: StatusFilter,
     pub tag: Option<String>,
     pub scope: Option<Vec<i64>>,
 }
@@ -66,10 +96,14 @@ fn bind_filter<'q, O>(
     q: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
     f: &'q Filter,
 ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+    let status = match f.status {
+        StatusFilter::Current => None,
+        other => Some(other.as_str()),
+    };
     q.bind(f.scope.as_deref())
         .bind(f.q.as_deref().map(like_pattern))
-        .bind(f.platform.as_deref())
-        .bind(f.status.as_deref())
+        .bind(f.platform)
+        .bind(status)
         .bind(f.tag.as_deref())
 }
 
@@ -93,7 +127,7 @@ pub async fn get(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<GroupR
 }
 
 /// Groups that need an operator: no way to join, or a QR image expired or expiring within
-/// `hours`; archived groups aside.
+/// `hours` (`alerts.expiring_hours`); archived groups aside.
 pub async fn needing_attention(
     conn: &mut PgConnection,
     scope: Option<&[i64]>,
@@ -129,13 +163,13 @@ pub async fn insert(conn: &mut PgConnection, g: &GroupSpec) -> sqlx::Result<i64>
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
     )
     .bind(&g.name)
-    .bind(g.platform.as_str())
+    .bind(g.platform)
     .bind(&g.join_url)
     .bind(g.capacity)
     .bind(g.member_count)
-    .bind(&g.timezone)
+    .bind(g.timezone)
     .bind(&g.external_chat_id)
-    .bind(g.status.as_str())
+    .bind(g.status)
     .bind(&g.tags)
     .bind(&g.notes)
     .fetch_one(conn)
@@ -152,13 +186,13 @@ pub async fn update(conn: &mut PgConnection, id: i64, g: &GroupSpec) -> sqlx::Re
     )
     .bind(id)
     .bind(&g.name)
-    .bind(g.platform.as_str())
+    .bind(g.platform)
     .bind(&g.join_url)
     .bind(g.capacity)
     .bind(g.member_count)
-    .bind(&g.timezone)
+    .bind(g.timezone)
     .bind(&g.external_chat_id)
-    .bind(g.status.as_str())
+    .bind(g.status)
     .bind(&g.tags)
     .bind(&g.notes)
     .execute(&mut *conn)
@@ -174,7 +208,7 @@ pub async fn update(conn: &mut PgConnection, id: i64, g: &GroupSpec) -> sqlx::Re
     Ok(r.rows_affected() == 1)
 }
 
-pub async fn set_status(conn: &mut PgConnection, id: i64, status: &str) -> sqlx::Result<bool> {
+pub async fn set_status(conn: &mut PgConnection, id: i64, status: GroupStatus) -> sqlx::Result<bool> {
     let r = sqlx::query("UPDATE groups SET status = $2, updated_at = now() WHERE id = $1")
         .bind(id)
         .bind(status)
@@ -238,12 +272,15 @@ pub async fn count_on_platform(conn: &mut PgConnection, platform: &str) -> sqlx:
         .await
 }
 
-pub async fn overview(conn: &mut PgConnection, scope: Option<&[i64]>) -> sqlx::Result<Overview> {
+/// The dashboard's counts; a QR image expiring within `expiring_hours` (`alerts.expiring_hours`,
+/// the same window the alerts and the live-code pages use) counts as expiring.
+pub async fn overview(conn: &mut PgConnection, scope: Option<&[i64]>, expiring_hours: i64) -> sqlx::Result<Overview> {
     sqlx::query_as(
         "SELECT count(*) FILTER (WHERE g.status = 'active') AS active,
                 count(*) FILTER (WHERE g.status = 'paused') AS paused,
                 count(*) FILTER (WHERE g.status = 'archived') AS archived,
-                count(*) FILTER (WHERE g.status <> 'archived' AND q.expires_at > now() AND q.expires_at <= now() + interval '48 hours') AS qr_expiring,
+                count(*) FILTER (WHERE g.status <> 'archived' AND q.expires_at > now()
+                                 AND q.expires_at <= now() + make_interval(hours => $2::int)) AS qr_expiring,
                 count(*) FILTER (WHERE g.status <> 'archived' AND q.expires_at <= now()) AS qr_expired,
                 count(*) FILTER (WHERE g.status <> 'archived' AND g.join_url IS NULL AND q.group_id IS NULL) AS no_target,
                 COALESCE(sum(g.member_count) FILTER (WHERE g.status <> 'archived'), 0)::bigint AS members_reported
@@ -251,6 +288,40 @@ pub async fn overview(conn: &mut PgConnection, scope: Option<&[i64]>) -> sqlx::R
          WHERE ($1::bigint[] IS NULL OR g.id = ANY($1))",
     )
     .bind(scope)
+    .bind(expiring_hours.clamp(0, i32::MAX as i64) as i32)
     .fetch_one(conn)
     .await
+}
+
+/// Moves the group's reported member count by `delta` (±1) when a count is reported: the one
+/// statement that keeps `member_count` in step with memberships, called by `store::memberships`
+/// only.
+pub(super) async fn count_member(conn: &mut PgConnection, group_id: i64, delta: i32) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE groups SET member_count = GREATEST(member_count + $2, 0), updated_at = now()
+         WHERE id = $1 AND member_count IS NOT NULL",
+    )
+    .bind(group_id)
+    .bind(delta)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Adds a group to a scoped principal's groups (a group it has just created or linked); a
+/// principal with every group needs nothing.
+pub async fn grant(conn: &mut PgConnection, p: &crate::auth::Principal, group_id: i64) -> sqlx::Result<()> {
+    if p.group_filter().is_none() {
+        return Ok(());
+    }
+    let sql = match p.kind {
+        crate::auth::ActorKind::Operator => {
+            "INSERT INTO operator_groups (operator_id, group_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+        }
+        crate::auth::ActorKind::Token => {
+            "INSERT INTO api_token_groups (token_id, group_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+        }
+    };
+    sqlx::query(sql).bind(p.id).bind(group_id).execute(conn).await?;
+    Ok(())
 }

@@ -4,19 +4,21 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgConnection;
 
 use crate::auth::{ActorKind, Principal};
-use crate::domain::live_code::LiveCodeSpec;
+use crate::domain::group::GroupStatus;
+use crate::domain::live_code::{FallbackKind, LiveCodeSpec, LiveCodeStatus, Mode, ScanOutcome};
+use crate::domain::Platform;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct LiveCodeRow {
     pub id: i64,
     pub slug: String,
     pub name: String,
-    pub status: String,
+    pub status: LiveCodeStatus,
     pub starts_at: Option<DateTime<Utc>>,
     pub ends_at: Option<DateTime<Utc>>,
-    pub mode: String,
+    pub mode: Mode,
     pub sticky_days: i32,
-    pub fallback_kind: String,
+    pub fallback_kind: FallbackKind,
     pub fallback_url: Option<String>,
     pub fallback_message: String,
     pub created_at: DateTime<Utc>,
@@ -27,7 +29,7 @@ pub struct LiveCodeRow {
 impl LiveCodeRow {
     /// Active and inside its window.
     pub fn live(&self, now: DateTime<Utc>) -> bool {
-        self.status == "active" && self.starts_at.is_none_or(|s| s <= now) && self.ends_at.is_none_or(|e| e > now)
+        self.status.is_active() && self.starts_at.is_none_or(|s| s <= now) && self.ends_at.is_none_or(|e| e > now)
     }
 }
 
@@ -37,13 +39,13 @@ pub struct TargetRow {
     pub live_code_id: i64,
     pub group_id: i64,
     pub group_name: String,
-    pub platform: String,
+    pub platform: Platform,
     pub position: i32,
     pub scan_limit: i32,
     pub used: i32,
     pub generation: i32,
     pub enabled: bool,
-    pub group_status: String,
+    pub group_status: GroupStatus,
     pub member_count: Option<i32>,
     pub capacity: i32,
     pub join_url: Option<String>,
@@ -59,7 +61,7 @@ impl TargetRow {
             enabled: self.enabled,
             scan_limit: self.scan_limit as i64,
             used: self.used as i64,
-            group_active: self.group_status == "active",
+            group_active: self.group_status.is_active(),
             member_count: self.member_count,
             capacity: self.capacity,
             qr_expires_at: if self.join_url.is_none() { self.qr_expires_at } else { None },
@@ -151,10 +153,10 @@ pub async fn insert(conn: &mut PgConnection, s: &LiveCodeSpec, owner: &Access) -
     )
     .bind(&s.slug)
     .bind(&s.name)
-    .bind(if s.active { "active" } else { "paused" })
+    .bind(s.status)
     .bind(s.starts_at)
     .bind(s.ends_at)
-    .bind(s.mode.as_str())
+    .bind(s.mode)
     .bind(s.sticky_days)
     .bind(s.fallback_kind)
     .bind(&s.fallback_url)
@@ -174,10 +176,10 @@ pub async fn update(conn: &mut PgConnection, id: i64, s: &LiveCodeSpec) -> sqlx:
     .bind(id)
     .bind(&s.slug)
     .bind(&s.name)
-    .bind(if s.active { "active" } else { "paused" })
+    .bind(s.status)
     .bind(s.starts_at)
     .bind(s.ends_at)
-    .bind(s.mode.as_str())
+    .bind(s.mode)
     .bind(s.sticky_days)
     .bind(s.fallback_kind)
     .bind(&s.fallback_url)
@@ -420,7 +422,7 @@ pub async fn delete_channel(conn: &mut PgConnection, code_id: i64, channel_id: i
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DailyRow {
     pub day: NaiveDate,
-    pub outcome: String,
+    pub outcome: ScanOutcome,
     pub scans: i64,
 }
 
@@ -486,13 +488,13 @@ pub async fn stats(conn: &mut PgConnection, code_id: i64, from: NaiveDate, to: N
         union.merge(&crate::domain::hll::Sketch::from_bytes(&s));
     }
     let unique_visitors = union.estimate() as i64;
-    let sum = |o: &str| daily.iter().filter(|d| d.outcome == o).map(|d| d.scans).sum::<i64>();
+    let sum = |o: ScanOutcome| daily.iter().filter(|d| d.outcome == o).map(|d| d.scans).sum::<i64>();
     Ok(Stats {
-        long_presses: sum("long_press"),
-        fallbacks: sum("fallback"),
-        refused: sum("refused"),
-        previews: sum("preview"),
-        landed: sum("new") + sum("sticky"),
+        long_presses: sum(ScanOutcome::LongPress),
+        fallbacks: sum(ScanOutcome::Fallback),
+        refused: sum(ScanOutcome::Refused),
+        previews: sum(ScanOutcome::Preview),
+        landed: sum(ScanOutcome::New) + sum(ScanOutcome::Sticky),
         daily,
         by_target,
         by_channel,

@@ -4,12 +4,15 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 
 use super::{like_pattern, Total, COUNT_CAP};
-use crate::domain::member::MemberSpec;
+use crate::domain::member::{MemberRole, MemberSpec};
+use crate::domain::Platform;
 
+/// A member as lists and pages show them. Deleted members (anonymised, `deleted_at` set) are
+/// never listed or found: their rows stay only for the ledger and check-in history.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct MemberRow {
     pub id: i64,
-    pub platform: String,
+    pub platform: Platform,
     pub external_user_id: String,
     pub display_name: String,
     pub tags: Vec<String>,
@@ -26,7 +29,7 @@ pub struct MembershipRow {
     pub id: i64,
     pub group_id: i64,
     pub group_name: String,
-    pub role: String,
+    pub role: MemberRole,
     pub joined_at: DateTime<Utc>,
     pub left_at: Option<DateTime<Utc>>,
 }
@@ -34,7 +37,7 @@ pub struct MembershipRow {
 #[derive(Debug, Default, Clone)]
 pub struct Filter {
     pub q: Option<String>,
-    pub platform: Option<String>,
+    pub platform: Option<Platform>,
     pub group_id: Option<i64>,
     pub tag: Option<String>,
     pub scope: Option<Vec<i64>>,
@@ -63,7 +66,7 @@ pub struct NamePage {
 /// together (`members_search_trgm`); each column is then checked on its own, so that a match
 /// never spans the two.
 fn push_filter(b: &mut QueryBuilder<'_, Postgres>, f: &Filter) {
-    b.push(" WHERE TRUE");
+    b.push(" WHERE m.deleted_at IS NULL");
     if let Some(scope) = &f.scope {
         b.push(" AND EXISTS (SELECT 1 FROM memberships s WHERE s.member_id = m.id AND s.group_id = ANY(");
         b.push_bind(scope.clone()).push("))");
@@ -74,8 +77,8 @@ fn push_filter(b: &mut QueryBuilder<'_, Postgres>, f: &Filter) {
         b.push(" ESCAPE '\\' AND (m.display_name ILIKE ").push_bind(p.clone());
         b.push(" ESCAPE '\\' OR m.external_user_id ILIKE ").push_bind(p).push(" ESCAPE '\\')");
     }
-    if let Some(platform) = &f.platform {
-        b.push(" AND m.platform = ").push_bind(platform.clone());
+    if let Some(platform) = f.platform {
+        b.push(" AND m.platform = ").push_bind(platform);
     }
     if let Some(g) = f.group_id {
         b.push(
@@ -256,7 +259,7 @@ pub async fn insert(conn: &mut PgConnection, m: &MemberSpec) -> sqlx::Result<i64
         "INSERT INTO members (platform, external_user_id, display_name, tags, notes)
          VALUES ($1, $2, $3, $4, $5) RETURNING id",
     )
-    .bind(m.platform.as_str())
+    .bind(m.platform)
     .bind(&m.external_user_id)
     .bind(&m.display_name)
     .bind(&m.tags)
@@ -276,7 +279,7 @@ pub async fn upsert(conn: &mut PgConnection, m: &MemberSpec) -> sqlx::Result<(i6
             updated_at = now()
          RETURNING id, (xmax = 0) AS inserted",
     )
-    .bind(m.platform.as_str())
+    .bind(m.platform)
     .bind(&m.external_user_id)
     .bind(&m.display_name)
     .bind(&m.tags)
@@ -309,7 +312,7 @@ pub async fn upsert_in_scope(
             RETURNING m.id)
          SELECT id, TRUE AS inserted FROM ins UNION ALL SELECT id, FALSE FROM upd",
     )
-    .bind(m.platform.as_str())
+    .bind(m.platform)
     .bind(&m.external_user_id)
     .bind(&m.display_name)
     .bind(&m.tags)
@@ -322,10 +325,10 @@ pub async fn upsert_in_scope(
 pub async fn update(conn: &mut PgConnection, id: i64, m: &MemberSpec) -> sqlx::Result<bool> {
     let r = sqlx::query(
         "UPDATE members SET platform = $2, external_user_id = $3, display_name = $4, tags = $5, notes = $6, updated_at = now()
-         WHERE id = $1",
+         WHERE id = $1 AND deleted_at IS NULL",
     )
     .bind(id)
-    .bind(m.platform.as_str())
+    .bind(m.platform)
     .bind(&m.external_user_id)
     .bind(&m.display_name)
     .bind(&m.tags)
@@ -335,27 +338,19 @@ pub async fn update(conn: &mut PgConnection, id: i64, m: &MemberSpec) -> sqlx::R
     Ok(r.rows_affected() == 1)
 }
 
-/// Opens a membership unless one is open already (then only the role changes).
-pub async fn join(conn: &mut PgConnection, member_id: i64, group_id: i64, role: &str) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO memberships (member_id, group_id, role) VALUES ($1, $2, $3)
-         ON CONFLICT (member_id, group_id) WHERE left_at IS NULL DO UPDATE SET role = EXCLUDED.role",
-    )
-    .bind(member_id)
-    .bind(group_id)
-    .bind(role)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Closes the open membership, if any.
-pub async fn leave(conn: &mut PgConnection, member_id: i64, group_id: i64) -> sqlx::Result<bool> {
+/// Deletes a member the way Shoal deletes people: the row stays for the history that refers to
+/// it (ledger entries, check-ins), with everything that identifies the person scrubbed — name,
+/// platform user id (so the same person coming back is a new member), tags, notes, last
+/// activity — and `deleted_at` set, after which no list or lookup finds it. The caller closes
+/// the memberships (`store::memberships::close_all`) and settles the balance first. False when
+/// there is no such member (or it was deleted already).
+pub async fn anonymise(conn: &mut PgConnection, id: i64) -> sqlx::Result<bool> {
     let r = sqlx::query(
-        "UPDATE memberships SET left_at = now() WHERE member_id = $1 AND group_id = $2 AND left_at IS NULL",
+        "UPDATE members SET external_user_id = 'deleted:' || id, display_name = '', tags = '{}', notes = '',
+                last_active_at = NULL, deleted_at = now(), updated_at = now()
+         WHERE id = $1 AND deleted_at IS NULL",
     )
-    .bind(member_id)
-    .bind(group_id)
+    .bind(id)
     .execute(conn)
     .await?;
     Ok(r.rows_affected() == 1)
@@ -365,11 +360,11 @@ pub async fn leave(conn: &mut PgConnection, member_id: i64, group_id: i64) -> sq
 #[derive(Debug, sqlx::FromRow)]
 pub struct ExportRow {
     pub member_id: i64,
-    pub platform: String,
+    pub platform: Platform,
     pub external_user_id: String,
     pub display_name: String,
     pub group_id: Option<i64>,
-    pub role: Option<String>,
+    pub role: Option<MemberRole>,
     pub tags: Vec<String>,
     pub notes: String,
     pub balance: i64,
@@ -390,7 +385,7 @@ pub async fn export_part(
         "SELECT m.id AS member_id, m.platform, m.external_user_id, m.display_name, s.group_id, s.role, m.tags, m.notes,
                 COALESCE(pa.balance, 0) AS balance, m.last_active_at
          FROM (SELECT * FROM members m
-               WHERE m.id > $2
+               WHERE m.id > $2 AND m.deleted_at IS NULL
                  AND ($1::bigint[] IS NULL OR EXISTS (SELECT 1 FROM memberships s
                       WHERE s.member_id = m.id AND s.left_at IS NULL AND s.group_id = ANY($1)))
                ORDER BY m.id LIMIT $3) m

@@ -9,8 +9,12 @@ pub mod groups;
 pub mod jobs;
 pub mod live_codes;
 pub mod members;
+pub mod memberships;
 pub mod operators;
 pub mod points;
+pub mod scan_events;
+pub mod secrets;
+pub mod system;
 pub mod tokens;
 
 /// Offset pagination for the admin UI.

@@ -6,13 +6,14 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 use crate::auth::{ActorKind, Principal, Role, Scope};
+use crate::domain::Zone;
 use crate::i18n::Lang;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct OperatorRow {
     pub id: i64,
     pub username: String,
-    pub role: String,
+    pub role: Role,
     pub all_groups: bool,
     pub language: Option<String>,
     pub disabled_at: Option<DateTime<Utc>>,
@@ -39,13 +40,36 @@ pub async fn get(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<Operat
     sqlx::query_as(&format!("{SELECT} WHERE o.id = $1")).bind(id).fetch_optional(conn).await
 }
 
+/// What a login attempt checks. `Debug` shows no hash.
+#[derive(sqlx::FromRow)]
+pub struct Credentials {
+    pub id: i64,
+    pub password_hash: String,
+    pub session_epoch: i32,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("id", &self.id)
+            .field("password_hash", &"[redacted]")
+            .field("session_epoch", &self.session_epoch)
+            .finish()
+    }
+}
+
 /// The id, password hash and session epoch for a login attempt (disabled operators cannot log
 /// in).
-pub async fn credentials(conn: &mut PgConnection, username: &str) -> sqlx::Result<Option<(i64, String, i32)>> {
+pub async fn credentials(conn: &mut PgConnection, username: &str) -> sqlx::Result<Option<Credentials>> {
     sqlx::query_as("SELECT id, password_hash, session_epoch FROM operators WHERE username = $1 AND disabled_at IS NULL")
         .bind(username)
         .fetch_optional(conn)
         .await
+}
+
+/// Usernames of the operators with these ids (ledger entries name who made them).
+pub async fn names(conn: &mut PgConnection, ids: &[i64]) -> sqlx::Result<Vec<(i64, String)>> {
+    sqlx::query_as("SELECT id, username FROM operators WHERE id = ANY($1)").bind(ids).fetch_all(conn).await
 }
 
 pub async fn password_hash(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<String>> {
@@ -69,10 +93,14 @@ pub async fn session_principal(conn: &mut PgConnection, id: i64) -> sqlx::Result
 
 impl OperatorRow {
     pub fn role(&self) -> Role {
-        Role::parse(&self.role).unwrap_or(Role::Viewer)
+        self.role
+    }
+    /// Every group, by role or by setting.
+    pub fn sees_all_groups(&self) -> bool {
+        self.role == Role::Admin || self.all_groups
     }
     pub fn into_principal(self) -> Principal {
-        let role = self.role();
+        let role = self.role;
         Principal {
             kind: ActorKind::Operator,
             id: self.id,
@@ -101,6 +129,19 @@ pub struct NewOperator<'a> {
     pub language: Option<Lang>,
 }
 
+impl std::fmt::Debug for NewOperator<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewOperator")
+            .field("username", &self.username)
+            .field("password_hash", &"[redacted]")
+            .field("role", &self.role)
+            .field("all_groups", &self.all_groups)
+            .field("group_ids", &self.group_ids)
+            .field("language", &self.language)
+            .finish()
+    }
+}
+
 pub async fn create(conn: &mut PgConnection, op: NewOperator<'_>) -> sqlx::Result<i64> {
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO operators (username, password_hash, role, all_groups, language)
@@ -108,7 +149,7 @@ pub async fn create(conn: &mut PgConnection, op: NewOperator<'_>) -> sqlx::Resul
     )
     .bind(op.username)
     .bind(op.password_hash)
-    .bind(op.role.as_str())
+    .bind(op.role)
     .bind(op.all_groups || op.role == Role::Admin)
     .bind(op.language.map(|l| l.code()))
     .fetch_one(&mut *conn)
@@ -139,7 +180,7 @@ pub async fn update_access(
 ) -> sqlx::Result<()> {
     sqlx::query("UPDATE operators SET role = $2, all_groups = $3, updated_at = now() WHERE id = $1")
         .bind(id)
-        .bind(role.as_str())
+        .bind(role)
         .bind(all_groups || role == Role::Admin)
         .execute(&mut *conn)
         .await?;
@@ -201,9 +242,10 @@ pub async fn set_language(conn: &mut PgConnection, id: i64, lang: Option<Lang>) 
     Ok(())
 }
 
-/// The operator's own display time zone, if they chose one.
-pub async fn display_timezone(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<String>> {
-    let zone: Option<Option<String>> = sqlx::query_scalar("SELECT display_timezone FROM operators WHERE id = $1")
+/// The operator's own display time zone, if they chose one (a stored name that is no zone is an
+/// error, not a silent default).
+pub async fn display_timezone(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<Zone>> {
+    let zone: Option<Option<Zone>> = sqlx::query_scalar("SELECT display_timezone FROM operators WHERE id = $1")
         .bind(id)
         .fetch_optional(conn)
         .await?;
@@ -211,7 +253,7 @@ pub async fn display_timezone(conn: &mut PgConnection, id: i64) -> sqlx::Result<
 }
 
 /// Sets (or with None clears) the operator's display time zone.
-pub async fn set_display_timezone(conn: &mut PgConnection, id: i64, zone: Option<&str>) -> sqlx::Result<()> {
+pub async fn set_display_timezone(conn: &mut PgConnection, id: i64, zone: Option<Zone>) -> sqlx::Result<()> {
     sqlx::query("UPDATE operators SET display_timezone = $2, updated_at = now() WHERE id = $1")
         .bind(id)
         .bind(zone)

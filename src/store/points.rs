@@ -1,15 +1,22 @@
 //! The points ledger: append-only entries, a balance kept beside them in the same transaction,
 //! never negative, and idempotency keys so that an award is applied once.
+//!
+//! [`post`] is the ledger's one writing function; [`credit_ctes`] is the same write as SQL, for
+//! the one statement that records a check-in. Entries are never changed or deleted (a trigger
+//! refuses it, and a member's deletion anonymises the member instead of deleting history).
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
+
+use crate::domain::points::{IdempotencyKey, LedgerKind};
+use crate::domain::Platform;
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
 pub struct Entry {
     pub id: i64,
     pub member_id: i64,
     pub delta: i64,
-    pub kind: String,
+    pub kind: LedgerKind,
     pub reference: String,
     pub idempotency_key: String,
     #[serde(skip)]
@@ -19,6 +26,25 @@ pub struct Entry {
     pub at: DateTime<Utc>,
 }
 
+/// One entry to write.
+#[derive(Debug, Clone)]
+pub struct Posting<'a> {
+    pub member_id: i64,
+    /// Positive: a credit; negative: a spend (never below a zero balance).
+    pub delta: i64,
+    pub kind: LedgerKind,
+    pub reference: &'a str,
+    pub key: &'a IdempotencyKey,
+    /// What the request that caused it held (API adjustments), to tell a replay from a
+    /// conflicting reuse of the key.
+    pub request_hash: Option<&'a str>,
+    pub operator_id: Option<i64>,
+    pub note: &'a str,
+}
+
+/// An entry in the shape `bridges.rs` (make-up check-ins) still builds it: kind and key as text.
+/// [`apply`] turns it into a [`Posting`]; it goes once that caller uses [`Posting`] with
+/// `LedgerKind::Makeup` and `IdempotencyKey::makeup`.
 pub struct NewEntry<'a> {
     pub member_id: i64,
     pub delta: i64,
@@ -42,9 +68,9 @@ pub enum Applied {
 
 const COLUMNS: &str = "id, member_id, delta, kind, reference, idempotency_key, request_hash, operator_id, note, at";
 
-pub async fn by_key(conn: &mut PgConnection, key: &str) -> sqlx::Result<Option<Entry>> {
+pub async fn by_key(conn: &mut PgConnection, key: &IdempotencyKey) -> sqlx::Result<Option<Entry>> {
     sqlx::query_as(&format!("SELECT {COLUMNS} FROM points_ledger WHERE idempotency_key = $1"))
-        .bind(key)
+        .bind(key.as_str())
         .fetch_optional(conn)
         .await
 }
@@ -82,8 +108,9 @@ macro_rules! ledger_entries {
 pub(crate) use ledger_entries;
 
 /// The ledger's writing half, for statements that credit points as part of something bigger
-/// (a check-in): to follow a CTE named `credits` with the columns of [`NewEntry`] (`member_id,
-/// delta, kind, reference, idempotency_key, request_hash, operator_id, note`, every delta > 0).
+/// (a check-in): to follow a CTE named `credits` with the columns of [`Posting`] (`member_id,
+/// delta, kind, reference, idempotency_key, request_hash, operator_id, note`, every delta > 0;
+/// `kind` the name of a [`LedgerKind`], `idempotency_key` the text of an [`IdempotencyKey`]).
 /// Each row whose key is new becomes an entry (CTE `entries`), and each member's balance grows by
 /// the sum of their new entries in the same statement (CTE `account`: `member_id, balance` after).
 /// A key used before writes nothing; a concurrent request with the same key waits on the unique
@@ -119,13 +146,34 @@ struct Written {
     balance: i64,
 }
 
-/// Applies one entry inside the caller's transaction.
+/// [`post`] for an entry given as text ([`NewEntry`]); an unknown kind is an error.
+pub async fn apply(conn: &mut PgConnection, e: NewEntry<'_>) -> sqlx::Result<Applied> {
+    let kind = LedgerKind::parse(e.kind)
+        .ok_or_else(|| sqlx::Error::Protocol(format!("{:?} is not a kind of ledger entry", e.kind)))?;
+    let key = IdempotencyKey::legacy(e.idempotency_key);
+    post(
+        conn,
+        Posting {
+            member_id: e.member_id,
+            delta: e.delta,
+            kind,
+            reference: e.reference,
+            key: &key,
+            request_hash: e.request_hash,
+            operator_id: e.operator_id,
+            note: e.note,
+        },
+    )
+    .await
+}
+
+/// Writes one entry inside the caller's transaction: the ledger's one writing function.
 ///
 /// A credit is one statement ([`credit_ctes`]). A spend first locks the account row, so
 /// concurrent spends are ordered and the never-negative check cannot be raced (the `CHECK
 /// (balance >= 0)` on the account is the last line behind it), then writes the entry and the
 /// balance in one statement. Either way a key used before writes nothing and returns its entry.
-pub async fn apply(conn: &mut PgConnection, e: NewEntry<'_>) -> sqlx::Result<Applied> {
+pub async fn post(conn: &mut PgConnection, e: Posting<'_>) -> sqlx::Result<Applied> {
     let query = if e.delta < 0 {
         let balance: i64 = sqlx::query_scalar(
             "INSERT INTO points_accounts (member_id) VALUES ($1)
@@ -135,7 +183,7 @@ pub async fn apply(conn: &mut PgConnection, e: NewEntry<'_>) -> sqlx::Result<App
         .fetch_one(&mut *conn)
         .await?;
         if balance + e.delta < 0 {
-            return Ok(match by_key(conn, e.idempotency_key).await? {
+            return Ok(match by_key(conn, e.key).await? {
                 Some(existing) => Applied::Existing(existing),
                 None => Applied::Insufficient { balance },
             });
@@ -159,7 +207,7 @@ pub async fn apply(conn: &mut PgConnection, e: NewEntry<'_>) -> sqlx::Result<App
         .bind(e.delta)
         .bind(e.kind)
         .bind(e.reference)
-        .bind(e.idempotency_key)
+        .bind(e.key.as_str())
         .bind(e.request_hash)
         .bind(e.operator_id)
         .bind(e.note)
@@ -168,7 +216,7 @@ pub async fn apply(conn: &mut PgConnection, e: NewEntry<'_>) -> sqlx::Result<App
     Ok(match written {
         Some(w) => Applied::New { entry: w.entry, balance: w.balance },
         // The key was used before (perhaps by a request that raced this one): that entry stands.
-        None => Applied::Existing(by_key(conn, e.idempotency_key).await?.ok_or(sqlx::Error::RowNotFound)?),
+        None => Applied::Existing(by_key(conn, e.key).await?.ok_or(sqlx::Error::RowNotFound)?),
     })
 }
 
@@ -188,7 +236,7 @@ pub async fn entries(conn: &mut PgConnection, member_id: i64, limit: i64) -> sql
 pub struct TopRow {
     pub member_id: i64,
     pub display_name: String,
-    pub platform: String,
+    pub platform: Platform,
     pub balance: i64,
 }
 
@@ -197,7 +245,7 @@ pub struct RecentRow {
     pub member_id: i64,
     pub display_name: String,
     pub delta: i64,
-    pub kind: String,
+    pub kind: LedgerKind,
     pub reference: String,
     pub note: String,
     pub operator: Option<String>,
@@ -206,7 +254,7 @@ pub struct RecentRow {
 
 #[derive(sqlx::FromRow)]
 pub struct KindTotal {
-    pub kind: String,
+    pub kind: LedgerKind,
     pub entries: i64,
     pub earned: i64,
     pub spent: i64,
@@ -316,4 +364,29 @@ async fn overview_all(conn: &mut PgConnection) -> sqlx::Result<Overview> {
     .fetch_all(&mut *conn)
     .await?;
     Ok(Overview { balance, holders, top, recent, by_kind })
+}
+
+/// One line of a member's ledger export, with the operator's name.
+#[derive(sqlx::FromRow)]
+pub struct LedgerLine {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub kind: LedgerKind,
+    pub delta: i64,
+    pub reference: String,
+    pub note: String,
+    pub operator: Option<String>,
+    pub idempotency_key: String,
+}
+
+/// A member's whole ledger, oldest first.
+pub async fn ledger(conn: &mut PgConnection, member_id: i64) -> sqlx::Result<Vec<LedgerLine>> {
+    sqlx::query_as(
+        "SELECT l.id, l.at, l.kind, l.delta, l.reference, l.note, o.username AS operator, l.idempotency_key
+         FROM points_ledger l LEFT JOIN operators o ON o.id = l.operator_id
+         WHERE l.member_id = $1 ORDER BY l.at, l.id",
+    )
+    .bind(member_id)
+    .fetch_all(conn)
+    .await
 }

@@ -9,8 +9,9 @@ use crate::auth::{ActorKind, Principal, Role};
 pub struct TokenRow {
     pub id: i64,
     pub name: String,
+    /// The first characters of the secret, to recognise a token by (never enough to use it).
     pub prefix: String,
-    pub role: String,
+    pub role: Role,
     pub all_groups: bool,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
@@ -36,6 +37,20 @@ pub struct NewToken<'a> {
     pub created_by: Option<i64>,
 }
 
+impl std::fmt::Debug for NewToken<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewToken")
+            .field("name", &self.name)
+            .field("hash", &"[redacted]")
+            .field("prefix", &self.prefix)
+            .field("role", &self.role)
+            .field("all_groups", &self.all_groups)
+            .field("group_ids", &self.group_ids)
+            .field("created_by", &self.created_by)
+            .finish()
+    }
+}
+
 pub async fn create(conn: &mut PgConnection, t: NewToken<'_>) -> sqlx::Result<i64> {
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO api_tokens (name, token_hash, prefix, role, all_groups, created_by)
@@ -44,7 +59,7 @@ pub async fn create(conn: &mut PgConnection, t: NewToken<'_>) -> sqlx::Result<i6
     .bind(t.name)
     .bind(t.hash)
     .bind(t.prefix)
-    .bind(t.role.as_str())
+    .bind(t.role)
     .bind(t.all_groups || t.role == Role::Admin)
     .bind(t.created_by)
     .fetch_one(&mut *conn)
@@ -63,6 +78,10 @@ pub async fn create(conn: &mut PgConnection, t: NewToken<'_>) -> sqlx::Result<i6
 /// A token's name, for the question before revoking it.
 pub async fn name_of(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar("SELECT name FROM api_tokens WHERE id = $1").bind(id).fetch_optional(conn).await
+}
+
+pub async fn get(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<TokenRow>> {
+    sqlx::query_as(&format!("{SELECT} WHERE t.id = $1")).bind(id).fetch_optional(conn).await
 }
 
 pub async fn revoke(conn: &mut PgConnection, id: i64) -> sqlx::Result<bool> {
@@ -88,7 +107,7 @@ pub async fn principal(conn: &mut PgConnection, hash: &[u8]) -> sqlx::Result<Opt
     .bind(row.id)
     .execute(conn)
     .await?;
-    let role = Role::parse(&row.role).unwrap_or(Role::Viewer);
+    let role = row.role;
     Ok(Some(Principal {
         kind: ActorKind::Token,
         id: row.id,

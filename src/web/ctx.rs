@@ -126,7 +126,7 @@ impl FromRequestParts<AppState> for Ctx {
         let own_zone = crate::store::operators::display_timezone(&mut conn, id)
             .await
             .map_err(|e| AppError::from(e).into_response())?;
-        let time = DisplayTz::pick(own_zone.as_deref(), &state.config.display_timezone, tr.lang());
+        let time = DisplayTz::pick(own_zone, state.config.display_timezone, tr.lang());
         Ok(Ctx { principal, session, tr, time, path })
     }
 }
@@ -142,7 +142,7 @@ impl FromRequestParts<AppState> for GuestCtx {
         let new_guest_csrf = existing.is_none();
         let guest_csrf = existing.unwrap_or_else(|| crate::auth::random_token(32));
         let tr = Tr(request_lang(&parts.headers, None));
-        let time = DisplayTz::pick(None, &state.config.display_timezone, tr.lang());
+        let time = DisplayTz::pick(None, state.config.display_timezone, tr.lang());
         Ok(GuestCtx { session, tr, time, path: path_of(parts), ip, guest_csrf, new_guest_csrf })
     }
 }

@@ -40,7 +40,8 @@ struct TargetAlert {
     label: String,
 }
 
-/// Live codes that need an operator: group QR images expiring (or expired) within 48 h, targets
+/// Live codes that need an operator: group QR images expiring (or expired) within
+/// `alerts.expiring_hours`, targets
 /// at 90 % of their limit or more, and live codes that would send the next scan to the fallback.
 #[derive(Default)]
 struct LiveCodeAttention {
@@ -103,7 +104,7 @@ fn fill_label(tr: &crate::i18n::Tr, t: &TargetRow) -> String {
 async fn dashboard(State(state): State<AppState>, ctx: Ctx) -> AppResult<Response> {
     let scope = ctx.scope();
     let mut conn = state.db.acquire().await?;
-    let o = groups::overview(&mut conn, scope.as_deref()).await?;
+    let o = groups::overview(&mut conn, scope.as_deref(), state.config.alerts.expiring_hours).await?;
     let members_filter = crate::store::members::Filter { scope: scope.clone(), ..Default::default() };
     let members = super::count_label(&ctx.tr, crate::store::members::total(&mut conn, &members_filter).await?);
     let attention =

@@ -7,19 +7,18 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::ctx::{Ctx, Layout};
 use super::{non_empty, redirect, render, upload, Pager};
+use crate::app;
 use crate::auth::Principal;
 use crate::config::Config;
-use crate::domain::group::{local_input_value, GroupRaw, GroupSpec, GroupStatus};
+use crate::domain::group::{GroupRaw, GroupSpec, GroupStatus};
 use crate::domain::qr::{self, QrImage};
 use crate::domain::{filter_text, Platform};
-use crate::error::{on_unique, AppError, AppResult, FieldErrors};
-use crate::store::audit::{self, Actor};
-use crate::store::groups::{self, GroupRow};
+use crate::error::{AppError, AppResult, FieldErrors};
+use crate::store::groups::{self, GroupRow, StatusFilter};
 use crate::AppState;
 
 const PAGE_SIZE: i64 = 50;
@@ -63,13 +62,14 @@ struct ListPage {
 
 async fn list(State(state): State<AppState>, ctx: Ctx, Query(q): Query<ListQuery>) -> AppResult<Response> {
     let page = crate::store::Page::new(q.page, PAGE_SIZE);
-    let platform = non_empty(&q.platform).filter(|p| Platform::parse(p).is_some());
-    let status = non_empty(&q.status).filter(|s| s == "all" || GroupStatus::parse(s).is_some());
+    // An unknown platform or status filters nothing (a stale link), as if not given.
+    let platform = non_empty(&q.platform).and_then(|p| Platform::parse(&p));
+    let status = non_empty(&q.status).and_then(|s| StatusFilter::parse(&s)).unwrap_or_default();
     let mut errors = FieldErrors::new();
     let f = groups::Filter {
         q: filter_text(q.q.as_deref(), "q", &mut errors),
-        platform: platform.clone(),
-        status: status.clone(),
+        platform,
+        status,
         tag: filter_text(q.tag.as_deref(), "tag", &mut errors),
         scope: ctx.scope(),
     };
@@ -82,8 +82,8 @@ async fn list(State(state): State<AppState>, ctx: Ctx, Query(q): Query<ListQuery
     };
     let (qs, ps, ss, ts) = (
         f.q.clone().unwrap_or_default(),
-        platform.unwrap_or_default(),
-        status.unwrap_or_default(),
+        platform.map(|p| p.as_str().to_string()).unwrap_or_default(),
+        status.as_str().to_string(),
         f.tag.clone().unwrap_or_default(),
     );
     let pager = Pager::new(
@@ -219,60 +219,15 @@ async fn parse_form(
     }
 }
 
-/// The expiry to store with a new QR image: as given, else the platform's default from now.
-fn qr_expiry(spec: &GroupSpec) -> Option<DateTime<Utc>> {
-    spec.qr_expires_at
-        .or_else(|| spec.platform.default_qr_validity_days().map(|d| Utc::now() + chrono::Duration::days(d)))
-}
-
-/// Gives a scoped principal access to a group it has just created.
+/// Gives a scoped principal access to a group it has just created or linked (`web::bridges`
+/// links chats).
 pub async fn grant_group(conn: &mut sqlx::PgConnection, p: &Principal, group_id: i64) -> sqlx::Result<()> {
-    if p.group_filter().is_none() {
-        return Ok(());
-    }
-    let sql = match p.kind {
-        crate::auth::ActorKind::Operator => {
-            "INSERT INTO operator_groups (operator_id, group_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
-        }
-        crate::auth::ActorKind::Token => {
-            "INSERT INTO api_token_groups (token_id, group_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
-        }
-    };
-    sqlx::query(sql).bind(p.id).bind(group_id).execute(conn).await?;
-    Ok(())
+    groups::grant(conn, p, group_id).await
 }
 
-pub fn audit_details(spec: &GroupSpec) -> serde_json::Value {
-    serde_json::json!({
-        "name": spec.name, "platform": spec.platform.as_str(), "join_url": spec.join_url,
-        "capacity": spec.capacity, "member_count": spec.member_count, "timezone": spec.timezone,
-        "external_chat_id": spec.external_chat_id, "status": spec.status.as_str(), "tags": spec.tags,
-    })
-}
-
-/// Who may set or change a group's chat (its platform and chat id): admins and principals with
-/// every group. A principal scoped to some groups could otherwise claim another community's chat
-/// and receive its deliveries and members, and the "taken" answer would tell them it exists.
+/// Who may set or change a group's chat ([`app::groups::may_set_chat`]).
 pub fn may_set_chat(p: &Principal) -> bool {
-    p.is_admin() || p.group_filter().is_none()
-}
-
-/// Refuses a chat change by a principal that may not make it ([`may_set_chat`]); keeping the
-/// chat as it is, or clearing it, is everyone's.
-pub fn check_chat_change(p: &Principal, current: Option<&GroupRow>, spec: &GroupSpec) -> Result<(), FieldErrors> {
-    let Some(chat) = &spec.external_chat_id else { return Ok(()) };
-    let unchanged =
-        current.is_some_and(|g| g.external_chat_id.as_deref() == Some(chat) && g.platform == spec.platform.as_str());
-    if may_set_chat(p) || unchanged {
-        return Ok(());
-    }
-    let mut errors = FieldErrors::new();
-    errors.add("external_chat_id", "error.chat_id_admin_only");
-    Err(errors)
-}
-
-pub fn external_chat_conflict(e: sqlx::Error) -> AppError {
-    on_unique(e, "groups_external_chat_key", "external_chat_id", "error.external_chat_taken")
+    app::groups::may_set_chat(p)
 }
 
 async fn create(State(state): State<AppState>, ctx: Ctx, mp: Multipart) -> AppResult<Response> {
@@ -282,52 +237,23 @@ async fn create(State(state): State<AppState>, ctx: Ctx, mp: Multipart) -> AppRe
         Ok(ok) => ok,
         Err((errors, status)) => return form_page(&ctx, &state, None, raw_from(&form), errors, status).await,
     };
-    if let Err(errors) = check_chat_change(&ctx.principal, None, &spec) {
-        return form_page(&ctx, &state, None, raw_from(&form), errors, StatusCode::UNPROCESSABLE_ENTITY).await;
-    }
     let mut tx = state.db.begin().await?;
-    let id = match groups::insert(&mut tx, &spec).await.map_err(external_chat_conflict) {
-        Ok(id) => id,
+    let g = match app::groups::create(&mut tx, &ctx.principal, &spec, qr.as_ref()).await {
+        Ok(done) => done.commit(tx, &state).await?,
         Err(AppError::Validation(errors)) => {
-            return form_page(&ctx, &state, None, raw_from(&form), errors, StatusCode::UNPROCESSABLE_ENTITY).await
+            drop(tx);
+            return form_page(&ctx, &state, None, raw_from(&form), errors, StatusCode::UNPROCESSABLE_ENTITY).await;
         }
         Err(e) => return Err(e),
     };
-    grant_group(&mut tx, &ctx.principal, id).await?;
-    if let Some(img) = &qr {
-        groups::put_qr(&mut tx, id, img, qr_expiry(&spec)).await?;
-    }
-    let mut details = audit_details(&spec);
-    details["qr_sha256"] = serde_json::json!(qr.as_ref().map(|q| q.sha256.clone()));
-    audit::record(&mut tx, Actor::Principal(&ctx.principal), "group.create", "group", Some(id.to_string()), details)
-        .await?;
-    tx.commit().await?;
     ctx.flash("success", "groups.created").await?;
-    Ok(redirect(&format!("/groups/{id}")))
+    Ok(redirect(&format!("/groups/{}", g.id)))
 }
 
 /// The group, if it exists and is within the principal's scope (else 404).
 async fn load(state: &AppState, ctx: &Ctx, id: i64) -> AppResult<GroupRow> {
-    ctx.principal.require_group(id)?;
     let mut conn = state.db.acquire().await?;
-    groups::get(&mut conn, id).await?.ok_or(AppError::NotFound)
-}
-
-/// A stored group as the form shows it.
-pub fn raw_of(g: &GroupRow) -> GroupRaw {
-    GroupRaw {
-        name: g.name.clone(),
-        platform: g.platform.clone(),
-        join_url: g.join_url.clone().unwrap_or_default(),
-        capacity: g.capacity.to_string(),
-        member_count: g.member_count.map(|n| n.to_string()).unwrap_or_default(),
-        timezone: g.timezone.clone(),
-        external_chat_id: g.external_chat_id.clone().unwrap_or_default(),
-        status: g.status.clone(),
-        tags: g.tags.join(", "),
-        notes: g.notes.clone(),
-        qr_expires_at: g.qr_expires_at.map(|at| local_input_value(at, &g.timezone)).unwrap_or_default(),
-    }
+    app::groups::load(&mut conn, &ctx.principal, id).await
 }
 
 #[derive(Template)]
@@ -355,7 +281,7 @@ async fn detail(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) ->
 async fn edit_form(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> AppResult<Response> {
     ctx.principal.require_write()?;
     let g = load(&state, &ctx, id).await?;
-    let raw = raw_of(&g);
+    let raw = app::groups::raw_of(&g);
     form_page(&ctx, &state, Some(g), raw, FieldErrors::new(), StatusCode::OK).await
 }
 
@@ -367,57 +293,22 @@ async fn update(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>, mp
         Ok(ok) => ok,
         Err((errors, status)) => return form_page(&ctx, &state, Some(g), raw_from(&form), errors, status).await,
     };
-    if let Err(errors) = check_chat_change(&ctx.principal, Some(&g), &spec) {
-        return form_page(&ctx, &state, Some(g), raw_from(&form), errors, StatusCode::UNPROCESSABLE_ENTITY).await;
-    }
     let mut tx = state.db.begin().await?;
-    match groups::update(&mut tx, id, &spec).await.map_err(external_chat_conflict) {
-        Ok(_) => {}
+    match app::groups::update(&mut tx, &ctx.principal, id, &spec, qr.as_ref()).await {
+        Ok(done) => done.commit(tx, &state).await?,
         Err(AppError::Validation(errors)) => {
-            return form_page(&ctx, &state, Some(g), raw_from(&form), errors, StatusCode::UNPROCESSABLE_ENTITY).await
+            drop(tx);
+            return form_page(&ctx, &state, Some(g), raw_from(&form), errors, StatusCode::UNPROCESSABLE_ENTITY).await;
         }
         Err(e) => return Err(e),
-    }
-    let mut details = audit_details(&spec);
-    if let Some(img) = &qr {
-        // A replaced image gets a fresh expiry unless the operator moved the date themselves.
-        let moved = spec.qr_expires_at.filter(|at| Some(*at) != g.qr_expires_at);
-        let expiry = moved.or_else(|| qr_expiry(&GroupSpec { qr_expires_at: None, ..spec.clone() }));
-        groups::put_qr(&mut tx, id, img, expiry).await?;
-        details["qr_sha256"] = serde_json::json!(img.sha256);
-        audit::record(
-            &mut tx,
-            Actor::Principal(&ctx.principal),
-            "group.qr_replace",
-            "group",
-            Some(id.to_string()),
-            serde_json::json!({"sha256": img.sha256, "expires_at": expiry}),
-        )
-        .await?;
-    }
-    audit::record(&mut tx, Actor::Principal(&ctx.principal), "group.update", "group", Some(id.to_string()), details)
-        .await?;
-    tx.commit().await?;
+    };
     ctx.flash("success", "groups.saved").await?;
     Ok(redirect(&format!("/groups/{id}")))
 }
 
 async fn set_status(state: &AppState, ctx: &Ctx, id: i64, status: GroupStatus, flash: &str) -> AppResult<Response> {
-    ctx.principal.require_write()?;
-    load(state, ctx, id).await?;
     let mut tx = state.db.begin().await?;
-    groups::set_status(&mut tx, id, status.as_str()).await?;
-    let action = if status == GroupStatus::Archived { "group.archive" } else { "group.restore" };
-    audit::record(
-        &mut tx,
-        Actor::Principal(&ctx.principal),
-        action,
-        "group",
-        Some(id.to_string()),
-        serde_json::json!({}),
-    )
-    .await?;
-    tx.commit().await?;
+    app::groups::set_status(&mut tx, &ctx.principal, id, status).await?.commit(tx, state).await?;
     ctx.flash("success", flash).await?;
     Ok(redirect(&format!("/groups/{id}")))
 }

@@ -13,22 +13,21 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Deserialize;
-use sqlx::{PgConnection, Postgres, Transaction};
+use sqlx::PgConnection;
 
 use super::ctx::{Ctx, Layout};
 use super::{confirm, non_empty, redirect, render, upload};
+use crate::app;
+use crate::app::live_codes::{ChannelRef, Move, NewTarget};
 use crate::config::Config;
 use crate::domain::group::local_input_value;
-use crate::domain::live_code::{valid_channel_key, LiveCodeRaw, LiveCodeSpec};
-use crate::domain::{qr, required_text};
-use crate::error::{on_unique, AppError, AppResult, FieldErrors};
-use crate::store::audit::{self, Actor};
+use crate::domain::live_code::{default_scan_limit, parse_scan_limit, LiveCodeRaw, LiveCodeSpec, ScanOutcome};
+use crate::domain::qr;
+use crate::error::{AppError, AppResult, FieldErrors};
 use crate::store::groups;
 use crate::store::live_codes::{self, ChannelRow, LiveCodeRow, TargetRow};
 use crate::AppState;
 
-/// The largest scan limit a form accepts.
-const MAX_LIMIT: i64 = 10_000_000;
 /// QR downloads: sides in pixels.
 const QR_MIN: u32 = 256;
 const QR_MAX: u32 = 2048;
@@ -36,8 +35,6 @@ const QR_DEFAULT: u32 = 512;
 /// Statistics: the default range and the longest one shown.
 const DEFAULT_DAYS: i64 = 14;
 const MAX_DAYS: i64 = 366;
-/// A group QR image expiring within this many hours is flagged.
-pub const EXPIRY_WARNING_HOURS: i64 = 48;
 
 pub fn router(cfg: &Config) -> Router<AppState> {
     let upload_limit = DefaultBodyLimit::max(cfg.http.max_upload_bytes + super::MULTIPART_OVERHEAD);
@@ -63,7 +60,7 @@ pub fn router(cfg: &Config) -> Router<AppState> {
 }
 
 fn tz_of(state: &AppState) -> chrono_tz::Tz {
-    state.config.scan.stats_timezone.parse().unwrap_or(chrono_tz::Asia::Shanghai)
+    state.config.scan.stats_timezone.tz()
 }
 
 /// Today in the time zone of the statistics (the calendar of `scan_daily`).
@@ -88,10 +85,12 @@ pub enum Expiry {
     Expired,
 }
 
-pub fn expiry_of(t: &TargetRow, now: DateTime<Utc>) -> Expiry {
+/// Whether a target's QR image has expired or expires within `warning_hours`
+/// (`alerts.expiring_hours`: the window the dashboard and the alerts use too).
+pub fn expiry_of(t: &TargetRow, now: DateTime<Utc>, warning_hours: i64) -> Expiry {
     match t.state().qr_expires_at {
         Some(at) if at <= now => Expiry::Expired,
-        Some(at) if at <= now + Duration::hours(EXPIRY_WARNING_HOURS) => Expiry::Soon,
+        Some(at) if at <= now + Duration::hours(warning_hours) => Expiry::Soon,
         _ => Expiry::Fine,
     }
 }
@@ -180,7 +179,7 @@ async fn form_page(
         code,
         raw,
         errors,
-        timezone: state.config.scan.stats_timezone.clone(),
+        timezone: state.config.scan.stats_timezone.name().to_string(),
         max_upload_mib: state.config.http.max_upload_bytes / (1024 * 1024),
     };
     render(status, &page)
@@ -206,16 +205,16 @@ fn raw_from(form: &upload::MultipartForm) -> LiveCodeRaw {
     }
 }
 
-fn raw_of(c: &LiveCodeRow, tz: &str) -> LiveCodeRaw {
+fn raw_of(c: &LiveCodeRow, tz: chrono_tz::Tz) -> LiveCodeRaw {
     LiveCodeRaw {
         name: c.name.clone(),
         slug: c.slug.clone(),
-        status: c.status.clone(),
-        mode: c.mode.clone(),
+        status: c.status.as_str().to_string(),
+        mode: c.mode.as_str().to_string(),
         sticky_days: c.sticky_days.to_string(),
         starts_at: c.starts_at.map(|at| local_input_value(at, tz)).unwrap_or_default(),
         ends_at: c.ends_at.map(|at| local_input_value(at, tz)).unwrap_or_default(),
-        fallback_kind: c.fallback_kind.clone(),
+        fallback_kind: c.fallback_kind.as_str().to_string(),
         fallback_url: c.fallback_url.clone().unwrap_or_default(),
         fallback_message: c.fallback_message.clone(),
     }
@@ -229,10 +228,9 @@ type FallbackImage = qr::PublicImage;
 async fn parse_form(
     state: &AppState,
     form: &upload::MultipartForm,
-    has_image: bool,
 ) -> Result<(LiveCodeSpec, Option<FallbackImage>), (FieldErrors, StatusCode)> {
     let raw = raw_from(form);
-    let (spec, mut errors) = match raw.parse(&state.config.scan.stats_timezone) {
+    let (spec, mut errors) = match raw.parse(tz_of(state)) {
         Ok(s) => (Some(s), FieldErrors::new()),
         Err(e) => (None, e),
     };
@@ -260,81 +258,42 @@ async fn parse_form(
         }
         None => None,
     };
-    let wants_image = raw.fallback_kind.trim() == "image";
-    if wants_image && image.is_none() && !has_image && !errors.has("fallback_image") {
-        errors.add("fallback_image", "live_codes.error.image_required");
-    }
     match spec {
         Some(spec) if errors.is_empty() => Ok((spec, image)),
         _ => Err((errors, status)),
     }
 }
 
-fn audit_details(spec: &LiveCodeSpec) -> serde_json::Value {
-    serde_json::json!({
-        "name": spec.name, "slug": spec.slug, "active": spec.active, "mode": spec.mode.as_str(),
-        "sticky_days": spec.sticky_days, "starts_at": spec.starts_at, "ends_at": spec.ends_at,
-        "fallback_kind": spec.fallback_kind, "fallback_url": spec.fallback_url,
-    })
-}
-
-fn slug_taken(e: sqlx::Error) -> AppError {
-    on_unique(e, "live_codes_slug_key", "slug", "error.slug_taken")
-}
-
 async fn create(State(state): State<AppState>, ctx: Ctx, mp: Multipart) -> AppResult<Response> {
     ctx.principal.require_write()?;
     let form = upload::read(mp, state.config.http.max_upload_bytes).await?;
-    let (spec, image) = match parse_form(&state, &form, false).await {
+    let (spec, image) = match parse_form(&state, &form).await {
         Ok(ok) => ok,
         Err((errors, status)) => return form_page(&ctx, &state, None, raw_from(&form), errors, status).await,
     };
     let mut tx = state.db.begin().await?;
-    let id = match live_codes::insert(&mut tx, &spec, &live_codes::Access::of(&ctx.principal)).await.map_err(slug_taken)
-    {
-        Ok(id) => id,
+    let c = match app::live_codes::create(&mut tx, &ctx.principal, &spec, image.as_ref()).await {
+        Ok(done) => done.commit(tx, &state).await?,
         Err(AppError::Validation(errors)) => {
             drop(tx);
             return form_page(&ctx, &state, None, raw_from(&form), errors, StatusCode::UNPROCESSABLE_ENTITY).await;
         }
         Err(e) => return Err(e),
     };
-    store_image_and_audit(&mut tx, &ctx, id, &spec, image.as_ref(), "live_code.create").await?;
-    tx.commit().await?;
-    // The scan path may have cached "no such code" for this slug.
-    state.scan.invalidate(&spec.slug);
     ctx.flash("success", "live_codes.created").await?;
-    Ok(redirect(&format!("/live-codes/{id}")))
-}
-
-/// The rest of a create or an update: the uploaded fallback image, if any, and the audit row.
-async fn store_image_and_audit(
-    tx: &mut sqlx::PgConnection,
-    ctx: &Ctx,
-    id: i64,
-    spec: &LiveCodeSpec,
-    image: Option<&FallbackImage>,
-    action: &str,
-) -> AppResult<()> {
-    let mut details = audit_details(spec);
-    if let Some(img) = image {
-        live_codes::put_fallback_image(&mut *tx, id, img.content_type, &img.bytes, &img.sha256).await?;
-        details["fallback_image_sha256"] = serde_json::json!(img.sha256);
-    }
-    audit::record(tx, Actor::Principal(&ctx.principal), action, "live_code", Some(id.to_string()), details).await?;
-    Ok(())
+    Ok(redirect(&format!("/live-codes/{}", c.id)))
 }
 
 /// The live code, if it exists and the principal's scope sees it (else 404).
 async fn load(state: &AppState, ctx: &Ctx, id: i64) -> AppResult<LiveCodeRow> {
     let mut conn = state.db.acquire().await?;
-    live_codes::get(&mut conn, id, &live_codes::Access::of(&ctx.principal)).await?.ok_or(AppError::NotFound)
+    app::live_codes::load(&mut conn, &ctx.principal, id).await
 }
 
 async fn edit_form(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> AppResult<Response> {
     ctx.principal.require_write()?;
     let c = load(&state, &ctx, id).await?;
-    let raw = raw_of(&c, &state.config.scan.stats_timezone);
+    let raw = raw_of(&c, tz_of(&state));
     form_page(&ctx, &state, Some(c), raw, FieldErrors::new(), StatusCode::OK).await
 }
 
@@ -342,25 +301,19 @@ async fn update(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>, mp
     ctx.principal.require_write()?;
     let c = load(&state, &ctx, id).await?;
     let form = upload::read(mp, state.config.http.max_upload_bytes).await?;
-    let (spec, image) = match parse_form(&state, &form, c.fallback_sha.is_some()).await {
+    let (spec, image) = match parse_form(&state, &form).await {
         Ok(ok) => ok,
         Err((errors, status)) => return form_page(&ctx, &state, Some(c), raw_from(&form), errors, status).await,
     };
     let mut tx = state.db.begin().await?;
-    let old =
-        live_codes::lock(&mut tx, id, &live_codes::Access::of(&ctx.principal)).await?.ok_or(AppError::NotFound)?;
-    match live_codes::update(&mut tx, id, &spec).await.map_err(slug_taken) {
-        Ok(_) => {}
+    match app::live_codes::update(&mut tx, &ctx.principal, id, &spec, image.as_ref()).await {
+        Ok(done) => done.commit(tx, &state).await?,
         Err(AppError::Validation(errors)) => {
             drop(tx);
             return form_page(&ctx, &state, Some(c), raw_from(&form), errors, StatusCode::UNPROCESSABLE_ENTITY).await;
         }
         Err(e) => return Err(e),
-    }
-    store_image_and_audit(&mut tx, &ctx, id, &spec, image.as_ref(), "live_code.update").await?;
-    tx.commit().await?;
-    state.scan.invalidate(&old.slug);
-    state.scan.invalidate(&spec.slug);
+    };
     ctx.flash("success", "live_codes.saved").await?;
     Ok(redirect(&format!("/live-codes/{id}")))
 }
@@ -380,31 +333,14 @@ async fn ask(
 }
 
 async fn delete(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>, body: Bytes) -> AppResult<Response> {
-    let (mut tx, c) = begin(&state, &ctx, id).await?;
     if !confirm::given(&body) {
+        let (tx, c) = begin(&state, &ctx, id).await?;
         tx.rollback().await?;
-        return ask(
-            &ctx,
-            &c,
-            &c.name,
-            "live_codes.delete_confirm",
-            &format!("/live-codes/{id}/delete"),
-            "live_codes.delete",
-        )
-        .await;
+        let action = format!("/live-codes/{id}/delete");
+        return ask(&ctx, &c, &c.name, "live_codes.delete_confirm", &action, "live_codes.delete").await;
     }
-    live_codes::delete(&mut tx, id).await?;
-    audit::record(
-        &mut tx,
-        Actor::Principal(&ctx.principal),
-        "live_code.delete",
-        "live_code",
-        Some(id.to_string()),
-        serde_json::json!({"name": c.name, "slug": c.slug}),
-    )
-    .await?;
-    tx.commit().await?;
-    state.scan.invalidate(&c.slug);
+    let mut tx = state.db.begin().await?;
+    app::live_codes::delete(&mut tx, &ctx.principal, id).await?.commit(tx, &state).await?;
     ctx.flash("success", "live_codes.deleted").await?;
     Ok(redirect("/live-codes"))
 }
@@ -471,12 +407,7 @@ struct ChannelView {
 struct Candidate {
     id: i64,
     name: String,
-    default_limit: i64,
-}
-
-/// The default limit of a new target: the room the group reports, at least one.
-fn default_limit(capacity: i32, member_count: Option<i32>) -> i64 {
-    (capacity as i64 - member_count.unwrap_or(0) as i64).max(1)
+    default_limit: i32,
 }
 
 struct Bar {
@@ -578,11 +509,11 @@ async fn stats_of(
     let mut days = Vec::new();
     let mut d = from;
     while d <= to {
-        let of = |o: &str| s.daily.iter().filter(|r| r.day == d && r.outcome == o).map(|r| r.scans).sum::<i64>();
+        let of = |o: ScanOutcome| s.daily.iter().filter(|r| r.day == d && r.outcome == o).map(|r| r.scans).sum::<i64>();
         days.push(DayRow {
             day: d.format("%Y-%m-%d").to_string(),
-            landed: of("new") + of("sticky"),
-            fallback: of("fallback"),
+            landed: of(ScanOutcome::New) + of(ScanOutcome::Sticky),
+            fallback: of(ScanOutcome::Fallback),
         });
         d += Duration::days(1);
     }
@@ -660,7 +591,7 @@ async fn detail_page(
 ) -> AppResult<Response> {
     let scope = ctx.scope();
     let mut conn = state.db.acquire().await?;
-    let c = live_codes::get(&mut conn, id, &live_codes::Access::of(&ctx.principal)).await?.ok_or(AppError::NotFound)?;
+    let c = app::live_codes::load(&mut conn, &ctx.principal, id).await?;
     let rows = live_codes::targets(&mut conn, id).await?;
     let channels = live_codes::channels(&mut conn, id).await?;
     let stats = stats_of(&mut conn, &ctx.tr, id, range_of(range, today(state)), &rows).await?;
@@ -670,7 +601,7 @@ async fn detail_page(
     let candidates = groups
         .into_iter()
         .filter(|g| !rows.iter().any(|t| t.group_id == g.id))
-        .map(|g| Candidate { default_limit: default_limit(g.capacity, g.member_count), id: g.id, name: g.name })
+        .map(|g| Candidate { default_limit: default_scan_limit(g.capacity, g.member_count), id: g.id, name: g.name })
         .collect();
     let now = Utc::now();
     let n = rows.len();
@@ -678,7 +609,7 @@ async fn detail_page(
         .into_iter()
         .enumerate()
         .map(|(i, t)| TargetView {
-            expiry: expiry_of(&t, now),
+            expiry: expiry_of(&t, now, state.config.alerts.expiring_hours),
             expires_local: ctx.time.opt_or_empty(t.state().qr_expires_at),
             eligible: t.state().eligible(now),
             first: i == 0,
@@ -720,40 +651,48 @@ async fn detail(
 
 // ---------------------------------------------------------------- changes on the detail page
 
-/// Starts a change of live code `id`: write access, the code locked and in scope (else 404).
-async fn begin(state: &AppState, ctx: &Ctx, id: i64) -> AppResult<(Transaction<'static, Postgres>, LiveCodeRow)> {
+/// Locks live code `id` for a question before a destructive change: write access, the code in
+/// scope (else 404). The caller rolls back after asking.
+async fn begin(
+    state: &AppState,
+    ctx: &Ctx,
+    id: i64,
+) -> AppResult<(sqlx::Transaction<'static, sqlx::Postgres>, LiveCodeRow)> {
     ctx.principal.require_write()?;
     let mut tx = state.db.begin().await?;
-    let c = live_codes::lock(&mut tx, id, &live_codes::Access::of(&ctx.principal)).await?.ok_or(AppError::NotFound)?;
+    let c = app::live_codes::lock(&mut tx, &ctx.principal, id).await?;
     Ok((tx, c))
 }
 
-/// Ends a change: the audit row, the commit, the scan cache, a flash, back to the detail page.
-async fn finish(
+/// Runs a change of live code `id` in its own transaction; a refusal with field errors shows
+/// the detail page again with `retry`'s form values and the messages, anything else is the
+/// answer. Success: a flash, back to the detail page at `anchor`.
+async fn change<T, F>(
     state: &AppState,
     ctx: &Ctx,
-    mut tx: Transaction<'static, Postgres>,
-    c: &LiveCodeRow,
-    action: &str,
-    details: serde_json::Value,
+    id: i64,
     flash: &str,
-) -> AppResult<Response> {
-    audit::record(&mut tx, Actor::Principal(&ctx.principal), action, "live_code", Some(c.id.to_string()), details)
-        .await?;
-    tx.commit().await?;
-    state.scan.invalidate(&c.slug);
-    ctx.flash("success", flash).await?;
-    let anchor = if action.starts_with("live_code.channel") { "channels" } else { "targets" };
-    Ok(redirect(&format!("/live-codes/{}#{anchor}", c.id)))
-}
-
-fn target_details(t: &TargetRow) -> serde_json::Value {
-    serde_json::json!({"target_id": t.id, "group_id": t.group_id, "group_name": t.group_name})
-}
-
-/// Parses a scan limit typed into a form.
-fn parse_limit(s: &str) -> Option<i32> {
-    s.trim().parse::<i64>().ok().filter(|n| (0..=MAX_LIMIT).contains(n)).map(|n| n as i32)
+    anchor: &str,
+    retry: Retry,
+    f: F,
+) -> AppResult<Response>
+where
+    F: for<'c> FnOnce(&'c mut PgConnection) -> futures_core::future::BoxFuture<'c, AppResult<app::Done<T>>>,
+{
+    let mut tx = state.db.begin().await?;
+    match f(&mut tx).await {
+        Ok(done) => {
+            done.commit(tx, state).await?;
+            ctx.flash("success", flash).await?;
+            Ok(redirect(&format!("/live-codes/{id}#{anchor}")))
+        }
+        Err(AppError::Validation(errors)) => {
+            drop(tx);
+            let retry = Retry { errors, ..retry };
+            detail_page(state, ctx, id, &RangeQuery::default(), retry, StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+        Err(e) => Err(e),
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -769,92 +708,54 @@ async fn add_target(
     Path(id): Path<i64>,
     Form(f): Form<TargetForm>,
 ) -> AppResult<Response> {
-    let (mut tx, c) = begin(&state, &ctx, id).await?;
+    ctx.principal.require_write()?;
+    let retry = Retry { group_id: f.group_id.clone(), scan_limit: f.scan_limit.clone(), ..Default::default() };
     let mut errors = FieldErrors::new();
-    let group = match f.group_id.trim().parse::<i64>() {
-        Ok(gid) => {
-            ctx.principal.require_group(gid)?;
-            Some(groups::get(&mut tx, gid).await?.ok_or(AppError::NotFound)?)
-        }
-        Err(_) => {
-            errors.add("group_id", "error.required");
-            None
-        }
+    let group_id = f.group_id.trim().parse::<i64>().ok();
+    if group_id.is_none() {
+        errors.add("group_id", "error.required");
+    }
+    let scan_limit = match f.scan_limit.trim() {
+        "" => None,
+        s => parse_scan_limit(s, "scan_limit", &mut errors),
     };
-    let limit = match (f.scan_limit.trim(), &group) {
-        ("", Some(g)) => Some(default_limit(g.capacity, g.member_count).min(MAX_LIMIT) as i32),
-        ("", None) => None,
-        (s, _) => parse_limit(s).or_else(|| {
-            errors.add("scan_limit", "error.number_range");
-            None
-        }),
-    };
-    let retry =
-        |errors| Retry { errors, group_id: f.group_id.clone(), scan_limit: f.scan_limit.clone(), ..Default::default() };
-    let (Some(g), Some(limit), true) = (group, limit, errors.is_empty()) else {
+    let Some(group_id) = group_id.filter(|_| errors.is_empty()) else {
+        // The live code must be one the principal may change before the form is shown again.
+        let (tx, _) = begin(&state, &ctx, id).await?;
         drop(tx);
-        return detail_page(&state, &ctx, id, &RangeQuery::default(), retry(errors), StatusCode::UNPROCESSABLE_ENTITY)
-            .await;
+        let retry = Retry { errors, ..retry };
+        return detail_page(&state, &ctx, id, &RangeQuery::default(), retry, StatusCode::UNPROCESSABLE_ENTITY).await;
     };
-    let added = live_codes::add_target(&mut tx, id, g.id, limit)
-        .await
-        .map_err(|e| on_unique(e, "live_code_targets_live_code_id_group_id_key", "group_id", "error.target_exists"));
-    let tid = match added {
-        Ok(tid) => tid,
-        Err(AppError::Validation(errors)) => {
-            drop(tx);
-            return detail_page(
-                &state,
-                &ctx,
-                id,
-                &RangeQuery::default(),
-                retry(errors),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await;
-        }
-        Err(e) => return Err(e),
-    };
-    let details = serde_json::json!({"target_id": tid, "group_id": g.id, "group_name": g.name, "scan_limit": limit});
-    finish(&state, &ctx, tx, &c, "live_code.target_add", details, "live_codes.target_added").await
+    let p = ctx.principal.clone();
+    change(&state, &ctx, id, "live_codes.target_added", "targets", retry, move |tx| {
+        Box::pin(async move { app::live_codes::add_target(tx, &p, id, NewTarget { group_id, scan_limit }).await })
+    })
+    .await
 }
 
-/// The target `tid` of the locked live code (else 404). A target is changed only by those who
-/// may act on its group, even on a code they own.
-async fn target_of(tx: &mut PgConnection, ctx: &Ctx, code_id: i64, tid: i64) -> AppResult<TargetRow> {
-    let t = live_codes::target(tx, code_id, tid).await?.ok_or(AppError::NotFound)?;
-    ctx.principal.require_group(t.group_id)?;
-    Ok(t)
-}
-
-async fn move_target(state: AppState, ctx: Ctx, id: i64, tid: i64, up: bool) -> AppResult<Response> {
-    let (mut tx, c) = begin(&state, &ctx, id).await?;
-    let t = target_of(&mut tx, &ctx, id, tid).await?;
-    live_codes::move_target(&mut tx, id, tid, up).await?;
-    let mut details = target_details(&t);
-    details["direction"] = serde_json::json!(if up { "up" } else { "down" });
-    details["from_position"] = serde_json::json!(t.position);
-    finish(&state, &ctx, tx, &c, "live_code.target_move", details, "live_codes.target_moved").await
+async fn move_target(state: AppState, ctx: Ctx, id: i64, tid: i64, to: Move) -> AppResult<Response> {
+    let p = ctx.principal.clone();
+    change(&state, &ctx, id, "live_codes.target_moved", "targets", Retry::default(), move |tx| {
+        Box::pin(async move { app::live_codes::move_target(tx, &p, id, tid, to).await })
+    })
+    .await
 }
 
 async fn move_up(State(state): State<AppState>, ctx: Ctx, Path((id, tid)): Path<(i64, i64)>) -> AppResult<Response> {
-    move_target(state, ctx, id, tid, true).await
+    move_target(state, ctx, id, tid, Move::Up).await
 }
 
 async fn move_down(State(state): State<AppState>, ctx: Ctx, Path((id, tid)): Path<(i64, i64)>) -> AppResult<Response> {
-    move_target(state, ctx, id, tid, false).await
+    move_target(state, ctx, id, tid, Move::Down).await
 }
 
 async fn set_enabled(state: AppState, ctx: Ctx, id: i64, tid: i64, enabled: bool) -> AppResult<Response> {
-    let (mut tx, c) = begin(&state, &ctx, id).await?;
-    let t = target_of(&mut tx, &ctx, id, tid).await?;
-    live_codes::update_target(&mut tx, id, tid, t.scan_limit, enabled).await?;
-    let (action, flash) = if enabled {
-        ("live_code.target_enable", "live_codes.target_enabled")
-    } else {
-        ("live_code.target_disable", "live_codes.target_disabled")
-    };
-    finish(&state, &ctx, tx, &c, action, target_details(&t), flash).await
+    let flash = if enabled { "live_codes.target_enabled" } else { "live_codes.target_disabled" };
+    let p = ctx.principal.clone();
+    change(&state, &ctx, id, flash, "targets", Retry::default(), move |tx| {
+        Box::pin(async move { app::live_codes::set_enabled(tx, &p, id, tid, enabled).await })
+    })
+    .await
 }
 
 async fn enable_target(
@@ -885,20 +786,41 @@ async fn set_limit(
     Path((id, tid)): Path<(i64, i64)>,
     Form(f): Form<LimitForm>,
 ) -> AppResult<Response> {
-    let (mut tx, c) = begin(&state, &ctx, id).await?;
-    let t = target_of(&mut tx, &ctx, id, tid).await?;
-    let Some(limit) = parse_limit(&f.scan_limit) else {
+    // Each target has its own limit form: its field is `limit_{tid}`.
+    let field = format!("limit_{tid}");
+    let retry = Retry { limit: Some((tid, f.scan_limit.clone())), ..Default::default() };
+    let mut errors = FieldErrors::new();
+    let Some(limit) = parse_scan_limit(&f.scan_limit, &field, &mut errors) else {
+        let mut tx = state.db.begin().await?;
+        app::live_codes::target_of(&mut tx, &ctx.principal, id, tid).await?;
         drop(tx);
-        let mut errors = FieldErrors::new();
-        errors.add(&format!("limit_{tid}"), "error.number_range");
-        let retry = Retry { errors, limit: Some((tid, f.scan_limit)), ..Default::default() };
+        let retry = Retry { errors, ..retry };
         return detail_page(&state, &ctx, id, &RangeQuery::default(), retry, StatusCode::UNPROCESSABLE_ENTITY).await;
     };
-    live_codes::update_target(&mut tx, id, tid, limit, t.enabled).await?;
-    let mut details = target_details(&t);
-    details["old_limit"] = serde_json::json!(t.scan_limit);
-    details["scan_limit"] = serde_json::json!(limit);
-    finish(&state, &ctx, tx, &c, "live_code.target_limit", details, "live_codes.limit_changed").await
+    let p = ctx.principal.clone();
+    change(&state, &ctx, id, "live_codes.limit_changed", "targets", retry, move |tx| {
+        Box::pin(async move { app::live_codes::set_limit(tx, &p, id, tid, limit).await })
+    })
+    .await
+}
+
+/// Asks about a change of target `tid` unless the POST carries `confirm=1`; `None` when it does.
+async fn ask_about_target(
+    state: &AppState,
+    ctx: &Ctx,
+    id: i64,
+    tid: i64,
+    body: &Bytes,
+    (question, verb, button): (&str, &str, &str),
+) -> AppResult<Option<Response>> {
+    let mut tx = state.db.begin().await?;
+    let (c, t) = app::live_codes::target_of(&mut tx, &ctx.principal, id, tid).await?;
+    tx.rollback().await?;
+    if confirm::given(body) {
+        return Ok(None);
+    }
+    let action = format!("/live-codes/{id}/targets/{tid}/{verb}");
+    ask(ctx, &c, &t.group_name, question, &action, button).await.map(Some)
 }
 
 async fn reset_target(
@@ -907,17 +829,15 @@ async fn reset_target(
     Path((id, tid)): Path<(i64, i64)>,
     body: Bytes,
 ) -> AppResult<Response> {
-    let (mut tx, c) = begin(&state, &ctx, id).await?;
-    let t = target_of(&mut tx, &ctx, id, tid).await?;
-    if !confirm::given(&body) {
-        tx.rollback().await?;
-        let action = format!("/live-codes/{id}/targets/{tid}/reset");
-        return ask(&ctx, &c, &t.group_name, "live_codes.reset_confirm", &action, "live_codes.reset").await;
+    let question = ("live_codes.reset_confirm", "reset", "live_codes.reset");
+    if let Some(page) = ask_about_target(&state, &ctx, id, tid, &body, question).await? {
+        return Ok(page);
     }
-    let old = live_codes::reset_target(&mut tx, id, tid).await?.ok_or(AppError::NotFound)?;
-    let mut details = target_details(&t);
-    details["old_used"] = serde_json::json!(old);
-    finish(&state, &ctx, tx, &c, "live_code.target_reset", details, "live_codes.target_reset").await
+    let p = ctx.principal.clone();
+    change(&state, &ctx, id, "live_codes.target_reset", "targets", Retry::default(), move |tx| {
+        Box::pin(async move { app::live_codes::reset_target(tx, &p, id, tid).await })
+    })
+    .await
 }
 
 async fn remove_target(
@@ -926,18 +846,15 @@ async fn remove_target(
     Path((id, tid)): Path<(i64, i64)>,
     body: Bytes,
 ) -> AppResult<Response> {
-    let (mut tx, c) = begin(&state, &ctx, id).await?;
-    let t = target_of(&mut tx, &ctx, id, tid).await?;
-    if !confirm::given(&body) {
-        tx.rollback().await?;
-        let action = format!("/live-codes/{id}/targets/{tid}/remove");
-        return ask(&ctx, &c, &t.group_name, "live_codes.remove_confirm", &action, "live_codes.remove").await;
+    let question = ("live_codes.remove_confirm", "remove", "live_codes.remove");
+    if let Some(page) = ask_about_target(&state, &ctx, id, tid, &body, question).await? {
+        return Ok(page);
     }
-    live_codes::remove_target(&mut tx, id, tid).await?;
-    let mut details = target_details(&t);
-    details["used"] = serde_json::json!(t.used);
-    details["scan_limit"] = serde_json::json!(t.scan_limit);
-    finish(&state, &ctx, tx, &c, "live_code.target_remove", details, "live_codes.target_removed").await
+    let p = ctx.principal.clone();
+    change(&state, &ctx, id, "live_codes.target_removed", "targets", Retry::default(), move |tx| {
+        Box::pin(async move { app::live_codes::remove_target(tx, &p, id, tid).await })
+    })
+    .await
 }
 
 #[derive(Deserialize, Default)]
@@ -953,30 +870,23 @@ async fn add_channel(
     Path(id): Path<i64>,
     Form(f): Form<ChannelForm>,
 ) -> AppResult<Response> {
-    let (mut tx, c) = begin(&state, &ctx, id).await?;
-    let mut errors = FieldErrors::new();
-    let key = f.key.trim().to_string();
-    if !valid_channel_key(&key) {
-        errors.add("key", "error.channel_key");
-    }
-    let name = required_text(&f.name, 120, "name", &mut errors);
-    if errors.is_empty() {
-        let added = live_codes::add_channel(&mut tx, id, &key, &name)
-            .await
-            .map_err(|e| on_unique(e, "live_code_channels_live_code_id_key_key", "key", "error.channel_taken"));
-        match added {
-            Ok(cid) => {
-                let details = serde_json::json!({"channel_id": cid, "key": key, "name": name});
-                return finish(&state, &ctx, tx, &c, "live_code.channel_add", details, "live_codes.channel_added")
-                    .await;
-            }
-            Err(AppError::Validation(fe)) => errors = fe,
-            Err(e) => return Err(e),
+    ctx.principal.require_write()?;
+    let retry = Retry { channel_key: f.key.clone(), channel_name: f.name.clone(), ..Default::default() };
+    let (key, name) = match app::live_codes::channel(&f.key, &f.name) {
+        Ok(ok) => ok,
+        Err(errors) => {
+            let (tx, _) = begin(&state, &ctx, id).await?;
+            drop(tx);
+            let retry = Retry { errors, ..retry };
+            return detail_page(&state, &ctx, id, &RangeQuery::default(), retry, StatusCode::UNPROCESSABLE_ENTITY)
+                .await;
         }
-    }
-    drop(tx);
-    let retry = Retry { errors, channel_key: f.key, channel_name: f.name, ..Default::default() };
-    detail_page(&state, &ctx, id, &RangeQuery::default(), retry, StatusCode::UNPROCESSABLE_ENTITY).await
+    };
+    let p = ctx.principal.clone();
+    change(&state, &ctx, id, "live_codes.channel_added", "channels", retry, move |tx| {
+        Box::pin(async move { app::live_codes::add_channel(tx, &p, id, &key, &name).await })
+    })
+    .await
 }
 
 async fn delete_channel(
@@ -985,16 +895,18 @@ async fn delete_channel(
     Path((id, cid)): Path<(i64, i64)>,
     body: Bytes,
 ) -> AppResult<Response> {
-    let (mut tx, c) = begin(&state, &ctx, id).await?;
-    let ch = live_codes::channels(&mut tx, id).await?.into_iter().find(|ch| ch.id == cid).ok_or(AppError::NotFound)?;
     if !confirm::given(&body) {
+        let (mut tx, c) = begin(&state, &ctx, id).await?;
+        let ch = app::live_codes::channel_of(&mut tx, id, ChannelRef::Id(cid)).await?;
         tx.rollback().await?;
         let action = format!("/live-codes/{id}/channels/{cid}/delete");
         return ask(&ctx, &c, &ch.key, "live_codes.channel_delete_confirm", &action, "live_codes.delete").await;
     }
-    live_codes::delete_channel(&mut tx, id, cid).await?;
-    let details = serde_json::json!({"channel_id": cid, "key": ch.key, "name": ch.name});
-    finish(&state, &ctx, tx, &c, "live_code.channel_delete", details, "live_codes.channel_deleted").await
+    let p = ctx.principal.clone();
+    change(&state, &ctx, id, "live_codes.channel_deleted", "channels", Retry::default(), move |tx| {
+        Box::pin(async move { app::live_codes::delete_channel(tx, &p, id, ChannelRef::Id(cid)).await })
+    })
+    .await
 }
 
 // ---------------------------------------------------------------- QR downloads
@@ -1008,7 +920,7 @@ struct QrQuery {
 /// What a QR download encodes, and the file name it is saved under (without extension).
 async fn qr_subject(state: &AppState, ctx: &Ctx, id: i64, ch: &Option<String>) -> AppResult<(String, String)> {
     let mut conn = state.db.acquire().await?;
-    let c = live_codes::get(&mut conn, id, &live_codes::Access::of(&ctx.principal)).await?.ok_or(AppError::NotFound)?;
+    let c = app::live_codes::load(&mut conn, &ctx.principal, id).await?;
     match non_empty(ch) {
         None => Ok((public_link(state, &c.slug, None), format!("live-code-{}", c.slug))),
         Some(key) => {
@@ -1092,12 +1004,5 @@ mod tests {
         assert!(qr_size(&Some("255".into())).is_err());
         assert!(qr_size(&Some("4096".into())).is_err());
         assert!(qr_size(&Some("big".into())).is_err());
-    }
-
-    #[test]
-    fn a_new_target_defaults_to_the_room_left_and_at_least_one() {
-        assert_eq!(default_limit(200, Some(150)), 50);
-        assert_eq!(default_limit(200, None), 200);
-        assert_eq!(default_limit(200, Some(230)), 1);
     }
 }

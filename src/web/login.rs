@@ -84,7 +84,7 @@ async fn login(State(state): State<AppState>, g: GuestCtx, Form(f): Form<LoginFo
     let creds = operators::credentials(&mut conn, &username).await?;
     drop(conn);
     let (who, hash) = match creds {
-        Some((id, h, epoch)) => (Some((id, epoch)), Some(h)),
+        Some(c) => (Some((c.id, c.session_epoch)), Some(c.password_hash)),
         None => (None, None),
     };
     // Always verify (against a dummy hash for unknown users) so both failures cost the same.

@@ -12,12 +12,12 @@ use serde::Deserialize;
 use super::ctx::{Ctx, Layout};
 use super::zone::DisplayTz;
 use super::{non_empty, redirect, render, total_label, upload, CursorPager};
+use crate::app;
 use crate::config::Config;
-use crate::domain::csv_import::{self, RowError};
-use crate::domain::member::{MemberRaw, MemberSpec, ROLES};
+use crate::domain::csv_import;
+use crate::domain::member::{MemberRaw, MemberRole};
 use crate::domain::{filter_text, Platform};
-use crate::error::{on_unique, AppError, AppResult, FieldErrors};
-use crate::store::audit::{self, Actor};
+use crate::error::{AppError, AppResult, FieldErrors};
 use crate::store::members::{self, MemberRow, MembershipRow};
 use crate::AppState;
 
@@ -33,6 +33,7 @@ pub fn router(cfg: &Config) -> Router<AppState> {
         .route("/members/import/template.csv", get(import_template))
         .route("/members/{id}", get(detail))
         .route("/members/{id}/edit", get(edit_form).post(update))
+        .route("/members/{id}/delete", post(delete))
         .route("/members/{id}/memberships", post(add_membership))
         .route("/members/{id}/memberships/{group_id}/leave", post(leave))
 }
@@ -68,7 +69,7 @@ async fn list(State(state): State<AppState>, ctx: Ctx, Query(q): Query<ListQuery
     let mut errors = FieldErrors::new();
     let search = filter_text(q.q.as_deref(), "q", &mut errors);
     let tag = filter_text(q.tag.as_deref(), "tag", &mut errors);
-    let platform = non_empty(&q.platform).filter(|p| Platform::parse(p).is_some());
+    let platform = non_empty(&q.platform).and_then(|p| Platform::parse(&p));
     let group_id = non_empty(&q.group).and_then(|g| g.parse::<i64>().ok());
     let id_of = |v: &Option<String>| v.as_deref().and_then(|s| s.trim().parse::<i64>().ok());
     let seek = match (id_of(&q.after), id_of(&q.before)) {
@@ -77,7 +78,7 @@ async fn list(State(state): State<AppState>, ctx: Ctx, Query(q): Query<ListQuery
         (None, None) => members::Seek::First,
     };
     let scope = ctx.scope();
-    let f = members::Filter { q: search, platform: platform.clone(), group_id, tag, scope: scope.clone() };
+    let f = members::Filter { q: search, platform, group_id, tag, scope: scope.clone() };
     let mut conn = state.db.acquire().await?;
     let groups = crate::store::groups::names(&mut conn, scope.as_deref()).await?;
     // An over-long filter is answered with its message and no search at all.
@@ -98,7 +99,7 @@ async fn list(State(state): State<AppState>, ctx: Ctx, Query(q): Query<ListQuery
     drop(conn);
     let (qs, ps, gs, ts) = (
         q.q.as_deref().map(str::trim).unwrap_or_default().to_string(),
-        platform.unwrap_or_default(),
+        platform.map(|p| p.as_str().to_string()).unwrap_or_default(),
         group_id.map(|g| g.to_string()).unwrap_or_default(),
         q.tag.as_deref().map(str::trim).unwrap_or_default().to_string(),
     );
@@ -130,7 +131,7 @@ struct FormPage {
     errors: FieldErrors,
     platforms: [Platform; 6],
     groups: Vec<(i64, String)>,
-    roles: [&'static str; 3],
+    roles: [MemberRole; 3],
     /// A scoped operator must put a new member into one of their groups.
     group_required: bool,
 }
@@ -158,7 +159,7 @@ async fn form_page(
         errors,
         platforms: Platform::ALL,
         groups,
-        roles: ROLES,
+        roles: MemberRole::ALL,
         group_required: scope.is_some(),
     };
     render(status, &page)
@@ -170,74 +171,28 @@ async fn new_form(State(state): State<AppState>, ctx: Ctx) -> AppResult<Response
     form_page(&state, &ctx, None, raw, FieldErrors::new(), StatusCode::OK).await
 }
 
-/// Parses the form and checks that a chosen group is within scope (and, for a scoped
-/// principal creating a member, that one is chosen).
-fn parse_member(ctx: &Ctx, raw: &MemberRaw, need_group: bool) -> Result<MemberSpec, FieldErrors> {
-    let spec = raw.parse();
-    let mut errors = spec.as_ref().err().cloned().unwrap_or_default();
-    if let Ok(s) = &spec {
-        match s.group_id {
-            Some(g) if !ctx.principal.sees_group(g) => errors.add("group_id", "error.choice"),
-            None if need_group && ctx.scope().is_some() => errors.add("group_id", "error.required"),
-            _ => {}
-        }
-    }
-    match spec {
-        Ok(s) if errors.is_empty() => Ok(s),
-        _ => Err(errors),
-    }
-}
-
-/// A (platform, external id) that another member has. A scoped principal learns only that it
-/// cannot use it, never that (or where) the member exists.
-pub fn duplicate_for(p: &crate::auth::Principal) -> impl Fn(sqlx::Error) -> AppError {
-    let key = if p.group_filter().is_some() { "error.member_unavailable" } else { "error.member_exists" };
-    move |e| on_unique(e, "members_platform_external_user_id_key", "external_user_id", key)
-}
-
 async fn create(State(state): State<AppState>, ctx: Ctx, Form(raw): Form<MemberRaw>) -> AppResult<Response> {
     ctx.principal.require_write()?;
-    let spec = match parse_member(&ctx, &raw, true) {
+    let spec = match raw.parse() {
         Ok(s) => s,
         Err(errors) => return form_page(&state, &ctx, None, raw, errors, StatusCode::UNPROCESSABLE_ENTITY).await,
     };
     let mut tx = state.db.begin().await?;
-    let id = match members::insert(&mut tx, &spec).await.map_err(duplicate_for(&ctx.principal)) {
-        Ok(id) => id,
+    let id = match app::members::create(&mut tx, &ctx.principal, &spec).await {
+        Ok(done) => done.commit(tx, &state).await?,
         Err(AppError::Validation(errors)) => {
-            return form_page(&state, &ctx, None, raw, errors, StatusCode::UNPROCESSABLE_ENTITY).await
+            drop(tx);
+            return form_page(&state, &ctx, None, raw, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
         }
         Err(e) => return Err(e),
     };
-    if let Some(g) = spec.group_id {
-        if crate::store::groups::get(&mut tx, g).await?.is_none() {
-            let mut errors = FieldErrors::new();
-            errors.add("group_id", "error.choice");
-            return form_page(&state, &ctx, None, raw, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
-        }
-        members::join(&mut tx, id, g, spec.role).await?;
-    }
-    audit::record(
-        &mut tx,
-        Actor::Principal(&ctx.principal),
-        "member.create",
-        "member",
-        Some(id.to_string()),
-        member_details(&spec),
-    )
-    .await?;
-    tx.commit().await?;
     ctx.flash("success", "members.created").await?;
     Ok(redirect(&format!("/members/{id}")))
 }
 
-fn member_details(m: &MemberSpec) -> serde_json::Value {
-    serde_json::json!({"platform": m.platform.as_str(), "external_user_id": m.external_user_id, "display_name": m.display_name, "tags": m.tags, "group_id": m.group_id})
-}
-
 async fn load(state: &AppState, ctx: &Ctx, id: i64) -> AppResult<MemberRow> {
     let mut conn = state.db.acquire().await?;
-    members::get(&mut conn, id, ctx.scope().as_deref()).await?.ok_or(AppError::NotFound)
+    app::members::load(&mut conn, &ctx.principal, id).await
 }
 
 #[derive(Template)]
@@ -247,8 +202,10 @@ struct DetailPage {
     m: MemberRow,
     memberships: Vec<MembershipRow>,
     groups: Vec<(i64, String)>,
-    roles: [&'static str; 3],
+    roles: [MemberRole; 3],
     can_write: bool,
+    /// Deleting needs every group (a scoped operator's "delete" would reach outside its scope).
+    can_delete: bool,
     activity: super::checkins::Activity,
     checkins: Vec<super::checkins::MemberCheckin>,
     points: super::points::MemberPoints,
@@ -271,8 +228,7 @@ pub(super) async fn detail_page(
     let mut conn = state.db.acquire().await?;
     let memberships = members::memberships(&mut conn, id, scope.as_deref()).await?;
     let groups = crate::store::groups::names(&mut conn, scope.as_deref()).await?;
-    let tz: chrono_tz::Tz = state.config.scan.stats_timezone.parse().unwrap_or(chrono_tz::Asia::Shanghai);
-    let today = chrono::Utc::now().with_timezone(&tz).date_naive();
+    let today = chrono::Utc::now().with_timezone(&state.config.scan.stats_timezone.tz()).date_naive();
     let activity = super::checkins::member_activity(&mut conn, id, scope.as_deref(), today).await?;
     let checkins = super::checkins::member_checkins(&mut conn, id, scope.as_deref()).await?;
     let points = super::points::member_points(&mut conn, &ctx.tr, id, adjust).await?;
@@ -282,8 +238,9 @@ pub(super) async fn detail_page(
         m,
         memberships,
         groups,
-        roles: ROLES,
+        roles: MemberRole::ALL,
         can_write: ctx.principal.can_write(),
+        can_delete: ctx.principal.can_write() && scope.is_none(),
         activity,
         checkins,
         points,
@@ -295,7 +252,7 @@ async fn edit_form(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>)
     ctx.principal.require_write()?;
     let m = load(&state, &ctx, id).await?;
     let raw = MemberRaw {
-        platform: m.platform,
+        platform: m.platform.as_str().to_string(),
         external_user_id: m.external_user_id,
         display_name: m.display_name,
         tags: m.tags.join(", "),
@@ -314,30 +271,53 @@ async fn update(
     ctx.principal.require_write()?;
     load(&state, &ctx, id).await?;
     let raw = MemberRaw { group_id: String::new(), role: String::new(), ..raw };
-    let spec = match parse_member(&ctx, &raw, false) {
+    let spec = match raw.parse() {
         Ok(s) => s,
         Err(errors) => return form_page(&state, &ctx, Some(id), raw, errors, StatusCode::UNPROCESSABLE_ENTITY).await,
     };
     let mut tx = state.db.begin().await?;
-    match members::update(&mut tx, id, &spec).await.map_err(duplicate_for(&ctx.principal)) {
-        Ok(_) => {}
+    match app::members::update(&mut tx, &ctx.principal, id, &spec).await {
+        Ok(done) => done.commit(tx, &state).await?,
         Err(AppError::Validation(errors)) => {
-            return form_page(&state, &ctx, Some(id), raw, errors, StatusCode::UNPROCESSABLE_ENTITY).await
+            drop(tx);
+            return form_page(&state, &ctx, Some(id), raw, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
         }
         Err(e) => return Err(e),
     }
-    audit::record(
-        &mut tx,
-        Actor::Principal(&ctx.principal),
-        "member.update",
-        "member",
-        Some(id.to_string()),
-        member_details(&spec),
-    )
-    .await?;
-    tx.commit().await?;
     ctx.flash("success", "members.saved").await?;
     Ok(redirect(&format!("/members/{id}")))
+}
+
+/// Deletes (anonymises) a member after asking (see `web::confirm`).
+async fn delete(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+    body: axum::body::Bytes,
+) -> AppResult<Response> {
+    ctx.principal.require_write()?;
+    let m = load(&state, &ctx, id).await?;
+    if ctx.scope().is_some() {
+        return Err(AppError::Forbidden);
+    }
+    if !super::confirm::given(&body) {
+        let question =
+            ctx.tr.f("confirm.about", &[("name", &m.display_name), ("question", &ctx.tr.t("members.delete_confirm"))]);
+        let action = format!("/members/{id}/delete");
+        let cancel = format!("/members/{id}");
+        let ask = super::confirm::Ask {
+            nav: "members",
+            question,
+            action: &action,
+            button_key: "members.delete",
+            cancel: &cancel,
+        };
+        return super::confirm::page(&ctx, ask).await;
+    }
+    let mut tx = state.db.begin().await?;
+    app::members::delete(&mut tx, &ctx.principal, id).await?.commit(tx, &state).await?;
+    ctx.flash("success", "members.deleted").await?;
+    Ok(redirect("/members"))
 }
 
 #[derive(Deserialize)]
@@ -355,44 +335,17 @@ async fn add_membership(
     Form(f): Form<MembershipForm>,
 ) -> AppResult<Response> {
     ctx.principal.require_write()?;
-    load(&state, &ctx, id).await?;
     let group_id: i64 = f.group_id.trim().parse().map_err(|_| AppError::BadRequest("group_id".into()))?;
-    ctx.principal.require_group(group_id)?;
-    let role = ROLES.into_iter().find(|r| *r == f.role).unwrap_or("member");
+    let role = MemberRole::parse(&f.role).unwrap_or_default();
     let mut tx = state.db.begin().await?;
-    crate::store::groups::get(&mut tx, group_id).await?.ok_or(AppError::NotFound)?;
-    members::join(&mut tx, id, group_id, role).await?;
-    audit::record(
-        &mut tx,
-        Actor::Principal(&ctx.principal),
-        "membership.join",
-        "member",
-        Some(id.to_string()),
-        serde_json::json!({"group_id": group_id, "role": role}),
-    )
-    .await?;
-    tx.commit().await?;
+    app::members::join(&mut tx, &ctx.principal, id, group_id, role).await?.commit(tx, &state).await?;
     ctx.flash("success", "members.saved").await?;
     Ok(redirect(&format!("/members/{id}")))
 }
 
 async fn leave(State(state): State<AppState>, ctx: Ctx, Path((id, group_id)): Path<(i64, i64)>) -> AppResult<Response> {
-    ctx.principal.require_write()?;
-    ctx.principal.require_group(group_id)?;
-    load(&state, &ctx, id).await?;
     let mut tx = state.db.begin().await?;
-    if members::leave(&mut tx, id, group_id).await? {
-        audit::record(
-            &mut tx,
-            Actor::Principal(&ctx.principal),
-            "membership.leave",
-            "member",
-            Some(id.to_string()),
-            serde_json::json!({"group_id": group_id}),
-        )
-        .await?;
-    }
-    tx.commit().await?;
+    app::members::leave(&mut tx, &ctx.principal, id, group_id).await?.commit(tx, &state).await?;
     ctx.flash("success", "members.saved").await?;
     Ok(redirect(&format!("/members/{id}")))
 }
@@ -459,64 +412,12 @@ async fn import(State(state): State<AppState>, ctx: Ctx, mp: Multipart) -> AppRe
             )
         }
     };
-    let mut errors: Vec<RowError> = parsed.errors;
     let mut tx = state.db.begin().await?;
-    let scope = ctx.scope();
-    let known_groups: std::collections::HashSet<i64> =
-        crate::store::groups::names(&mut tx, scope.as_deref()).await?.into_iter().map(|(id, _)| id).collect();
-    let (mut created, mut updated) = (0, 0);
-    for (line, spec) in &parsed.rows {
-        match spec.group_id {
-            Some(g) if !known_groups.contains(&g) => {
-                errors.push(RowError::field(*line, "group_id", "error.choice", g.to_string()));
-                continue;
-            }
-            None if ctx.scope().is_some() => {
-                errors.push(RowError::field(*line, "group_id", "error.required", String::new()));
-                continue;
-            }
-            _ => {}
-        }
-        // A scoped principal updates only members it can see already; a row naming anyone else
-        // is a conflict that writes nothing and says nothing about them.
-        let upserted = match &scope {
-            None => Some(members::upsert(&mut tx, spec).await?),
-            Some(ids) => members::upsert_in_scope(&mut tx, spec, ids).await?,
-        };
-        let Some((id, inserted)) = upserted else {
-            errors.push(RowError {
-                line: *line,
-                problems: vec![("external_user_id".into(), "error.member_unavailable")],
-                values: Vec::new(),
-            });
-            continue;
-        };
-        if let Some(g) = spec.group_id {
-            members::join(&mut tx, id, g, spec.role).await?;
-        }
-        if inserted {
-            created += 1;
-        } else {
-            updated += 1;
-        }
-    }
-    errors.sort_by_key(|e| e.line);
-    let rolled_back = strict && !errors.is_empty();
-    if rolled_back {
-        tx.rollback().await?;
-        (created, updated) = (0, 0);
-    } else {
-        audit::record(
-            &mut tx,
-            Actor::Principal(&ctx.principal),
-            "member.import",
-            "member",
-            None,
-            serde_json::json!({"file": file.file_name, "created": created, "updated": updated, "failed_rows": errors.len()}),
-        )
+    let done = app::members::import(&mut tx, &ctx.principal, &parsed.rows, parsed.errors, strict, &file.file_name)
+        .await?
+        .commit(tx, &state)
         .await?;
-        tx.commit().await?;
-    }
+    let app::members::Imported { created, updated, rolled_back, errors } = done;
     let lang = ctx.tr.lang();
     let result = ImportResult {
         created,
@@ -563,11 +464,11 @@ fn write_part(
     for r in rows {
         last = Some(r.member_id);
         w.write_record([
-            r.platform,
+            r.platform.as_str().to_string(),
             csv_import::neutralise(r.external_user_id),
             csv_import::neutralise(r.display_name),
             r.group_id.map(|g| g.to_string()).unwrap_or_default(),
-            r.role.unwrap_or_default(),
+            r.role.map(|role| role.as_str().to_string()).unwrap_or_default(),
             csv_import::neutralise(r.tags.join("|")),
             csv_import::neutralise(r.notes),
             r.balance.to_string(),

@@ -59,7 +59,11 @@ pub fn spawn_session_cleanup(db: sqlx::PgPool) -> tokio::task::JoinHandle<()> {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
         loop {
             tick.tick().await;
-            if let Err(e) = sqlx::query("DELETE FROM sessions WHERE expiry_date < now()").execute(&db).await {
+            let deleted = async {
+                let mut conn = db.acquire().await?;
+                crate::store::system::delete_expired_sessions(&mut conn).await
+            };
+            if let Err(e) = deleted.await {
                 tracing::warn!(error = %e, "could not delete expired sessions");
             }
         }

@@ -20,7 +20,11 @@ async fn healthz() -> &'static str {
 
 /// The database answers; load balancers route here only then.
 async fn readyz(State(state): State<AppState>) -> Response {
-    match sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.db).await {
+    let ping = async {
+        let mut conn = state.db.acquire().await?;
+        crate::store::system::ping(&mut conn).await
+    };
+    match ping.await {
         Ok(_) => (StatusCode::OK, "ready\n").into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");

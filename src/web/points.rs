@@ -10,28 +10,24 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use sqlx::PgConnection;
 
 use super::ctx::{Ctx, Layout};
 use super::{redirect, render};
-use crate::auth::ActorKind;
-use crate::domain::required_text;
+use crate::app;
+use crate::app::points::Adjusted;
+use crate::domain::points::{AdjustmentRaw, IdempotencyKey, LedgerKind};
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::i18n::Tr;
-use crate::store::audit::{self, Actor};
-use crate::store::members;
-use crate::store::points::{self, Applied, Entry, NewEntry};
+use crate::store::points::{self, Entry};
 use crate::AppState;
 
 /// Ledger entries shown on the member page.
 const MEMBER_ENTRIES: i64 = 50;
-/// The largest manual adjustment either way.
-const MAX_ADJUSTMENT: i64 = 10_000_000;
 
-pub const KINDS: [&str; 9] =
-    ["checkin", "streak_bonus", "makeup", "adjustment", "invite", "redemption", "refund", "expiry", "api"];
+/// Every kind of ledger entry (each has words: `points.kinds.*`).
+pub const KINDS: [LedgerKind; 10] = LedgerKind::ALL;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -117,13 +113,7 @@ pub async fn member_points(
     let mut ids: Vec<i64> = entries.iter().filter_map(|e| e.operator_id).collect();
     ids.sort_unstable();
     ids.dedup();
-    let names: HashMap<i64, String> =
-        sqlx::query_as::<_, (i64, String)>("SELECT id, username FROM operators WHERE id = ANY($1)")
-            .bind(&ids)
-            .fetch_all(&mut *conn)
-            .await?
-            .into_iter()
-            .collect();
+    let names: HashMap<i64, String> = crate::store::operators::names(&mut *conn, &ids).await?.into_iter().collect();
     let entries = entries
         .into_iter()
         .map(|e| LedgerView { operator: e.operator_id.and_then(|id| names.get(&id).cloned()), e })
@@ -137,18 +127,6 @@ pub async fn member_points(
     Ok(MemberPoints { balance, entries, form, errors, shortfall })
 }
 
-/// A non-zero whole number, `+` allowed, within the adjustment limit.
-fn parse_delta(input: &str, errors: &mut FieldErrors) -> i64 {
-    let s = input.trim();
-    match s.strip_prefix('+').unwrap_or(s).parse::<i64>() {
-        Ok(n) if n != 0 && n.abs() <= MAX_ADJUSTMENT => n,
-        _ => {
-            errors.add("delta", "points.error.delta");
-            0
-        }
-    }
-}
-
 async fn adjust(
     State(state): State<AppState>,
     ctx: Ctx,
@@ -156,102 +134,51 @@ async fn adjust(
     Form(f): Form<AdjustForm>,
 ) -> AppResult<Response> {
     ctx.principal.require_write()?;
-    let mut conn = state.db.acquire().await?;
-    members::get(&mut conn, id, ctx.scope().as_deref()).await?.ok_or(AppError::NotFound)?;
-    drop(conn);
-    let key = uuid::Uuid::parse_str(f.key.trim()).map_err(|_| AppError::BadRequest("invalid form key".into()))?;
-    let mut errors = FieldErrors::new();
-    let delta = parse_delta(&f.delta, &mut errors);
-    let reason = required_text(&f.reason, 200, "reason", &mut errors);
-    let retry = |errors, balance| AdjustRetry { form: f.clone(), errors, balance };
-    if !errors.is_empty() {
-        return super::members::detail_page(
-            &state,
-            &ctx,
-            id,
-            Some(retry(errors, None)),
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-        .await;
+    {
+        let mut conn = state.db.acquire().await?;
+        app::members::load(&mut conn, &ctx.principal, id).await?;
     }
-    let idempotency_key = format!("adjustment:{id}:{key}");
+    let nonce = uuid::Uuid::parse_str(f.key.trim()).map_err(|_| AppError::BadRequest("invalid form key".into()))?;
+    let retry = |errors, balance| AdjustRetry { form: f.clone(), errors, balance };
+    let raw = AdjustmentRaw {
+        delta: f.delta.clone(),
+        kind: LedgerKind::Adjustment.as_str().into(),
+        reference: String::new(),
+        note: f.reason.clone(),
+    };
+    let adj = match raw.parse() {
+        Ok(adj) => adj,
+        Err(mut errors) => {
+            // The form calls the note its reason.
+            errors.rename("note", "reason");
+            let retry = Some(retry(errors, None));
+            return super::members::detail_page(&state, &ctx, id, retry, StatusCode::UNPROCESSABLE_ENTITY).await;
+        }
+    };
     let mut tx = state.db.begin().await?;
-    let applied = points::apply(
-        &mut tx,
-        NewEntry {
-            member_id: id,
-            delta,
-            kind: "adjustment",
-            reference: "",
-            idempotency_key: &idempotency_key,
-            request_hash: None,
-            operator_id: (ctx.principal.kind == ActorKind::Operator).then_some(ctx.principal.id),
-            note: &reason,
-        },
-    )
-    .await?;
-    match applied {
-        Applied::New { entry, .. } => {
-            audit::record(
-                &mut tx,
-                Actor::Principal(&ctx.principal),
-                "member.points_adjust",
-                "member",
-                Some(id.to_string()),
-                serde_json::json!({"entry_id": entry.id, "delta": delta, "reason": reason}),
-            )
-            .await?;
-            tx.commit().await?;
-            ctx.flash("success", "points.adjusted").await?;
-        }
-        Applied::Existing(entry) => {
-            drop(tx);
-            let same = entry.delta == delta && entry.note == reason;
-            if same {
-                ctx.flash("success", "points.already_applied").await?;
-            } else {
-                ctx.flash("error", "points.error.key_reused").await?;
+    match app::points::adjust(&mut tx, &ctx.principal, id, &adj, &IdempotencyKey::manual(id, nonce)).await {
+        Ok(done) => match done.commit(tx, &state).await? {
+            Adjusted::New { .. } => ctx.flash("success", "points.adjusted").await?,
+            Adjusted::Replayed { .. } => ctx.flash("success", "points.already_applied").await?,
+            Adjusted::Insufficient { balance } => {
+                let retry = Some(retry(FieldErrors::new(), Some(balance)));
+                return super::members::detail_page(&state, &ctx, id, retry, StatusCode::UNPROCESSABLE_ENTITY).await;
             }
-        }
-        Applied::Insufficient { balance } => {
+        },
+        Err(AppError::Conflict(_)) => {
             drop(tx);
-            return super::members::detail_page(
-                &state,
-                &ctx,
-                id,
-                Some(retry(FieldErrors::new(), Some(balance))),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await;
+            ctx.flash("error", "points.error.key_reused").await?;
         }
+        Err(e) => return Err(e),
     }
     Ok(redirect(&format!("/members/{id}#points")))
-}
-
-#[derive(sqlx::FromRow)]
-struct CsvRow {
-    id: i64,
-    at: DateTime<Utc>,
-    kind: String,
-    delta: i64,
-    reference: String,
-    note: String,
-    operator: Option<String>,
-    idempotency_key: String,
 }
 
 /// The member's whole ledger, oldest first.
 async fn export(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> AppResult<Response> {
     let mut conn = state.db.acquire().await?;
-    members::get(&mut conn, id, ctx.scope().as_deref()).await?.ok_or(AppError::NotFound)?;
-    let rows: Vec<CsvRow> = sqlx::query_as(
-        "SELECT l.id, l.at, l.kind, l.delta, l.reference, l.note, o.username AS operator, l.idempotency_key
-         FROM points_ledger l LEFT JOIN operators o ON o.id = l.operator_id
-         WHERE l.member_id = $1 ORDER BY l.at, l.id",
-    )
-    .bind(id)
-    .fetch_all(&mut *conn)
-    .await?;
+    app::members::load(&mut conn, &ctx.principal, id).await?;
+    let rows = points::ledger(&mut conn, id).await?;
     drop(conn);
     use crate::domain::csv_import::neutralise;
     // With a BOM, so that Excel reads the Chinese notes as UTF-8.
@@ -262,7 +189,7 @@ async fn export(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) ->
         w.write_record([
             r.id.to_string(),
             r.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            r.kind,
+            r.kind.as_str().to_string(),
             r.delta.to_string(),
             neutralise(r.reference),
             neutralise(r.note),
@@ -280,22 +207,4 @@ async fn export(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) ->
     }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn adjustments_are_non_zero_whole_numbers_within_the_limit() {
-        let mut e = FieldErrors::new();
-        assert_eq!(parse_delta(" +15 ", &mut e), 15);
-        assert_eq!(parse_delta("-3", &mut e), -3);
-        assert!(e.is_empty());
-        for bad in ["0", "", "1.5", "x", "99999999999"] {
-            let mut e = FieldErrors::new();
-            parse_delta(bad, &mut e);
-            assert!(e.has("delta"), "{bad:?}");
-        }
-    }
 }

@@ -12,7 +12,7 @@ use axum::Router;
 use chrono::Utc;
 
 use super::ctx::{client_addr, cookie, request_lang};
-use crate::domain::live_code::{anonymize_ip, classify_user_agent, UaClass};
+use crate::domain::live_code::{anonymize_ip, classify_user_agent, ScanOutcome, UaClass};
 use crate::error::AppError;
 use crate::i18n::Tr;
 use crate::scan::events::ScanEvent;
@@ -194,7 +194,7 @@ async fn scan_inner(
         Some(s) if s.code.live(now) => s,
         Some(s) => {
             // Paused or outside its period: say which, so a member does not think the code is dead.
-            let key = if s.code.status != "active" {
+            let key = if !s.code.status.is_active() {
                 "scan.paused"
             } else if s.code.starts_at.is_some_and(|at| at > now) {
                 "scan.not_started"
@@ -212,7 +212,7 @@ async fn scan_inner(
     let referrer = clean(q.referrer.as_deref(), 64);
     let ip = client_addr(headers, peer, state.config.auth.forwarded_hops());
     let ip_anon = ip.map(anonymize_ip);
-    let event = |outcome: &'static str, target: Option<&TargetRow>, visitor: &str| ScanEvent {
+    let event = |outcome: ScanOutcome, target: Option<&TargetRow>, visitor: &str| ScanEvent {
         at: now,
         live_code_id: code_id,
         channel: channel.clone(),
@@ -221,12 +221,12 @@ async fn scan_inner(
         outcome,
         visitor: visitor.to_string(),
         referrer: referrer.clone(),
-        ua_class: class.as_str(),
+        ua_class: class,
         ip_anon,
     };
 
     if class == UaClass::Crawler {
-        rt.events.record(event("preview", None, ""));
+        rt.events.record(event(ScanOutcome::Preview, None, ""));
         let base = state.config.public_base();
         let p = PreviewPage {
             tr: tr(),
@@ -258,7 +258,7 @@ async fn scan_inner(
     // (`scan.new_scans_per_address`): a script cannot drain the code.
     if outcome.is_none() {
         if let Some(retry) = ip.and_then(|ip| rt.limiter.allow(ip).err()) {
-            rt.events.record(event("refused", None, &visitor));
+            rt.events.record(event(ScanOutcome::Refused, None, &visitor));
             metrics::counter!("scan_refused_total").increment(1);
             let mut resp = busy(&snap, retry, tr());
             if known_visitor.is_none() {
@@ -274,7 +274,8 @@ async fn scan_inner(
     let mut resp = match &outcome {
         Outcome::Target { index, sticky } => {
             let target = &snap.targets[*index];
-            rt.events.record(event(if *sticky { "sticky" } else { "new" }, Some(target), &visitor));
+            let outcome = if *sticky { ScanOutcome::Sticky } else { ScanOutcome::New };
+            rt.events.record(event(outcome, Some(target), &visitor));
             let mut r = serve_target(state, &snap, target, tr);
             if !*sticky && snap.code.sticky_days > 0 {
                 let value = rt.sticky_value(&state.db, code_id, &visitor, target.id, ts).await?;
@@ -283,7 +284,7 @@ async fn scan_inner(
             r
         }
         Outcome::Fallback => {
-            rt.events.record(event("fallback", None, &visitor));
+            rt.events.record(event(ScanOutcome::Fallback, None, &visitor));
             metrics::counter!("scan_fallbacks_total").increment(1);
             rt.fallback_seen.notify_one();
             fallback(&snap, tr())
@@ -316,8 +317,8 @@ fn fallback(snap: &Snapshot, tr: Tr) -> Response {
         slug: &c.slug,
         name: &c.name,
         message: &c.fallback_message,
-        url: if c.fallback_kind == "url" { c.fallback_url.as_deref() } else { None },
-        image: c.fallback_kind == "image" && c.fallback_sha.is_some(),
+        url: if c.fallback_kind.is_url() { c.fallback_url.as_deref() } else { None },
+        image: c.fallback_kind.is_image() && c.fallback_sha.is_some(),
     };
     page(StatusCode::OK, &p)
 }
@@ -358,10 +359,10 @@ async fn press(
         channel: String::new(),
         target_id: Some(target.id),
         group_id: Some(target.group_id),
-        outcome: "long_press",
+        outcome: ScanOutcome::LongPress,
         visitor,
         referrer: String::new(),
-        ua_class: classify_user_agent(ua).as_str(),
+        ua_class: classify_user_agent(ua),
         ip_anon: None,
     });
     StatusCode::NO_CONTENT.into_response()
@@ -391,7 +392,7 @@ async fn fallback_image(
 ) -> Result<Response, AppError> {
     let snap = state.scan.snapshot(&state.db, &slug).await?.ok_or(AppError::NotFound)?;
     // Only while the code shows it: an image left from an earlier setting stays private.
-    if !(snap.code.live(Utc::now()) && snap.code.fallback_kind == "image") {
+    if !(snap.code.live(Utc::now()) && snap.code.fallback_kind.is_image()) {
         return Err(AppError::NotFound);
     }
     let mut conn = state.db.acquire().await?;

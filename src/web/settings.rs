@@ -11,11 +11,12 @@ use serde::Deserialize;
 
 use super::ctx::{Ctx, Layout};
 use super::{redirect, render, Pager};
-use crate::auth::{password, random_token, token_hash, Role};
-use crate::domain::{check_password, parse_username, required_text};
-use crate::error::{on_unique, AppError, AppResult, FieldErrors};
+use crate::app;
+use crate::auth::Role;
+use crate::domain::{check_password, parse_username, parse_zone, required_text};
+use crate::error::{AppError, AppResult, FieldErrors};
 use crate::store::alerts;
-use crate::store::audit::{self, Actor, AuditRow};
+use crate::store::audit::{self, AuditRow};
 use crate::store::operators::{self, OperatorRow};
 use crate::store::tokens::{self, TokenRow};
 use crate::AppState;
@@ -52,9 +53,10 @@ struct AccountPage {
 async fn account_page(state: &AppState, ctx: &Ctx, errors: FieldErrors, status: StatusCode) -> AppResult<Response> {
     let language = ctx.principal.language.map(|l| l.code()).unwrap_or("").to_string();
     let mut conn = state.db.acquire().await?;
-    let zone = operators::display_timezone(&mut conn, ctx.principal.id).await?.unwrap_or_default();
+    let zone = operators::display_timezone(&mut conn, ctx.principal.id).await?.map(|z| z.name().to_string());
+    let zone = zone.unwrap_or_default();
     drop(conn);
-    let instance = crate::web::zone::DisplayTz::pick(None, &state.config.display_timezone, ctx.tr.lang());
+    let instance = crate::web::zone::DisplayTz::pick(None, state.config.display_timezone, ctx.tr.lang());
     let page = AccountPage {
         l: ctx.layout("settings.title", "settings").await?,
         language,
@@ -83,24 +85,13 @@ async fn set_timezone(State(state): State<AppState>, ctx: Ctx, Form(f): Form<Tim
         None
     } else {
         let mut errors = FieldErrors::new();
-        let name = crate::domain::parse_timezone(wanted, "timezone", &mut errors);
-        if !errors.is_empty() {
-            return account_page(&state, &ctx, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
+        match parse_zone(wanted, "timezone", &mut errors) {
+            Some(z) => Some(z),
+            None => return account_page(&state, &ctx, errors, StatusCode::UNPROCESSABLE_ENTITY).await,
         }
-        Some(name)
     };
     let mut tx = state.db.begin().await?;
-    operators::set_display_timezone(&mut tx, ctx.principal.id, zone.as_deref()).await?;
-    audit::record(
-        &mut tx,
-        Actor::Principal(&ctx.principal),
-        "operator.timezone",
-        "operator",
-        Some(ctx.principal.id.to_string()),
-        serde_json::json!({"timezone": zone}),
-    )
-    .await?;
-    tx.commit().await?;
+    app::operators::set_timezone(&mut tx, &ctx.principal, zone).await?.commit(tx, &state).await?;
     ctx.flash("success", "settings.tz.saved").await?;
     Ok(redirect("/settings"))
 }
@@ -118,28 +109,18 @@ struct PasswordForm {
 async fn change_password(State(state): State<AppState>, ctx: Ctx, Form(f): Form<PasswordForm>) -> AppResult<Response> {
     let mut errors = FieldErrors::new();
     check_password(&f.password, Some(&f.password_confirm), "password", &mut errors);
-    let mut conn = state.db.acquire().await?;
-    let hash = operators::password_hash(&mut conn, ctx.principal.id).await?;
-    drop(conn);
-    if !password::verify(hash, f.current).await {
-        errors.add("current", "error.password_wrong");
-    }
     if !errors.is_empty() {
         return account_page(&state, &ctx, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
     }
-    let new_hash = password::hash(f.password).await?;
     let mut tx = state.db.begin().await?;
-    let epoch = operators::set_password(&mut tx, ctx.principal.id, &new_hash).await?;
-    audit::record(
-        &mut tx,
-        Actor::Principal(&ctx.principal),
-        "operator.password",
-        "operator",
-        Some(ctx.principal.id.to_string()),
-        serde_json::json!({}),
-    )
-    .await?;
-    tx.commit().await?;
+    let epoch = match app::operators::change_password(&mut tx, &ctx.principal, f.current, f.password).await {
+        Ok(done) => done.commit(tx, &state).await?,
+        Err(AppError::Validation(errors)) => {
+            drop(tx);
+            return account_page(&state, &ctx, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
+        }
+        Err(e) => return Err(e),
+    };
     // Every other session of this operator has ended; this one goes on under a new id.
     ctx.session.renew(epoch).await?;
     ctx.flash("success", "settings.password_changed").await?;
@@ -259,38 +240,22 @@ async fn operator_create(State(state): State<AppState>, ctx: Ctx, body: axum::bo
         return operator_form(&state, &ctx, None, form, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
     }
     let role = role.unwrap_or(Role::Viewer);
-    let hash = password::hash(form.password.clone()).await?;
+    let account = app::operators::NewAccount {
+        username,
+        password: form.password.clone(),
+        role,
+        all_groups: form.all_groups.is_some(),
+        groups: form.groups.clone(),
+    };
     let mut tx = state.db.begin().await?;
-    let created = operators::create(
-        &mut tx,
-        operators::NewOperator {
-            username: &username,
-            password_hash: &hash,
-            role,
-            all_groups: form.all_groups.is_some(),
-            group_ids: &form.groups,
-            language: None,
-        },
-    )
-    .await
-    .map_err(|e| on_unique(e, "operators_username_key", "username", "error.username_taken"));
-    let id = match created {
-        Ok(id) => id,
+    match app::operators::create(&mut tx, &ctx.principal, account).await {
+        Ok(done) => done.commit(tx, &state).await?,
         Err(AppError::Validation(errors)) => {
-            return operator_form(&state, &ctx, None, form, errors, StatusCode::UNPROCESSABLE_ENTITY).await
+            drop(tx);
+            return operator_form(&state, &ctx, None, form, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
         }
         Err(e) => return Err(e),
     };
-    audit::record(
-        &mut tx,
-        Actor::Principal(&ctx.principal),
-        "operator.create",
-        "operator",
-        Some(id.to_string()),
-        serde_json::json!({"username": username, "role": role.as_str(), "all_groups": form.all_groups.is_some(), "groups": form.groups}),
-    )
-    .await?;
-    tx.commit().await?;
     ctx.flash("success", "operators.created").await?;
     Ok(redirect("/settings/operators"))
 }
@@ -302,7 +267,7 @@ async fn operator_edit(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i
     drop(conn);
     let form = OperatorForm {
         username: op.username.clone(),
-        role: op.role.clone(),
+        role: op.role.as_str().to_string(),
         all_groups: op.all_groups.then(|| "on".into()),
         groups: op.group_ids.clone(),
         disabled: op.disabled_at.map(|_| "on".into()),
@@ -318,8 +283,9 @@ async fn operator_update(
     body: axum::body::Bytes,
 ) -> AppResult<Response> {
     ctx.principal.require_admin()?;
-    let mut tx = state.db.begin().await?;
-    let op = operators::get(&mut tx, id).await?.ok_or(AppError::NotFound)?;
+    let mut conn = state.db.acquire().await?;
+    let op = operators::get(&mut conn, id).await?.ok_or(AppError::NotFound)?;
+    drop(conn);
     let form = parse_operator_form(&body);
     let mut errors = FieldErrors::new();
     let role = Role::parse(&form.role);
@@ -329,39 +295,36 @@ async fn operator_update(
     if !form.password.is_empty() {
         check_password(&form.password, None, "password", &mut errors);
     }
-    let role = role.unwrap_or(Role::Viewer);
-    let disabled = form.disabled.is_some();
-    // Never leave the service without an active admin.
-    if op.role() == Role::Admin
-        && (role != Role::Admin || disabled)
-        && operators::other_active_admins(&mut tx, id).await? == 0
-    {
-        errors.add("role", "error.last_admin");
-    }
+    let shown = |form: OperatorForm| OperatorForm { username: op.username.clone(), ..form };
     if !errors.is_empty() {
-        drop(tx);
-        let form = OperatorForm { username: op.username.clone(), ..form };
-        return operator_form(&state, &ctx, Some(op), form, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
+        return operator_form(&state, &ctx, Some(op.clone()), shown(form), errors, StatusCode::UNPROCESSABLE_ENTITY)
+            .await;
     }
-    operators::update_access(&mut tx, id, role, form.all_groups.is_some(), &form.groups).await?;
-    operators::set_disabled(&mut tx, id, disabled).await?;
-    // A reset ends the operator's sessions (the admin's own goes on when they reset themselves).
-    let mut own_epoch = None;
-    if !form.password.is_empty() {
-        let hash = password::hash(form.password.clone()).await?;
-        let epoch = operators::set_password(&mut tx, id, &hash).await?;
-        own_epoch = (id == ctx.principal.id).then_some(epoch);
-    }
-    audit::record(
-        &mut tx,
-        Actor::Principal(&ctx.principal),
-        "operator.update",
-        "operator",
-        Some(id.to_string()),
-        serde_json::json!({"role": role.as_str(), "all_groups": form.all_groups.is_some(), "groups": form.groups, "disabled": disabled, "password_reset": !form.password.is_empty()}),
-    )
-    .await?;
-    tx.commit().await?;
+    let change = app::operators::AccessChange {
+        role: role.unwrap_or(Role::Viewer),
+        all_groups: form.all_groups.is_some(),
+        groups: form.groups.clone(),
+        disabled: form.disabled.is_some(),
+        password: (!form.password.is_empty()).then(|| form.password.clone()),
+    };
+    let mut tx = state.db.begin().await?;
+    let own_epoch = match app::operators::update(&mut tx, &ctx.principal, id, change).await {
+        Ok(done) => done.commit(tx, &state).await?,
+        Err(AppError::Validation(errors)) => {
+            drop(tx);
+            return operator_form(
+                &state,
+                &ctx,
+                Some(op.clone()),
+                shown(form),
+                errors,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await;
+        }
+        Err(e) => return Err(e),
+    };
+    // A reset of one's own password renews this session under the new epoch.
     if let Some(epoch) = own_epoch {
         ctx.session.renew(epoch).await?;
     }
@@ -420,11 +383,12 @@ async fn token_list(State(state): State<AppState>, ctx: Ctx) -> AppResult<Respon
     tokens_page(&state, &ctx, form, FieldErrors::new(), None, StatusCode::OK).await
 }
 
-/// Prefix of every API token, so that leaked tokens are easy to recognise (secret scanners).
-pub const TOKEN_PREFIX: &str = "shoal_";
+/// Prefix of every API token ([`app::tokens::TOKEN_PREFIX`]).
+pub const TOKEN_PREFIX: &str = app::tokens::TOKEN_PREFIX;
 
+/// A new token secret ([`app::tokens::new_secret`]).
 pub fn new_token_secret() -> String {
-    format!("{TOKEN_PREFIX}{}", random_token(32))
+    app::tokens::new_secret()
 }
 
 async fn token_create(State(state): State<AppState>, ctx: Ctx, body: axum::body::Bytes) -> AppResult<Response> {
@@ -440,34 +404,16 @@ async fn token_create(State(state): State<AppState>, ctx: Ctx, body: axum::body:
     if !errors.is_empty() {
         return tokens_page(&state, &ctx, form, errors, None, StatusCode::UNPROCESSABLE_ENTITY).await;
     }
-    let role = role.unwrap_or(Role::Viewer);
-    let secret = new_token_secret();
+    let spec = app::tokens::NewTokenSpec {
+        name,
+        role: role.unwrap_or(Role::Viewer),
+        all_groups: form.all_groups.is_some(),
+        groups: form.groups.clone(),
+    };
     let mut tx = state.db.begin().await?;
-    let id = tokens::create(
-        &mut tx,
-        tokens::NewToken {
-            name: &name,
-            hash: &token_hash(&secret),
-            prefix: &secret[..TOKEN_PREFIX.len() + 4],
-            role,
-            all_groups: form.all_groups.is_some(),
-            group_ids: &form.groups,
-            created_by: Some(ctx.principal.id),
-        },
-    )
-    .await?;
-    audit::record(
-        &mut tx,
-        Actor::Principal(&ctx.principal),
-        "token.create",
-        "token",
-        Some(id.to_string()),
-        serde_json::json!({"name": name, "role": role.as_str(), "groups": form.groups}),
-    )
-    .await?;
-    tx.commit().await?;
+    let created = app::tokens::create(&mut tx, &ctx.principal, &spec).await?.commit(tx, &state).await?;
     let form = OperatorForm { role: "viewer".into(), ..OperatorForm::default() };
-    tokens_page(&state, &ctx, form, FieldErrors::new(), Some(secret), StatusCode::CREATED).await
+    tokens_page(&state, &ctx, form, FieldErrors::new(), Some(created.secret), StatusCode::CREATED).await
 }
 
 async fn token_revoke(
@@ -493,19 +439,7 @@ async fn token_revoke(
         return crate::web::confirm::page(&ctx, ask).await;
     }
     let mut tx = state.db.begin().await?;
-    if !tokens::revoke(&mut tx, id).await? {
-        return Err(AppError::NotFound);
-    }
-    audit::record(
-        &mut tx,
-        Actor::Principal(&ctx.principal),
-        "token.revoke",
-        "token",
-        Some(id.to_string()),
-        serde_json::json!({}),
-    )
-    .await?;
-    tx.commit().await?;
+    app::tokens::revoke(&mut tx, &ctx.principal, id).await?.commit(tx, &state).await?;
     ctx.flash("success", "tokens.revoked").await?;
     Ok(redirect("/settings/tokens"))
 }
@@ -616,32 +550,16 @@ struct AlertsForm {
 
 async fn alerts_save(State(state): State<AppState>, ctx: Ctx, Form(f): Form<AlertsForm>) -> AppResult<Response> {
     ctx.principal.require_admin()?;
-    let url = f.webhook_url.trim().to_string();
-    if !url.is_empty() {
-        // The same outbound rule the delivery applies: http(s), and no internal address.
-        let refused = match crate::outbound::Policy::new(&state.config.outbound).check(&url) {
-            Ok(_) if !crate::domain::group::valid_http_url(&url) => Some("error.url"),
-            Ok(_) => None,
-            Err(e) => Some(e.message_key()),
-        };
-        if let Some(key) = refused {
-            let mut errors = FieldErrors::new();
-            errors.add("webhook_url", key);
+    let policy = crate::outbound::Policy::new(&state.config.outbound);
+    let mut tx = state.db.begin().await?;
+    match app::settings::set_alert_webhook(&mut tx, &ctx.principal, &policy, &f.webhook_url).await {
+        Ok(done) => done.commit(tx, &state).await?,
+        Err(AppError::Validation(errors)) => {
+            drop(tx);
             return alerts_view(&state, &ctx, f.webhook_url, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
         }
+        Err(e) => return Err(e),
     }
-    let mut tx = state.db.begin().await?;
-    alerts::set_webhook_url(&mut tx, (!url.is_empty()).then_some(url.as_str())).await?;
-    audit::record(
-        &mut tx,
-        Actor::Principal(&ctx.principal),
-        "alert_settings.update",
-        "settings",
-        None,
-        serde_json::json!({"set": !url.is_empty()}),
-    )
-    .await?;
-    tx.commit().await?;
     ctx.flash("success", "alerts.saved").await?;
     Ok(redirect("/settings/alerts"))
 }

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Offset, Utc};
 use chrono_tz::Tz;
 
+use crate::domain::Zone;
 use crate::i18n::{Lang, Tr};
 
 /// Zones that Chinese operators call 北京时间 (all UTC+8 without daylight saving).
@@ -68,13 +69,9 @@ pub struct DisplayTz {
 }
 
 impl DisplayTz {
-    /// The operator's zone if set and valid, else the instance's, else Asia/Shanghai.
-    pub fn pick(operator: Option<&str>, instance: &str, lang: Lang) -> DisplayTz {
-        let tz = operator
-            .and_then(|s| s.trim().parse::<Tz>().ok())
-            .or_else(|| instance.trim().parse::<Tz>().ok())
-            .unwrap_or(chrono_tz::Asia::Shanghai);
-        DisplayTz { tz, lang }
+    /// The operator's zone if they chose one, else the instance's (both parsed when read).
+    pub fn pick(operator: Option<Zone>, instance: Zone, lang: Lang) -> DisplayTz {
+        DisplayTz { tz: operator.unwrap_or(instance).tz(), lang }
     }
 
     pub fn name(&self) -> &'static str {
@@ -160,17 +157,18 @@ mod tests {
     #[test]
     fn every_moment_is_shown_in_the_display_zone_with_its_label() {
         let at = Utc.with_ymd_and_hms(2026, 12, 2, 11, 30, 5).unwrap();
-        let zh = DisplayTz::pick(None, "Asia/Shanghai", Lang::ZhCn);
+        let z = |s: &str| Zone::parse(s).unwrap();
+        let zh = DisplayTz::pick(None, z("Asia/Shanghai"), Lang::ZhCn);
         assert_eq!(zh.at(at), "2026-12-02 19:30 (北京时间)");
         assert_eq!(zh.at_secs(at), "2026-12-02 19:30:05 (北京时间)");
-        let en = DisplayTz::pick(Some("Asia/Tokyo"), "Asia/Shanghai", Lang::En);
+        let en = DisplayTz::pick(Some(z("Asia/Tokyo")), z("Asia/Shanghai"), Lang::En);
         assert_eq!(en.at(at), "2026-12-02 20:30 (Asia/Tokyo, UTC+9)");
-        let utc = DisplayTz::pick(Some("UTC"), "Asia/Shanghai", Lang::En);
+        let utc = DisplayTz::pick(Some(z("UTC")), z("Asia/Shanghai"), Lang::En);
         assert_eq!(utc.at(at), "2026-12-02 11:30 (UTC)");
-        let bad = DisplayTz::pick(Some("Mars/Base"), "nowhere", Lang::En);
-        assert_eq!(bad.name(), "Asia/Shanghai");
+        let own = DisplayTz::pick(None, z("Europe/Berlin"), Lang::En);
+        assert_eq!(own.name(), "Europe/Berlin", "without a zone of one's own, the instance's");
         assert_eq!(zh.opt(None::<DateTime<Utc>>), "–");
-        let india = DisplayTz::pick(Some("Asia/Kolkata"), "UTC", Lang::En);
+        let india = DisplayTz::pick(Some(z("Asia/Kolkata")), z("UTC"), Lang::En);
         assert_eq!(india.at(at), "2026-12-02 17:00 (Asia/Kolkata, UTC+5:30)");
     }
 }

@@ -721,7 +721,7 @@ async fn patching_a_member_changes_only_the_named_fields() {
 }
 
 #[tokio::test]
-async fn deleting_a_member_removes_them_and_their_memberships() {
+async fn deleting_a_member_anonymises_them_and_ends_their_memberships() {
     let app = TestApp::spawn().await;
     let g = app.group("G").await;
     let token = app.token("operator", true, &[]).await;
@@ -736,9 +736,29 @@ async fn deleting_a_member_removes_them_and_their_memberships() {
     let r = r.unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert!(r.text().await.unwrap().is_empty());
-    assert_eq!(app.count("members").await, 0);
-    assert_eq!(app.count("memberships").await, 0);
+    // The row stays for its history, with nothing that names the person; no membership is open.
+    let (name, ext, deleted): (String, String, bool) =
+        sqlx::query_as("SELECT display_name, external_user_id, deleted_at IS NOT NULL FROM members WHERE id = $1")
+            .bind(id)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!((name.as_str(), deleted), ("", true));
+    assert_eq!(ext, format!("deleted:{id}"), "the platform id is scrubbed");
+    let open: i64 = sqlx::query_scalar("SELECT count(*) FROM memberships WHERE member_id = $1 AND left_at IS NULL")
+        .bind(id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(open, 0);
     assert_problem(&get(&app, &format!("/api/v1/members/{id}"), &token).await, StatusCode::NOT_FOUND);
+    let list = get(&app, "/api/v1/members", &token).await;
+    assert_eq!(list.json["items"].as_array().map(Vec::len), Some(0), "deleted members are not listed");
+    // The same person coming back is a new member.
+    let again =
+        create_member(&app, &token, json!({"platform": "qq", "external_user_id": "9", "display_name": "Back"})).await;
+    assert_eq!(again.status, StatusCode::CREATED, "{}", again.json);
+    assert_ne!(again.json["id"].as_i64(), Some(id));
     assert_eq!(
         audit_actions(&app, id).await.into_iter().map(|(a, _)| a).collect::<Vec<_>>(),
         vec!["member.create", "member.delete"]
@@ -880,6 +900,10 @@ async fn the_openapi_document_lists_exactly_the_api_routes() {
         ("/api/v1/jobs/{id}/cancel".to_string(), set(&["post"])),
         ("/api/v1/members".to_string(), set(&["get", "post"])),
         ("/api/v1/members/{id}".to_string(), set(&["get", "patch", "delete"])),
+        ("/api/v1/members/{id}/memberships".to_string(), set(&["post"])),
+        ("/api/v1/members/{id}/memberships/{group_id}".to_string(), set(&["delete"])),
+        ("/api/v1/tokens".to_string(), set(&["get", "post"])),
+        ("/api/v1/tokens/{id}".to_string(), set(&["delete"])),
         ("/api/v1/live-codes".to_string(), set(&["get", "post"])),
         ("/api/v1/live-codes/{slug}".to_string(), set(&["get", "patch", "delete"])),
         ("/api/v1/live-codes/{slug}/targets".to_string(), set(&["post"])),

@@ -17,8 +17,8 @@ use crate::harness::TestApp;
 async fn raise_alerts(app: &TestApp, config: &shoal::Config, n: i64) -> Vec<i64> {
     let conditions: Vec<shoal::alerts::Condition> = (1..=n)
         .map(|i| shoal::alerts::Condition {
-            condition: "exhausted",
-            subject_kind: "live_code",
+            condition: shoal::alerts::Kind::Exhausted,
+            subject_kind: shoal::alerts::AlertSubject::LiveCode,
             subject_id: 1000 + i,
             payload: json!({"live_code": {"id": 1000 + i, "slug": format!("c{i}"), "name": format!("code {i}")}}),
         })

@@ -293,9 +293,14 @@ async fn targets_are_added_reordered_disabled_limited_reset_and_removed() {
     let body = r.text().await.unwrap();
     assert!(body.contains("id=\"err-scan_limit\"") && body.contains("value=\"lots\""));
     assert_eq!(targets(&app, code).await.len(), 2);
-    // A group that does not exist.
+    // A group that does not exist: the same field error as through the API.
     let r = app.post_form(&c, &page, &add, &[("group_id", "999999"), ("scan_limit", "5")]).await;
-    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains("id=\"err-group_id\""));
+    // A limit above 10 000 000 is refused, as through the API.
+    let r = app.post_form(&c, &page, &add, &[("group_id", &gamma.to_string()), ("scan_limit", "10000001")]).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(targets(&app, code).await.len(), 2);
 
     // Move beta up: positions change.
     let r = app.post_form(&c, &page, &format!("{page}/targets/{tb}/up"), &[]).await;
@@ -570,7 +575,8 @@ async fn a_scoped_operator_cannot_see_or_change_a_live_code_reaching_outside_the
         let r = app.post_form(&c, &own_page, &action, &[]).await;
         assert_eq!(r.status(), StatusCode::NOT_FOUND, "{action}");
     }
-    // Their own code: the picker offers only their groups, and a group outside is not found.
+    // Their own code: the picker offers only their groups, and a group outside is a bad choice
+    // (422, as through the API), which writes nothing.
     let detail = get_text(&c, app.url(&own_page)).await;
     assert!(!detail.contains(&format!("<option value=\"{theirs}\"")));
     let r = app
@@ -581,7 +587,7 @@ async fn a_scoped_operator_cannot_see_or_change_a_live_code_reaching_outside_the
             &[("group_id", &theirs.to_string()), ("scan_limit", "5")],
         )
         .await;
-    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(targets(&app, own).await.len(), 1);
     assert_eq!(targets(&app, shared).await.len(), 2);
     assert_eq!(app.count("live_codes").await, 2);

@@ -637,7 +637,9 @@ async fn the_api_manages_live_codes_targets_and_channels() {
         .fetch_one(&app.db)
         .await
         .unwrap();
-    assert_eq!(audited, 7);
+    // The PATCH of limit and state is two changes, each audited as the admin page's button for
+    // it would be (`live_code.target_limit`, `live_code.target_enable`).
+    assert_eq!(audited, 8);
 }
 
 #[tokio::test]
@@ -769,10 +771,10 @@ async fn a_big_batch_fed_to_the_database_in_parts_arrives_whole_before_shutdown(
             channel: String::new(),
             target_id: Some(targets[0]),
             group_id: None,
-            outcome: "new",
+            outcome: shoal::domain::live_code::ScanOutcome::New,
             visitor: format!("visitor-{i:05}"),
             referrer: String::new(),
-            ua_class: "mobile",
+            ua_class: shoal::domain::live_code::UaClass::Mobile,
             ip_anon: None,
         });
     }

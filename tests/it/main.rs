@@ -20,6 +20,7 @@ mod live_code_pages;
 mod live_codes;
 mod members;
 mod ops;
+mod parity;
 mod points;
 mod public_limits;
 mod scale;

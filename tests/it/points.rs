@@ -69,7 +69,7 @@ async fn an_award_with_a_key_applies_once_and_a_different_body_with_that_key_is_
     // The ledger is append-only, even to a direct UPDATE.
     assert!(sqlx::query("UPDATE points_ledger SET delta = 1000").execute(&app.db).await.is_err());
     assert!(sqlx::query("DELETE FROM points_ledger").execute(&app.db).await.is_err());
-    // Deleting the member (with their ledger) is still possible.
+    // Deleting the member keeps their ledger: the member is anonymised, not erased.
     let admin = app.token("admin", true, &[]).await;
     let r = reqwest::Client::new()
         .delete(app.url(&format!("/api/v1/members/{m}")))
@@ -78,7 +78,55 @@ async fn an_award_with_a_key_applies_once_and_a_different_body_with_that_key_is_
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    assert_eq!(app.count("points_ledger").await, 0);
+    assert_eq!(app.count("points_ledger").await, 2);
+    assert!(sqlx::query("DELETE FROM members WHERE id = $1").bind(m).execute(&app.db).await.is_err(), "history stays");
+}
+
+#[tokio::test]
+async fn deleting_a_member_forfeits_the_balance_by_an_entry_and_keeps_the_history() {
+    let app = TestApp::spawn().await;
+    let token = app.token("operator", true, &[]).await;
+    let m = member(&app, "300").await;
+    award(&app, &token, m, "a", json!({"delta": 40})).await;
+    award(&app, &token, m, "b", json!({"delta": -15})).await;
+    let admin = app.token("admin", true, &[]).await;
+    let r = reqwest::Client::new()
+        .delete(app.url(&format!("/api/v1/members/{m}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT kind, delta FROM points_ledger WHERE member_id = $1 ORDER BY id")
+            .bind(m)
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(rows, vec![("api".into(), 40), ("api".into(), -15), ("forfeit".into(), -25)]);
+    let (balance, sum): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT balance FROM points_accounts WHERE member_id = $1), (SELECT sum(delta)::bigint FROM points_ledger WHERE member_id = $1)",
+    )
+    .bind(m)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!((balance, sum), (0, 0), "balance == sum of the ledger");
+    let audit: serde_json::Value =
+        sqlx::query_scalar("SELECT details FROM audit_log WHERE action = 'member.delete' AND target_id = $1")
+            .bind(m.to_string())
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(audit["forfeited"], 25);
+    // Deleting again finds nobody.
+    let r = reqwest::Client::new()
+        .delete(app.url(&format!("/api/v1/members/{m}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
@@ -240,4 +288,32 @@ async fn a_killed_process_loses_nothing_when_the_bridge_retries() {
     .await
     .unwrap();
     assert_eq!(bad, 0, "balance == sum(ledger)");
+}
+
+#[tokio::test]
+async fn a_checkins_ledger_key_is_the_key_the_typed_constructor_builds() {
+    let app = TestApp::spawn().await;
+    sqlx::query("INSERT INTO groups (name, platform, capacity, external_chat_id) VALUES ('Room', 'qq', 500, 'room-1')")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let bridge: i64 = sqlx::query_scalar(
+        "INSERT INTO bridges (kind, platform, name, secret) VALUES ('generic', 'qq', 'Hub', 'hub-secret') RETURNING id",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    let ev = json!({"event_id": "e1", "kind": "checkin", "group_id": "room-1", "member_id": "ann",
+                    "display_name": "Ann", "timestamp": chrono::Utc::now().timestamp()});
+    let (s, r) = crate::harness::post_generic(&app, bridge, "hub-secret", ev).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let (member, group, day, key, kind): (i64, i64, chrono::NaiveDate, String, String) = sqlx::query_as(
+        "SELECT l.member_id, c.group_id, c.day, l.idempotency_key, l.kind FROM points_ledger l
+         JOIN checkins c ON l.reference = 'checkin:' || c.id",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(kind, shoal::domain::points::LedgerKind::Checkin.as_str());
+    assert_eq!(key, shoal::domain::points::IdempotencyKey::checkin(member, group, day).as_str());
 }

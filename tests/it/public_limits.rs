@@ -450,22 +450,22 @@ async fn a_batch_the_database_refuses_is_not_retried() {
     let app = TestApp::spawn().await;
     let (code, _) = live_code(&app, "refuse", "fill", &[("x1", 10)]).await;
     let sink = EventSink::start(app.db.clone(), chrono_tz::UTC, Duration::from_millis(100));
-    let event = |outcome: &'static str| ScanEvent {
+    let event = |channel: &str| ScanEvent {
         at: chrono::Utc::now(),
         live_code_id: code,
-        channel: String::new(),
+        channel: channel.to_string(),
         target_id: None,
         group_id: None,
-        outcome,
+        outcome: shoal::domain::live_code::ScanOutcome::Fallback,
         visitor: String::new(),
         referrer: String::new(),
-        ua_class: "mobile",
+        ua_class: shoal::domain::live_code::UaClass::Mobile,
         ip_anon: None,
     };
-    // An outcome the table's check refuses: no retry can make it pass.
-    sink.record(event("no-such-outcome"));
+    // Text PostgreSQL refuses (a NUL character): no retry can make it pass.
+    sink.record(event("bad\0channel"));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    sink.record(event("fallback"));
+    sink.record(event(""));
     let start = Instant::now();
     sink.flush_and_stop().await;
     assert!(start.elapsed() < Duration::from_secs(2), "not retried for seconds: {:?}", start.elapsed());

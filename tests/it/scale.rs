@@ -338,7 +338,15 @@ async fn the_ledger_day_totals_follow_every_write_and_feed_the_points_overview()
     assert_eq!(post(ann, json!({"delta": 50}), "k1").await.status(), StatusCode::CREATED);
     assert_eq!(post(ann, json!({"delta": 50}), "k1").await.status(), StatusCode::OK, "a replay adds nothing");
     assert_eq!(post(ann, json!({"delta": -20}), "k2").await.status(), StatusCode::CREATED);
-    assert_eq!(post(bob, json!({"delta": 7, "kind": "adjustment"}), "k3").await.status(), StatusCode::CREATED);
+    assert_eq!(
+        post(bob, json!({"delta": 7, "kind": "adjustment"}), "k3").await.status(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a correction says why"
+    );
+    assert_eq!(
+        post(bob, json!({"delta": 7, "kind": "adjustment", "note": "fix"}), "k3").await.status(),
+        StatusCode::CREATED
+    );
     assert_eq!(post(bob, json!({"delta": -500}), "k4").await.status(), StatusCode::UNPROCESSABLE_ENTITY);
 
     type Kinds = Vec<(String, i64, i64, i64)>;
@@ -376,11 +384,13 @@ async fn the_ledger_day_totals_follow_every_write_and_feed_the_points_overview()
     let api_row = &api_row[..api_row.find("</tr>").unwrap()];
     assert!(api_row.contains(">2<") && api_row.contains(">50<") && api_row.contains(">20<"), "{api_row}");
 
-    // A deleted member's entries leave the totals with them.
+    // A deleted member's entries stay; their balance is forfeited by one more entry, which the
+    // day totals count like any other.
     let r = Client::new().delete(app.url(&format!("/api/v1/members/{bob}"))).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let (rollup, ledger, balances) = totals(app.db.clone()).await;
     assert_eq!(rollup, ledger);
+    assert!(ledger.contains(&("forfeit".into(), 1, 0, 8)), "{ledger:?}");
     assert_eq!(balances, 31);
     let (_, page) = get(&c, &app, "/points").await;
     assert!(page.contains("id=\"points-outstanding\">31<"));

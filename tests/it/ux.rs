@@ -196,7 +196,7 @@ async fn every_time_is_shown_in_one_labelled_zone_which_an_operator_may_choose()
 
 #[tokio::test]
 async fn the_instance_display_zone_is_a_setting() {
-    let app = TestApp::spawn_with(|c| c.display_timezone = "UTC".into()).await;
+    let app = TestApp::spawn_with(|c| c.display_timezone = shoal::domain::Zone(chrono_tz::UTC)).await;
     let c = zh_admin(&app).await;
     let m = member(&app, "阿明").await;
     assert!(page(&app, &c, &format!("/members/{m}")).await.contains("2026-12-02 11:30 (UTC)"));
@@ -270,14 +270,15 @@ async fn pages_show_words_and_links_instead_of_codes() {
     let m = member(&app, "阿明").await;
     {
         let mut conn = app.db.acquire().await.unwrap();
-        shoal::store::points::apply(
+        let key = shoal::domain::points::IdempotencyKey::checkin(m, 1, chrono::Utc::now().date_naive());
+        shoal::store::points::post(
             &mut conn,
-            shoal::store::points::NewEntry {
+            shoal::store::points::Posting {
                 member_id: m,
                 delta: 1,
-                kind: "checkin",
+                kind: shoal::domain::points::LedgerKind::Checkin,
                 reference: "checkin:5",
-                idempotency_key: "k1",
+                key: &key,
                 request_hash: None,
                 operator_id: None,
                 note: "",
@@ -311,7 +312,7 @@ async fn pages_show_words_and_links_instead_of_codes() {
     assert!(audit.contains(&format!("<a href=\"/members/{m}\">成员 {m} 号</a>")), "the object, linked: {audit}");
     let table = &audit[audit.find("id=\"audit\"").unwrap()..];
     assert!(!table.contains("{&quot;") && !table.contains("{\"") && !table.contains("&#34;"), "no raw JSON");
-    assert!(audit.contains("<dt>原因</dt><dd>活动奖励</dd>"), "details as labelled values");
+    assert!(audit.contains("<dt>备注</dt><dd>活动奖励</dd>"), "details as labelled values");
 }
 
 #[tokio::test]
@@ -401,14 +402,15 @@ async fn csv_for_excel_bom_gbk_chinese_headers_template_and_clear_errors() {
     let m = member(&app, "阿明").await;
     {
         let mut conn = app.db.acquire().await.unwrap();
-        shoal::store::points::apply(
+        let key = shoal::domain::points::IdempotencyKey::manual(m, uuid::Uuid::new_v4());
+        shoal::store::points::post(
             &mut conn,
-            shoal::store::points::NewEntry {
+            shoal::store::points::Posting {
                 member_id: m,
                 delta: 7,
-                kind: "adjustment",
+                kind: shoal::domain::points::LedgerKind::Adjustment,
                 reference: "",
-                idempotency_key: "k",
+                key: &key,
                 request_hash: None,
                 operator_id: None,
                 note: "",
