@@ -9,6 +9,7 @@ pub mod group;
 pub mod hll;
 pub mod live_code;
 pub mod member;
+pub mod outbound;
 pub mod qr;
 
 use serde::{Deserialize, Serialize};

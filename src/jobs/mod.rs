@@ -68,6 +68,10 @@ pub enum Outcome {
     Unknown {
         error: String,
     },
+    /// Not attempted (a rate limit): run again at `at`, without counting an attempt.
+    Later {
+        at: chrono::DateTime<Utc>,
+    },
 }
 
 /// What a job handler may use.
@@ -77,6 +81,8 @@ pub struct JobContext {
     pub config: Arc<Config>,
     /// Outbound HTTP under the configured policy (`outbound`).
     pub http: reqwest::Client,
+    /// Bridges' bot APIs: their client and bridge settings (`outbound::Bots`).
+    pub bots: Arc<crate::outbound::Bots>,
 }
 
 /// Builds a job for `kind` with the configured attempts.
@@ -84,6 +90,9 @@ pub fn new_job(config: &Config, kind: JobKind, payload: serde_json::Value, dedup
     let max_attempts = match kind {
         // One attempt, then one per configured retry delay.
         JobKind::AlertDelivery => config.alerts.retry_delays_ms.len() as i32 + 1,
+        JobKind::BotAction => config.jobs.max_attempts,
+        // The next sweep asks again anyway.
+        JobKind::MemberCountRefresh => 3,
     };
     NewJob { kind, payload, run_at: None, max_attempts: max_attempts.clamp(1, 100), dedupe_key }
 }
@@ -91,6 +100,18 @@ pub fn new_job(config: &Config, kind: JobKind, payload: serde_json::Value, dedup
 async fn run_one(ctx: &JobContext, job: &Claimed) -> Outcome {
     match job.job.kind {
         JobKind::AlertDelivery => crate::alerts::deliver_job(ctx, job).await,
+        JobKind::BotAction => crate::outbound::dispatch::bot_action_job(ctx, job).await,
+        JobKind::MemberCountRefresh => crate::outbound::dispatch::member_count_job(ctx, job).await,
+    }
+}
+
+/// What an attempt that outlived its time limit came to. A bot action may have reached the bot
+/// meanwhile, so it is never repeated blindly.
+fn timed_out(kind: JobKind) -> Outcome {
+    let error = "the job took longer than its lease".to_string();
+    match kind {
+        JobKind::BotAction => Outcome::Unknown { error },
+        JobKind::AlertDelivery | JobKind::MemberCountRefresh => Outcome::Retry { error, after: None },
     }
 }
 
@@ -244,7 +265,7 @@ async fn attempt(ctx: &JobContext, worker: &str, cfg: &JobsConfig, job: Claimed)
     let started = std::time::Instant::now();
     let outcome = match tokio::time::timeout(limit, run_one(ctx, &job)).await {
         Ok(o) => o,
-        Err(_) => Outcome::Retry { error: "the job took longer than its lease".into(), after: None },
+        Err(_) => timed_out(job.job.kind),
     };
     metrics::counter!("jobs_attempts_total", "kind" => kind, "outcome" => outcome_label(&outcome)).increment(1);
     metrics::histogram!("job_duration_seconds", "kind" => kind).record(started.elapsed().as_secs_f64());
@@ -257,6 +278,7 @@ async fn attempt(ctx: &JobContext, worker: &str, cfg: &JobsConfig, job: Claimed)
         }
         Outcome::Dead { error } => Settle::Dead { error },
         Outcome::Unknown { error } => Settle::Unknown { error },
+        Outcome::Later { at } => Settle::Later { at },
     };
     let settled = async {
         let mut conn = ctx.db.acquire().await?;
@@ -264,7 +286,7 @@ async fn attempt(ctx: &JobContext, worker: &str, cfg: &JobsConfig, job: Claimed)
     }
     .await;
     match settled {
-        Ok(Some(state)) if state != jobs::JobState::Done => {
+        Ok(Some(state)) if state != jobs::JobState::Done && state != jobs::JobState::Queued => {
             tracing::info!(job = id, kind, state = state.as_str(), "job attempt did not finish it")
         }
         Ok(Some(_)) => {}
@@ -279,6 +301,7 @@ fn outcome_label(o: &Outcome) -> &'static str {
         Outcome::Retry { .. } => "retry",
         Outcome::Dead { .. } => "dead",
         Outcome::Unknown { .. } => "unknown",
+        Outcome::Later { .. } => "later",
     }
 }
 

@@ -15,14 +15,22 @@ use sqlx::PgConnection;
 pub enum JobKind {
     /// POST one raised alert to the alert webhook.
     AlertDelivery,
+    /// One action through a bridge's bot (send, delete, mute, kick, answer a join request):
+    /// `outbound::dispatch`.
+    BotAction,
+    /// Ask a bridge's bot how many members a linked chat has (one group), or enqueue that for
+    /// every linked group (no group named).
+    MemberCountRefresh,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 1] = [JobKind::AlertDelivery];
+    pub const ALL: [JobKind; 3] = [JobKind::AlertDelivery, JobKind::BotAction, JobKind::MemberCountRefresh];
 
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::AlertDelivery => "alert_delivery",
+            JobKind::BotAction => "bot_action",
+            JobKind::MemberCountRefresh => "member_count_refresh",
         }
     }
 }
@@ -180,6 +188,10 @@ pub enum Settle {
     Unknown {
         error: String,
     },
+    /// Not tried: put back until `at` (a rate limit), the claim not counted as an attempt.
+    Later {
+        at: DateTime<Utc>,
+    },
 }
 
 /// Records how an attempt ended, only while `worker` still holds the job (a job whose lease ran
@@ -191,10 +203,12 @@ pub async fn settle(conn: &mut PgConnection, id: i64, worker: &str, how: &Settle
         Settle::Retry { error, at } => ("failed", Some(error), Some(*at)),
         Settle::Dead { error } => ("dead", Some(error), None),
         Settle::Unknown { error } => ("unknown", Some(error), None),
+        Settle::Later { at } => ("queued", None, Some(*at)),
     };
     sqlx::query_scalar(
         "UPDATE jobs SET
              state = CASE WHEN $2 = 'failed' AND attempts >= max_attempts THEN 'dead' ELSE $2 END::job_state,
+             attempts = CASE WHEN $2 = 'queued' THEN GREATEST(attempts - 1, 0) ELSE attempts END,
              last_error = COALESCE($3, last_error),
              run_at = COALESCE($4, run_at),
              locked_by = NULL, lease_until = NULL, updated_at = now(),
