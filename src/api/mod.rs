@@ -1,6 +1,7 @@
 //! The JSON API under `/api/v1`: bearer-token auth, problem+json errors (RFC 9457), cursor
 //! pagination, and an OpenAPI 3.1 document generated from the handlers at `/api/openapi.json`.
 
+pub mod bridge_outbound;
 mod doc;
 pub mod groups;
 pub mod jobs;
@@ -74,6 +75,7 @@ fn open_api_router() -> OpenApiRouter<AppState> {
         .merge(live_codes::router())
         .merge(points::router())
         .merge(jobs::router())
+        .merge(bridge_outbound::router())
 }
 
 /// The OpenAPI document of every `/api` route, as served: what the annotations say, completed

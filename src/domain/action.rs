@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 /// One thing a bot should do in one chat. Ids are the platform's, as text (QQ numbers, Telegram
 /// chat and message ids); `text` is plain text, already escaped for the platform by whoever
 /// built it ([`crate::domain::bridge::Kind::escape`]).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
     /// Send a text to the chat, optionally answering a message and inside a forum topic.

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::action::Action;
 use super::bridge::Kind;
 use crate::error::FieldErrors;
 
@@ -180,6 +181,80 @@ pub fn valid_telegram_token(s: &str) -> bool {
         && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// The longest text a send may carry (Telegram's limit; QQ allows more).
+pub const MAX_TEXT_CHARS: usize = 4096;
+/// The longest mute: Telegram restricts forever beyond 366 days.
+pub const MAX_MUTE_SECS: u32 = 366 * 86_400;
+
+/// Checks an action before it is queued: every id present and short, texts within the
+/// platforms' limits, a picture's URL http(s). Errors name the action's fields.
+pub fn check_action(a: &Action) -> Result<(), FieldErrors> {
+    let mut e = FieldErrors::new();
+    let id = |v: &str, field: &str, e: &mut FieldErrors| {
+        let v = v.trim();
+        if v.is_empty() {
+            e.add(field, "error.required");
+        } else if v.chars().count() > 128 || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            e.add(field, "bridges.outbound.error.id");
+        }
+    };
+    let opt_id = |v: &Option<String>, field: &str, e: &mut FieldErrors| {
+        if let Some(v) = v {
+            id(v, field, e);
+        }
+    };
+    let text = |v: &str, max: usize, field: &str, e: &mut FieldErrors| {
+        if v.trim().is_empty() {
+            e.add(field, "error.required");
+        } else if v.chars().count() > max {
+            e.add(field, "error.too_long");
+        }
+        if v.contains('\0') {
+            e.add(field, "error.nul");
+        }
+    };
+    id(a.chat_id(), "chat_id", &mut e);
+    match a {
+        Action::Send { text: t, reply_to, thread_id, user_id, .. } => {
+            text(t, MAX_TEXT_CHARS, "text", &mut e);
+            opt_id(reply_to, "reply_to", &mut e);
+            opt_id(thread_id, "thread_id", &mut e);
+            opt_id(user_id, "user_id", &mut e);
+        }
+        Action::SendPhoto { url, caption, reply_to, thread_id, .. } => {
+            if !super::group::valid_http_url(url.trim()) {
+                e.add("url", "error.url");
+            }
+            if let Some(c) = caption {
+                text(c, 1024, "caption", &mut e);
+            }
+            opt_id(reply_to, "reply_to", &mut e);
+            opt_id(thread_id, "thread_id", &mut e);
+        }
+        Action::Delete { message_id, .. } => id(message_id, "message_id", &mut e),
+        Action::Mute { user_id, seconds, .. } => {
+            id(user_id, "user_id", &mut e);
+            if *seconds > MAX_MUTE_SECS {
+                e.add("seconds", "bridges.outbound.error.seconds");
+            }
+        }
+        Action::Kick { user_id, .. } => id(user_id, "user_id", &mut e),
+        Action::JoinRequest { request, reason, .. } => {
+            id(request, "request", &mut e);
+            if let Some(r) = reason {
+                if r.chars().count() > 200 {
+                    e.add("reason", "error.too_long");
+                }
+            }
+        }
+    }
+    if e.is_empty() {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +298,32 @@ mod tests {
         let mut e = FieldErrors::new();
         LimitSettings { chat_rate_window_ms: Some(50), bot_rate_limit: Some(10_001), ..Default::default() }.check(&mut e);
         assert!(e.has("chat_rate_window_ms") && e.has("bot_rate_limit"));
+    }
+
+    #[test]
+    fn actions_are_checked_before_they_are_queued() {
+        let send = |text: &str| Action::Send {
+            chat_id: "123".into(),
+            text: text.into(),
+            reply_to: None,
+            thread_id: None,
+            mention: false,
+            user_id: None,
+        };
+        assert!(check_action(&send("hi")).is_ok());
+        assert!(check_action(&send(" ")).unwrap_err().has("text"));
+        assert!(check_action(&send(&"x".repeat(4097))).unwrap_err().has("text"));
+        let mute = Action::Mute { chat_id: "a b".into(), user_id: "".into(), seconds: MAX_MUTE_SECS + 1 };
+        let e = check_action(&mute).unwrap_err();
+        assert!(e.has("chat_id") && e.has("user_id") && e.has("seconds"));
+        let photo = Action::SendPhoto {
+            chat_id: "1".into(),
+            url: "ftp://x".into(),
+            caption: None,
+            reply_to: None,
+            thread_id: None,
+        };
+        assert!(check_action(&photo).unwrap_err().has("url"));
     }
 
     #[test]
