@@ -51,8 +51,13 @@ CREATE INDEX bot_calls_failures_idx ON bot_calls (bridge_id, id DESC) WHERE outc
 CREATE INDEX bot_calls_at_idx ON bot_calls (at);
 
 -- The rate limiters, shared by every Shoal process: per (bridge, chat), and per bridge with
--- chat_id ''. A sliding window: the times of the latest grants (oldest first, at most as many
--- as the limit); a call may go when fewer than `limit` grants lie within the window before it.
+-- chat_id ''. A sliding window over the calls' *ends*: each grant adds the time by which its
+-- call is surely over (grant + the bot timeout, `hold`), replaced by the time the call really
+-- ended once it has (`outbound_release`). A new call may start when fewer than `limit` calls
+-- ended (or may still end) within the window before it. Since a call reaches the platform
+-- between its start and its end, no window of that length at the platform ever sees more than
+-- `limit` calls — however long a call took or waited between its grant and its request, and
+-- even when its process died mid-call (its entry then keeps the pessimistic time).
 CREATE TABLE outbound_limits (
     bridge_id     BIGINT NOT NULL,
     chat_id       TEXT NOT NULL,
@@ -63,55 +68,78 @@ CREATE TABLE outbound_limits (
 );
 
 -- Takes one call's place in the bot's and the chat's windows, both or neither, atomically
--- across processes. A limit of 0 is no limit. Returns NULL when the call may go now, else the
--- earliest time it may (the job is put back until then, never slept on). The rows are locked in
--- one order (the bot's '' first), and the time is read after the locks are held, so a grant's
--- time is never earlier than the grant it waited for.
+-- across processes. A limit of 0 is no limit. Returns (true, hold) when the call may go now
+-- (`hold` identifies its entries for `outbound_release`), else (false, the earliest time it
+-- may): the job is put back until then, never slept on. The rows are locked in one order (the
+-- bot's '' first), and the time is read after the locks are held.
 CREATE FUNCTION outbound_take(p_bridge BIGINT, p_chat TEXT, p_chat_limit INTEGER, p_chat_window_ms INTEGER,
-                              p_bot_limit INTEGER, p_bot_window_ms INTEGER) RETURNS TIMESTAMPTZ
+                              p_bot_limit INTEGER, p_bot_window_ms INTEGER, p_hold_ms INTEGER)
+RETURNS TABLE (granted BOOLEAN, at TIMESTAMPTZ)
 LANGUAGE plpgsql AS $$
 DECLARE
     keys  TEXT[] := '{}';
     lims  INTEGER[] := '{}';
-    wins  INTEGER[] := '{}';
+    wins  INTERVAL[] := '{}';
     t     TIMESTAMPTZ;
+    hold  TIMESTAMPTZ;
     wait  TIMESTAMPTZ;
     g     TIMESTAMPTZ[];
     b     TIMESTAMPTZ;
+    c     INTEGER;
+    e     TIMESTAMPTZ;
     n     INTEGER;
 BEGIN
     IF p_bot_limit > 0 THEN
-        keys := keys || ''::text; lims := lims || p_bot_limit; wins := wins || p_bot_window_ms;
+        keys := keys || ''::text; lims := lims || p_bot_limit; wins := wins || p_bot_window_ms * interval '1 millisecond';
     END IF;
     IF p_chat_limit > 0 AND p_chat <> '' THEN
-        keys := keys || p_chat; lims := lims || p_chat_limit; wins := wins || p_chat_window_ms;
+        keys := keys || p_chat; lims := lims || p_chat_limit; wins := wins || p_chat_window_ms * interval '1 millisecond';
     END IF;
     n := cardinality(keys);
     IF n = 0 THEN
-        RETURN NULL;
+        RETURN QUERY SELECT true, NULL::timestamptz;
+        RETURN;
     END IF;
     INSERT INTO outbound_limits (bridge_id, chat_id)
         SELECT p_bridge, k FROM unnest(keys) k ON CONFLICT DO NOTHING;
     PERFORM 1 FROM outbound_limits WHERE bridge_id = p_bridge AND chat_id = ANY (keys) ORDER BY chat_id FOR UPDATE;
     t := clock_timestamp();
+    hold := t + p_hold_ms * interval '1 millisecond';
     FOR i IN 1..n LOOP
-        SELECT grants, blocked_until INTO g, b FROM outbound_limits WHERE bridge_id = p_bridge AND chat_id = keys[i];
+        SELECT l.grants, l.blocked_until INTO g, b FROM outbound_limits l WHERE l.bridge_id = p_bridge AND l.chat_id = keys[i];
         IF b > t THEN
             wait := GREATEST(wait, b);
         END IF;
-        IF cardinality(g) >= lims[i] AND g[cardinality(g) - lims[i] + 1] + wins[i] * interval '1 millisecond' > t THEN
-            wait := GREATEST(wait, g[cardinality(g) - lims[i] + 1] + wins[i] * interval '1 millisecond');
+        -- Calls that ended (or may still end) within the window; one still running may end
+        -- any moment, so it counts as ending now when working out the earliest next start.
+        SELECT count(*), (array_agg(LEAST(x, t) ORDER BY LEAST(x, t) DESC))[lims[i]]
+          INTO c, e FROM unnest(g) x WHERE x > t - wins[i];
+        IF c >= lims[i] THEN
+            wait := GREATEST(wait, e + wins[i]);
         END IF;
     END LOOP;
     IF wait IS NOT NULL THEN
-        RETURN wait;
+        RETURN QUERY SELECT false, wait;
+        RETURN;
     END IF;
     FOR i IN 1..n LOOP
-        UPDATE outbound_limits
-           SET grants = (grants || t)[GREATEST(1, cardinality(grants) + 2 - lims[i]):]
-         WHERE bridge_id = p_bridge AND chat_id = keys[i];
+        UPDATE outbound_limits l
+           SET grants = ARRAY(SELECT x FROM unnest(l.grants) x WHERE x > t - wins[i]) || hold
+         WHERE l.bridge_id = p_bridge AND l.chat_id = keys[i];
     END LOOP;
-    RETURN NULL;
+    RETURN QUERY SELECT true, hold;
+END $$;
+
+-- A granted call has ended: its entries take the time it ended instead of its pessimistic one.
+CREATE FUNCTION outbound_release(p_bridge BIGINT, p_chat TEXT, p_hold TIMESTAMPTZ) RETURNS VOID
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE outbound_limits SET grants = array_replace(grants, p_hold, clock_timestamp())
+     WHERE bridge_id = p_bridge AND chat_id = '' AND p_hold = ANY (grants);
+    IF p_chat <> '' THEN
+        UPDATE outbound_limits SET grants = array_replace(grants, p_hold, clock_timestamp())
+         WHERE bridge_id = p_bridge AND chat_id = p_chat AND p_hold = ANY (grants);
+    END IF;
 END $$;
 
 CREATE FUNCTION bot_calls_follow_bridge() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -68,22 +68,25 @@ pub async fn perform(
     let b = &bb.bridge;
     let limits = b.effective_limits();
     let chat = call.chat_id.as_deref().unwrap_or("");
+    let mut hold = None;
     if !(limits.chat.unlimited() && limits.bot.unlimited()) {
         let mut conn = db.acquire().await?;
         let margin = Duration::from_millis(bots.config.limit_margin_ms);
-        if let Some(at) = store::take(&mut conn, b.id, chat, &limits, margin).await? {
-            return Ok(Step::Later(at));
+        match store::take(&mut conn, b.id, chat, &limits, margin, bots.hold()).await? {
+            store::Grant::Wait(at) => return Ok(Step::Later(at)),
+            store::Grant::Go(h) => hold = h,
         }
     }
     let started = Instant::now();
     let reply = bots.call(b, call).await;
     let latency = started.elapsed();
-    if let Err(e) = record(db, bots, bb, job_id, call, &reply, latency).await {
+    if let Err(e) = record(db, bots, bb, job_id, call, &reply, latency, hold).await {
         tracing::warn!(bridge = b.id, method = call.method, error = %e, "could not log a bot call");
     }
     Ok(Step::Answered(reply))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn record(
     db: &PgPool,
     bots: &Bots,
@@ -92,10 +95,15 @@ async fn record(
     call: &ApiCall,
     reply: &Reply,
     latency: Duration,
+    hold: Option<DateTime<Utc>>,
 ) -> sqlx::Result<()> {
     let b = &bb.bridge;
     let chat = call.chat_id.as_deref().unwrap_or("");
     let mut conn = db.acquire().await?;
+    if let Some(h) = hold {
+        // Before anything else: the next call in the chat may start a window after this one.
+        store::release(&mut conn, b.id, chat, h).await?;
+    }
     let result = match reply {
         Reply::Ok { result, .. } => result.clone(),
         Reply::Migrated { new_chat_id, .. } => Some(format!("migrate_to_chat_id {new_chat_id}")),
@@ -166,7 +174,7 @@ pub async fn bot_action_job(ctx: &JobContext, job: &Claimed) -> Outcome {
             target: None,
         });
         let reply = Reply::Unknown { status: None, error: error.into() };
-        if let Err(e) = record(&ctx.db, &ctx.bots, &bb, Some(job.job.id), &call, &reply, Duration::ZERO).await {
+        if let Err(e) = record(&ctx.db, &ctx.bots, &bb, Some(job.job.id), &call, &reply, Duration::ZERO, None).await {
             tracing::warn!(error = %e, "could not log a bot call");
         }
         return Outcome::Unknown { error: error.into() };
@@ -185,7 +193,7 @@ pub async fn bot_action_job(ctx: &JobContext, job: &Claimed) -> Outcome {
                     target: action.target().map(str::to_string),
                 };
                 let reply = Reply::Failed { status: None, error: error.clone() };
-                if let Err(e) = record(&ctx.db, &ctx.bots, &bb, Some(job.job.id), &call, &reply, Duration::ZERO).await
+                if let Err(e) = record(&ctx.db, &ctx.bots, &bb, Some(job.job.id), &call, &reply, Duration::ZERO, None).await
                 {
                     tracing::warn!(error = %e, "could not log a bot call");
                 }

@@ -401,6 +401,12 @@ impl Bots {
         Ok(Some(b))
     }
 
+    /// How long a call can last at most: its place in the rate limits counts as taken until
+    /// then unless it ends sooner (the bot timeout, and a second for the rest of the round).
+    pub fn hold(&self) -> Duration {
+        Duration::from_millis(self.config.bot_timeout_ms.max(100) + 1000)
+    }
+
     pub fn evict(&self, id: i64) {
         if let Ok(mut m) = self.cache.lock() {
             m.remove(&id);

@@ -157,26 +157,50 @@ pub async fn set_limits(conn: &mut PgConnection, id: i64, limits: &LimitSettings
 
 // ---------------------------------------------------------------- rate limits
 
+/// What the rate limits say about a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// Go now; `Some(hold)` identifies the call's place for [`release`] (None: no limit applies).
+    Go(Option<DateTime<Utc>>),
+    /// Not before this time.
+    Wait(DateTime<Utc>),
+}
+
 /// Takes a call's place in the bot's and the chat's windows (`chat` "" for a call about the bot
-/// itself, such as setWebhook). None: go now; Some(t): not before t. `margin` widens each window
-/// a little, for the time between the grant and the request reaching the platform.
+/// itself, such as setWebhook). `hold`: how long the call can last at most (the bot timeout and
+/// some slack); its place counts as taken until then unless [`release`] says it ended sooner.
+/// `margin` widens each window a little.
 pub async fn take(
     conn: &mut PgConnection,
     bridge_id: i64,
     chat: &str,
     limits: &Limits,
     margin: Duration,
-) -> sqlx::Result<Option<DateTime<Utc>>> {
+    hold: Duration,
+) -> sqlx::Result<Grant> {
     let m = margin.as_millis().min(60_000) as i32;
-    sqlx::query_scalar("SELECT outbound_take($1, $2, $3, $4, $5, $6)")
-        .bind(bridge_id)
-        .bind(chat)
-        .bind(limits.chat.limit)
-        .bind(limits.chat.window_ms.saturating_add(m))
-        .bind(limits.bot.limit)
-        .bind(limits.bot.window_ms.saturating_add(m))
-        .fetch_one(conn)
-        .await
+    let (granted, at): (bool, Option<DateTime<Utc>>) =
+        sqlx::query_as("SELECT granted, at FROM outbound_take($1, $2, $3, $4, $5, $6, $7)")
+            .bind(bridge_id)
+            .bind(chat)
+            .bind(limits.chat.limit)
+            .bind(limits.chat.window_ms.saturating_add(m))
+            .bind(limits.bot.limit)
+            .bind(limits.bot.window_ms.saturating_add(m))
+            .bind(hold.as_millis().min(3_600_000) as i32)
+            .fetch_one(conn)
+            .await?;
+    Ok(match (granted, at) {
+        (true, hold) => Grant::Go(hold),
+        (false, Some(at)) => Grant::Wait(at),
+        (false, None) => Grant::Wait(Utc::now()),
+    })
+}
+
+/// The call granted with `hold` has ended (whatever its outcome): its place counts from now.
+pub async fn release(conn: &mut PgConnection, bridge_id: i64, chat: &str, hold: DateTime<Utc>) -> sqlx::Result<()> {
+    sqlx::query("SELECT outbound_release($1, $2, $3)").bind(bridge_id).bind(chat).bind(hold).execute(conn).await?;
+    Ok(())
 }
 
 /// The platform asked to wait (Telegram 429 `retry_after`): no call to the chat before `until`.
