@@ -46,7 +46,7 @@ struct BridgeInfo {
 }
 
 #[derive(Template)]
-#[template(path = "bridges/outbound/page.html")]
+#[template(path = "bridge_outbound/page.html")]
 struct Page {
     l: Layout,
     b: BridgeInfo,

@@ -666,7 +666,7 @@ async fn two_shoal_processes_keep_one_limit_between_them() {
 // ---------------------------------------------------------------- member counts
 
 #[tokio::test]
-async fn member_counts_come_from_each_bot_on_request_and_on_schedule() {
+async fn member_counts_come_from_each_bot_on_request() {
     let onebot = FakeBot::start(Flavor::NapCat).await;
     let tg = FakeBot::start(Flavor::Telegram).await;
     tg.set_member_count(42);
@@ -734,4 +734,299 @@ async fn member_counts_are_refreshed_on_schedule() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the member count was never refreshed: {:?}", fake.calls());
+}
+
+// ---------------------------------------------------------------- pages and API
+
+#[tokio::test]
+async fn the_outbound_page_lists_failures_first_and_sends_a_test_message() {
+    let app = spawn().await;
+    let fake = FakeBot::start(Flavor::GoCqhttp).await;
+    let b = bridge(&app, "onebot11", Some(&fake.base()), Some(&fake.token)).await;
+    let g = linked(&app, b, "晨跑群", "40004").await;
+    let token = app.token("admin", true, &[]).await;
+    let ok = queue(&app, &token, b, send("40004", "first")).await;
+    wait_done(&app, &[ok]).await;
+    fake.inject("send_group_msg", Inject::Answer(200, json!({"status": "failed", "retcode": 100, "msg": "SEND_MSG_API_ERROR", "wording": "风控"})));
+    let bad = queue(&app, &token, b, send("40004", "second")).await;
+    wait_job(&app, bad, &[JobState::Dead]).await;
+
+    let admin = app.admin().await;
+    let detail = admin.get(app.url(&format!("/bridges/{b}"))).send().await.unwrap().text().await.unwrap();
+    assert!(detail.contains(&format!("href=\"/bridges/{b}/outbound\"")), "the bridge page links its outbound side");
+    let page = admin.get(app.url(&format!("/bridges/{b}/outbound"))).send().await.unwrap().text().await.unwrap();
+    let (failed_at, ok_at) = (page.find("id=\"failed-calls\"").unwrap(), page.find("id=\"ok-calls\"").unwrap());
+    assert!(failed_at < ok_at, "failures come first");
+    let failed = &page[failed_at..ok_at];
+    assert!(failed.contains("SEND_MSG_API_ERROR — 风控"));
+    assert!(!failed.contains("data-outcome=\"ok\""));
+    assert!(page[ok_at..].contains("data-outcome=\"ok\""));
+    assert!(page.contains("data-ready=\"true\""));
+    assert!(page.contains("NapCat") && page.contains("go-cqhttp") && page.contains("LLOneBot"), "setup steps for each");
+
+    // The test message: CSRF-protected, queued as a job, posted to the linked chat.
+    let r = admin.post(app.url(&format!("/bridges/{b}/outbound/test"))).form(&[("group_id", g.to_string())]).send().await.unwrap();
+    assert_eq!(r.status(), S::FORBIDDEN, "no CSRF token, nothing queued");
+    assert_eq!(fake.calls_of("send_group_msg").len(), 2);
+    let r = app
+        .post_form(&admin, &format!("/bridges/{b}/outbound"), &format!("/bridges/{b}/outbound/test"), &[("group_id", &g.to_string())])
+        .await;
+    assert_eq!(r.status(), S::SEE_OTHER);
+    let got = fake.wait_calls(3).await;
+    let text = got[2].body["message"].as_str().unwrap();
+    assert!(text.contains("晨跑群"), "{text}");
+    assert_eq!(got[2].body["group_id"], 40004);
+    let audit: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'bridge.test_message'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(audit, 1);
+    // A group that is not linked through this bridge gets a message and nothing is queued.
+    let other = app.group("别的群").await;
+    let jobs_before: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs").fetch_one(&app.db).await.unwrap();
+    let r = app
+        .post_form(&admin, &format!("/bridges/{b}/outbound"), &format!("/bridges/{b}/outbound/test"), &[("group_id", &other.to_string())])
+        .await;
+    assert_eq!(r.status(), S::SEE_OTHER);
+    let jobs_after: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs").fetch_one(&app.db).await.unwrap();
+    assert_eq!(jobs_before, jobs_after);
+    // The API does the same.
+    let r = reqwest::Client::new()
+        .post(app.url(&format!("/api/v1/bridges/{b}/test-message")))
+        .bearer_auth(&token)
+        .json(&json!({"group_id": other}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), S::UNPROCESSABLE_ENTITY);
+    let r = reqwest::Client::new()
+        .post(app.url(&format!("/api/v1/bridges/{b}/test-message")))
+        .bearer_auth(&token)
+        .json(&json!({"group_id": g}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), S::ACCEPTED);
+    fake.wait_calls(4).await;
+}
+
+#[tokio::test]
+async fn a_telegram_bridge_registers_its_webhook_from_the_page_and_the_api() {
+    let app = spawn().await;
+    let fake = FakeBot::start(Flavor::Telegram).await;
+    let b = bridge(&app, "telegram", Some(&fake.base()), Some(TELEGRAM_TOKEN)).await;
+    let admin = app.admin().await;
+    let page = admin.get(app.url(&format!("/bridges/{b}/outbound"))).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("id=\"not-https\""), "the test server's public URL is http: a warning");
+    let r = app.post_form(&admin, &format!("/bridges/{b}/outbound"), &format!("/bridges/{b}/outbound/webhook"), &[]).await;
+    assert_eq!(r.status(), S::OK);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("id=\"webhook-info\""));
+    let set = fake.calls_of("setWebhook");
+    assert_eq!(set.len(), 1);
+    let want_url = app.url(&format!("/hooks/telegram/{b}"));
+    assert_eq!(set[0].body["url"], json!(want_url));
+    assert_eq!(set[0].body["secret_token"], "the-bridge-secret_1");
+    let updates: Vec<String> =
+        set[0].body["allowed_updates"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    for u in ["message", "edited_message", "chat_member", "chat_join_request", "my_chat_member"] {
+        assert!(updates.contains(&u.to_string()), "{u} in {updates:?}");
+    }
+    assert_eq!(fake.calls_of("getWebhookInfo").len(), 1);
+    assert!(page.contains(&want_url), "getWebhookInfo's url is shown");
+
+    let token = app.token("admin", true, &[]).await;
+    let r = reqwest::Client::new()
+        .get(app.url(&format!("/api/v1/bridges/{b}/telegram-webhook")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), S::OK);
+    let report: Value = r.json().await.unwrap();
+    assert_eq!(report["https"], false);
+    assert_eq!(report["set"], false);
+    assert_eq!(report["info"]["url"], json!(want_url));
+    assert_eq!(fake.calls_of("setWebhook").len(), 1, "GET only reads");
+    // Telegram refuses: the report says so.
+    fake.inject("setWebhook", Inject::Answer(400, json!({"ok": false, "error_code": 400, "description": "Bad Request: bad webhook: HTTPS url must be provided for webhook"})));
+    let report: Value = reqwest::Client::new()
+        .post(app.url(&format!("/api/v1/bridges/{b}/telegram-webhook")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["set"], false);
+    assert!(report["error"].as_str().unwrap().contains("HTTPS url must be provided"));
+    let calls = calls(&app, b).await;
+    assert!(calls.iter().any(|(o, m, _)| o == "failed" && m == "setWebhook"));
+    // A OneBot bridge has no webhook to register.
+    let ob = bridge(&app, "onebot11", Some("http://127.0.0.1:9"), None).await;
+    let r = reqwest::Client::new()
+        .post(app.url(&format!("/api/v1/bridges/{ob}/telegram-webhook")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), S::CONFLICT);
+}
+
+#[tokio::test]
+async fn outbound_settings_are_checked_alike_on_the_page_and_the_api_and_secrets_never_show() {
+    // No [outbound] exceptions here: loopback addresses are refused.
+    let app = TestApp::spawn().await;
+    let tg = bridge(&app, "telegram", None, None).await;
+    let token = app.token("admin", true, &[]).await;
+    let client = reqwest::Client::new();
+    let patch = |body: Value| {
+        client.patch(app.url(&format!("/api/v1/bridges/{tg}/outbound"))).bearer_auth(&token).json(&body).send()
+    };
+    let r = patch(json!({"access_token": "not-a-token"})).await.unwrap();
+    assert_eq!(r.status(), S::UNPROCESSABLE_ENTITY);
+    let problem: Value = r.json().await.unwrap();
+    assert_eq!(problem["errors"][0]["field"], "access_token");
+    let r = patch(json!({"api_base_url": "http://127.0.0.1:8081"})).await.unwrap();
+    assert_eq!(r.status(), S::UNPROCESSABLE_ENTITY);
+    let r = patch(json!({"chat_rate_limit": 5, "chat_rate_window_ms": 50})).await.unwrap();
+    assert_eq!(r.status(), S::UNPROCESSABLE_ENTITY);
+    let unchanged: (Option<String>, Option<i32>) =
+        sqlx::query_as("SELECT access_token, chat_rate_limit FROM bridges WHERE id = $1").bind(tg).fetch_one(&app.db).await.unwrap();
+    assert_eq!(unchanged, (None, Some(0)), "refused changes write nothing");
+
+    let r = patch(json!({"access_token": TELEGRAM_TOKEN, "chat_rate_limit": 5, "chat_rate_window_ms": 2000, "bot_rate_limit": null}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), S::OK);
+    let text = r.text().await.unwrap();
+    assert!(!text.contains(TELEGRAM_TOKEN), "the token is never shown");
+    let view: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(view["access_token_set"], true);
+    assert_eq!(view["ready"], true);
+    assert_eq!(view["effective_limits"]["chat"], json!({"limit": 5, "window_ms": 2000}));
+    assert_eq!(view["effective_limits"]["bot"], json!({"limit": 30, "window_ms": 1000}), "null: Telegram's default");
+    let audit: Vec<Value> = sqlx::query_scalar("SELECT details FROM audit_log WHERE action = 'bridge.outbound_update'")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1);
+    assert!(!audit[0].to_string().contains(TELEGRAM_TOKEN));
+    assert_eq!(audit[0]["access_token"], "changed");
+
+    // The edit page checks the same way.
+    let admin = app.admin().await;
+    let edit = format!("/bridges/{tg}/edit");
+    let r = app.post_form(&admin, &edit, &edit, &[("name", "TG"), ("platform", "telegram"), ("access_token", "nope")]).await;
+    assert_eq!(r.status(), S::UNPROCESSABLE_ENTITY);
+    let r = app
+        .post_form(&admin, &edit, &edit, &[("name", "TG"), ("platform", "telegram"), ("api_base_url", "http://10.0.0.5:8081")])
+        .await;
+    assert_eq!(r.status(), S::UNPROCESSABLE_ENTITY);
+    let form = admin.get(app.url(&edit)).send().await.unwrap().text().await.unwrap();
+    assert!(form.contains("Bot token") || form.contains("机器人令牌"), "the token field says what it is for Telegram");
+    // The limits form on the outbound page.
+    let page = format!("/bridges/{tg}/outbound");
+    let r = app
+        .post_form(&admin, &page, &format!("{page}/limits"), &[("chat_rate_limit", "-3"), ("chat_rate_window_secs", "2")])
+        .await;
+    assert_eq!(r.status(), S::UNPROCESSABLE_ENTITY);
+    let r = app
+        .post_form(
+            &admin,
+            &page,
+            &format!("{page}/limits"),
+            &[("chat_rate_limit", "20"), ("chat_rate_window_secs", "60"), ("bot_rate_limit", ""), ("bot_rate_window_secs", "")],
+        )
+        .await;
+    assert_eq!(r.status(), S::SEE_OTHER);
+    let limits: (Option<i32>, Option<i32>, Option<i32>) =
+        sqlx::query_as("SELECT chat_rate_limit, chat_rate_window_ms, bot_rate_limit FROM bridges WHERE id = $1")
+            .bind(tg)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(limits, (Some(20), Some(60_000), None));
+
+    // Debug never prints a credential.
+    let mut conn = app.db.acquire().await.unwrap();
+    let b = shoal::store::outbound::bridge(&mut conn, tg).await.unwrap().unwrap();
+    let debug = format!("{b:?}");
+    assert!(!debug.contains(TELEGRAM_TOKEN) && !debug.contains("the-bridge-secret_1"), "{debug}");
+}
+
+#[tokio::test]
+async fn the_call_log_api_pages_newest_first_and_filters_failures() {
+    let app = spawn().await;
+    let fake = FakeBot::start(Flavor::Telegram).await;
+    let b = bridge(&app, "telegram", Some(&fake.base()), Some(TELEGRAM_TOKEN)).await;
+    let token = app.token("admin", true, &[]).await;
+    fake.kick_from("-5");
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(queue(&app, &token, b, send("-6", &format!("{i}"))).await);
+    }
+    let kicked = queue(&app, &token, b, send("-5", "x")).await;
+    wait_done(&app, &ids).await;
+    wait_job(&app, kicked, &[JobState::Dead]).await;
+    let client = reqwest::Client::new();
+    let get = |q: &str| {
+        client.get(app.url(&format!("/api/v1/bridges/{b}/calls{q}"))).bearer_auth(&token).send()
+    };
+    let page: Value = get("?limit=2").await.unwrap().json().await.unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    let cursor = page["next_cursor"].as_str().unwrap().to_string();
+    let rest: Value = get(&format!("?limit=2&cursor={cursor}")).await.unwrap().json().await.unwrap();
+    assert_eq!(rest["items"].as_array().unwrap().len(), 2);
+    let cursor = rest["next_cursor"].as_str().unwrap().to_string();
+    let end: Value = get(&format!("?limit=2&cursor={cursor}")).await.unwrap().json().await.unwrap();
+    assert!(end["items"].as_array().unwrap().is_empty() && end["next_cursor"].is_null());
+    let first_ids: Vec<i64> = page["items"].as_array().unwrap().iter().map(|c| c["id"].as_i64().unwrap()).collect();
+    assert!(first_ids[0] > first_ids[1], "newest first");
+    let failures: Value = get("?failures=true").await.unwrap().json().await.unwrap();
+    let items = failures["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["outcome"], "failed");
+    assert_eq!(items[0]["method"], "sendMessage");
+    assert_eq!(items[0]["chat_id"], "-5");
+    assert_eq!(items[0]["status_code"], 403);
+    assert!(items[0]["latency_ms"].as_i64().unwrap() >= 0);
+    let oks: Value = get("?outcome=ok").await.unwrap().json().await.unwrap();
+    assert_eq!(oks["items"].as_array().unwrap().len(), 3);
+    assert_eq!(get("?outcome=maybe").await.unwrap().status(), S::BAD_REQUEST);
+    assert_eq!(
+        client.get(app.url("/api/v1/bridges/99999/calls")).bearer_auth(&token).send().await.unwrap().status(),
+        S::NOT_FOUND
+    );
+    let viewer = app.token("viewer", true, &[]).await;
+    assert_eq!(
+        client.get(app.url(&format!("/api/v1/bridges/{b}/calls"))).bearer_auth(&viewer).send().await.unwrap().status(),
+        S::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn bad_actions_and_unready_bridges_queue_nothing() {
+    let app = spawn().await;
+    let token = app.token("admin", true, &[]).await;
+    let unready = bridge(&app, "onebot11", None, None).await;
+    let fake = FakeBot::start(Flavor::GoCqhttp).await;
+    let ready = bridge(&app, "onebot11", Some(&fake.base()), Some(&fake.token)).await;
+    let client = reqwest::Client::new();
+    let post = |b: i64, body: Value| client.post(app.url(&format!("/api/v1/bridges/{b}/actions"))).bearer_auth(&token).json(&body).send();
+    assert_eq!(post(unready, send("1", "hi")).await.unwrap().status(), S::CONFLICT);
+    assert_eq!(post(ready, send("1", "")).await.unwrap().status(), S::UNPROCESSABLE_ENTITY);
+    assert_eq!(post(ready, send("a b", "hi")).await.unwrap().status(), S::UNPROCESSABLE_ENTITY);
+    assert_eq!(post(ready, json!({"action": "explode", "chat_id": "1"})).await.unwrap().status(), S::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        post(ready, json!({"action": "mute", "chat_id": "1", "user_id": "2", "seconds": 40_000_000})).await.unwrap().status(),
+        S::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(post(99_999, send("1", "hi")).await.unwrap().status(), S::NOT_FOUND);
+    assert_eq!(app.count("jobs").await, 0);
+    let viewer = app.token("operator", true, &[]).await;
+    let r = client.post(app.url(&format!("/api/v1/bridges/{ready}/actions"))).bearer_auth(&viewer).json(&send("1", "hi")).send().await.unwrap();
+    assert_eq!(r.status(), S::FORBIDDEN);
+    assert_eq!(app.count("jobs").await, 0);
 }
