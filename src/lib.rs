@@ -68,6 +68,7 @@ impl AppState {
             config: self.config.clone(),
             http: self.http.clone(),
             bots: self.bots.clone(),
+            calls: Arc::default(),
         }
     }
 }

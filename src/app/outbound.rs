@@ -279,7 +279,7 @@ pub async fn telegram_webhook(
 
 /// One call made while an operator waits: a rate limit that says wait is a 429.
 async fn now(db: &PgPool, bots: &Bots, bb: &crate::outbound::BotBridge, call: crate::outbound::ApiCall) -> AppResult<Reply> {
-    match dispatch::perform(db, bots, bb, None, &call).await? {
+    match dispatch::perform(db, bots, bb, None, None, &call).await? {
         Step::Later(at) => Err(AppError::TooManyRequests {
             retry_after_secs: (at - chrono::Utc::now()).num_seconds().max(1) as u64,
         }),

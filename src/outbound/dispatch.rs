@@ -19,6 +19,7 @@ use crate::domain::bridge::Kind;
 use crate::jobs::{JobContext, Outcome};
 use crate::store::jobs::{Claimed, JobKind, NewJob};
 use crate::store::outbound::{self as store, NewCall, OutboundBridge};
+use super::CallBuffer;
 use crate::Config;
 
 /// A `BotAction` job's payload.
@@ -58,11 +59,13 @@ pub enum Step {
 /// changes about the chat (a new chat id, a broken or mended link, a wait the platform asked
 /// for). An error before the request leaves nothing done (safe to try again); after it, the
 /// bookkeeping's errors are logged and the answer still returned, since the call happened.
+/// A job's calls go to `log` (written with the job's settlement); others are written at once.
 pub async fn perform(
     db: &PgPool,
     bots: &Bots,
     bb: &BotBridge,
     job_id: Option<i64>,
+    log: Option<&CallBuffer>,
     call: &ApiCall,
 ) -> sqlx::Result<Step> {
     let b = &bb.bridge;
@@ -80,7 +83,7 @@ pub async fn perform(
     let started = Instant::now();
     let reply = bots.call(b, call).await;
     let latency = started.elapsed();
-    if let Err(e) = record(db, bots, bb, job_id, call, &reply, latency, hold).await {
+    if let Err(e) = record(db, bots, bb, job_id, log, call, &reply, latency, hold).await {
         tracing::warn!(bridge = b.id, method = call.method, error = %e, "could not log a bot call");
     }
     Ok(Step::Answered(reply))
@@ -92,6 +95,7 @@ async fn record(
     bots: &Bots,
     bb: &BotBridge,
     job_id: Option<i64>,
+    log: Option<&CallBuffer>,
     call: &ApiCall,
     reply: &Reply,
     latency: Duration,
@@ -99,38 +103,53 @@ async fn record(
 ) -> sqlx::Result<()> {
     let b = &bb.bridge;
     let chat = call.chat_id.as_deref().unwrap_or("");
-    let mut conn = db.acquire().await?;
-    if let Some(h) = hold {
-        // Before anything else: the next call in the chat may start a window after this one.
-        store::release(&mut conn, b.id, chat, h).await?;
-    }
     let result = match reply {
         Reply::Ok { result, .. } => result.clone(),
         Reply::Migrated { new_chat_id, .. } => Some(format!("migrate_to_chat_id {new_chat_id}")),
         _ => None,
     };
-    store::log_call(
-        &mut conn,
-        &NewCall {
-            bridge_id: b.id,
-            job_id,
-            action: call.action,
-            method: call.method,
-            chat_id: call.chat_id.as_deref(),
-            target: call.target.as_deref(),
-            outcome: reply.outcome(),
-            status_code: reply.status().map(i32::from),
-            error: reply.error(),
-            result: result.as_deref(),
-            latency_ms: latency.as_millis().min(i32::MAX as u128) as i32,
-        },
-    )
-    .await?;
-    if chat.is_empty() {
+    let row = NewCall {
+        bridge_id: b.id,
+        job_id,
+        action: call.action,
+        method: call.method,
+        chat_id: call.chat_id.clone(),
+        target: call.target.clone(),
+        outcome: reply.outcome(),
+        status_code: reply.status().map(i32::from),
+        error: reply.error().map(str::to_string),
+        result,
+        latency_ms: latency.as_millis().min(i32::MAX as u128) as i32,
+    };
+    let changes_chat = !chat.is_empty()
+        && match reply {
+            Reply::Ok { .. } => bb.broken.contains(chat),
+            Reply::Kicked { .. } | Reply::Migrated { .. } | Reply::NotSent { retry_after: Some(_), .. } => true,
+            _ => false,
+        };
+    let log = match log {
+        Some(buffer) => {
+            buffer.push(row);
+            None
+        }
+        None => Some(row),
+    };
+    if hold.is_none() && !changes_chat && log.is_none() {
+        return Ok(());
+    }
+    let mut conn = db.acquire().await?;
+    if let Some(h) = hold {
+        // First: the next call in the chat may start a window after this one ended.
+        store::release(&mut conn, b.id, chat, h).await?;
+    }
+    if let Some(row) = log {
+        store::log_calls(&mut conn, &[row]).await?;
+    }
+    if !changes_chat {
         return Ok(());
     }
     match reply {
-        Reply::Ok { .. } if bb.broken.contains(chat) => {
+        Reply::Ok { .. } => {
             store::clear_broken(&mut conn, b.id, chat).await?;
             bots.evict(b.id);
         }
@@ -174,7 +193,7 @@ pub async fn bot_action_job(ctx: &JobContext, job: &Claimed) -> Outcome {
             target: None,
         });
         let reply = Reply::Unknown { status: None, error: error.into() };
-        if let Err(e) = record(&ctx.db, &ctx.bots, &bb, Some(job.job.id), &call, &reply, Duration::ZERO, None).await {
+        if let Err(e) = record(&ctx.db, &ctx.bots, &bb, Some(job.job.id), Some(&ctx.calls), &call, &reply, Duration::ZERO, None).await {
             tracing::warn!(error = %e, "could not log a bot call");
         }
         return Outcome::Unknown { error: error.into() };
@@ -193,7 +212,7 @@ pub async fn bot_action_job(ctx: &JobContext, job: &Claimed) -> Outcome {
                     target: action.target().map(str::to_string),
                 };
                 let reply = Reply::Failed { status: None, error: error.clone() };
-                if let Err(e) = record(&ctx.db, &ctx.bots, &bb, Some(job.job.id), &call, &reply, Duration::ZERO, None).await
+                if let Err(e) = record(&ctx.db, &ctx.bots, &bb, Some(job.job.id), Some(&ctx.calls), &call, &reply, Duration::ZERO, None).await
                 {
                     tracing::warn!(error = %e, "could not log a bot call");
                 }
@@ -201,7 +220,7 @@ pub async fn bot_action_job(ctx: &JobContext, job: &Claimed) -> Outcome {
             }
         };
         for call in &calls {
-            let reply = match perform(&ctx.db, &ctx.bots, &bb, Some(job.job.id), call).await {
+            let reply = match perform(&ctx.db, &ctx.bots, &bb, Some(job.job.id), Some(&ctx.calls), call).await {
                 Ok(Step::Later(at)) => return Outcome::Later { at },
                 Ok(Step::Answered(r)) => r,
                 Err(e) => return Outcome::Retry { error: e.to_string(), after: None },
@@ -290,7 +309,7 @@ async fn refresh_one(ctx: &JobContext, job_id: i64, bridge_id: i64, group_id: i6
     }
     .into_iter();
     while let Some(call) = calls.next() {
-        let reply = match perform(&ctx.db, &ctx.bots, &bb, Some(job_id), &call).await {
+        let reply = match perform(&ctx.db, &ctx.bots, &bb, Some(job_id), Some(&ctx.calls), &call).await {
             Ok(Step::Later(at)) => return Outcome::Later { at },
             Ok(Step::Answered(r)) => r,
             Err(e) => return Outcome::Retry { error: e.to_string(), after: None },

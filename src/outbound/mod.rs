@@ -355,6 +355,23 @@ pub fn id_value(s: &str) -> serde_json::Value {
     }
 }
 
+/// Call-log rows of jobs still running in this process: the job runner writes them in the same
+/// transaction as the jobs' settlements (`jobs::Runner`), so that a batch of calls costs one
+/// commit, and a call's row and its job's outcome are never one without the other.
+#[derive(Default)]
+pub struct CallBuffer(Mutex<Vec<crate::store::outbound::NewCall>>);
+
+impl CallBuffer {
+    pub fn push(&self, call: crate::store::outbound::NewCall) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(call);
+        }
+    }
+    pub fn take(&self) -> Vec<crate::store::outbound::NewCall> {
+        self.0.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
+    }
+}
+
 /// A bridge's settings as calls need them, with the chats whose link is broken.
 #[derive(Debug)]
 pub struct BotBridge {

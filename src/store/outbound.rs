@@ -222,39 +222,47 @@ pub async fn block(conn: &mut PgConnection, bridge_id: i64, chat: &str, until: D
 
 /// One call, once its outcome is known.
 #[derive(Debug, Clone)]
-pub struct NewCall<'a> {
+pub struct NewCall {
     pub bridge_id: i64,
     pub job_id: Option<i64>,
-    pub action: &'a str,
-    pub method: &'a str,
-    pub chat_id: Option<&'a str>,
-    pub target: Option<&'a str>,
+    pub action: &'static str,
+    pub method: &'static str,
+    pub chat_id: Option<String>,
+    pub target: Option<String>,
     pub outcome: CallOutcome,
     pub status_code: Option<i32>,
-    pub error: Option<&'a str>,
-    pub result: Option<&'a str>,
+    pub error: Option<String>,
+    pub result: Option<String>,
     pub latency_ms: i32,
 }
 
-pub async fn log_call(conn: &mut PgConnection, c: &NewCall<'_>) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
+/// Logs calls, any number in one statement (the job runner writes a batch with the settlements
+/// of the jobs that made them).
+pub async fn log_calls(conn: &mut PgConnection, calls: &[NewCall]) -> sqlx::Result<()> {
+    if calls.is_empty() {
+        return Ok(());
+    }
+    let col = |f: &dyn Fn(&NewCall) -> Option<String>| calls.iter().map(f).collect::<Vec<Option<String>>>();
+    sqlx::query(
         "INSERT INTO bot_calls (bridge_id, job_id, action, method, chat_id, target, outcome, status_code, error,
                                 result, latency_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
+                              $7::bot_call_outcome[], $8::int[], $9::text[], $10::text[], $11::int[])",
     )
-    .bind(c.bridge_id)
-    .bind(c.job_id)
-    .bind(c.action)
-    .bind(c.method)
-    .bind(c.chat_id.map(|s| clip(s, 128)))
-    .bind(c.target.map(|s| clip(s, 256)))
-    .bind(c.outcome)
-    .bind(c.status_code)
-    .bind(c.error.map(|s| clip(s, 2000)))
-    .bind(c.result.map(|s| clip(s, 256)))
-    .bind(c.latency_ms.max(0))
-    .fetch_one(conn)
-    .await
+    .bind(calls.iter().map(|c| c.bridge_id).collect::<Vec<i64>>())
+    .bind(calls.iter().map(|c| c.job_id).collect::<Vec<Option<i64>>>())
+    .bind(calls.iter().map(|c| c.action).collect::<Vec<&str>>())
+    .bind(calls.iter().map(|c| c.method).collect::<Vec<&str>>())
+    .bind(col(&|c| c.chat_id.as_deref().map(|s| clip(s, 128))))
+    .bind(col(&|c| c.target.as_deref().map(|s| clip(s, 256))))
+    .bind(calls.iter().map(|c| c.outcome).collect::<Vec<CallOutcome>>())
+    .bind(calls.iter().map(|c| c.status_code).collect::<Vec<Option<i32>>>())
+    .bind(col(&|c| c.error.as_deref().map(|s| clip(s, 2000))))
+    .bind(col(&|c| c.result.as_deref().map(|s| clip(s, 256))))
+    .bind(calls.iter().map(|c| c.latency_ms.max(0)).collect::<Vec<i32>>())
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 #[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
