@@ -63,7 +63,11 @@ fn main() {
     });
 }
 
-async fn method(State(app): State<App>, axum::extract::Path((_bot, method)): axum::extract::Path<(String, String)>, body: Bytes) -> impl IntoResponse {
+async fn method(
+    State(app): State<App>,
+    axum::extract::Path((_bot, method)): axum::extract::Path<(String, String)>,
+    body: Bytes,
+) -> impl IntoResponse {
     let at = app.start.elapsed().as_nanos() as u64;
     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let chat = match &v["chat_id"] {

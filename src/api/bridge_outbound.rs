@@ -79,7 +79,11 @@ async fn view(state: &AppState, p: &crate::auth::Principal, id: i64) -> AppResul
         limits: b.limits,
         effective_limits: b.effective_limits(),
         linked_chats,
-        calls_24h: CallCounts { ok: n(CallOutcome::Ok), failed: n(CallOutcome::Failed), unknown: n(CallOutcome::Unknown) },
+        calls_24h: CallCounts {
+            ok: n(CallOutcome::Ok),
+            failed: n(CallOutcome::Failed),
+            unknown: n(CallOutcome::Unknown),
+        },
     })
 }
 

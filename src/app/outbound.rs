@@ -17,8 +17,8 @@ use crate::i18n::Lang;
 use crate::outbound::dispatch::{self, Step};
 use crate::outbound::{telegram, Bots, Policy, Reply};
 use crate::store::audit::{self, Actor};
-use crate::store::outbound::{self as store, OutboundBridge};
 use crate::store::jobs;
+use crate::store::outbound::{self as store, OutboundBridge};
 use crate::Config;
 
 /// Checks a bridge's API address and credential for its kind: an http(s) address the outbound
@@ -73,7 +73,8 @@ pub async fn enqueue_action(
     let b = bridge(conn, who, bridge_id).await?;
     check_action(&action).map_err(AppError::Validation)?;
     require_ready(&b)?;
-    let details = json!({"kind": action.name(), "chat_id": action.chat_id(), "target": action.target(), "origin": origin});
+    let details =
+        json!({"kind": action.name(), "chat_id": action.chat_id(), "target": action.target(), "origin": origin});
     let job_id = jobs::enqueue(conn, &dispatch::job(config, b.id, action, origin, None))
         .await?
         .ok_or_else(|| AppError::Other(anyhow::anyhow!("a job without a dedupe key was not inserted")))?;
@@ -101,7 +102,14 @@ pub async fn send_test_message(
         return Err(AppError::Validation(e));
     };
     let text = crate::i18n::t(lang, "bridges.outbound.test_text").replace("{group}", &b.kind.escape(&chat.name));
-    let action = Action::Send { chat_id: chat.chat_id.clone(), text, reply_to: None, thread_id: None, mention: false, user_id: None };
+    let action = Action::Send {
+        chat_id: chat.chat_id.clone(),
+        text,
+        reply_to: None,
+        thread_id: None,
+        mention: false,
+        user_id: None,
+    };
     let job_id = jobs::enqueue(conn, &dispatch::job(config, b.id, action, "test", None))
         .await?
         .ok_or_else(|| AppError::Other(anyhow::anyhow!("a job without a dedupe key was not inserted")))?;
@@ -142,7 +150,8 @@ pub async fn update_settings(
         None => b.api_base_url.clone(),
     };
     let token = change.access_token.clone().flatten().map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
-    let clear = matches!(change.access_token, Some(None)) || matches!(&change.access_token, Some(Some(t)) if t.trim().is_empty());
+    let clear = matches!(change.access_token, Some(None))
+        || matches!(&change.access_token, Some(Some(t)) if t.trim().is_empty());
     let limits = change.limits.unwrap_or(b.limits);
     let mut e = FieldErrors::new();
     if let Some(u) = &url {
@@ -172,7 +181,12 @@ pub async fn update_settings(
 }
 
 /// Sets a bridge's rate limits (admins).
-pub async fn set_limits(conn: &mut PgConnection, who: &Principal, bridge_id: i64, limits: LimitSettings) -> AppResult<()> {
+pub async fn set_limits(
+    conn: &mut PgConnection,
+    who: &Principal,
+    bridge_id: i64,
+    limits: LimitSettings,
+) -> AppResult<()> {
     let b = bridge(conn, who, bridge_id).await?;
     let mut e = FieldErrors::new();
     limits.check(&mut e);
@@ -278,11 +292,16 @@ pub async fn telegram_webhook(
 }
 
 /// One call made while an operator waits: a rate limit that says wait is a 429.
-async fn now(db: &PgPool, bots: &Bots, bb: &crate::outbound::BotBridge, call: crate::outbound::ApiCall) -> AppResult<Reply> {
+async fn now(
+    db: &PgPool,
+    bots: &Bots,
+    bb: &crate::outbound::BotBridge,
+    call: crate::outbound::ApiCall,
+) -> AppResult<Reply> {
     match dispatch::perform(db, bots, bb, None, None, &call).await? {
-        Step::Later(at) => Err(AppError::TooManyRequests {
-            retry_after_secs: (at - chrono::Utc::now()).num_seconds().max(1) as u64,
-        }),
+        Step::Later(at) => {
+            Err(AppError::TooManyRequests { retry_after_secs: (at - chrono::Utc::now()).num_seconds().max(1) as u64 })
+        }
         Step::Answered(r) => Ok(r),
     }
 }

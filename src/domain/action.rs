@@ -133,7 +133,8 @@ mod tests {
         assert_eq!(a.chat_id(), "-100123");
         assert!(!a.idempotent());
         assert_eq!(a.with_chat_id("-100999").chat_id(), "-100999");
-        let old: Action = serde_json::from_value(serde_json::json!({"action": "send", "chat_id": "1", "text": "x"})).unwrap();
+        let old: Action =
+            serde_json::from_value(serde_json::json!({"action": "send", "chat_id": "1", "text": "x"})).unwrap();
         assert!(matches!(old, Action::Send { mention: false, user_id: None, .. }));
         let kick = Action::Kick { chat_id: "1".into(), user_id: "2".into(), ban: true };
         assert!(kick.idempotent());

@@ -85,7 +85,8 @@ impl LimitSettings {
                 e.add(field, "bridges.outbound.error.limit");
             }
         }
-        for (field, v) in [("chat_rate_window_ms", self.chat_rate_window_ms), ("bot_rate_window_ms", self.bot_rate_window_ms)]
+        for (field, v) in
+            [("chat_rate_window_ms", self.chat_rate_window_ms), ("bot_rate_window_ms", self.bot_rate_window_ms)]
         {
             if v.is_some_and(|v| !(MIN_WINDOW_MS..=MAX_WINDOW_MS).contains(&v)) {
                 e.add(field, "bridges.outbound.error.window");
@@ -296,7 +297,8 @@ mod tests {
             assert!(e.has(f), "{f}");
         }
         let mut e = FieldErrors::new();
-        LimitSettings { chat_rate_window_ms: Some(50), bot_rate_limit: Some(10_001), ..Default::default() }.check(&mut e);
+        LimitSettings { chat_rate_window_ms: Some(50), bot_rate_limit: Some(10_001), ..Default::default() }
+            .check(&mut e);
         assert!(e.has("chat_rate_window_ms") && e.has("bot_rate_limit"));
     }
 

@@ -257,12 +257,23 @@ async fn settler(ctx: JobContext, worker: String, mut rx: mpsc::Receiver<Settled
                 for s in &batch {
                     match states.iter().find(|(id, _)| *id == s.id).map(|(_, st)| *st) {
                         Some(jobs::JobState::Done | jobs::JobState::Queued) => {}
-                        Some(state) => tracing::info!(job = s.id, kind = s.kind.as_str(), state = state.as_str(), "job attempt did not finish it"),
-                        None => tracing::warn!(job = s.id, kind = s.kind.as_str(), "job lease was lost before it was settled"),
+                        Some(state) => tracing::info!(
+                            job = s.id,
+                            kind = s.kind.as_str(),
+                            state = state.as_str(),
+                            "job attempt did not finish it"
+                        ),
+                        None => tracing::warn!(
+                            job = s.id,
+                            kind = s.kind.as_str(),
+                            "job lease was lost before it was settled"
+                        ),
                     }
                 }
             }
-            Err(e) => tracing::warn!(jobs = batch.len(), error = %e, "could not settle jobs; their leases will run out"),
+            Err(e) => {
+                tracing::warn!(jobs = batch.len(), error = %e, "could not settle jobs; their leases will run out")
+            }
         }
         batch.clear();
     }
@@ -326,7 +337,8 @@ async fn attempt(ctx: &JobContext, cfg: &JobsConfig, job: Claimed, settle: &mpsc
         Ok(o) => o,
         Err(_) => timed_out(job.job.kind),
     };
-    metrics::counter!("jobs_attempts_total", "kind" => kind.as_str(), "outcome" => outcome_label(&outcome)).increment(1);
+    metrics::counter!("jobs_attempts_total", "kind" => kind.as_str(), "outcome" => outcome_label(&outcome))
+        .increment(1);
     metrics::histogram!("job_duration_seconds", "kind" => kind.as_str()).record(started.elapsed().as_secs_f64());
     let how = match outcome {
         Outcome::Done => Settle::Done,

@@ -13,13 +13,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::PgPool;
 
+use super::CallBuffer;
 use super::{generic, onebot, telegram, ApiCall, BotBridge, Bots, Reply};
 use crate::domain::action::Action;
 use crate::domain::bridge::Kind;
 use crate::jobs::{JobContext, Outcome};
 use crate::store::jobs::{Claimed, JobKind, NewJob};
 use crate::store::outbound::{self as store, NewCall, OutboundBridge};
-use super::CallBuffer;
 use crate::Config;
 
 /// A `BotAction` job's payload.
@@ -193,7 +193,10 @@ pub async fn bot_action_job(ctx: &JobContext, job: &Claimed) -> Outcome {
             target: None,
         });
         let reply = Reply::Unknown { status: None, error: error.into() };
-        if let Err(e) = record(&ctx.db, &ctx.bots, &bb, Some(job.job.id), Some(&ctx.calls), &call, &reply, Duration::ZERO, None).await {
+        if let Err(e) =
+            record(&ctx.db, &ctx.bots, &bb, Some(job.job.id), Some(&ctx.calls), &call, &reply, Duration::ZERO, None)
+                .await
+        {
             tracing::warn!(error = %e, "could not log a bot call");
         }
         return Outcome::Unknown { error: error.into() };
@@ -212,7 +215,18 @@ pub async fn bot_action_job(ctx: &JobContext, job: &Claimed) -> Outcome {
                     target: action.target().map(str::to_string),
                 };
                 let reply = Reply::Failed { status: None, error: error.clone() };
-                if let Err(e) = record(&ctx.db, &ctx.bots, &bb, Some(job.job.id), Some(&ctx.calls), &call, &reply, Duration::ZERO, None).await
+                if let Err(e) = record(
+                    &ctx.db,
+                    &ctx.bots,
+                    &bb,
+                    Some(job.job.id),
+                    Some(&ctx.calls),
+                    &call,
+                    &reply,
+                    Duration::ZERO,
+                    None,
+                )
+                .await
                 {
                     tracing::warn!(error = %e, "could not log a bot call");
                 }

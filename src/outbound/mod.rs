@@ -448,7 +448,8 @@ impl Bots {
     /// Makes one call (no rate limit, no log: see [`dispatch`]).
     pub async fn call(&self, b: &crate::store::outbound::OutboundBridge, call: &ApiCall) -> Reply {
         use crate::domain::bridge::Kind;
-        let not_ready = || Reply::Failed { status: None, error: "the bridge has no API address or token for its bot".into() };
+        let not_ready =
+            || Reply::Failed { status: None, error: "the bridge has no API address or token for its bot".into() };
         let url = match b.kind {
             Kind::OneBot11 => match &b.api_base_url {
                 Some(base) => format!("{}/{}", base.trim_end_matches('/'), call.method),
@@ -465,7 +466,10 @@ impl Bots {
             },
         };
         if let Err(refused) = self.policy.check(&url) {
-            return Reply::Failed { status: None, error: format!("{refused}: allow it under [outbound] if it is yours") };
+            return Reply::Failed {
+                status: None,
+                error: format!("{refused}: allow it under [outbound] if it is yours"),
+            };
         }
         match b.kind {
             Kind::OneBot11 => onebot::execute(&self.http, &url, b.access_token.as_ref(), call).await,

@@ -197,20 +197,30 @@ mod tests {
         let ok = br#"{"status":"ok","retcode":0,"data":{"message_id":123}}"#;
         assert!(matches!(interpret("send_group_msg", 200, ok), Reply::Ok { result: Some(r), .. } if r == "123"));
         // NapCat: HTTP 200, failed, retcode 200, `message`.
-        let napcat = br#"{"status":"failed","retcode":200,"data":null,"message":"group not found","wording":"group not found"}"#;
+        let napcat =
+            br#"{"status":"failed","retcode":200,"data":null,"message":"group not found","wording":"group not found"}"#;
         assert_eq!(
             interpret("send_group_msg", 200, napcat),
             Reply::Failed { status: Some(200), error: "retcode 200: group not found".into() }
         );
         // go-cqhttp: `msg` and `wording`.
-        let gocq = r#"{"status":"failed","retcode":100,"msg":"SEND_MSG_API_ERROR","wording":"请参考 go-cqhttp 端输出"}"#.as_bytes();
+        let gocq =
+            r#"{"status":"failed","retcode":100,"msg":"SEND_MSG_API_ERROR","wording":"请参考 go-cqhttp 端输出"}"#
+                .as_bytes();
         assert_eq!(
             interpret("send_group_msg", 200, gocq),
-            Reply::Failed { status: Some(200), error: "retcode 100: SEND_MSG_API_ERROR — 请参考 go-cqhttp 端输出".into() }
+            Reply::Failed {
+                status: Some(200),
+                error: "retcode 100: SEND_MSG_API_ERROR — 请参考 go-cqhttp 端输出".into()
+            }
         );
-        let checked = r#"{"status":"failed","retcode":100,"msg":"FLAG_HAS_BEEN_CHECKED","wording":"消息已被处理"}"#.as_bytes();
+        let checked =
+            r#"{"status":"failed","retcode":100,"msg":"FLAG_HAS_BEEN_CHECKED","wording":"消息已被处理"}"#.as_bytes();
         assert!(matches!(interpret("set_group_add_request", 200, checked), Reply::Ok { .. }));
-        assert!(matches!(interpret("send_group_msg", 403, b"{\"message\":\"token verify failed\"}"), Reply::Failed { status: Some(403), .. }));
+        assert!(matches!(
+            interpret("send_group_msg", 403, b"{\"message\":\"token verify failed\"}"),
+            Reply::Failed { status: Some(403), .. }
+        ));
         assert!(matches!(interpret("nope", 404, b""), Reply::Failed { .. }));
         assert!(matches!(interpret("send_group_msg", 502, b"<html>bad gateway</html>"), Reply::NotSent { .. }));
         assert!(matches!(interpret("send_group_msg", 504, b""), Reply::Unknown { .. }));
@@ -229,7 +239,10 @@ mod tests {
         };
         let c = &plan(&send).unwrap()[0];
         assert_eq!(c.method, "send_group_msg");
-        assert_eq!(c.body, json!({"group_id": 123, "message": "[CQ:reply,id=55][CQ:at,qq=9] hi &#91;1&#93;", "auto_escape": false}));
+        assert_eq!(
+            c.body,
+            json!({"group_id": 123, "message": "[CQ:reply,id=55][CQ:at,qq=9] hi &#91;1&#93;", "auto_escape": false})
+        );
         let mute = Action::Mute { chat_id: "123".into(), user_id: "9".into(), seconds: 0 };
         assert_eq!(plan(&mute).unwrap()[0].body["duration"], 0);
     }

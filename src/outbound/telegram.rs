@@ -11,7 +11,8 @@ use crate::domain::action::Action;
 
 /// The updates a Shoal bridge needs. `chat_member` and `chat_join_request` are not sent unless
 /// named.
-pub const ALLOWED_UPDATES: [&str; 5] = ["message", "edited_message", "chat_member", "chat_join_request", "my_chat_member"];
+pub const ALLOWED_UPDATES: [&str; 5] =
+    ["message", "edited_message", "chat_member", "chat_join_request", "my_chat_member"];
 
 const PERMISSIONS: [&str; 14] = [
     "can_send_messages",
@@ -232,18 +233,24 @@ mod tests {
         let ok = br#"{"ok":true,"result":{"message_id":77,"chat":{"id":-100}}}"#;
         assert!(matches!(interpret("sendMessage", 200, None, ok), Reply::Ok { result: Some(r), .. } if r == "77"));
         let count = br#"{"ok":true,"result":42}"#;
-        assert!(matches!(interpret("getChatMemberCount", 200, None, count), Reply::Ok { result: Some(r), .. } if r == "42"));
+        assert!(
+            matches!(interpret("getChatMemberCount", 200, None, count), Reply::Ok { result: Some(r), .. } if r == "42")
+        );
         let wait = br#"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 7","parameters":{"retry_after":7}}"#;
         assert!(matches!(interpret("sendMessage", 429, None, wait),
             Reply::NotSent { retry_after: Some(d), .. } if d.as_secs() == 7));
         let moved = br#"{"ok":false,"error_code":400,"description":"Bad Request: group chat was upgraded to a supergroup chat","parameters":{"migrate_to_chat_id":-1001234567890}}"#;
         assert!(matches!(interpret("sendMessage", 400, None, moved),
             Reply::Migrated { new_chat_id, .. } if new_chat_id == "-1001234567890"));
-        let kicked = br#"{"ok":false,"error_code":403,"description":"Forbidden: bot was kicked from the supergroup chat"}"#;
+        let kicked =
+            br#"{"ok":false,"error_code":403,"description":"Forbidden: bot was kicked from the supergroup chat"}"#;
         assert!(matches!(interpret("sendMessage", 403, None, kicked), Reply::Kicked { .. }));
         let rights = br#"{"ok":false,"error_code":400,"description":"Bad Request: not enough rights to restrict/unrestrict chat member"}"#;
         assert!(matches!(interpret("restrictChatMember", 400, None, rights), Reply::Failed { .. }));
-        assert!(matches!(interpret("sendMessage", 401, None, br#"{"ok":false,"error_code":401,"description":"Unauthorized"}"#), Reply::Failed { .. }));
+        assert!(matches!(
+            interpret("sendMessage", 401, None, br#"{"ok":false,"error_code":401,"description":"Unauthorized"}"#),
+            Reply::Failed { .. }
+        ));
         assert!(matches!(interpret("sendMessage", 502, None, b"Bad Gateway"), Reply::NotSent { .. }));
         assert!(matches!(interpret("sendMessage", 500, None, b""), Reply::Unknown { .. }));
     }

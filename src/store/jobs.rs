@@ -222,7 +222,11 @@ pub async fn settle(conn: &mut PgConnection, id: i64, worker: &str, how: &Settle
 /// Settles many attempts in one statement, each only while `worker` still holds its job (as
 /// [`settle`]). Returns the new state of each job settled; a job missing from it had lost its
 /// lease.
-pub async fn settle_many(conn: &mut PgConnection, worker: &str, items: &[(i64, Settle)]) -> sqlx::Result<Vec<(i64, JobState)>> {
+pub async fn settle_many(
+    conn: &mut PgConnection,
+    worker: &str,
+    items: &[(i64, Settle)],
+) -> sqlx::Result<Vec<(i64, JobState)>> {
     if items.is_empty() {
         return Ok(Vec::new());
     }

@@ -82,9 +82,7 @@ impl Page {
             None | Some(serde_json::Value::Null) => "–".into(),
             Some(serde_json::Value::String(s)) if s.is_empty() => "–".into(),
             Some(serde_json::Value::String(s)) => s.clone(),
-            Some(serde_json::Value::Array(a)) => {
-                a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(", ")
-            }
+            Some(serde_json::Value::Array(a)) => a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(", "),
             Some(v) if key.ends_with("_date") => v
                 .as_i64()
                 .and_then(|t| DateTime::<Utc>::from_timestamp(t, 0))
@@ -114,9 +112,7 @@ async fn render_page(
     drop(conn);
     let webhook_url = format!("{}/hooks/telegram/{}", state.config.public_base(), b.id);
     let page = Page {
-        l: ctx
-            .layout_titled(format!("{} · {}", b.name, ctx.tr.t("bridges.outbound.title")), "bridges")
-            .await?,
+        l: ctx.layout_titled(format!("{} · {}", b.name, ctx.tr.t("bridges.outbound.title")), "bridges").await?,
         https: webhook_url.starts_with("https://"),
         webhook_url,
         telegram_default: state.config.outbound.telegram_api_base.clone(),
@@ -227,7 +223,9 @@ async fn webhook(state: &AppState, ctx: &Ctx, id: i64, set: bool) -> AppResult<R
     match app::telegram_webhook(&state.db, &state.bots, &state.config, &ctx.principal, id, set).await {
         Ok(report) => render_page(state, ctx, id, None, FieldErrors::new(), Some(report), StatusCode::OK).await,
         Err(AppError::Conflict(_)) => refuse(ctx, id, "bridges.outbound.error.webhook_unavailable", "webhook").await,
-        Err(AppError::TooManyRequests { .. }) => refuse(ctx, id, "bridges.outbound.error.rate_limited", "webhook").await,
+        Err(AppError::TooManyRequests { .. }) => {
+            refuse(ctx, id, "bridges.outbound.error.rate_limited", "webhook").await
+        }
         Err(e) => Err(e),
     }
 }

@@ -105,7 +105,8 @@ impl FakeBot {
             _ => "onebot-token".to_string(),
         };
         let calls = Arc::new(Mutex::new(Vec::new()));
-        let behaviour = Arc::new(Mutex::new(Behaviour { member_count: 321, next_message_id: 1000, ..Default::default() }));
+        let behaviour =
+            Arc::new(Mutex::new(Behaviour { member_count: 321, next_message_id: 1000, ..Default::default() }));
         let shared = Shared { flavor, token: token.clone(), calls: calls.clone(), behaviour: behaviour.clone() };
         let app = match flavor {
             Flavor::Telegram => Router::new().route("/{bot}/{method}", post(telegram)).with_state(shared),
@@ -208,7 +209,9 @@ fn ob_ok(data: Value) -> Value {
 fn ob_failed(flavor: Flavor, retcode: i64, text: &str) -> Value {
     match flavor {
         Flavor::GoCqhttp => json!({"status": "failed", "retcode": retcode, "data": null, "msg": text, "wording": text}),
-        _ => json!({"status": "failed", "retcode": retcode, "data": null, "message": text, "wording": text, "echo": null}),
+        _ => {
+            json!({"status": "failed", "retcode": retcode, "data": null, "message": text, "wording": text, "echo": null})
+        }
     }
 }
 
@@ -336,7 +339,11 @@ async fn telegram(State(shared): State<Shared>, Path((bot, method)): Path<(Strin
             b.next_message_id += 1;
             json!({"message_id": b.next_message_id, "date": 0, "chat": {"id": body["chat_id"], "type": "supergroup"}})
         }
-        "deleteMessage" | "restrictChatMember" | "banChatMember" | "unbanChatMember" | "approveChatJoinRequest"
+        "deleteMessage"
+        | "restrictChatMember"
+        | "banChatMember"
+        | "unbanChatMember"
+        | "approveChatJoinRequest"
         | "declineChatJoinRequest" => json!(true),
         "getChatMemberCount" => json!(b.member_count),
         "setWebhook" => {

@@ -101,7 +101,11 @@ fn send(chat: &str, text: &str) -> Value {
 }
 
 async fn job(app: &TestApp, id: i64) -> (JobState, i32, Option<String>) {
-    sqlx::query_as("SELECT state, attempts, last_error FROM jobs WHERE id = $1").bind(id).fetch_one(&app.db).await.unwrap()
+    sqlx::query_as("SELECT state, attempts, last_error FROM jobs WHERE id = $1")
+        .bind(id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
 }
 
 /// Waits until job `id` is in one of `states` (up to 30 s).
@@ -196,12 +200,13 @@ async fn onebot_actions_arrive_in_shape(flavor: Flavor) {
     let log = calls(&app, b).await;
     assert_eq!(log.len(), 9);
     assert!(log.iter().all(|(o, _, e)| o == "ok" && e.is_none()), "{log:?}");
-    let sent: Option<String> =
-        sqlx::query_scalar("SELECT result FROM bot_calls WHERE bridge_id = $1 AND method = 'send_group_msg' ORDER BY id LIMIT 1")
-            .bind(b)
-            .fetch_one(&app.db)
-            .await
-            .unwrap();
+    let sent: Option<String> = sqlx::query_scalar(
+        "SELECT result FROM bot_calls WHERE bridge_id = $1 AND method = 'send_group_msg' ORDER BY id LIMIT 1",
+    )
+    .bind(b)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
     assert_eq!(sent.as_deref(), Some("1001"), "the sent message's id is kept");
 }
 
@@ -222,7 +227,8 @@ async fn every_action_reaches_telegram_in_its_shape() {
     let b = bridge(&app, "telegram", Some(&fake.base()), Some(TELEGRAM_TOKEN)).await;
     let token = app.token("admin", true, &[]).await;
     let mut actions = all_actions("-1001234");
-    actions[0] = json!({"action": "send", "chat_id": "-1001234", "text": "打卡成功", "reply_to": "55", "thread_id": "7"});
+    actions[0] =
+        json!({"action": "send", "chat_id": "-1001234", "text": "打卡成功", "reply_to": "55", "thread_id": "7"});
     actions[7] = json!({"action": "join_request", "chat_id": "-1001234", "request": "5001", "approve": true});
     actions[8] = json!({"action": "join_request", "chat_id": "-1001234", "request": "5002", "approve": false});
     for a in actions {
@@ -301,9 +307,15 @@ async fn the_generic_bridge_posts_each_action_signed_like_its_deliveries() {
     let got = got.lock().unwrap().clone();
     assert_eq!(got.len(), 1);
     assert!(got[0].0, "signed with the bridge's secret");
-    assert_eq!(got[0].1, json!({"bridge_id": b, "action": {"action": "send", "chat_id": "room-1", "text": "hello", "mention": false}}));
-    let result: Option<String> =
-        sqlx::query_scalar("SELECT result FROM bot_calls WHERE bridge_id = $1").bind(b).fetch_one(&app.db).await.unwrap();
+    assert_eq!(
+        got[0].1,
+        json!({"bridge_id": b, "action": {"action": "send", "chat_id": "room-1", "text": "hello", "mention": false}})
+    );
+    let result: Option<String> = sqlx::query_scalar("SELECT result FROM bot_calls WHERE bridge_id = $1")
+        .bind(b)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
     assert_eq!(result.as_deref(), Some("m-1"));
 }
 
@@ -318,7 +330,10 @@ async fn napcat_failures_are_read_from_the_envelope_and_never_retried() {
     // HTTP 200, status failed, retcode 200, the text in `message`.
     fake.inject(
         "send_group_msg",
-        Inject::Answer(200, json!({"status": "failed", "retcode": 200, "data": null, "message": "群不存在", "wording": "群不存在"})),
+        Inject::Answer(
+            200,
+            json!({"status": "failed", "retcode": 200, "data": null, "message": "群不存在", "wording": "群不存在"}),
+        ),
     );
     let id = queue(&app, &token, b, send("1", "hi")).await;
     let (state, attempts, error) = wait_job(&app, id, &[JobState::Dead, JobState::Done]).await;
@@ -345,15 +360,25 @@ async fn go_cqhttp_errors_carry_msg_and_wording_and_a_missing_token_is_refused()
     let token = app.token("admin", true, &[]).await;
     fake.inject(
         "set_group_ban",
-        Inject::Answer(200, json!({"status": "failed", "retcode": 102, "msg": "NO_PERMISSION", "wording": "机器人不是管理员"})),
+        Inject::Answer(
+            200,
+            json!({"status": "failed", "retcode": 102, "msg": "NO_PERMISSION", "wording": "机器人不是管理员"}),
+        ),
     );
     let id = queue(&app, &token, b, json!({"action": "mute", "chat_id": "1", "user_id": "2", "seconds": 60})).await;
     let (state, _, error) = wait_job(&app, id, &[JobState::Dead, JobState::Done]).await;
     assert_eq!(state, JobState::Dead);
     assert_eq!(error.as_deref(), Some("retcode 102: NO_PERMISSION — 机器人不是管理员"));
     // Another admin answered the request first: done, not failed.
-    fake.inject("set_group_add_request", Inject::Answer(200, json!({"status": "failed", "retcode": 100, "msg": "FLAG_HAS_BEEN_CHECKED", "wording": "消息已被处理"})));
-    let id = queue(&app, &token, b, json!({"action": "join_request", "chat_id": "1", "request": "f", "approve": true})).await;
+    fake.inject(
+        "set_group_add_request",
+        Inject::Answer(
+            200,
+            json!({"status": "failed", "retcode": 100, "msg": "FLAG_HAS_BEEN_CHECKED", "wording": "消息已被处理"}),
+        ),
+    );
+    let id = queue(&app, &token, b, json!({"action": "join_request", "chat_id": "1", "request": "f", "approve": true}))
+        .await;
     wait_done(&app, &[id]).await;
     let tokenless = bridge(&app, "onebot11", Some(&fake.base()), None).await;
     let id = queue(&app, &token, tokenless, send("1", "hi")).await;
@@ -386,7 +411,10 @@ async fn a_send_whose_outcome_is_unknown_is_never_sent_again_and_shows_as_unknow
     // The Jobs page and the API show it; the outbound page lists it with the failures.
     let admin = app.admin().await;
     let page = admin.get(app.url("/settings/jobs?state=unknown")).send().await.unwrap().text().await.unwrap();
-    assert!(page.contains(&format!("id=\"job-{timed_out}\"")) && page.contains("Outcome unknown") || page.contains("结果未知"));
+    assert!(
+        page.contains(&format!("id=\"job-{timed_out}\"")) && page.contains("Outcome unknown")
+            || page.contains("结果未知")
+    );
     let j: Value = reqwest::Client::new()
         .get(app.url(&format!("/api/v1/jobs/{timed_out}")))
         .bearer_auth(&token)
@@ -471,7 +499,11 @@ async fn telegram_429_waits_retry_after_and_holds_the_chat_meanwhile() {
     assert_eq!(got.len(), 3, "the refused send went again, once");
     let refused_at = got[0].at;
     for c in &got[1..] {
-        assert!(c.at.duration_since(refused_at) >= Duration::from_millis(1900), "{:?} after the 429", c.at - refused_at);
+        assert!(
+            c.at.duration_since(refused_at) >= Duration::from_millis(1900),
+            "{:?} after the 429",
+            c.at - refused_at
+        );
     }
     let log = calls(&app, b).await;
     assert_eq!(log[0].0, "failed");
@@ -513,11 +545,22 @@ async fn a_kicked_bot_marks_the_link_broken_until_a_call_succeeds_again() {
     assert!(view["linked_chats"][0]["link_broken_at"].is_string());
     // The bot is added back: the test message from the page goes through and mends the link.
     fake.unkick("-100777");
-    let r = app.post_form(&admin, &format!("/bridges/{b}/outbound"), &format!("/bridges/{b}/outbound/test"), &[("group_id", &g.to_string())]).await;
+    let r = app
+        .post_form(
+            &admin,
+            &format!("/bridges/{b}/outbound"),
+            &format!("/bridges/{b}/outbound/test"),
+            &[("group_id", &g.to_string())],
+        )
+        .await;
     assert_eq!(r.status(), S::SEE_OTHER);
     for _ in 0..200 {
         let broken: Option<chrono::DateTime<chrono::Utc>> =
-            sqlx::query_scalar("SELECT link_broken_at FROM groups WHERE id = $1").bind(g).fetch_one(&app.db).await.unwrap();
+            sqlx::query_scalar("SELECT link_broken_at FROM groups WHERE id = $1")
+                .bind(g)
+                .fetch_one(&app.db)
+                .await
+                .unwrap();
         if broken.is_none() {
             let sent = fake.calls_of("sendMessage");
             assert!(sent.last().unwrap().body["text"].as_str().unwrap().contains("跑团"));
@@ -540,8 +583,11 @@ async fn a_group_that_became_a_supergroup_follows_its_new_chat_id() {
     wait_done(&app, &[id]).await;
     let chats: Vec<String> = fake.calls_of("sendMessage").iter().map(|c| c.chat()).collect();
     assert_eq!(chats, ["-4001", "-1004001"]);
-    let chat: String =
-        sqlx::query_scalar("SELECT external_chat_id FROM groups WHERE id = $1").bind(g).fetch_one(&app.db).await.unwrap();
+    let chat: String = sqlx::query_scalar("SELECT external_chat_id FROM groups WHERE id = $1")
+        .bind(g)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
     assert_eq!(chat, "-1004001");
     // Later actions for the old id follow it too.
     let id = queue(&app, &token, b, send("-4001", "again")).await;
@@ -567,7 +613,9 @@ async fn rate_limits_are_never_exceeded_in_any_window_per_chat_and_per_bot() {
     }
     // Deletes and mutes count too.
     for i in 0..4 {
-        ids.push(queue(&app, &token, b, json!({"action": "delete", "chat_id": "-1", "message_id": format!("{i}")})).await);
+        ids.push(
+            queue(&app, &token, b, json!({"action": "delete", "chat_id": "-1", "message_id": format!("{i}")})).await,
+        );
     }
     wait_done(&app, &ids).await;
     let got = fake.calls();
@@ -719,8 +767,11 @@ async fn member_counts_are_refreshed_on_schedule() {
     let b = bridge(&app, "onebot11", Some(&fake.base()), Some(&fake.token)).await;
     let g = linked(&app, b, "定时", "30003").await;
     for _ in 0..200 {
-        let n: Option<i32> =
-            sqlx::query_scalar("SELECT member_count FROM groups WHERE id = $1").bind(g).fetch_one(&app.db).await.unwrap();
+        let n: Option<i32> = sqlx::query_scalar("SELECT member_count FROM groups WHERE id = $1")
+            .bind(g)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
         if n == Some(77) {
             let sweeps: i64 = sqlx::query_scalar(
                 "SELECT count(*) FROM jobs WHERE kind = 'member_count_refresh' AND dedupe_key LIKE 'member_counts:%'",
@@ -747,7 +798,13 @@ async fn the_outbound_page_lists_failures_first_and_sends_a_test_message() {
     let token = app.token("admin", true, &[]).await;
     let ok = queue(&app, &token, b, send("40004", "first")).await;
     wait_done(&app, &[ok]).await;
-    fake.inject("send_group_msg", Inject::Answer(200, json!({"status": "failed", "retcode": 100, "msg": "SEND_MSG_API_ERROR", "wording": "风控"})));
+    fake.inject(
+        "send_group_msg",
+        Inject::Answer(
+            200,
+            json!({"status": "failed", "retcode": 100, "msg": "SEND_MSG_API_ERROR", "wording": "风控"}),
+        ),
+    );
     let bad = queue(&app, &token, b, send("40004", "second")).await;
     wait_job(&app, bad, &[JobState::Dead]).await;
 
@@ -765,11 +822,21 @@ async fn the_outbound_page_lists_failures_first_and_sends_a_test_message() {
     assert!(page.contains("NapCat") && page.contains("go-cqhttp") && page.contains("LLOneBot"), "setup steps for each");
 
     // The test message: CSRF-protected, queued as a job, posted to the linked chat.
-    let r = admin.post(app.url(&format!("/bridges/{b}/outbound/test"))).form(&[("group_id", g.to_string())]).send().await.unwrap();
+    let r = admin
+        .post(app.url(&format!("/bridges/{b}/outbound/test")))
+        .form(&[("group_id", g.to_string())])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), S::FORBIDDEN, "no CSRF token, nothing queued");
     assert_eq!(fake.calls_of("send_group_msg").len(), 2);
     let r = app
-        .post_form(&admin, &format!("/bridges/{b}/outbound"), &format!("/bridges/{b}/outbound/test"), &[("group_id", &g.to_string())])
+        .post_form(
+            &admin,
+            &format!("/bridges/{b}/outbound"),
+            &format!("/bridges/{b}/outbound/test"),
+            &[("group_id", &g.to_string())],
+        )
         .await;
     assert_eq!(r.status(), S::SEE_OTHER);
     let got = fake.wait_calls(3).await;
@@ -785,7 +852,12 @@ async fn the_outbound_page_lists_failures_first_and_sends_a_test_message() {
     let other = app.group("别的群").await;
     let jobs_before: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs").fetch_one(&app.db).await.unwrap();
     let r = app
-        .post_form(&admin, &format!("/bridges/{b}/outbound"), &format!("/bridges/{b}/outbound/test"), &[("group_id", &other.to_string())])
+        .post_form(
+            &admin,
+            &format!("/bridges/{b}/outbound"),
+            &format!("/bridges/{b}/outbound/test"),
+            &[("group_id", &other.to_string())],
+        )
         .await;
     assert_eq!(r.status(), S::SEE_OTHER);
     let jobs_after: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs").fetch_one(&app.db).await.unwrap();
@@ -818,7 +890,8 @@ async fn a_telegram_bridge_registers_its_webhook_from_the_page_and_the_api() {
     let admin = app.admin().await;
     let page = admin.get(app.url(&format!("/bridges/{b}/outbound"))).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("id=\"not-https\""), "the test server's public URL is http: a warning");
-    let r = app.post_form(&admin, &format!("/bridges/{b}/outbound"), &format!("/bridges/{b}/outbound/webhook"), &[]).await;
+    let r =
+        app.post_form(&admin, &format!("/bridges/{b}/outbound"), &format!("/bridges/{b}/outbound/webhook"), &[]).await;
     assert_eq!(r.status(), S::OK);
     let page = r.text().await.unwrap();
     assert!(page.contains("id=\"webhook-info\""));
@@ -893,7 +966,11 @@ async fn outbound_settings_are_checked_alike_on_the_page_and_the_api_and_secrets
     let r = patch(json!({"chat_rate_limit": 5, "chat_rate_window_ms": 50})).await.unwrap();
     assert_eq!(r.status(), S::UNPROCESSABLE_ENTITY);
     let unchanged: (Option<String>, Option<i32>) =
-        sqlx::query_as("SELECT access_token, chat_rate_limit FROM bridges WHERE id = $1").bind(tg).fetch_one(&app.db).await.unwrap();
+        sqlx::query_as("SELECT access_token, chat_rate_limit FROM bridges WHERE id = $1")
+            .bind(tg)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
     assert_eq!(unchanged, (None, Some(0)), "refused changes write nothing");
 
     let r = patch(json!({"access_token": TELEGRAM_TOKEN, "chat_rate_limit": 5, "chat_rate_window_ms": 2000, "bot_rate_limit": null}))
@@ -918,10 +995,17 @@ async fn outbound_settings_are_checked_alike_on_the_page_and_the_api_and_secrets
     // The edit page checks the same way.
     let admin = app.admin().await;
     let edit = format!("/bridges/{tg}/edit");
-    let r = app.post_form(&admin, &edit, &edit, &[("name", "TG"), ("platform", "telegram"), ("access_token", "nope")]).await;
+    let r = app
+        .post_form(&admin, &edit, &edit, &[("name", "TG"), ("platform", "telegram"), ("access_token", "nope")])
+        .await;
     assert_eq!(r.status(), S::UNPROCESSABLE_ENTITY);
     let r = app
-        .post_form(&admin, &edit, &edit, &[("name", "TG"), ("platform", "telegram"), ("api_base_url", "http://10.0.0.5:8081")])
+        .post_form(
+            &admin,
+            &edit,
+            &edit,
+            &[("name", "TG"), ("platform", "telegram"), ("api_base_url", "http://10.0.0.5:8081")],
+        )
         .await;
     assert_eq!(r.status(), S::UNPROCESSABLE_ENTITY);
     let form = admin.get(app.url(&edit)).send().await.unwrap().text().await.unwrap();
@@ -929,7 +1013,12 @@ async fn outbound_settings_are_checked_alike_on_the_page_and_the_api_and_secrets
     // The limits form on the outbound page.
     let page = format!("/bridges/{tg}/outbound");
     let r = app
-        .post_form(&admin, &page, &format!("{page}/limits"), &[("chat_rate_limit", "-3"), ("chat_rate_window_secs", "2")])
+        .post_form(
+            &admin,
+            &page,
+            &format!("{page}/limits"),
+            &[("chat_rate_limit", "-3"), ("chat_rate_window_secs", "2")],
+        )
         .await;
     assert_eq!(r.status(), S::UNPROCESSABLE_ENTITY);
     let r = app
@@ -937,7 +1026,12 @@ async fn outbound_settings_are_checked_alike_on_the_page_and_the_api_and_secrets
             &admin,
             &page,
             &format!("{page}/limits"),
-            &[("chat_rate_limit", "20"), ("chat_rate_window_secs", "60"), ("bot_rate_limit", ""), ("bot_rate_window_secs", "")],
+            &[
+                ("chat_rate_limit", "20"),
+                ("chat_rate_window_secs", "60"),
+                ("bot_rate_limit", ""),
+                ("bot_rate_window_secs", ""),
+            ],
         )
         .await;
     assert_eq!(r.status(), S::SEE_OTHER);
@@ -971,9 +1065,7 @@ async fn the_call_log_api_pages_newest_first_and_filters_failures() {
     wait_done(&app, &ids).await;
     wait_job(&app, kicked, &[JobState::Dead]).await;
     let client = reqwest::Client::new();
-    let get = |q: &str| {
-        client.get(app.url(&format!("/api/v1/bridges/{b}/calls{q}"))).bearer_auth(&token).send()
-    };
+    let get = |q: &str| client.get(app.url(&format!("/api/v1/bridges/{b}/calls{q}"))).bearer_auth(&token).send();
     let page: Value = get("?limit=2").await.unwrap().json().await.unwrap();
     assert_eq!(page["items"].as_array().unwrap().len(), 2);
     let cursor = page["next_cursor"].as_str().unwrap().to_string();
@@ -1014,19 +1106,33 @@ async fn bad_actions_and_unready_bridges_queue_nothing() {
     let fake = FakeBot::start(Flavor::GoCqhttp).await;
     let ready = bridge(&app, "onebot11", Some(&fake.base()), Some(&fake.token)).await;
     let client = reqwest::Client::new();
-    let post = |b: i64, body: Value| client.post(app.url(&format!("/api/v1/bridges/{b}/actions"))).bearer_auth(&token).json(&body).send();
+    let post = |b: i64, body: Value| {
+        client.post(app.url(&format!("/api/v1/bridges/{b}/actions"))).bearer_auth(&token).json(&body).send()
+    };
     assert_eq!(post(unready, send("1", "hi")).await.unwrap().status(), S::CONFLICT);
     assert_eq!(post(ready, send("1", "")).await.unwrap().status(), S::UNPROCESSABLE_ENTITY);
     assert_eq!(post(ready, send("a b", "hi")).await.unwrap().status(), S::UNPROCESSABLE_ENTITY);
-    assert_eq!(post(ready, json!({"action": "explode", "chat_id": "1"})).await.unwrap().status(), S::UNPROCESSABLE_ENTITY);
     assert_eq!(
-        post(ready, json!({"action": "mute", "chat_id": "1", "user_id": "2", "seconds": 40_000_000})).await.unwrap().status(),
+        post(ready, json!({"action": "explode", "chat_id": "1"})).await.unwrap().status(),
+        S::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        post(ready, json!({"action": "mute", "chat_id": "1", "user_id": "2", "seconds": 40_000_000}))
+            .await
+            .unwrap()
+            .status(),
         S::UNPROCESSABLE_ENTITY
     );
     assert_eq!(post(99_999, send("1", "hi")).await.unwrap().status(), S::NOT_FOUND);
     assert_eq!(app.count("jobs").await, 0);
     let viewer = app.token("operator", true, &[]).await;
-    let r = client.post(app.url(&format!("/api/v1/bridges/{ready}/actions"))).bearer_auth(&viewer).json(&send("1", "hi")).send().await.unwrap();
+    let r = client
+        .post(app.url(&format!("/api/v1/bridges/{ready}/actions")))
+        .bearer_auth(&viewer)
+        .json(&send("1", "hi"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), S::FORBIDDEN);
     assert_eq!(app.count("jobs").await, 0);
 }
