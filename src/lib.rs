@@ -39,6 +39,8 @@ pub struct AppState {
     pub bridges: Arc<bridges::BridgeCache>,
     /// Outbound HTTP under the `[outbound]` policy.
     pub http: reqwest::Client,
+    /// Bridges' bot APIs (`outbound::Bots`): their client and cached settings.
+    pub bots: Arc<outbound::Bots>,
 }
 
 impl AppState {
@@ -47,12 +49,27 @@ impl AppState {
         let scan = Arc::new(scan::ScanRuntime::start(db.clone(), &config.scan));
         let http =
             outbound::Policy::new(&config.outbound).client("Shoal", Duration::from_secs(config.alerts.timeout_secs));
-        AppState { db, config: Arc::new(config), scan, bridge_errors: Arc::default(), bridges: Arc::default(), http }
+        let bots = Arc::new(outbound::Bots::new(&config.outbound));
+        AppState {
+            db,
+            config: Arc::new(config),
+            scan,
+            bridge_errors: Arc::default(),
+            bridges: Arc::default(),
+            http,
+            bots,
+        }
     }
 
     /// What background jobs get to work with.
     pub fn job_context(&self) -> jobs::JobContext {
-        jobs::JobContext { db: self.db.clone(), config: self.config.clone(), http: self.http.clone() }
+        jobs::JobContext {
+            db: self.db.clone(),
+            config: self.config.clone(),
+            http: self.http.clone(),
+            bots: self.bots.clone(),
+            calls: Arc::default(),
+        }
     }
 }
 
@@ -68,6 +85,9 @@ pub async fn run(
     let metrics_upkeep = telemetry::spawn_metrics_upkeep();
     let alert_checks = alerts::spawn(state.db.clone(), state.config.clone(), state.scan.fallback_seen.clone());
     let jobs = jobs::Runner::spawn(state.job_context());
+    // Member-count refreshes and call-log pruning, where jobs run.
+    let outbound_upkeep = (state.config.jobs.workers > 0)
+        .then(|| outbound::dispatch::spawn_upkeep(state.db.clone(), state.config.clone()));
     let (db, scan) = (state.db.clone(), state.scan.clone());
     let limits = web::serve::Limits::from_config(&state.config.http, state.config.auth.trust_forwarded_for);
     let app = web::fast::MakeApp::new(state);
@@ -90,6 +110,9 @@ pub async fn run(
     session_cleanup.abort();
     metrics_upkeep.abort();
     alert_checks.abort();
+    if let Some(t) = outbound_upkeep {
+        t.abort();
+    }
     // Jobs in hand may finish within the grace period; the rest run again after their lease.
     jobs.stop(grace).await;
     // No request is running any more: give reserved slots back and write queued scan events.

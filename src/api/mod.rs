@@ -2,6 +2,7 @@
 //! pagination, and an OpenAPI 3.1 document generated from the handlers at `/api/openapi.json`.
 
 pub mod checkins;
+pub mod bridge_outbound;
 mod doc;
 pub mod groups;
 pub mod jobs;
@@ -78,6 +79,7 @@ fn open_api_router() -> OpenApiRouter<AppState> {
         .merge(jobs::router())
         .merge(checkins::router())
         .merge(tokens::router())
+        .merge(bridge_outbound::router())
 }
 
 /// The OpenAPI document of every `/api` route, as served: what the annotations say, completed

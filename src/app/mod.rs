@@ -18,6 +18,7 @@ pub mod jobs;
 pub mod live_codes;
 pub mod members;
 pub mod operators;
+pub mod outbound;
 pub mod points;
 pub mod settings;
 pub mod tokens;

@@ -197,6 +197,7 @@ mod tests {
             reply_to: Some("e1".into()),
             thread_id: None,
             mention: false,
+            user_id: None,
         };
         let delete = Action::Delete { chat_id: "g".into(), message_id: "e1".into() };
         let h = Generic.answer(&d, vec![send, delete]);

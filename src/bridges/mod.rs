@@ -316,7 +316,7 @@ fn reply_to(e: &Event, text: String) -> Action {
         EventBody::Message { message_id, thread_id, .. } => (Some(message_id.clone()), thread_id.clone()),
         _ => (None, None),
     };
-    Action::Send { chat_id: e.chat.id.clone(), text, reply_to, thread_id, mention: false }
+    Action::Send { chat_id: e.chat.id.clone(), text, reply_to, thread_id, mention: false, user_id: None }
 }
 
 /// The reply to a check-in: the text names the member (their name escaped for the platform,

@@ -302,6 +302,7 @@ mod tests {
             reply_to: Some(reply_to.into()),
             thread_id: None,
             mention: false,
+            user_id: None,
         };
         let reply = send("7", "5");
         let delete = Action::Delete { chat_id: "7".into(), message_id: "5".into() };
@@ -315,7 +316,7 @@ mod tests {
         assert_eq!(h.answer, Some(json!({"reply": "ok", "at_sender": false})));
         assert_eq!(h.later, vec![elsewhere, other, reply]);
         let mention =
-            Action::Send { mention: true, reply_to: None, chat_id: "7".into(), text: "hi".into(), thread_id: None };
+            Action::Send { mention: true, reply_to: None, chat_id: "7".into(), text: "hi".into(), thread_id: None, user_id: None };
         assert_eq!(OneBot.answer(&d, vec![mention]).answer, Some(json!({"reply": "hi", "at_sender": true})));
         let only_later = OneBot.answer(&d, vec![delete.clone()]);
         assert_eq!((only_later.answer, only_later.later), (None, vec![delete]));

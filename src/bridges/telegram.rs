@@ -256,6 +256,7 @@ mod tests {
             reply_to: Some("9".into()),
             thread_id: Some("77".into()),
             mention: false,
+            user_id: None,
         };
         let delete = Action::Delete { chat_id: "-100".into(), message_id: "9".into() };
         let h = Telegram.answer(&d, vec![send, delete.clone()]);

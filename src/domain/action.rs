@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 /// One thing a bot should do in one chat. Ids are the platform's, as text (QQ numbers, Telegram
 /// chat and message ids); `text` is plain text, already escaped for the platform by whoever
 /// built it ([`crate::bridges::Protocol::escape`]).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
     /// Send a text to the chat, optionally answering a message and inside a forum topic.
@@ -23,6 +23,21 @@ pub enum Action {
         /// the name.
         #[serde(default)]
         mention: bool,
+        /// Whom `mention` names when the action goes through the bot's API rather than as the
+        /// answer to a delivery (OneBot `[CQ:at,qq=…]`; Telegram's reply already notifies).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user_id: Option<String>,
+    },
+    /// Send a picture (an http(s) URL the platform fetches) with an optional caption.
+    SendPhoto {
+        chat_id: String,
+        url: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caption: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        thread_id: Option<String>,
     },
     /// Delete a message.
     Delete { chat_id: String, message_id: String },
@@ -45,6 +60,7 @@ impl Action {
     pub fn chat_id(&self) -> &str {
         match self {
             Action::Send { chat_id, .. }
+            | Action::SendPhoto { chat_id, .. }
             | Action::Delete { chat_id, .. }
             | Action::Mute { chat_id, .. }
             | Action::Kick { chat_id, .. }
@@ -56,11 +72,43 @@ impl Action {
     pub fn name(&self) -> &'static str {
         match self {
             Action::Send { .. } => "send",
+            Action::SendPhoto { .. } => "send_photo",
             Action::Delete { .. } => "delete",
             Action::Mute { .. } => "mute",
             Action::Kick { .. } => "kick",
             Action::JoinRequest { .. } => "join_request",
         }
+    }
+
+    /// Whether doing it twice leaves the chat as doing it once (a mute, a kick, a deletion, an
+    /// answer to a join request). A send is not: a second attempt after an unknown outcome could
+    /// post the message twice, so it is never repeated by itself.
+    pub fn idempotent(&self) -> bool {
+        !matches!(self, Action::Send { .. } | Action::SendPhoto { .. })
+    }
+
+    /// The member or message acted on, for the call log.
+    pub fn target(&self) -> Option<&str> {
+        match self {
+            Action::Send { reply_to, .. } | Action::SendPhoto { reply_to, .. } => reply_to.as_deref(),
+            Action::Delete { message_id, .. } => Some(message_id),
+            Action::Mute { user_id, .. } | Action::Kick { user_id, .. } => Some(user_id),
+            Action::JoinRequest { request, .. } => Some(request),
+        }
+    }
+
+    /// The same action in the chat's new id (a Telegram group that became a supergroup).
+    pub fn with_chat_id(&self, new: &str) -> Action {
+        let mut a = self.clone();
+        match &mut a {
+            Action::Send { chat_id, .. }
+            | Action::SendPhoto { chat_id, .. }
+            | Action::Delete { chat_id, .. }
+            | Action::Mute { chat_id, .. }
+            | Action::Kick { chat_id, .. }
+            | Action::JoinRequest { chat_id, .. } => *chat_id = new.to_string(),
+        }
+        a
     }
 }
 
@@ -76,11 +124,20 @@ mod tests {
             reply_to: Some("7".into()),
             thread_id: None,
             mention: true,
+            user_id: None,
         };
         let v = serde_json::to_value(&a).unwrap();
         assert_eq!(v["action"], "send");
         assert!(v.get("thread_id").is_none());
         assert_eq!(serde_json::from_value::<Action>(v).unwrap(), a);
         assert_eq!(a.chat_id(), "-100123");
+        assert!(!a.idempotent());
+        assert_eq!(a.with_chat_id("-100999").chat_id(), "-100999");
+        let old: Action =
+            serde_json::from_value(serde_json::json!({"action": "send", "chat_id": "1", "text": "x"})).unwrap();
+        assert!(matches!(old, Action::Send { mention: false, user_id: None, .. }));
+        let kick = Action::Kick { chat_id: "1".into(), user_id: "2".into(), ban: true };
+        assert!(kick.idempotent());
+        assert_eq!(kick.target(), Some("2"));
     }
 }

@@ -11,6 +11,7 @@ pub mod hll;
 pub mod live_code;
 pub mod member;
 pub mod points;
+pub mod outbound;
 pub mod qr;
 
 use serde::{Deserialize, Serialize};

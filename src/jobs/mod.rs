@@ -13,7 +13,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::store::jobs::{self, Claimed, JobKind, NewJob, Settle};
@@ -68,6 +68,10 @@ pub enum Outcome {
     Unknown {
         error: String,
     },
+    /// Not attempted (a rate limit): run again at `at`, without counting an attempt.
+    Later {
+        at: chrono::DateTime<Utc>,
+    },
 }
 
 /// What a job handler may use.
@@ -77,6 +81,10 @@ pub struct JobContext {
     pub config: Arc<Config>,
     /// Outbound HTTP under the configured policy (`outbound`).
     pub http: reqwest::Client,
+    /// Bridges' bot APIs: their client and bridge settings (`outbound::Bots`).
+    pub bots: Arc<crate::outbound::Bots>,
+    /// Call-log rows of this process's running jobs, written with their settlements.
+    pub calls: Arc<crate::outbound::CallBuffer>,
 }
 
 /// Builds a job for `kind` with the configured attempts.
@@ -84,6 +92,9 @@ pub fn new_job(config: &Config, kind: JobKind, payload: serde_json::Value, dedup
     let max_attempts = match kind {
         // One attempt, then one per configured retry delay.
         JobKind::AlertDelivery => config.alerts.retry_delays_ms.len() as i32 + 1,
+        JobKind::BotAction => config.jobs.max_attempts,
+        // The next sweep asks again anyway.
+        JobKind::MemberCountRefresh => 3,
     };
     NewJob { kind, payload, run_at: None, max_attempts: max_attempts.clamp(1, 100), dedupe_key }
 }
@@ -91,6 +102,18 @@ pub fn new_job(config: &Config, kind: JobKind, payload: serde_json::Value, dedup
 async fn run_one(ctx: &JobContext, job: &Claimed) -> Outcome {
     match job.job.kind {
         JobKind::AlertDelivery => crate::alerts::deliver_job(ctx, job).await,
+        JobKind::BotAction => crate::outbound::dispatch::bot_action_job(ctx, job).await,
+        JobKind::MemberCountRefresh => crate::outbound::dispatch::member_count_job(ctx, job).await,
+    }
+}
+
+/// What an attempt that outlived its time limit came to. A bot action may have reached the bot
+/// meanwhile, so it is never repeated blindly.
+fn timed_out(kind: JobKind) -> Outcome {
+    let error = "the job took longer than its lease".to_string();
+    match kind {
+        JobKind::BotAction => Outcome::Unknown { error },
+        JobKind::AlertDelivery | JobKind::MemberCountRefresh => Outcome::Retry { error, after: None },
     }
 }
 
@@ -139,7 +162,12 @@ async fn run(ctx: JobContext, mut stopped: watch::Receiver<bool>) {
     }
     let worker = worker_id();
     let slots = Arc::new(Semaphore::new(cfg.workers));
+    // After a full batch, claim again once a quarter of the slots is free: one claim for many
+    // jobs, not one per finished job.
+    let refill = (cfg.workers / 4).max(1);
     let mut running: JoinSet<()> = JoinSet::new();
+    let (settle_tx, settle_rx) = mpsc::channel::<Settled>(cfg.workers.max(16) * 4);
+    let settler = tokio::spawn(settler(ctx.clone(), worker.clone(), settle_rx));
     let mut listener = listen(&ctx.db).await;
     let poll = Duration::from_millis(cfg.poll_ms.max(10));
     let mut last_prune = tokio::time::Instant::now() - Duration::from_secs(3600);
@@ -156,9 +184,9 @@ async fn run(ctx: JobContext, mut stopped: watch::Receiver<bool>) {
                     claimed = jobs.len();
                     for job in jobs {
                         let Ok(permit) = slots.clone().acquire_owned().await else { break };
-                        let (ctx, worker, cfg) = (ctx.clone(), worker.clone(), cfg.clone());
+                        let (ctx, cfg, tx) = (ctx.clone(), cfg.clone(), settle_tx.clone());
                         running.spawn(async move {
-                            attempt(&ctx, &worker, &cfg, job).await;
+                            attempt(&ctx, &cfg, job, &tx).await;
                             drop(permit);
                         });
                     }
@@ -170,11 +198,13 @@ async fn run(ctx: JobContext, mut stopped: watch::Receiver<bool>) {
             last_prune = tokio::time::Instant::now();
             prune(&ctx.db, &cfg).await;
         }
-        // A full batch means more may be due: look again at once while there is room.
+        // A full batch means more may be due: look again as soon as there is room for a few.
         if claimed > 0 && claimed == free {
-            tokio::select! {
-                _ = running.join_next() => {}
-                _ = stopped.changed() => {}
+            while slots.available_permits() < refill && !running.is_empty() && !*stopped.borrow() {
+                tokio::select! {
+                    _ = running.join_next() => {}
+                    _ = stopped.changed() => {}
+                }
             }
             continue;
         }
@@ -186,6 +216,67 @@ async fn run(ctx: JobContext, mut stopped: watch::Receiver<bool>) {
         }
     }
     while running.join_next().await.is_some() {}
+    drop(settle_tx);
+    let _ = settler.await;
+}
+
+/// How one attempt ended, on its way to the settler.
+struct Settled {
+    id: i64,
+    kind: JobKind,
+    how: Settle,
+}
+
+/// Settles finished attempts in batches: whatever arrived while the previous batch was being
+/// written goes in one transaction with the call-log rows of those jobs (one commit for many
+/// jobs). Only while this process still holds each job's lease (`store::jobs::settle_many`).
+async fn settler(ctx: JobContext, worker: String, mut rx: mpsc::Receiver<Settled>) {
+    const MAX_BATCH: usize = 512;
+    let mut batch: Vec<Settled> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(s) => batch.push(s),
+                Err(_) => break,
+            }
+        }
+        let items: Vec<(i64, Settle)> = batch.iter().map(|s| (s.id, s.how.clone())).collect();
+        let written = async {
+            let mut tx = ctx.db.begin().await?;
+            // The calls of the jobs being settled are in the buffer already (a job logs its
+            // calls before it ends); rows of jobs still running may come along, earlier.
+            crate::store::outbound::log_calls(&mut tx, &ctx.calls.take()).await?;
+            let states = jobs::settle_many(&mut tx, &worker, &items).await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(states)
+        }
+        .await;
+        match written {
+            Ok(states) => {
+                for s in &batch {
+                    match states.iter().find(|(id, _)| *id == s.id).map(|(_, st)| *st) {
+                        Some(jobs::JobState::Done | jobs::JobState::Queued) => {}
+                        Some(state) => tracing::info!(
+                            job = s.id,
+                            kind = s.kind.as_str(),
+                            state = state.as_str(),
+                            "job attempt did not finish it"
+                        ),
+                        None => tracing::warn!(
+                            job = s.id,
+                            kind = s.kind.as_str(),
+                            "job lease was lost before it was settled"
+                        ),
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(jobs = batch.len(), error = %e, "could not settle jobs; their leases will run out")
+            }
+        }
+        batch.clear();
+    }
 }
 
 async fn listen(db: &PgPool) -> Option<PgListener> {
@@ -235,19 +326,20 @@ async fn prune(db: &PgPool, cfg: &JobsConfig) {
     }
 }
 
-/// Runs one claimed job (bounded by most of its lease) and settles it.
-async fn attempt(ctx: &JobContext, worker: &str, cfg: &JobsConfig, job: Claimed) {
+/// Runs one claimed job (bounded by most of its lease) and hands its settlement to the settler.
+async fn attempt(ctx: &JobContext, cfg: &JobsConfig, job: Claimed, settle: &mpsc::Sender<Settled>) {
     let id = job.job.id;
-    let kind = job.job.kind.as_str();
+    let kind = job.job.kind;
     // Settle before the lease ends, so that no other process claims a job still running here.
     let limit = Duration::from_secs(cfg.lease_secs.max(2)).mul_f64(0.8);
     let started = std::time::Instant::now();
     let outcome = match tokio::time::timeout(limit, run_one(ctx, &job)).await {
         Ok(o) => o,
-        Err(_) => Outcome::Retry { error: "the job took longer than its lease".into(), after: None },
+        Err(_) => timed_out(job.job.kind),
     };
-    metrics::counter!("jobs_attempts_total", "kind" => kind, "outcome" => outcome_label(&outcome)).increment(1);
-    metrics::histogram!("job_duration_seconds", "kind" => kind).record(started.elapsed().as_secs_f64());
+    metrics::counter!("jobs_attempts_total", "kind" => kind.as_str(), "outcome" => outcome_label(&outcome))
+        .increment(1);
+    metrics::histogram!("job_duration_seconds", "kind" => kind.as_str()).record(started.elapsed().as_secs_f64());
     let how = match outcome {
         Outcome::Done => Settle::Done,
         Outcome::Retry { error, after } => {
@@ -257,19 +349,10 @@ async fn attempt(ctx: &JobContext, worker: &str, cfg: &JobsConfig, job: Claimed)
         }
         Outcome::Dead { error } => Settle::Dead { error },
         Outcome::Unknown { error } => Settle::Unknown { error },
+        Outcome::Later { at } => Settle::Later { at },
     };
-    let settled = async {
-        let mut conn = ctx.db.acquire().await?;
-        jobs::settle(&mut conn, id, worker, &how).await
-    }
-    .await;
-    match settled {
-        Ok(Some(state)) if state != jobs::JobState::Done => {
-            tracing::info!(job = id, kind, state = state.as_str(), "job attempt did not finish it")
-        }
-        Ok(Some(_)) => {}
-        Ok(None) => tracing::warn!(job = id, kind, "job lease was lost before it was settled"),
-        Err(e) => tracing::warn!(job = id, kind, error = %e, "could not settle a job; its lease will run out"),
+    if settle.send(Settled { id, kind, how }).await.is_err() {
+        tracing::warn!(job = id, kind = kind.as_str(), "no settler: the job's lease will run out");
     }
 }
 
@@ -279,6 +362,7 @@ fn outcome_label(o: &Outcome) -> &'static str {
         Outcome::Retry { .. } => "retry",
         Outcome::Dead { .. } => "dead",
         Outcome::Unknown { .. } => "unknown",
+        Outcome::Later { .. } => "later",
     }
 }
 

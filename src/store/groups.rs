@@ -325,3 +325,20 @@ pub async fn grant(conn: &mut PgConnection, p: &crate::auth::Principal, group_id
     sqlx::query(sql).bind(p.id).bind(group_id).execute(conn).await?;
     Ok(())
 }
+
+/// Sets a group's member count as its platform reports it (the bridges' member-count refresh).
+/// The one writer of a reported count, so that live codes route on what the platform says.
+/// Returns whether the group exists.
+pub async fn set_member_count(conn: &mut PgConnection, group_id: i64, count: i32) -> sqlx::Result<bool> {
+    let r = sqlx::query(
+        "UPDATE groups SET member_count = $2, updated_at = now() WHERE id = $1 AND member_count IS DISTINCT FROM $2",
+    )
+    .bind(group_id)
+    .bind(count.clamp(0, 1_000_000))
+    .execute(&mut *conn)
+    .await?;
+    if r.rows_affected() == 1 {
+        return Ok(true);
+    }
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM groups WHERE id = $1)").bind(group_id).fetch_one(conn).await
+}

@@ -15,14 +15,22 @@ use sqlx::PgConnection;
 pub enum JobKind {
     /// POST one raised alert to the alert webhook.
     AlertDelivery,
+    /// One action through a bridge's bot (send, delete, mute, kick, answer a join request):
+    /// `outbound::dispatch`.
+    BotAction,
+    /// Ask a bridge's bot how many members a linked chat has (one group), or enqueue that for
+    /// every linked group (no group named).
+    MemberCountRefresh,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 1] = [JobKind::AlertDelivery];
+    pub const ALL: [JobKind; 3] = [JobKind::AlertDelivery, JobKind::BotAction, JobKind::MemberCountRefresh];
 
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::AlertDelivery => "alert_delivery",
+            JobKind::BotAction => "bot_action",
+            JobKind::MemberCountRefresh => "member_count_refresh",
         }
     }
 }
@@ -180,21 +188,21 @@ pub enum Settle {
     Unknown {
         error: String,
     },
+    /// Not tried: put back until `at` (a rate limit), the claim not counted as an attempt.
+    Later {
+        at: DateTime<Utc>,
+    },
 }
 
 /// Records how an attempt ended, only while `worker` still holds the job (a job whose lease ran
 /// out and was claimed again is not settled twice). Returns the new state, or `None` when the
 /// lease was lost.
 pub async fn settle(conn: &mut PgConnection, id: i64, worker: &str, how: &Settle) -> sqlx::Result<Option<JobState>> {
-    let (state, error, at): (&str, Option<&str>, Option<DateTime<Utc>>) = match how {
-        Settle::Done => ("done", None, None),
-        Settle::Retry { error, at } => ("failed", Some(error), Some(*at)),
-        Settle::Dead { error } => ("dead", Some(error), None),
-        Settle::Unknown { error } => ("unknown", Some(error), None),
-    };
+    let (state, error, at) = parts(how);
     sqlx::query_scalar(
         "UPDATE jobs SET
              state = CASE WHEN $2 = 'failed' AND attempts >= max_attempts THEN 'dead' ELSE $2 END::job_state,
+             attempts = CASE WHEN $2 = 'queued' THEN GREATEST(attempts - 1, 0) ELSE attempts END,
              last_error = COALESCE($3, last_error),
              run_at = COALESCE($4, run_at),
              locked_by = NULL, lease_until = NULL, updated_at = now(),
@@ -209,6 +217,59 @@ pub async fn settle(conn: &mut PgConnection, id: i64, worker: &str, how: &Settle
     .bind(worker)
     .fetch_optional(conn)
     .await
+}
+
+/// Settles many attempts in one statement, each only while `worker` still holds its job (as
+/// [`settle`]). Returns the new state of each job settled; a job missing from it had lost its
+/// lease.
+pub async fn settle_many(
+    conn: &mut PgConnection,
+    worker: &str,
+    items: &[(i64, Settle)],
+) -> sqlx::Result<Vec<(i64, JobState)>> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut ids = Vec::with_capacity(items.len());
+    let mut states = Vec::with_capacity(items.len());
+    let mut errors: Vec<Option<String>> = Vec::with_capacity(items.len());
+    let mut ats: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(items.len());
+    for (id, how) in items {
+        let (state, error, at) = parts(how);
+        ids.push(*id);
+        states.push(state);
+        errors.push(error.map(|e| truncate(e, 2000)));
+        ats.push(at);
+    }
+    sqlx::query_as(
+        "UPDATE jobs j SET
+             state = CASE WHEN s.state = 'failed' AND j.attempts >= j.max_attempts THEN 'dead' ELSE s.state END::job_state,
+             attempts = CASE WHEN s.state = 'queued' THEN GREATEST(j.attempts - 1, 0) ELSE j.attempts END,
+             last_error = COALESCE(s.error, j.last_error),
+             run_at = COALESCE(s.at, j.run_at),
+             locked_by = NULL, lease_until = NULL, updated_at = now(),
+             finished_at = CASE WHEN s.state = 'done' THEN now() END
+         FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[]) AS s(id, state, error, at)
+         WHERE j.id = s.id AND j.state = 'running' AND j.locked_by = $5
+         RETURNING j.id, j.state",
+    )
+    .bind(ids)
+    .bind(states)
+    .bind(errors)
+    .bind(ats)
+    .bind(worker)
+    .fetch_all(conn)
+    .await
+}
+
+fn parts(how: &Settle) -> (&'static str, Option<&str>, Option<DateTime<Utc>>) {
+    match how {
+        Settle::Done => ("done", None, None),
+        Settle::Retry { error, at } => ("failed", Some(error), Some(*at)),
+        Settle::Dead { error } => ("dead", Some(error), None),
+        Settle::Unknown { error } => ("unknown", Some(error), None),
+        Settle::Later { at } => ("queued", None, Some(*at)),
+    }
 }
 
 /// Jobs per state, every state listed.

@@ -11,6 +11,7 @@ pub mod live_codes;
 pub mod members;
 pub mod memberships;
 pub mod operators;
+pub mod outbound;
 pub mod points;
 pub mod scan_events;
 pub mod secrets;

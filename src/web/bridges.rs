@@ -97,6 +97,20 @@ struct BridgeSpec {
     access_token: Option<String>,
 }
 
+impl BridgeSpec {
+    /// The API address and credential as the bot's kind needs them (`app::outbound`).
+    fn check_outbound(&self, state: &AppState) -> Result<(), FieldErrors> {
+        let mut e = FieldErrors::new();
+        let (url, token) = (self.api_base_url.as_deref(), self.access_token.as_deref());
+        crate::app::outbound::check_api_settings(&state.config, self.kind, url, token, &mut e);
+        if e.is_empty() {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    }
+}
+
 impl BridgeRaw {
     fn parse(&self) -> Result<BridgeSpec, FieldErrors> {
         let mut e = FieldErrors::new();
@@ -213,6 +227,9 @@ async fn create(State(state): State<AppState>, ctx: Ctx, Form(raw): Form<BridgeR
         Ok(s) => s,
         Err(errors) => return form_page(&ctx, None, raw, errors, StatusCode::UNPROCESSABLE_ENTITY).await,
     };
+    if let Err(errors) = spec.check_outbound(&state) {
+        return form_page(&ctx, None, raw, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
+    }
     let secret = crate::auth::random_token(24);
     let mut tx = state.db.begin().await?;
     let new = NewBridge {
@@ -267,7 +284,7 @@ async fn update(
     let mut tx = state.db.begin().await?;
     let b = view(&mut tx, id).await?;
     raw.kind = b.kind.clone();
-    let spec = match raw.parse() {
+    let spec = match raw.parse().and_then(|s| s.check_outbound(&state).map(|()| s)) {
         Ok(s) => s,
         Err(errors) => {
             drop(tx);
@@ -305,6 +322,7 @@ async fn update(
     tx.commit().await?;
     // The platform decides which groups the bridge's chats map to.
     state.bridges.evict(id);
+    state.bots.evict(id);
     ctx.flash("success", "bridges.updated").await?;
     Ok(redirect(&format!("/bridges/{id}")))
 }

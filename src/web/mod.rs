@@ -2,6 +2,7 @@
 //! around it (sessions and CSRF for the admin UI, body limits, timeouts, tracing, metrics).
 
 pub mod assets;
+pub mod bridge_outbound;
 pub mod bridges;
 pub mod checkins;
 pub mod confirm;
@@ -89,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         .merge(live_codes::router(&cfg))
         .merge(members::router(&cfg))
         .merge(bridges::router())
+        .merge(bridge_outbound::router())
         .merge(checkins::router())
         .merge(points::router())
         .merge(settings::router())
