@@ -15,6 +15,7 @@ pub mod i18n;
 pub mod jobs;
 pub mod outbound;
 pub mod pg;
+pub mod poster;
 pub mod scan;
 pub mod store;
 pub mod telemetry;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub bridges: Arc<bridges::BridgeCache>,
     /// Outbound HTTP under the `[outbound]` policy.
     pub http: reqwest::Client,
+    /// Poster fonts, static layers and finished posters of this process.
+    pub posters: Arc<poster::Posters>,
 }
 
 impl AppState {
@@ -47,7 +50,16 @@ impl AppState {
         let scan = Arc::new(scan::ScanRuntime::start(db.clone(), &config.scan));
         let http =
             outbound::Policy::new(&config.outbound).client("Shoal", Duration::from_secs(config.alerts.timeout_secs));
-        AppState { db, config: Arc::new(config), scan, bridge_errors: Arc::default(), bridges: Arc::default(), http }
+        let posters = Arc::new(poster::Posters::new(&config.posters));
+        AppState {
+            db,
+            config: Arc::new(config),
+            scan,
+            bridge_errors: Arc::default(),
+            bridges: Arc::default(),
+            http,
+            posters,
+        }
     }
 
     /// What background jobs get to work with.

@@ -10,6 +10,7 @@ pub mod live_codes;
 pub mod members;
 pub mod operators;
 pub mod points;
+pub mod posters;
 pub mod tokens;
 
 /// Offset pagination for the admin UI.

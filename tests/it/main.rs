@@ -20,6 +20,7 @@ mod live_codes;
 mod members;
 mod ops;
 mod points;
+mod posters;
 mod public_limits;
 mod scale;
 mod scopes;
