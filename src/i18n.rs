@@ -68,6 +68,7 @@ pub const FILES: &[(&str, &str, &str)] = &[
     ("bridges", include_str!("../locales/en/bridges.toml"), include_str!("../locales/zh-CN/bridges.toml")),
     ("jobs", include_str!("../locales/en/jobs.toml"), include_str!("../locales/zh-CN/jobs.toml")),
     ("ux", include_str!("../locales/en/ux.toml"), include_str!("../locales/zh-CN/ux.toml")),
+    ("posters", include_str!("../locales/en/posters.toml"), include_str!("../locales/zh-CN/posters.toml")),
 ];
 
 pub type Catalog = HashMap<String, String>;

@@ -7,6 +7,7 @@ pub mod jobs;
 pub mod live_codes;
 pub mod members;
 pub mod points;
+pub mod posters;
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header;
@@ -74,6 +75,7 @@ fn open_api_router() -> OpenApiRouter<AppState> {
         .merge(live_codes::router())
         .merge(points::router())
         .merge(jobs::router())
+        .merge(posters::router())
 }
 
 /// The OpenAPI document of every `/api` route, as served: what the annotations say, completed

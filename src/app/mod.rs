@@ -4,3 +4,4 @@
 //! writes the audit row, and returns the result. Entrances only parse input and render output.
 
 pub mod jobs;
+pub mod posters;

@@ -559,6 +559,68 @@ fn luminance(c: Rgba) -> f32 {
     (0.2126 * r as f32 + 0.7152 * g as f32 + 0.0722 * b as f32) / 255.0
 }
 
+/// The placeholder values a caller may give a poster link (`{name}` comes from the name).
+pub const LINK_VARS: [&str; 5] = ["campaign", "streak", "days", "invites", "date"];
+
+/// A public poster link as asked for: whose poster (a member, or just a name), what its QR code
+/// says, and the placeholder values.
+#[derive(Clone, Debug, Default)]
+pub struct LinkRaw {
+    pub member_id: Option<i64>,
+    pub name: String,
+    pub qr_url: String,
+    pub vars: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LinkSpec {
+    pub member_id: Option<i64>,
+    /// Empty with a member: the member's name is used.
+    pub name: String,
+    pub qr_url: String,
+    pub vars: BTreeMap<String, String>,
+}
+
+impl LinkRaw {
+    pub fn parse(&self) -> Result<LinkSpec, FieldErrors> {
+        let mut errors = FieldErrors::new();
+        let name = if self.member_id.is_some() {
+            crate::domain::optional_text(&self.name, 120, "name", &mut errors)
+        } else {
+            crate::domain::required_text(&self.name, 120, "name", &mut errors)
+        };
+        if self.member_id.is_some_and(|m| m <= 0) {
+            errors.add("member_id", "error.number_range");
+        }
+        let qr_url = self.qr_url.trim().to_string();
+        if qr_url.is_empty() {
+            errors.add("qr_url", "error.required");
+        } else if qr_url.len() > 1000 {
+            errors.add("qr_url", "error.too_long");
+        } else if !crate::domain::group::valid_http_url(&qr_url) {
+            errors.add("qr_url", "error.url");
+        }
+        crate::domain::no_nul(&qr_url, "qr_url", &mut errors);
+        let mut vars = BTreeMap::new();
+        for (k, v) in &self.vars {
+            let field = format!("vars.{k}");
+            if !LINK_VARS.contains(&k.as_str()) {
+                errors.add_choice(&field, &LINK_VARS);
+                continue;
+            }
+            let v = crate::domain::optional_text(v, 100, &field, &mut errors);
+            if !v.is_empty() {
+                vars.insert(k.clone(), v);
+            }
+        }
+        if errors.is_empty() {
+            Ok(LinkSpec { member_id: self.member_id, name, qr_url, vars })
+        } else {
+            Err(errors)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -621,6 +683,21 @@ mod tests {
         let rect = ElementRaw { kind: "rect".into(), ..ElementRaw::default() };
         raw.elements = vec![rect; MAX_ELEMENTS + 1];
         assert!(raw.parse().unwrap_err().has("elements"));
+    }
+
+    #[test]
+    fn links_need_a_name_or_a_member_an_http_link_and_known_values() {
+        let ok = LinkRaw { name: "阿明".into(), qr_url: "https://x.example/l/a?r=1".into(), ..LinkRaw::default() };
+        assert!(ok.parse().is_ok());
+        let mut bad = LinkRaw { qr_url: "javascript:alert(1)".into(), ..LinkRaw::default() };
+        bad.vars.insert("prize".into(), "x".into());
+        bad.vars.insert("streak".into(), "9".repeat(101));
+        let e = bad.parse().unwrap_err();
+        for f in ["name", "qr_url", "vars.prize", "vars.streak"] {
+            assert!(e.has(f), "{f}: {e:?}");
+        }
+        let member = LinkRaw { member_id: Some(5), qr_url: "https://x.example/".into(), ..LinkRaw::default() };
+        assert_eq!(member.parse().unwrap().name, "");
     }
 
     #[test]

@@ -76,6 +76,17 @@ pub async fn background(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option
     .await
 }
 
+/// The current version of a template and its background image bytes (for drawing its static
+/// layer); `(None, None)` when the template is gone.
+pub async fn background_of_version(conn: &mut PgConnection, id: i64) -> sqlx::Result<(Option<i32>, Option<Vec<u8>>)> {
+    let row: Option<(i32, Option<Vec<u8>>)> =
+        sqlx::query_as("SELECT version, background FROM poster_templates WHERE id = $1")
+            .bind(id)
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.map(|(v, b)| (Some(v), b)).unwrap_or((None, None)))
+}
+
 pub async fn insert(conn: &mut PgConnection, spec: &TemplateSpec, bg: Option<&Background>) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         "INSERT INTO poster_templates (name, group_id, layout, background, background_type, background_sha256)
