@@ -32,7 +32,7 @@ pub const DEFAULT_FAMILY: &str = "Noto Sans CJK SC";
 pub enum FontError {
     #[error("Posters need a Chinese font and none was found: install fonts-noto-cjk (Debian, Ubuntu) or name the font files in posters.font_paths.")]
     NoCjkFont,
-    #[error("Posters need the font family {0:?}, which none of the font files in posters.font_paths has.")]
+    #[error("Posters need the font family {0:?} (posters.font_family), which none of the font files found has: install fonts-noto-cjk or name a file that has it in posters.font_paths.")]
     NoFamily(String),
     #[error("The font file {0} named in posters.font_paths cannot be read.")]
     Unreadable(PathBuf),
@@ -94,11 +94,7 @@ impl Fonts {
         }
         let has_family = db.faces().any(|f| f.families.iter().any(|(name, _)| name == family));
         if !has_family {
-            return Err(if files.iter().all(|f| is_candidate(f)) {
-                FontError::NoCjkFont
-            } else {
-                FontError::NoFamily(family.to_string())
-            });
+            return Err(FontError::NoFamily(family.to_string()));
         }
         let has_emoji = db.faces().any(|f| f.families.iter().any(|(name, _)| name.contains("Emoji")));
         db.set_sans_serif_family(family);
@@ -127,10 +123,6 @@ impl Fonts {
         }
         guard
     }
-}
-
-fn is_candidate(p: &Path) -> bool {
-    CJK_CANDIDATES.iter().chain(EMOJI_CANDIDATES).any(|c| Path::new(c) == p)
 }
 
 /// Maps the file once for every face it holds and every engine (instead of a mapping per use).

@@ -257,8 +257,8 @@ pub fn text_lines(fonts: &Fonts, style: &TextStyle, text: &str) -> Vec<String> {
                 match prev {
                     // Several glyphs of one cluster (an emoji sequence) share its text.
                     Some(p) if p == (g.start, g.end) => continue,
-                    // The ellipsis is shaped on its own: its range points back to the start.
-                    Some((start, _)) if g.start < start => line.push('…'),
+                    // The ellipsis is shaped on its own: it covers no text of the line.
+                    _ if g.start == g.end => line.push('…'),
                     _ => line.push_str(run.text.get(g.start..g.end).unwrap_or("")),
                 }
                 prev = Some((g.start, g.end));
