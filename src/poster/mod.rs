@@ -8,6 +8,7 @@
 //! again costs a lookup. Public links (`/p/{token}`) are resolved through a short-lived cache.
 
 pub mod background;
+pub mod bench;
 pub mod cache;
 pub mod fonts;
 pub mod render;
