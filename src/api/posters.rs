@@ -258,7 +258,11 @@ async fn update_template(
 /// Delete a poster template and its public links.
 #[utoipa::path(delete, path = "/api/v1/poster-templates/{id}", tag = "posters", params(("id" = i64, Path)),
     responses((status = 204), (status = 403, body = super::ProblemDoc), (status = 404, body = super::ProblemDoc)))]
-async fn delete_template(State(state): State<AppState>, ApiAuth(p): ApiAuth, Path(id): Path<i64>) -> AppResult<StatusCode> {
+async fn delete_template(
+    State(state): State<AppState>,
+    ApiAuth(p): ApiAuth,
+    Path(id): Path<i64>,
+) -> AppResult<StatusCode> {
     let mut tx = state.db.begin().await?;
     app::delete(&state, &mut tx, &p, id).await?;
     tx.commit().await?;
@@ -300,7 +304,8 @@ async fn put_background(
             return Err(AppError::Validation(fe));
         }
     };
-    let spec = TemplateRaw::of(&current.name, current.group_id, &current.layout.0).parse().map_err(AppError::Validation)?;
+    let spec =
+        TemplateRaw::of(&current.name, current.group_id, &current.layout.0).parse().map_err(AppError::Validation)?;
     let mut tx = state.db.begin().await?;
     let row = app::update(&state, &mut tx, &p, id, &spec, BackgroundChange::Replace(&bg)).await?;
     tx.commit().await?;
@@ -317,7 +322,8 @@ async fn delete_background(
 ) -> AppResult<Json<PosterTemplate>> {
     p.require_write()?;
     let current = load(&state, &p, id).await?;
-    let spec = TemplateRaw::of(&current.name, current.group_id, &current.layout.0).parse().map_err(AppError::Validation)?;
+    let spec =
+        TemplateRaw::of(&current.name, current.group_id, &current.layout.0).parse().map_err(AppError::Validation)?;
     let mut tx = state.db.begin().await?;
     let row = app::update(&state, &mut tx, &p, id, &spec, BackgroundChange::Remove).await?;
     tx.commit().await?;
@@ -473,7 +479,11 @@ async fn create_link(
 /// Revoke a public poster link: it answers 404 from now on.
 #[utoipa::path(delete, path = "/api/v1/poster-links/{id}", tag = "posters", params(("id" = i64, Path)),
     responses((status = 200, body = PosterLink), (status = 403, body = super::ProblemDoc), (status = 404, body = super::ProblemDoc)))]
-async fn revoke_link(State(state): State<AppState>, ApiAuth(p): ApiAuth, Path(id): Path<i64>) -> AppResult<Json<PosterLink>> {
+async fn revoke_link(
+    State(state): State<AppState>,
+    ApiAuth(p): ApiAuth,
+    Path(id): Path<i64>,
+) -> AppResult<Json<PosterLink>> {
     let mut tx = state.db.begin().await?;
     let row = app::revoke_link(&state, &mut tx, &p, id).await?;
     tx.commit().await?;

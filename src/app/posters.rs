@@ -157,7 +157,8 @@ pub async fn create_link(
     )
     .await?;
     let d = serde_json::json!({"template_id": template_id, "member_id": spec.member_id, "name": name});
-    audit::record(conn, Actor::Principal(who), "poster_link.create", "poster_link", Some(row.id.to_string()), d).await?;
+    audit::record(conn, Actor::Principal(who), "poster_link.create", "poster_link", Some(row.id.to_string()), d)
+        .await?;
     Ok((row, token))
 }
 

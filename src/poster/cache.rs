@@ -79,11 +79,13 @@ impl<K: Clone + Eq + Hash, V: Clone> Lru<K, V> {
 /// Most public links remembered at once; a full cache starts again.
 const MAX_LINKS: usize = 50_000;
 
+type Remembered = (Instant, Arc<crate::store::posters::PublicLink>);
+
 /// Public poster links by the SHA-256 of their token, each remembered for a short while, so a
 /// poster viewed again costs no query. A revoked link is forgotten at once in this process.
 pub struct LinkCache {
     ttl: Duration,
-    entries: Mutex<HashMap<Vec<u8>, (Instant, Arc<crate::store::posters::PublicLink>)>>,
+    entries: Mutex<HashMap<Vec<u8>, Remembered>>,
 }
 
 impl LinkCache {

@@ -69,9 +69,8 @@ pub fn find(configured: &[PathBuf]) -> Result<Vec<PathBuf>, FontError> {
         }
         return Ok(configured.to_vec());
     }
-    let existing = |list: &[&str]| -> Vec<PathBuf> {
-        list.iter().map(PathBuf::from).filter(|p| p.is_file()).collect::<Vec<_>>()
-    };
+    let existing =
+        |list: &[&str]| -> Vec<PathBuf> { list.iter().map(PathBuf::from).filter(|p| p.is_file()).collect::<Vec<_>>() };
     let cjk = existing(CJK_CANDIDATES);
     if cjk.is_empty() {
         return Err(FontError::NoCjkFont);

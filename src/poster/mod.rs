@@ -184,7 +184,13 @@ impl Posters {
     }
 
     /// Draws a poster on `base` and encodes it (blocking).
-    pub fn draw(&self, base: &Pixmap, layout: &Layout, data: &PosterData, format: Format) -> Result<Bytes, RenderError> {
+    pub fn draw(
+        &self,
+        base: &Pixmap,
+        layout: &Layout,
+        data: &PosterData,
+        format: Format,
+    ) -> Result<Bytes, RenderError> {
         let fonts = self.fonts()?;
         let pix = render::draw_member(base, layout, data, &fonts);
         Ok(Bytes::from(render::encode(&pix, format)?))

@@ -75,7 +75,11 @@ pub enum RenderError {
 
 /// The part of a poster that is the same for every member: background colour, background image
 /// (scaled to cover the canvas, centred), rectangles and text without placeholders.
-pub fn static_layer(layout: &Layout, background: Option<&image::RgbaImage>, fonts: &Fonts) -> Result<Pixmap, RenderError> {
+pub fn static_layer(
+    layout: &Layout,
+    background: Option<&image::RgbaImage>,
+    fonts: &Fonts,
+) -> Result<Pixmap, RenderError> {
     let mut pix = Pixmap::new(layout.width, layout.height).ok_or(RenderError::Canvas)?;
     // Always opaque, so that the pixels are the same premultiplied or not (JPEG has no alpha).
     let base = over_white(layout.background_color);
@@ -374,7 +378,16 @@ const AVATAR_COLOURS: [[u8; 3]; 8] = [
 
 /// No picture: the name's first character, white on a disc (or square) of the name's colour.
 #[allow(clippy::too_many_arguments)]
-fn draw_initial(pix: &mut Pixmap, engine: &mut Engine, family: &str, name: &str, x: i32, y: i32, size: u32, shape: Shape) {
+fn draw_initial(
+    pix: &mut Pixmap,
+    engine: &mut Engine,
+    family: &str,
+    name: &str,
+    x: i32,
+    y: i32,
+    size: u32,
+    shape: Shape,
+) {
     use sha2::{Digest, Sha256};
     let [r, g, b] = AVATAR_COLOURS[Sha256::digest(name.as_bytes())[0] as usize % AVATAR_COLOURS.len()];
     let (w, h) = (pix.width() as i32, pix.height() as i32);

@@ -210,7 +210,14 @@ impl Layout {
             height: DEFAULT_HEIGHT,
             background_color: Rgba([0xfb, 0xf7, 0xef, 255]),
             elements: vec![
-                Element::Rect { x: 40, y: 40, width: 1000, height: 1840, color: Rgba([255, 255, 255, 230]), radius: 32 },
+                Element::Rect {
+                    x: 40,
+                    y: 40,
+                    width: 1000,
+                    height: 1840,
+                    color: Rgba([255, 255, 255, 230]),
+                    radius: 32,
+                },
                 Element::Avatar { x: 80, y: 100, size: 160, shape: Shape::Round },
                 Element::Nickname {
                     style: TextStyle {

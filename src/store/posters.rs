@@ -68,12 +68,10 @@ pub async fn lock(conn: &mut PgConnection, id: i64, scope: Option<&[i64]>) -> sq
 
 /// The stored background image (bytes, content type) of a template.
 pub async fn background(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<(Vec<u8>, String)>> {
-    sqlx::query_as(
-        "SELECT background, background_type FROM poster_templates WHERE id = $1 AND background IS NOT NULL",
-    )
-    .bind(id)
-    .fetch_optional(conn)
-    .await
+    sqlx::query_as("SELECT background, background_type FROM poster_templates WHERE id = $1 AND background IS NOT NULL")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
 }
 
 /// The current version of a template and its background image bytes (for drawing its static

@@ -389,7 +389,8 @@ async fn delete(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>, bo
     if !confirm::given(&body) {
         let question = ctx.tr.f("posters.delete_confirm", &[("name", &t.name)]);
         let (action, cancel) = (format!("/posters/{id}/delete"), format!("/posters/{id}"));
-        let ask = confirm::Ask { nav: "posters", question, action: &action, button_key: "posters.delete", cancel: &cancel };
+        let ask =
+            confirm::Ask { nav: "posters", question, action: &action, button_key: "posters.delete", cancel: &cancel };
         return confirm::page(&ctx, ask).await;
     }
     let mut tx = state.db.begin().await?;
@@ -496,8 +497,12 @@ async fn create_link(
             }
         },
     };
-    let vars =
-        form.vars.iter().filter(|(k, _)| LINK_VARS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let vars = form
+        .vars
+        .iter()
+        .filter(|(k, _)| LINK_VARS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let raw = LinkRaw { member_id, name: form.name.clone(), qr_url: form.qr_url.clone(), vars };
     let spec = match raw.parse() {
         Ok(s) if errors.is_empty() => s,
@@ -531,7 +536,8 @@ async fn revoke_link(
     if !confirm::given(&body) {
         let question = ctx.tr.f("posters.revoke_confirm", &[("name", &row.name)]);
         let (action, cancel) = (format!("/posters/{id}/links/{link}/revoke"), format!("/posters/{id}"));
-        let ask = confirm::Ask { nav: "posters", question, action: &action, button_key: "posters.revoke", cancel: &cancel };
+        let ask =
+            confirm::Ask { nav: "posters", question, action: &action, button_key: "posters.revoke", cancel: &cancel };
         return confirm::page(&ctx, ask).await;
     }
     let mut tx = state.db.begin().await?;
@@ -542,7 +548,13 @@ async fn revoke_link(
 }
 
 /// An image answer with an ETag (304 when the browser has it) and the given Cache-Control.
-pub fn image(headers: &HeaderMap, bytes: Bytes, content_type: &'static str, etag: &str, cache: &'static str) -> Response {
+pub fn image(
+    headers: &HeaderMap,
+    bytes: Bytes,
+    content_type: &'static str,
+    etag: &str,
+    cache: &'static str,
+) -> Response {
     let fresh = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
