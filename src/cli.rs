@@ -41,6 +41,15 @@ pub enum Command {
     Token(TokenCmd),
     /// Print the effective configuration (secrets redacted).
     Config,
+    /// Time uncached poster rendering on this machine (no database needed); see bench/posters.sh.
+    PosterBench {
+        /// Posters to draw.
+        #[arg(long, default_value_t = 200)]
+        iterations: usize,
+        /// Write the benchmark's background, template (as an API body) and one poster here.
+        #[arg(long)]
+        out_dir: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -107,6 +116,12 @@ async fn dispatch(cmd: Command, config: Config) -> anyhow::Result<()> {
     if let Command::Config = cmd {
         println!("{config:#?}");
         return Ok(());
+    }
+    if let Command::PosterBench { iterations, out_dir } = cmd {
+        return tokio::task::spawn_blocking(move || {
+            crate::poster::bench::run(&config.posters, iterations, out_dir.as_deref())
+        })
+        .await?;
     }
     let db = Database::open(&config).await?;
     let result = run_command(cmd, config, &db).await;
@@ -238,7 +253,7 @@ async fn run_command(cmd: Command, config: Config, db: &Database) -> anyhow::Res
             println!("{secret}");
             Ok(())
         }
-        Command::Config => Ok(()),
+        Command::Config | Command::PosterBench { .. } => Ok(()),
     }
 }
 

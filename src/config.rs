@@ -31,6 +31,7 @@ pub struct Config {
     pub jobs: crate::jobs::JobsConfig,
     pub outbound: crate::outbound::OutboundConfig,
     pub bridges: BridgesConfig,
+    pub posters: crate::poster::PostersConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -162,6 +163,7 @@ impl fmt::Debug for Config {
             .field("jobs", &self.jobs)
             .field("outbound", &self.outbound)
             .field("bridges", &self.bridges)
+            .field("posters", &self.posters)
             .finish()
     }
 }

@@ -69,6 +69,7 @@ pub const FILES: &[(&str, &str, &str)] = &[
     ("jobs", include_str!("../locales/en/jobs.toml"), include_str!("../locales/zh-CN/jobs.toml")),
     ("ux", include_str!("../locales/en/ux.toml"), include_str!("../locales/zh-CN/ux.toml")),
     ("outbound", include_str!("../locales/en/outbound.toml"), include_str!("../locales/zh-CN/outbound.toml")),
+    ("posters", include_str!("../locales/en/posters.toml"), include_str!("../locales/zh-CN/posters.toml")),
 ];
 
 pub type Catalog = HashMap<String, String>;

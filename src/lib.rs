@@ -15,6 +15,7 @@ pub mod i18n;
 pub mod jobs;
 pub mod outbound;
 pub mod pg;
+pub mod poster;
 pub mod scan;
 pub mod store;
 pub mod telemetry;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// Bridges' bot APIs (`outbound::Bots`): their client and cached settings.
     pub bots: Arc<outbound::Bots>,
+    /// Poster fonts, static layers and finished posters of this process.
+    pub posters: Arc<poster::Posters>,
 }
 
 impl AppState {
@@ -50,6 +53,7 @@ impl AppState {
         let http =
             outbound::Policy::new(&config.outbound).client("Shoal", Duration::from_secs(config.alerts.timeout_secs));
         let bots = Arc::new(outbound::Bots::new(&config.outbound));
+        let posters = Arc::new(poster::Posters::new(&config.posters));
         AppState {
             db,
             config: Arc::new(config),
@@ -58,6 +62,7 @@ impl AppState {
             bridges: Arc::default(),
             http,
             bots,
+            posters,
         }
     }
 

@@ -10,6 +10,7 @@ pub mod live_codes;
 pub mod members;
 pub mod points;
 pub mod tokens;
+pub mod posters;
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header;
@@ -80,6 +81,7 @@ fn open_api_router() -> OpenApiRouter<AppState> {
         .merge(checkins::router())
         .merge(tokens::router())
         .merge(bridge_outbound::router())
+        .merge(posters::router())
 }
 
 /// The OpenAPI document of every `/api` route, as served: what the annotations say, completed

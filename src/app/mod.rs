@@ -20,6 +20,7 @@ pub mod members;
 pub mod operators;
 pub mod outbound;
 pub mod points;
+pub mod posters;
 pub mod settings;
 pub mod tokens;
 

@@ -39,8 +39,8 @@ const MAX_ALLOC: u64 = 96 * 1024 * 1024;
 const DETECT_SIDE: u32 = 1200;
 
 /// Decodes a PNG or JPEG of at most `max_bytes` and `MAX_SIDE` pixels a side; `Err` holds the
-/// i18n key of the reason.
-fn decode(bytes: &[u8], max_bytes: usize) -> Result<(image::DynamicImage, image::ImageFormat), &'static str> {
+/// i18n key of the reason. Poster backgrounds are checked with it too (`poster::background`).
+pub fn decode(bytes: &[u8], max_bytes: usize) -> Result<(image::DynamicImage, image::ImageFormat), &'static str> {
     if bytes.is_empty() {
         return Err("error.file_empty");
     }

@@ -13,6 +13,7 @@ pub mod memberships;
 pub mod operators;
 pub mod outbound;
 pub mod points;
+pub mod posters;
 pub mod scan_events;
 pub mod secrets;
 pub mod system;

@@ -24,6 +24,11 @@ const ASSETS: &[Asset] = &[
         bytes: include_bytes!("../../static/vendor/htmx/htmx.min.js"),
     },
     Asset {
+        name: "poster-preview.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../static/poster-preview.js"),
+    },
+    Asset {
         name: "press.js",
         content_type: "text/javascript; charset=utf-8",
         bytes: include_bytes!("../../static/press.js"),

@@ -168,13 +168,14 @@ pub struct Layout {
     pub path: String,
 }
 
-pub const NAV: [(&str, &str, &str); 7] = [
+pub const NAV: [(&str, &str, &str); 8] = [
     ("dashboard", "/", "nav.dashboard"),
     ("groups", "/groups", "nav.groups"),
     ("members", "/members", "nav.members"),
     ("live_codes", "/live-codes", "nav.live_codes"),
     ("bridges", "/bridges", "nav.bridges"),
     ("points", "/points", "nav.points"),
+    ("posters", "/posters", "nav.posters"),
     ("settings", "/settings", "nav.settings"),
 ];
 

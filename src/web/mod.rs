@@ -18,6 +18,7 @@ pub mod login;
 pub mod members;
 pub mod ops;
 pub mod points;
+pub mod posters;
 pub mod scan;
 pub mod serve;
 pub mod settings;
@@ -93,6 +94,7 @@ pub fn router(state: AppState) -> Router {
         .merge(bridge_outbound::router())
         .merge(checkins::router())
         .merge(points::router())
+        .merge(posters::router(&cfg))
         .merge(settings::router())
         .merge(jobs::router())
         .fallback(|| async { AppError::NotFound })
@@ -104,6 +106,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::router())
         .merge(assets::router())
         .merge(scan::router())
+        .merge(posters::public_router())
         .merge(hooks::router())
         .merge(crate::api::router())
         .merge(admin)

@@ -914,6 +914,12 @@ async fn the_openapi_document_lists_exactly_the_api_routes() {
         ("/api/v1/live-codes/{slug}/scans".to_string(), set(&["post"])),
         ("/api/v1/members/{id}/points".to_string(), set(&["get", "post"])),
         ("/api/v1/checkins".to_string(), set(&["get"])),
+        ("/api/v1/poster-templates".to_string(), set(&["get", "post"])),
+        ("/api/v1/poster-templates/{id}".to_string(), set(&["get", "patch", "delete"])),
+        ("/api/v1/poster-templates/{id}/background".to_string(), set(&["put", "delete"])),
+        ("/api/v1/poster-templates/{id}/preview".to_string(), set(&["get"])),
+        ("/api/v1/poster-templates/{id}/links".to_string(), set(&["get", "post"])),
+        ("/api/v1/poster-links/{id}".to_string(), set(&["delete"])),
         ("/hooks/generic/{bridge_id}".to_string(), set(&["post"])),
     ]);
     assert_eq!(paths, expected);
@@ -945,6 +951,12 @@ async fn every_documented_route_answers_at_its_documented_path() {
             .fetch_one(&app.db)
             .await
             .unwrap();
+    let poster: i64 = sqlx::query_scalar(
+        "INSERT INTO poster_templates (name, layout) VALUES ('Docs', '{\"width\": 300, \"height\": 300, \"background_color\": \"#ffffff\", \"elements\": []}') RETURNING id",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
     let doc: Value =
         reqwest::Client::new().get(app.url("/api/openapi.json")).send().await.unwrap().json().await.unwrap();
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -958,12 +970,20 @@ async fn every_documented_route_answers_at_its_documented_path() {
                     g
                 } else if path.contains("jobs") {
                     job
+                } else if path.contains("poster-templates") {
+                    poster
                 } else {
                     m
                 }
                 .to_string(),
             )
             .replace("{slug}", "docs-code");
+        if path.ends_with("/preview") {
+            // An image, not JSON.
+            let r = reqwest::Client::new().get(app.url(&concrete)).bearer_auth(&token).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "GET {concrete}");
+            continue;
+        }
         let r = get(&app, &concrete, &token).await;
         assert_eq!(r.status, StatusCode::OK, "GET {concrete}: {}", r.json);
     }

@@ -28,6 +28,7 @@ struct Fixture {
     channel: String,
     bridge: i64,
     secret: String,
+    poster: i64,
 }
 
 async fn fixture(app: &TestApp) -> Fixture {
@@ -79,7 +80,16 @@ async fn fixture(app: &TestApp) -> Fixture {
     .fetch_one(&app.db)
     .await
     .unwrap();
-    Fixture { token, group, member, slug: "fuzz-code".into(), target, channel: "flyer".into(), bridge, secret }
+    let r = c
+        .post(app.url("/api/v1/poster-templates"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "Fuzz", "elements": [{"type": "qr", "x": 10, "y": 10, "size": 300}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let poster = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    Fixture { token, group, member, slug: "fuzz-code".into(), target, channel: "flyer".into(), bridge, secret, poster }
 }
 
 /// One statement that hashes every table (minus the skipped ones and columns).
@@ -153,6 +163,9 @@ fn sample(doc: &Value, name: &str, schema: &Value, fx: &Fixture) -> Value {
         "starts_at" | "ends_at" | "qr_expires_at" => return Value::Null,
         "member_id" => return json!("fuzz-member"),
         "timestamp" => return json!(chrono::Utc::now().timestamp()),
+        // A poster template's elements: one valid element (an empty object has no type).
+        "elements" => return json!([{"type": "rect", "x": 0, "y": 0, "width": 100, "height": 100}]),
+        "qr_url" => return json!("https://shoal.example/l/fuzz"),
         _ => {}
     }
     match first_type(schema) {
@@ -235,6 +248,7 @@ fn cases_for(doc: &Value, path: &str, op: &Value, fx: &Fixture) -> Vec<Case> {
                 "bridge_id" => fx.bridge.to_string(),
                 "id" if path.contains("/targets/") => fx.target.to_string(),
                 "id" if path.starts_with("/api/v1/groups") => fx.group.to_string(),
+                "id" if path.starts_with("/api/v1/poster-templates") => fx.poster.to_string(),
                 _ => fx.member.to_string(),
             };
             (name, v)

@@ -55,6 +55,7 @@ fn used_keys() -> (BTreeSet<String>, BTreeSet<String>) {
             "checkins",
             "points",
             "activity",
+            "posters",
         ]
         .contains(&head)
             && !s.ends_with(".html")

@@ -24,6 +24,7 @@ mod ops;
 mod parity;
 mod outbound;
 mod points;
+mod posters;
 mod public_limits;
 mod scale;
 mod scopes;

@@ -1,0 +1,517 @@
+//! Drawing a poster: the static layer of a template (background colour and image, rectangles,
+//! fixed text), then per member the avatar, the name, the filled-in text blocks and the QR code,
+//! then JPEG or PNG. CPU-bound: run it on the blocking pool.
+
+use std::collections::BTreeMap;
+
+use cosmic_text::{
+    Align as CtAlign, Attrs, Buffer, Ellipsize, EllipsizeHeightLimit, Family, Metrics, Shaping, SwashContent, Weight,
+    Wrap,
+};
+use tiny_skia::{FillRule, Paint, PathBuilder, Pixmap, Rect, Transform};
+
+use super::fonts::{Engine, Fonts};
+use super::template::{fill, Align, Element, Layout, Rgba, Shape, TextStyle};
+
+/// Line height as a multiple of the font size.
+const LINE_HEIGHT: f32 = 1.35;
+/// Largest side of an avatar picture that is decoded at all.
+const AVATAR_MAX_SIDE: u32 = 4096;
+
+/// What one poster shows of one member.
+#[derive(Clone, Debug, Default)]
+pub struct PosterData {
+    /// The member's name (`{name}`, the nickname element, the initial of a generated avatar).
+    pub name: String,
+    /// The member's picture as PNG or JPEG bytes; None (or unreadable): their initial on a
+    /// coloured disc.
+    pub avatar: Option<Vec<u8>>,
+    /// What the QR code says: the member's personal link.
+    pub qr_url: String,
+    /// Values of `{campaign}`, `{streak}`, `{days}`, `{invites}`, `{date}`.
+    pub vars: BTreeMap<String, String>,
+}
+
+impl PosterData {
+    /// The placeholders' values, `{name}` included.
+    fn values(&self) -> BTreeMap<String, String> {
+        let mut v = self.vars.clone();
+        v.insert("name".into(), self.name.clone());
+        v
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Jpeg,
+    Png,
+}
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Jpeg => "image/jpeg",
+            Format::Png => "image/png",
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Jpeg => "jpeg",
+            Format::Png => "png",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error(transparent)]
+    Fonts(#[from] super::fonts::FontError),
+    #[error("the canvas could not be allocated")]
+    Canvas,
+    #[error("encoding failed: {0}")]
+    Encode(String),
+}
+
+/// The part of a poster that is the same for every member: background colour, background image
+/// (scaled to cover the canvas, centred), rectangles and text without placeholders.
+pub fn static_layer(
+    layout: &Layout,
+    background: Option<&image::RgbaImage>,
+    fonts: &Fonts,
+) -> Result<Pixmap, RenderError> {
+    let mut pix = Pixmap::new(layout.width, layout.height).ok_or(RenderError::Canvas)?;
+    // Always opaque, so that the pixels are the same premultiplied or not (JPEG has no alpha).
+    let base = over_white(layout.background_color);
+    pix.fill(tiny_skia::Color::from_rgba8(base.0[0], base.0[1], base.0[2], 255));
+    if let Some(bg) = background {
+        draw_cover(&mut pix, bg);
+    }
+    let mut engine = None;
+    for e in layout.elements.iter().filter(|e| e.is_static()) {
+        match e {
+            Element::Rect { x, y, width, height, color, radius } => {
+                fill_round_rect(&mut pix, *x as f32, *y as f32, *width as f32, *height as f32, *radius as f32, *color)
+            }
+            Element::Text { style, text } => {
+                let engine = engine.get_or_insert_with(|| fonts.engine());
+                draw_text(&mut pix, engine, &fonts.family, style, text);
+            }
+            _ => {}
+        }
+    }
+    Ok(pix)
+}
+
+/// Draws the member's elements onto a copy of the static layer.
+pub fn draw_member(base: &Pixmap, layout: &Layout, data: &PosterData, fonts: &Fonts) -> Pixmap {
+    let mut pix = base.clone();
+    let values = data.values();
+    let mut engine = fonts.engine();
+    let avatar = data.avatar.as_deref().and_then(decode_avatar);
+    for e in &layout.elements {
+        match e {
+            Element::Avatar { x, y, size, shape } => match &avatar {
+                Some(img) => draw_avatar(&mut pix, img, *x, *y, *size, *shape),
+                None => draw_initial(&mut pix, &mut engine, &fonts.family, &data.name, *x, *y, *size, *shape),
+            },
+            Element::Nickname { style } => draw_text(&mut pix, &mut engine, &fonts.family, style, &data.name),
+            Element::Text { style, text } if !e.is_static() => {
+                draw_text(&mut pix, &mut engine, &fonts.family, style, &fill(text, &values))
+            }
+            Element::Qr { x, y, size, color } => draw_qr(&mut pix, &data.qr_url, *x, *y, *size, *color),
+            _ => {}
+        }
+    }
+    pix
+}
+
+/// The poster as JPEG (quality 85) or PNG.
+pub fn encode(pix: &Pixmap, format: Format) -> Result<Vec<u8>, RenderError> {
+    let (w, h) = (pix.width(), pix.height());
+    let err = |e: &dyn std::fmt::Display| RenderError::Encode(e.to_string());
+    match format {
+        Format::Jpeg => {
+            let mut out = Vec::with_capacity((w * h / 4) as usize);
+            let enc = jpeg_encoder::Encoder::new(&mut out, 85);
+            enc.encode(pix.data(), w as u16, h as u16, jpeg_encoder::ColorType::Rgba).map_err(|e| err(&e))?;
+            Ok(out)
+        }
+        Format::Png => {
+            use image::ImageEncoder;
+            // Opaque: drop the alpha channel (a quarter less to compress).
+            let rgb: Vec<u8> = pix.data().chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect();
+            let mut out = Vec::new();
+            image::codecs::png::PngEncoder::new_with_quality(
+                &mut out,
+                image::codecs::png::CompressionType::Fast,
+                image::codecs::png::FilterType::Adaptive,
+            )
+            .write_image(&rgb, w, h, image::ExtendedColorType::Rgb8)
+            .map_err(|e| err(&e))?;
+            Ok(out)
+        }
+    }
+}
+
+fn over_white(c: Rgba) -> Rgba {
+    let [r, g, b, a] = c.0;
+    let mix = |v: u8| ((v as u32 * a as u32 + 255 * (255 - a as u32)) / 255) as u8;
+    Rgba([mix(r), mix(g), mix(b), 255])
+}
+
+/// Source-over of one straight-alpha pixel (`a` 0..=255) onto a premultiplied RGBA pixel.
+#[inline]
+fn blend(dst: &mut [u8], r: u8, g: u8, b: u8, a: u32) {
+    if a == 0 {
+        return;
+    }
+    let inv = 255 - a;
+    let mix = |s: u8, d: u8| ((s as u32 * a + d as u32 * inv + 127) / 255) as u8;
+    dst[0] = mix(r, dst[0]);
+    dst[1] = mix(g, dst[1]);
+    dst[2] = mix(b, dst[2]);
+    dst[3] = ((a * 255 + dst[3] as u32 * inv + 127) / 255) as u8;
+}
+
+/// `img` scaled to cover the canvas and centred (the overflow is cut off), drawn over it.
+fn draw_cover(pix: &mut Pixmap, img: &image::RgbaImage) {
+    let (cw, ch) = (pix.width(), pix.height());
+    let scale = (cw as f32 / img.width() as f32).max(ch as f32 / img.height() as f32);
+    let (sw, sh) =
+        (((img.width() as f32 * scale).ceil() as u32).max(cw), ((img.height() as f32 * scale).ceil() as u32).max(ch));
+    let scaled = if (sw, sh) == img.dimensions() {
+        img.clone()
+    } else {
+        image::imageops::resize(img, sw, sh, image::imageops::FilterType::Triangle)
+    };
+    let (ox, oy) = ((sw - cw) / 2, (sh - ch) / 2);
+    let data = pix.data_mut();
+    for y in 0..ch {
+        for x in 0..cw {
+            let p = scaled.get_pixel(x + ox, y + oy).0;
+            let i = ((y * cw + x) * 4) as usize;
+            blend(&mut data[i..i + 4], p[0], p[1], p[2], p[3] as u32);
+        }
+    }
+}
+
+fn fill_round_rect(pix: &mut Pixmap, x: f32, y: f32, w: f32, h: f32, radius: f32, color: Rgba) {
+    let r = radius.min(w / 2.0).min(h / 2.0);
+    let path = if r <= 0.0 {
+        Rect::from_xywh(x, y, w, h).map(PathBuilder::from_rect)
+    } else {
+        // Quarter circles as cubic Béziers.
+        let k = r * 0.552_284_8;
+        let mut pb = PathBuilder::new();
+        pb.move_to(x + r, y);
+        pb.line_to(x + w - r, y);
+        pb.cubic_to(x + w - r + k, y, x + w, y + r - k, x + w, y + r);
+        pb.line_to(x + w, y + h - r);
+        pb.cubic_to(x + w, y + h - r + k, x + w - r + k, y + h, x + w - r, y + h);
+        pb.line_to(x + r, y + h);
+        pb.cubic_to(x + r - k, y + h, x, y + h - r + k, x, y + h - r);
+        pb.line_to(x, y + r);
+        pb.cubic_to(x, y + r - k, x + r - k, y, x + r, y);
+        pb.close();
+        pb.finish()
+    };
+    if let Some(path) = path {
+        let mut paint = Paint::default();
+        let [r, g, b, a] = color.0;
+        paint.set_color_rgba8(r, g, b, a);
+        pix.fill_path(&path, &paint, FillRule::Winding, Transform::identity(), None);
+    }
+}
+
+/// A laid-out text box: wrapped at `style.width` by the Unicode line-breaking rules (a
+/// full-width comma or full stop never starts a line), at most `style.max_lines` lines, the
+/// last one ending in "…" when the text does not fit. The SC face is asked for by name; glyphs
+/// it lacks (emoji) come from the fallback fonts.
+fn layout_text(engine: &mut Engine, family: &str, style: &TextStyle, text: &str) -> Buffer {
+    let size = style.font_size as f32;
+    let mut buf = Buffer::new(&mut engine.fs, Metrics::new(size, (size * LINE_HEIGHT).round()));
+    buf.set_wrap(Wrap::WordOrGlyph);
+    buf.set_size(Some(style.width as f32), None);
+    buf.set_ellipsize(Ellipsize::End(EllipsizeHeightLimit::Lines(style.max_lines as usize)));
+    let weight = if style.bold { Weight::BOLD } else { Weight::NORMAL };
+    let attrs = Attrs::new().family(Family::Name(family)).weight(weight);
+    let align = match style.align {
+        Align::Left => CtAlign::Left,
+        Align::Center => CtAlign::Center,
+        Align::Right => CtAlign::Right,
+    };
+    // One paragraph: line breaks typed into a text block are kept as spaces would be by a phone.
+    let text: String = text.chars().map(|c| if c == '\n' || c == '\r' { ' ' } else { c }).collect();
+    buf.set_text(&text, &attrs, Shaping::Advanced, Some(align));
+    buf.shape_until_scroll(&mut engine.fs, false);
+    buf
+}
+
+/// The lines `text` is laid out in (for tests and previews): each visual line's text, "…"
+/// where the ellipsis was drawn.
+pub fn text_lines(fonts: &Fonts, style: &TextStyle, text: &str) -> Vec<String> {
+    let mut engine = fonts.engine();
+    let buf = layout_text(&mut engine, &fonts.family, style, text);
+    buf.layout_runs()
+        .map(|run| {
+            let mut line = String::new();
+            let mut prev: Option<(usize, usize)> = None;
+            for g in run.glyphs {
+                match prev {
+                    // Several glyphs of one cluster (an emoji sequence) share its text.
+                    Some(p) if p == (g.start, g.end) => continue,
+                    // The ellipsis is shaped on its own: it covers no text of the line.
+                    _ if g.start == g.end => line.push('…'),
+                    _ => line.push_str(run.text.get(g.start..g.end).unwrap_or("")),
+                }
+                prev = Some((g.start, g.end));
+            }
+            line
+        })
+        .collect()
+}
+
+fn draw_text(pix: &mut Pixmap, engine: &mut Engine, family: &str, style: &TextStyle, text: &str) {
+    if text.trim().is_empty() {
+        return;
+    }
+    let buf = layout_text(engine, family, style, text);
+    let [r, g, b, a] = style.color.0;
+    let (w, h) = (pix.width() as i32, pix.height() as i32);
+    let data = pix.data_mut();
+    for run in buf.layout_runs() {
+        for glyph in run.glyphs {
+            let pg = glyph.physical((style.x as f32, style.y as f32 + run.line_y), 1.0);
+            let Some(img) = engine.swash.get_image(&mut engine.fs, pg.cache_key) else { continue };
+            let (left, top) = (pg.x + img.placement.left, pg.y - img.placement.top);
+            let (gw, gh) = (img.placement.width as i32, img.placement.height as i32);
+            for gy in 0..gh {
+                let py = top + gy;
+                if py < 0 || py >= h {
+                    continue;
+                }
+                for gx in 0..gw {
+                    let px = left + gx;
+                    if px < 0 || px >= w {
+                        continue;
+                    }
+                    let i = ((py * w + px) * 4) as usize;
+                    let j = (gy * gw + gx) as usize;
+                    match img.content {
+                        SwashContent::Mask => {
+                            let cov = img.data[j] as u32 * a as u32 / 255;
+                            blend(&mut data[i..i + 4], r, g, b, cov);
+                        }
+                        SwashContent::Color => {
+                            let p = &img.data[j * 4..j * 4 + 4];
+                            blend(&mut data[i..i + 4], p[0], p[1], p[2], p[3] as u32);
+                        }
+                        SwashContent::SubpixelMask => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An avatar picture: decoded within bounds (PNG or JPEG, at most 4096 px a side), else None.
+fn decode_avatar(bytes: &[u8]) -> Option<image::RgbaImage> {
+    let format = image::guess_format(bytes).ok()?;
+    if !matches!(format, image::ImageFormat::Png | image::ImageFormat::Jpeg) {
+        return None;
+    }
+    let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(AVATAR_MAX_SIDE);
+    limits.max_image_height = Some(AVATAR_MAX_SIDE);
+    limits.max_alloc = Some(96 * 1024 * 1024);
+    reader.limits(limits);
+    Some(reader.decode().ok()?.to_rgba8())
+}
+
+/// Coverage (0..=255) of the pixel (x, y) of a `size` box by its inscribed circle, anti-aliased.
+#[inline]
+fn disc(x: u32, y: u32, size: u32) -> u32 {
+    let r = size as f32 / 2.0;
+    let (dx, dy) = (x as f32 + 0.5 - r, y as f32 + 0.5 - r);
+    let d = (dx * dx + dy * dy).sqrt();
+    ((r - d + 0.5).clamp(0.0, 1.0) * 255.0) as u32
+}
+
+fn draw_avatar(pix: &mut Pixmap, img: &image::RgbaImage, x: i32, y: i32, size: u32, shape: Shape) {
+    // The centred square of the picture, scaled to the box.
+    let side = img.width().min(img.height());
+    let square =
+        image::imageops::crop_imm(img, (img.width() - side) / 2, (img.height() - side) / 2, side, side).to_image();
+    let scaled = image::imageops::resize(&square, size, size, image::imageops::FilterType::Triangle);
+    let (w, h) = (pix.width() as i32, pix.height() as i32);
+    let data = pix.data_mut();
+    for sy in 0..size {
+        for sx in 0..size {
+            let (px, py) = (x + sx as i32, y + sy as i32);
+            if px < 0 || py < 0 || px >= w || py >= h {
+                continue;
+            }
+            let p = scaled.get_pixel(sx, sy).0;
+            let cover = match shape {
+                Shape::Round => disc(sx, sy, size),
+                Shape::Square => 255,
+            };
+            let i = ((py * w + px) * 4) as usize;
+            blend(&mut data[i..i + 4], p[0], p[1], p[2], p[3] as u32 * cover / 255);
+        }
+    }
+}
+
+/// The colours of generated avatars; a name always gets the same one.
+const AVATAR_COLOURS: [[u8; 3]; 8] = [
+    [0xe5, 0x73, 0x73],
+    [0xf0, 0x9a, 0x3e],
+    [0x4c, 0xaf, 0x50],
+    [0x26, 0xa6, 0x9a],
+    [0x42, 0xa5, 0xf5],
+    [0x5c, 0x6b, 0xc0],
+    [0xab, 0x47, 0xbc],
+    [0x8d, 0x6e, 0x63],
+];
+
+/// No picture: the name's first character, white on a disc (or square) of the name's colour.
+#[allow(clippy::too_many_arguments)]
+fn draw_initial(
+    pix: &mut Pixmap,
+    engine: &mut Engine,
+    family: &str,
+    name: &str,
+    x: i32,
+    y: i32,
+    size: u32,
+    shape: Shape,
+) {
+    use sha2::{Digest, Sha256};
+    let [r, g, b] = AVATAR_COLOURS[Sha256::digest(name.as_bytes())[0] as usize % AVATAR_COLOURS.len()];
+    let (w, h) = (pix.width() as i32, pix.height() as i32);
+    {
+        let data = pix.data_mut();
+        for sy in 0..size {
+            for sx in 0..size {
+                let (px, py) = (x + sx as i32, y + sy as i32);
+                if px < 0 || py < 0 || px >= w || py >= h {
+                    continue;
+                }
+                let cover = match shape {
+                    Shape::Round => disc(sx, sy, size),
+                    Shape::Square => 255,
+                };
+                let i = ((py * w + px) * 4) as usize;
+                blend(&mut data[i..i + 4], r, g, b, cover);
+            }
+        }
+    }
+    let initial = first_grapheme(name.trim());
+    if initial.is_empty() {
+        return;
+    }
+    let font_size = (size as f32 * 0.45).round().max(8.0) as u32;
+    let line = (font_size as f32 * LINE_HEIGHT).round() as i32;
+    let style = TextStyle {
+        x,
+        y: y + (size as i32 - line) / 2,
+        width: size,
+        font_size,
+        color: Rgba::WHITE,
+        align: Align::Center,
+        max_lines: 1,
+        bold: true,
+    };
+    draw_text(pix, engine, family, &style, &initial.to_uppercase());
+}
+
+/// The first user-perceived character: a letter with its combining marks, or a whole emoji
+/// sequence (joined by ZWJ, with variation selectors and skin tones).
+fn first_grapheme(s: &str) -> &str {
+    let mut end = 0;
+    let mut chars = s.char_indices().peekable();
+    let mut joined = true;
+    while let Some((i, c)) = chars.next() {
+        if !joined && !is_extender(c) {
+            break;
+        }
+        end = i + c.len_utf8();
+        joined = c == '\u{200d}';
+        if let Some((_, next)) = chars.peek() {
+            if is_extender(*next) || *next == '\u{200d}' {
+                continue;
+            }
+        }
+    }
+    &s[..end]
+}
+
+fn is_extender(c: char) -> bool {
+    matches!(c, '\u{200d}' | '\u{fe00}'..='\u{fe0f}' | '\u{1f3fb}'..='\u{1f3ff}' | '\u{0300}'..='\u{036f}' | '\u{e0020}'..='\u{e007f}')
+}
+
+/// The QR code of `text`, error correction M, dark modules in `color` on white with the
+/// four-module quiet zone, each module a whole number of pixels (crisp edges scan best), centred
+/// in the `size` box.
+fn draw_qr(pix: &mut Pixmap, text: &str, x: i32, y: i32, size: u32, color: Rgba) {
+    let Ok(code) = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::M) else { return };
+    let n = code.width() as u32;
+    let colors = code.to_colors();
+    let total = n + 8;
+    let scale = (size / total).max(1);
+    let offset = (size.saturating_sub(total * scale) / 2) as i32;
+    let (w, h) = (pix.width() as i32, pix.height() as i32);
+    let [r, g, b, _] = color.0;
+    let data = pix.data_mut();
+    for sy in 0..size as i32 {
+        let py = y + sy;
+        if py < 0 || py >= h {
+            continue;
+        }
+        let my = (sy - offset).div_euclid(scale as i32) - 4;
+        for sx in 0..size as i32 {
+            let px = x + sx;
+            if px < 0 || px >= w {
+                continue;
+            }
+            let mx = (sx - offset).div_euclid(scale as i32) - 4;
+            let dark = sx >= offset
+                && sy >= offset
+                && mx >= 0
+                && my >= 0
+                && (mx as u32) < n
+                && (my as u32) < n
+                && colors[(my as u32 * n + mx as u32) as usize] == qrcode::Color::Dark;
+            let i = ((py * w + px) * 4) as usize;
+            let px_colour = if dark { [r, g, b, 255] } else { [255, 255, 255, 255] };
+            data[i..i + 4].copy_from_slice(&px_colour);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_character_keeps_emoji_sequences_and_marks_whole() {
+        assert_eq!(first_grapheme("阿明"), "阿");
+        assert_eq!(first_grapheme("👨‍👩‍👧 family"), "👨‍👩‍👧");
+        assert_eq!(first_grapheme("👍🏽ok"), "👍🏽");
+        assert_eq!(first_grapheme("e\u{301}cole"), "e\u{301}");
+        assert_eq!(first_grapheme(""), "");
+    }
+
+    #[test]
+    fn blending_is_source_over() {
+        let mut px = [255u8, 255, 255, 255];
+        blend(&mut px, 0, 0, 0, 255);
+        assert_eq!(px, [0, 0, 0, 255]);
+        let mut px = [255u8, 255, 255, 255];
+        blend(&mut px, 0, 0, 0, 128);
+        assert!((126..=128).contains(&px[0]), "{px:?}");
+        assert_eq!(over_white(Rgba([0, 0, 0, 0])), Rgba::WHITE);
+    }
+}
