@@ -316,13 +316,12 @@ async fn refresh_one(ctx: &JobContext, job_id: i64, bridge_id: i64, group_id: i6
         Err(e) => return Outcome::Retry { error: e.to_string(), after: None },
     };
     let b = &bb.bridge;
-    let mut calls = match b.kind {
+    let calls = match b.kind {
         Kind::OneBot11 => vec![onebot::member_count(&chat.chat_id), onebot::member_list(&chat.chat_id)],
         Kind::Telegram => vec![telegram::member_count(&chat.chat_id)],
         Kind::Generic => vec![generic::member_count(b.id, &chat.chat_id)],
-    }
-    .into_iter();
-    while let Some(call) = calls.next() {
+    };
+    for call in calls {
         let reply = match perform(&ctx.db, &ctx.bots, &bb, Some(job_id), Some(&ctx.calls), &call).await {
             Ok(Step::Later(at)) => return Outcome::Later { at },
             Ok(Step::Answered(r)) => r,
@@ -366,8 +365,7 @@ pub fn spawn_upkeep(db: PgPool, config: std::sync::Arc<Config>) -> tokio::task::
         let mut last_period = None;
         let mut last_prune: Option<Instant> = None;
         loop {
-            if interval > 0 {
-                let period = Utc::now().timestamp() as u64 / interval;
+            if let Some(period) = (Utc::now().timestamp() as u64).checked_div(interval) {
                 if last_period != Some(period) {
                     match enqueue_sweep(&db, &config, period).await {
                         Ok(()) => last_period = Some(period),

@@ -921,6 +921,12 @@ async fn the_openapi_document_lists_exactly_the_api_routes() {
         ("/api/v1/poster-templates/{id}/links".to_string(), set(&["get", "post"])),
         ("/api/v1/poster-links/{id}".to_string(), set(&["delete"])),
         ("/hooks/generic/{bridge_id}".to_string(), set(&["post"])),
+        ("/api/v1/bridges/{bridge_id}/outbound".to_string(), set(&["get", "patch"])),
+        ("/api/v1/bridges/{bridge_id}/calls".to_string(), set(&["get"])),
+        ("/api/v1/bridges/{bridge_id}/actions".to_string(), set(&["post"])),
+        ("/api/v1/bridges/{bridge_id}/test-message".to_string(), set(&["post"])),
+        ("/api/v1/bridges/{bridge_id}/member-counts".to_string(), set(&["post"])),
+        ("/api/v1/bridges/{bridge_id}/telegram-webhook".to_string(), set(&["get", "post"])),
     ]);
     assert_eq!(paths, expected);
 
@@ -936,7 +942,18 @@ async fn the_openapi_document_lists_exactly_the_api_routes() {
 
 #[tokio::test]
 async fn every_documented_route_answers_at_its_documented_path() {
-    let app = TestApp::spawn().await;
+    // A Telegram bridge whose Bot API is a fake on 127.0.0.1 (its webhook status is a GET).
+    let app = TestApp::spawn_with(|c| c.outbound.allowed_hosts = vec!["127.0.0.1".into()]).await;
+    let fake = crate::fakebots::FakeBot::start(crate::fakebots::Flavor::Telegram).await;
+    let bridge: i64 = sqlx::query_scalar(
+        "INSERT INTO bridges (kind, platform, name, secret, api_base_url, access_token)
+         VALUES ('telegram', 'telegram', 'Docs', 's', $1, $2) RETURNING id",
+    )
+    .bind(fake.base())
+    .bind(crate::fakebots::TELEGRAM_TOKEN)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
     let token = app.token("admin", true, &[]).await;
     let g = app.group("G").await;
     let m: i64 = sqlx::query_scalar(
@@ -977,7 +994,8 @@ async fn every_documented_route_answers_at_its_documented_path() {
                 }
                 .to_string(),
             )
-            .replace("{slug}", "docs-code");
+            .replace("{slug}", "docs-code")
+            .replace("{bridge_id}", &bridge.to_string());
         if path.ends_with("/preview") {
             // An image, not JSON.
             let r = reqwest::Client::new().get(app.url(&concrete)).bearer_auth(&token).send().await.unwrap();
