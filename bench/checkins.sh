@@ -17,7 +17,8 @@
 #    logging each transaction for its p99 (both loads run after a warm-up and a CHECKPOINT);
 # 6. prints a Markdown report and appends it to bench/results/checkins-<date>.md.
 #
-# Also reports the WAL written per check-in and per pgbench transaction (commits here wait on WAL).
+# Also reports the WAL written and the CPU time spent per check-in and per pgbench transaction
+# (Shoal's process; the cluster's postmaster with its backends, exited ones included).
 # Knobs: DURATION (20), WARMUP (5), CLIENTS (16), THREADS (2), NGROUPS (100), REQUESTS (200000), SKIP_BUILD=1, BEFORE_SQL,
 # SHOAL_BIN=path (time that binary, no build; e.g. target/million/shoal from bench/million.sh).
 set -euo pipefail
@@ -66,6 +67,27 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
+
+HZ=$(getconf CLK_TCK)
+# utime+stime of a process in clock ticks; with "all", its waited-for children's too.
+ticks() { # pid [all]
+  local line
+  { read -r line <"/proc/$1/stat"; } 2>/dev/null || { echo 0; return; }
+  if [ "${2:-}" = all ]; then awk '{ print $12 + $13 + $14 + $15 }' <<<"${line##*) }"; else awk '{ print $12 + $13 }' <<<"${line##*) }"; fi
+}
+# CPU ticks of the whole cluster: the postmaster with its exited backends, plus the live ones.
+pg_ticks() {
+  local pm total f line st ppid
+  pm=$(head -n1 "$PGSOCK/postmaster.pid")
+  total=$(ticks "$pm" all)
+  for f in /proc/[0-9]*/stat; do
+    { read -r line <"$f"; } 2>/dev/null || continue
+    read -r st ppid _ <<<"${line##*) }"
+    if [ "$ppid" = "$pm" ]; then f=${f#/proc/}; total=$((total + $(ticks "${f%/stat}"))); fi
+  done
+  echo "$total"
+}
+per_tx_us() { awk -v t="$1" -v n="$2" -v hz="$HZ" 'BEGIN { if (n > 0) printf "%.0f", t / hz * 1e6 / n; else print "-" }'; }
 
 psql_q() { psql -X -q -t -A -h "$PGSOCK" -U postgres -d "${DB:-shoal}" -v ON_ERROR_STOP=1 -c "$1"; }
 
@@ -140,14 +162,18 @@ DELIVERIES=$tmp/warmup.txt wrk -t"$THREADS" -c"$CLIENTS" -d"${WARMUP}s" -s "$tmp
 psql_q "CHECKPOINT" >/dev/null
 WAL0=$(psql_q "SELECT pg_current_wal_lsn()")
 C0=$(psql_q "SELECT count(*) FROM checkins")
+S_T0=$(ticks "$shoal_pid"); P_T0=$(pg_ticks)
 log "wrk: $CLIENTS connections, $THREADS threads, ${DURATION}s"
 DELIVERIES=$tmp/requests.txt wrk -t"$THREADS" -c"$CLIENTS" -d"${DURATION}s" --latency -s "$tmp/post.lua" "http://$ADDR" >"$tmp/wrk.txt" 2>&1
+S_T1=$(ticks "$shoal_pid"); P_T1=$(pg_ticks)
 grep -E '^(P50_US|P99_US|REQS|RPS|ERRORS) ' "$tmp/wrk.txt" >"$tmp/wrk.kv" || { cat "$tmp/wrk.txt" >&2; die "wrk failed"; }
 val() { awk -v k="$1" '$1 == k { print $2 }' "$tmp/wrk.kv"; }
 sleep 1
 # WAL written per check-in (the machine's commits wait on WAL: bytes per transaction explain a ratio).
 WAL_PER=$(psql_q "SELECT round(pg_wal_lsn_diff(pg_current_wal_lsn(), '$WAL0') / NULLIF(count(*) - $C0, 0)) FROM checkins")
 CHECKINS=$(psql_q "SELECT count(*) FROM checkins")
+MEASURED=$((CHECKINS - C0))
+SHOAL_CPU=$(per_tx_us $((S_T1 - S_T0)) "$MEASURED"); PG_CPU=$(per_tx_us $((P_T1 - P_T0)) "$MEASURED")
 DUPES=$(psql_q "SELECT count(*) FROM (SELECT member_id, group_id, day FROM checkins GROUP BY 1, 2, 3 HAVING count(*) > 1) d")
 BAD_BALANCE=$(psql_q "SELECT count(*) FROM points_accounts a WHERE a.balance <> (SELECT COALESCE(sum(delta), 0) FROM points_ledger l WHERE l.member_id = a.member_id)")
 OK_ANSWERS=$(psql_q "SELECT count(*) FROM bridge_events WHERE status = 200")
@@ -158,11 +184,14 @@ pgbench -q -i -s 10 -h "$PGSOCK" -U postgres pgbench >/dev/null 2>&1
 psql_q "CHECKPOINT" >/dev/null
 SYNC=$(DB=pgbench psql_q "SHOW synchronous_commit")
 PGWAL0=$(psql_q "SELECT pg_current_wal_lsn()")
+PB_T0=$(pg_ticks)
 pgbench -c "$CLIENTS" -j "$THREADS" -T "$DURATION" -l --log-prefix="$tmp/pglog" -h "$PGSOCK" -U postgres pgbench >"$tmp/pgbench.txt" 2>&1 || { cat "$tmp/pgbench.txt" >&2; die "pgbench failed"; }
 # Per-transaction log: client, transaction, latency (µs), …
 PG_P99=$(cat "$tmp"/pglog* | awk '{ print $3 }' | sort -n | awk '{ v[NR] = $1 } END { printf "%.2f", v[int(NR * 0.99)] / 1000 }')
+PB_T1=$(pg_ticks)
 PG_TX=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$tmp/pgbench.txt" | head -n1)
 PG_WAL_PER=$(psql_q "SELECT round(pg_wal_lsn_diff(pg_current_wal_lsn(), '$PGWAL0') / NULLIF($PG_TX, 0))")
+PB_CPU=$(per_tx_us $((PB_T1 - PB_T0)) "$PG_TX")
 PG_TPS=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$tmp/pgbench.txt" | head -n1)
 PG_LAT=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$tmp/pgbench.txt" | head -n1)
 
@@ -180,10 +209,10 @@ report=$(cat <<MD
 (distinct members over $NGROUPS groups) to \`/hooks/onebot11/{id}\`; baseline \`pgbench -c $CLIENTS -j $THREADS -T $DURATION\`
 (TPC-B, scale 10) on the same embedded PostgreSQL, synchronous_commit = $SYNC.
 
-| load | per second | p50 | p99 | WAL per transaction |
-| --- | ---: | ---: | ---: | ---: |
-| Shoal check-ins | $RPS | $(awk -v v="$P50" 'BEGIN { printf "%.2f ms", v / 1000 }') | $(awk -v v="$P99" 'BEGIN { printf "%.2f ms", v / 1000 }') | $WAL_PER B |
-| pgbench TPC-B | $PG_TPS | avg $PG_LAT ms | $PG_P99 ms | $PG_WAL_PER B |
+| load | per second | p50 | p99 | WAL per transaction | CPU per transaction: server / PostgreSQL |
+| --- | ---: | ---: | ---: | ---: | ---: |
+| Shoal check-ins | $RPS | $(awk -v v="$P50" 'BEGIN { printf "%.2f ms", v / 1000 }') | $(awk -v v="$P99" 'BEGIN { printf "%.2f ms", v / 1000 }') | $WAL_PER B | $SHOAL_CPU µs / $PG_CPU µs |
+| pgbench TPC-B | $PG_TPS | avg $PG_LAT ms | $PG_P99 ms | $PG_WAL_PER B | – / $PB_CPU µs |
 
 | target | figure | verdict |
 | --- | --- | --- |

@@ -1,6 +1,7 @@
 //! The JSON API under `/api/v1`: bearer-token auth, problem+json errors (RFC 9457), cursor
 //! pagination, and an OpenAPI 3.1 document generated from the handlers at `/api/openapi.json`.
 
+pub mod checkins;
 mod doc;
 pub mod groups;
 pub mod jobs;
@@ -31,7 +32,7 @@ use crate::AppState;
     paths(crate::web::hooks::generic_webhook_doc),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    components(schemas(ProblemDoc, FieldProblemDoc, crate::domain::bridge::GenericEvent))
+    components(schemas(ProblemDoc, FieldProblemDoc, crate::bridges::generic::GenericEvent))
 )]
 struct ApiDoc;
 
@@ -75,6 +76,7 @@ fn open_api_router() -> OpenApiRouter<AppState> {
         .merge(live_codes::router())
         .merge(points::router())
         .merge(jobs::router())
+        .merge(checkins::router())
         .merge(tokens::router())
 }
 

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// One thing a bot should do in one chat. Ids are the platform's, as text (QQ numbers, Telegram
 /// chat and message ids); `text` is plain text, already escaped for the platform by whoever
-/// built it ([`crate::domain::bridge::Kind::escape`]).
+/// built it ([`crate::bridges::Protocol::escape`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {

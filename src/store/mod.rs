@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod bridges;
 pub mod checkins;
 pub mod groups;
 pub mod jobs;

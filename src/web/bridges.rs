@@ -9,7 +9,6 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use sqlx::PgConnection;
 
@@ -21,6 +20,7 @@ use crate::domain::group::valid_http_url;
 use crate::domain::{optional_text, required_text, Platform};
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::store::audit::{self, Actor};
+use crate::store::bridges::{self as store_bridges, BridgeView, ChatRow, EventRow, KindCount, ListRow, NewBridge};
 use crate::AppState;
 
 /// Deliveries listed on the status page.
@@ -39,15 +39,11 @@ pub fn router() -> Router<AppState> {
         .route("/bridges/{id}/chats/create-group", post(create_group))
 }
 
-pub const KINDS: [Kind; 3] = [Kind::OneBot11, Kind::Telegram, Kind::Generic];
+pub const KINDS: [Kind; 3] = Kind::ALL;
 
 /// The platform a bridge of `kind` reports unless the operator says otherwise.
 fn default_platform(kind: Kind) -> Option<Platform> {
-    match kind {
-        Kind::OneBot11 => Some(Platform::Qq),
-        Kind::Telegram => Some(Platform::Telegram),
-        Kind::Generic => None,
-    }
+    kind.protocol().default_platform()
 }
 
 /// Where a bridge delivers its events.
@@ -55,44 +51,11 @@ fn webhook_url(state: &AppState, kind: &str, id: i64) -> String {
     format!("{}/hooks/{kind}/{id}", state.config.public_base())
 }
 
-/// A bridge as the pages show it: never its secret or access token.
-#[derive(Debug, Clone, sqlx::FromRow)]
-struct BridgeView {
-    id: i64,
-    kind: String,
-    platform: String,
-    name: String,
-    api_base_url: Option<String>,
-    has_access_token: bool,
-    self_id: Option<String>,
-    created_at: DateTime<Utc>,
-    last_event_at: Option<DateTime<Utc>>,
-}
-
 async fn view(conn: &mut PgConnection, id: i64) -> AppResult<BridgeView> {
-    sqlx::query_as(
-        "SELECT id, kind, platform, name, api_base_url, access_token IS NOT NULL AS has_access_token, self_id,
-                created_at, last_event_at
-         FROM bridges WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(conn)
-    .await?
-    .ok_or(AppError::NotFound)
+    store_bridges::view(conn, id).await?.ok_or(AppError::NotFound)
 }
 
 // ---------------------------------------------------------------- list
-
-#[derive(sqlx::FromRow)]
-struct ListRow {
-    id: i64,
-    kind: String,
-    name: String,
-    platform: String,
-    last_event_at: Option<DateTime<Utc>>,
-    events_24h: i64,
-    unlinked: i64,
-}
 
 #[derive(Template)]
 #[template(path = "bridges/list.html")]
@@ -104,15 +67,7 @@ struct ListPage {
 async fn list(State(state): State<AppState>, ctx: Ctx) -> AppResult<Response> {
     ctx.principal.require_admin()?;
     let mut conn = state.db.acquire().await?;
-    let rows: Vec<ListRow> = sqlx::query_as(
-        "SELECT b.id, b.kind, b.name, b.platform, b.last_event_at,
-                (SELECT count(*) FROM bridge_events e
-                  WHERE e.bridge_id = b.id AND e.received_at > now() - interval '24 hours') AS events_24h,
-                (SELECT count(*) FROM unlinked_chats u WHERE u.bridge_id = b.id) AS unlinked
-         FROM bridges b ORDER BY b.name, b.id",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows = store_bridges::list(&mut conn).await?;
     drop(conn);
     let page = ListPage { l: ctx.layout("bridges.title", "bridges").await?, rows };
     render(StatusCode::OK, &page)
@@ -260,18 +215,15 @@ async fn create(State(state): State<AppState>, ctx: Ctx, Form(raw): Form<BridgeR
     };
     let secret = crate::auth::random_token(24);
     let mut tx = state.db.begin().await?;
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO bridges (kind, platform, name, secret, api_base_url, access_token)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-    )
-    .bind(spec.kind.as_str())
-    .bind(spec.platform.as_str())
-    .bind(&spec.name)
-    .bind(&secret)
-    .bind(&spec.api_base_url)
-    .bind(&spec.access_token)
-    .fetch_one(&mut *tx)
-    .await?;
+    let new = NewBridge {
+        kind: spec.kind,
+        platform: spec.platform.as_str(),
+        name: &spec.name,
+        secret: &secret,
+        api_base_url: spec.api_base_url.as_deref(),
+        access_token: spec.access_token.as_deref(),
+    };
+    let id = store_bridges::create(&mut tx, &new).await?;
     audit::record(
         &mut tx,
         Actor::Principal(&ctx.principal),
@@ -323,18 +275,15 @@ async fn update(
         }
     };
     let clear = raw.clear_access_token.is_some() && spec.access_token.is_none();
-    sqlx::query(
-        "UPDATE bridges SET name = $2, platform = $3, api_base_url = $4,
-            access_token = CASE WHEN $6 THEN NULL ELSE COALESCE($5, access_token) END
-         WHERE id = $1",
+    store_bridges::update(
+        &mut tx,
+        id,
+        &spec.name,
+        spec.platform.as_str(),
+        spec.api_base_url.as_deref(),
+        spec.access_token.as_deref(),
+        clear,
     )
-    .bind(id)
-    .bind(&spec.name)
-    .bind(spec.platform.as_str())
-    .bind(&spec.api_base_url)
-    .bind(&spec.access_token)
-    .bind(clear)
-    .execute(&mut *tx)
     .await?;
     let token = match (&spec.access_token, clear) {
         (Some(_), _) => "changed",
@@ -386,13 +335,7 @@ async fn rotate(
     }
     let secret = crate::auth::random_token(24);
     let mut tx = state.db.begin().await?;
-    let updated = sqlx::query("UPDATE bridges SET secret = $2 WHERE id = $1")
-        .bind(id)
-        .bind(&secret)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    if updated == 0 {
+    if !store_bridges::set_secret(&mut tx, id, &secret).await? {
         return Err(AppError::NotFound);
     }
     audit::record(
@@ -410,31 +353,6 @@ async fn rotate(
 }
 
 // ---------------------------------------------------------------- status page
-
-#[derive(sqlx::FromRow)]
-struct KindCount {
-    kind: String,
-    last_day: i64,
-    last_month: i64,
-}
-
-#[derive(sqlx::FromRow)]
-struct EventRow {
-    kind: String,
-    chat_id: Option<String>,
-    user_id: Option<String>,
-    status: i32,
-    received_at: DateTime<Utc>,
-}
-
-#[derive(sqlx::FromRow)]
-struct ChatRow {
-    chat_id: String,
-    title: String,
-    events: i64,
-    first_seen: DateTime<Utc>,
-    last_seen: DateTime<Utc>,
-}
 
 #[derive(Template)]
 #[template(path = "bridges/detail.html")]
@@ -458,41 +376,10 @@ async fn detail(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) ->
     ctx.principal.require_admin()?;
     let mut conn = state.db.acquire().await?;
     let b = view(&mut conn, id).await?;
-    let counts: Vec<KindCount> = sqlx::query_as(
-        "SELECT kind, count(*) FILTER (WHERE received_at > now() - interval '24 hours') AS last_day,
-                count(*) AS last_month
-         FROM bridge_events WHERE bridge_id = $1 AND received_at > now() - interval '30 days'
-         GROUP BY kind ORDER BY kind",
-    )
-    .bind(id)
-    .fetch_all(&mut *conn)
-    .await?;
-    let events: Vec<EventRow> = sqlx::query_as(
-        "SELECT kind, chat_id, user_id, status, received_at FROM bridge_events
-         WHERE bridge_id = $1 ORDER BY received_at DESC, id DESC LIMIT $2",
-    )
-    .bind(id)
-    .bind(RECENT_EVENTS)
-    .fetch_all(&mut *conn)
-    .await?;
-    let chats: Vec<ChatRow> = sqlx::query_as(
-        "SELECT chat_id, title, events, first_seen, last_seen FROM unlinked_chats
-         WHERE bridge_id = $1 ORDER BY last_seen DESC, chat_id LIMIT $2",
-    )
-    .bind(id)
-    .bind(MAX_CHATS)
-    .fetch_all(&mut *conn)
-    .await?;
-    let candidates: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT id, name FROM groups
-         WHERE platform = $1 AND external_chat_id IS NULL AND status <> 'archived'
-           AND ($2::bigint[] IS NULL OR id = ANY($2))
-         ORDER BY name, id",
-    )
-    .bind(&b.platform)
-    .bind(ctx.scope())
-    .fetch_all(&mut *conn)
-    .await?;
+    let counts: Vec<KindCount> = store_bridges::counts(&mut conn, id).await?;
+    let events: Vec<EventRow> = store_bridges::recent_events(&mut conn, id, RECENT_EVENTS).await?;
+    let chats: Vec<ChatRow> = store_bridges::unlinked_chats(&mut conn, id, MAX_CHATS).await?;
+    let candidates = store_bridges::link_candidates(&mut conn, &b.platform, ctx.scope().as_deref()).await?;
     let platform_groups = crate::store::groups::count_on_platform(&mut conn, &b.platform).await?;
     drop(conn);
     let no_candidates = if platform_groups == 0 {
@@ -525,10 +412,6 @@ struct ChatForm {
     group_id: String,
 }
 
-fn is_chat_conflict(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation() && db.constraint() == Some("groups_external_chat_key"))
-}
-
 /// Ends a chat action that changed nothing: a flash error and back to the status page.
 async fn refuse(ctx: &Ctx, bridge_id: i64, key: &str) -> AppResult<Response> {
     ctx.flash("error", key).await?;
@@ -538,27 +421,8 @@ async fn refuse(ctx: &Ctx, bridge_id: i64, key: &str) -> AppResult<Response> {
 /// The bridge's platform and the unlinked chat's title, the chat row locked; `None` when the
 /// chat is no longer unlinked.
 async fn lock_chat(conn: &mut PgConnection, bridge_id: i64, chat_id: &str) -> AppResult<Option<(String, String)>> {
-    let platform: String = sqlx::query_scalar("SELECT platform FROM bridges WHERE id = $1")
-        .bind(bridge_id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    let title: Option<String> =
-        sqlx::query_scalar("SELECT title FROM unlinked_chats WHERE bridge_id = $1 AND chat_id = $2 FOR UPDATE")
-            .bind(bridge_id)
-            .bind(chat_id)
-            .fetch_optional(&mut *conn)
-            .await?;
+    let (platform, title) = store_bridges::lock_chat(conn, bridge_id, chat_id).await?.ok_or(AppError::NotFound)?;
     Ok(title.map(|t| (platform, t)))
-}
-
-async fn forget_chat(conn: &mut PgConnection, bridge_id: i64, chat_id: &str) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM unlinked_chats WHERE bridge_id = $1 AND chat_id = $2")
-        .bind(bridge_id)
-        .bind(chat_id)
-        .execute(conn)
-        .await?;
-    Ok(())
 }
 
 async fn link_chat(
@@ -577,29 +441,20 @@ async fn link_chat(
         drop(tx);
         return refuse(&ctx, id, "bridges.error.chat_gone").await;
     };
-    let linked = sqlx::query(
-        "UPDATE groups SET external_chat_id = $3, bridge_id = $4, updated_at = now()
-         WHERE id = $1 AND platform = $2 AND external_chat_id IS NULL AND status <> 'archived'",
-    )
-    .bind(group_id)
-    .bind(&platform)
-    .bind(&f.chat_id)
-    .bind(id)
-    .execute(&mut *tx)
-    .await;
+    let linked = store_bridges::link_chat(&mut tx, group_id, &platform, &f.chat_id, id).await;
     match linked {
-        Ok(r) if r.rows_affected() == 1 => {}
-        Ok(_) => {
+        Ok(true) => {}
+        Ok(false) => {
             drop(tx);
             return refuse(&ctx, id, "bridges.error.group_unavailable").await;
         }
-        Err(e) if is_chat_conflict(&e) => {
+        Err(e) if store_bridges::is_chat_conflict(&e) => {
             drop(tx);
             return refuse(&ctx, id, "bridges.error.chat_taken").await;
         }
         Err(e) => return Err(e.into()),
     }
-    forget_chat(&mut tx, id, &f.chat_id).await?;
+    store_bridges::forget_chat(&mut tx, id, &f.chat_id).await?;
     audit::record(
         &mut tx,
         Actor::Principal(&ctx.principal),
@@ -636,26 +491,18 @@ async fn create_group(
     let platform = Platform::parse(&platform).unwrap_or(Platform::Other);
     let name = group_name(&title, &f.chat_id);
     let capacity = platform.default_capacity();
-    let inserted: Result<i64, sqlx::Error> = sqlx::query_scalar(
-        "INSERT INTO groups (name, platform, capacity, external_chat_id, bridge_id) VALUES ($1, $2, $3, $4, $5) RETURNING id",
-    )
-    .bind(&name)
-    .bind(platform.as_str())
-    .bind(capacity)
-    .bind(&f.chat_id)
-    .bind(id)
-    .fetch_one(&mut *tx)
-    .await;
+    let inserted =
+        store_bridges::create_group_for_chat(&mut tx, &name, platform.as_str(), capacity, &f.chat_id, id).await;
     let group_id = match inserted {
         Ok(g) => g,
-        Err(e) if is_chat_conflict(&e) => {
+        Err(e) if store_bridges::is_chat_conflict(&e) => {
             drop(tx);
             return refuse(&ctx, id, "bridges.error.chat_taken").await;
         }
         Err(e) => return Err(e.into()),
     };
     super::groups::grant_group(&mut tx, &ctx.principal, group_id).await?;
-    forget_chat(&mut tx, id, &f.chat_id).await?;
+    store_bridges::forget_chat(&mut tx, id, &f.chat_id).await?;
     audit::record(
         &mut tx,
         Actor::Principal(&ctx.principal),

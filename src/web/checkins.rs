@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Form, Router};
-use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use chrono::{Datelike, Duration, NaiveDate, Utc};
 use serde::Deserialize;
 use sqlx::PgConnection;
 
@@ -246,13 +246,10 @@ async fn rules_page(
     status: StatusCode,
 ) -> AppResult<Response> {
     let mut conn = state.db.acquire().await?;
-    let saved: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM checkin_rules WHERE group_id = $1)")
-        .bind(g.id)
-        .fetch_one(&mut *conn)
-        .await?;
+    let saved = store_checkins::has_rules(&mut conn, g.id).await?;
     let raw = match raw {
         Some(r) => r,
-        None => RulesRaw::of(&crate::bridges::load_rules(&mut conn, g.id, &g.timezone).await?),
+        None => RulesRaw::of(&store_checkins::rules(&mut conn, g.id, &g.timezone).await?),
     };
     drop(conn);
     let page = RulesPage {
@@ -292,33 +289,7 @@ async fn save_rules(
     };
     let bonuses = serde_json::to_value(&r.streak_bonuses).map_err(|e| AppError::Other(e.into()))?;
     let mut tx = state.db.begin().await?;
-    sqlx::query(
-        "INSERT INTO checkin_rules (group_id, enabled, keywords, points, streak_bonuses, day_start_hour, makeup_enabled,
-                makeup_keyword, makeup_cost, makeup_days_back, makeup_per_month, reply_lang, reply_zh, reply_en)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-         ON CONFLICT (group_id) DO UPDATE SET enabled = EXCLUDED.enabled, keywords = EXCLUDED.keywords,
-            points = EXCLUDED.points, streak_bonuses = EXCLUDED.streak_bonuses, day_start_hour = EXCLUDED.day_start_hour,
-            makeup_enabled = EXCLUDED.makeup_enabled, makeup_keyword = EXCLUDED.makeup_keyword,
-            makeup_cost = EXCLUDED.makeup_cost, makeup_days_back = EXCLUDED.makeup_days_back,
-            makeup_per_month = EXCLUDED.makeup_per_month, reply_lang = EXCLUDED.reply_lang,
-            reply_zh = EXCLUDED.reply_zh, reply_en = EXCLUDED.reply_en, updated_at = now()",
-    )
-    .bind(id)
-    .bind(r.enabled)
-    .bind(&r.keywords)
-    .bind(r.points)
-    .bind(&bonuses)
-    .bind(r.day_start_hour)
-    .bind(r.makeup_enabled)
-    .bind(&r.makeup_keyword)
-    .bind(r.makeup_cost)
-    .bind(r.makeup_days_back)
-    .bind(r.makeup_per_month)
-    .bind(r.reply_lang.code())
-    .bind(&r.reply_zh)
-    .bind(&r.reply_en)
-    .execute(&mut *tx)
-    .await?;
+    store_checkins::save_rules(&mut tx, id, &r).await?;
     audit::record(
         &mut tx,
         Actor::Principal(&ctx.principal),
@@ -393,6 +364,8 @@ struct TodayView {
     rank: usize,
     r: TodayRow,
     time: String,
+    /// The amount found in the note, in words ("5 公里").
+    amount: Option<String>,
 }
 
 /// One member's month: per day 0 (none), 1 (checked in), 2 (made up) or 3 (still to come).
@@ -466,7 +439,7 @@ async fn checkins_page(
 ) -> AppResult<Response> {
     let mut conn = state.db.acquire().await?;
     let g = load_group(&mut conn, &ctx, id).await?;
-    let rules = crate::bridges::load_rules(&mut conn, id, &g.timezone).await?;
+    let rules = store_checkins::rules(&mut conn, id, &g.timezone).await?;
     let today = rules.day_of(Utc::now());
     let (today_page, calendar_page) = (page_number(&q.today_page), page_number(&q.calendar_page));
     let rows = store_checkins::today(&mut conn, id, today, TODAY_PAGE + 1, (today_page - 1) * TODAY_PAGE).await?;
@@ -497,7 +470,12 @@ async fn checkins_page(
         .into_iter()
         .take(TODAY_PAGE as usize)
         .enumerate()
-        .map(|(i, r)| TodayView { rank: offset as usize + i + 1, time: ctx.time.clock(r.at), r })
+        .map(|(i, r)| TodayView {
+            rank: offset as usize + i + 1,
+            time: ctx.time.clock(r.at),
+            amount: r.quantity.zip(r.unit).map(|(q, u)| format!("{q} {}", ctx.tr.tk("checkins.units", u.as_str()))),
+            r,
+        })
         .collect();
     let month = first.format("%Y-%m").to_string();
     let base = format!("/groups/{id}/checkins?month={month}");
@@ -601,30 +579,12 @@ pub async fn member_activity(
 ) -> sqlx::Result<Activity> {
     let from = today - Duration::days(ACTIVITY_DAYS - 1);
     // Groups in zones ahead of ours may already count tomorrow.
-    let rows: Vec<(NaiveDate, i64)> = sqlx::query_as(
-        "SELECT day, sum(messages)::bigint FROM member_daily_activity
-         WHERE member_id = $1 AND ($2::bigint[] IS NULL OR group_id = ANY($2)) AND day >= $3 AND day <= $4
-         GROUP BY day ORDER BY day",
-    )
-    .bind(member_id)
-    .bind(scope)
-    .bind(from)
-    .bind(today + Duration::days(1))
-    .fetch_all(conn)
-    .await?;
+    let rows = store_checkins::member_activity(conn, member_id, scope, from, today + Duration::days(1)).await?;
     let to = rows.last().map(|r| r.0).filter(|d| *d > today).unwrap_or(today);
     Ok(activity_chart(&rows, from, to))
 }
 
-#[derive(sqlx::FromRow)]
-pub struct MemberCheckin {
-    pub group_id: i64,
-    pub group_name: String,
-    pub day: NaiveDate,
-    pub streak: i32,
-    pub makeup: bool,
-    pub at: DateTime<Utc>,
-}
+pub use store_checkins::MemberCheckin;
 
 /// A member's 30 latest check-ins in the groups in `scope`.
 pub async fn member_checkins(
@@ -632,16 +592,7 @@ pub async fn member_checkins(
     member_id: i64,
     scope: Option<&[i64]>,
 ) -> sqlx::Result<Vec<MemberCheckin>> {
-    sqlx::query_as(
-        "SELECT c.group_id, g.name AS group_name, c.day, c.streak, c.makeup, c.at
-         FROM checkins c JOIN groups g ON g.id = c.group_id
-         WHERE c.member_id = $1 AND ($2::bigint[] IS NULL OR c.group_id = ANY($2))
-         ORDER BY c.day DESC, c.at DESC LIMIT 30",
-    )
-    .bind(member_id)
-    .bind(scope)
-    .fetch_all(conn)
-    .await
+    store_checkins::member_checkins(conn, member_id, scope).await
 }
 
 #[cfg(test)]

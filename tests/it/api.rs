@@ -913,6 +913,7 @@ async fn the_openapi_document_lists_exactly_the_api_routes() {
         ("/api/v1/live-codes/{slug}/resolve".to_string(), set(&["get"])),
         ("/api/v1/live-codes/{slug}/scans".to_string(), set(&["post"])),
         ("/api/v1/members/{id}/points".to_string(), set(&["get", "post"])),
+        ("/api/v1/checkins".to_string(), set(&["get"])),
         ("/hooks/generic/{bridge_id}".to_string(), set(&["post"])),
     ]);
     assert_eq!(paths, expected);
