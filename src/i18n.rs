@@ -8,12 +8,16 @@ use std::sync::LazyLock;
 use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+/// A UI language, stored as its code (`operators.language`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default, sqlx::Type)]
+#[sqlx(type_name = "text")]
 pub enum Lang {
     #[default]
     #[serde(rename = "en")]
+    #[sqlx(rename = "en")]
     En,
     #[serde(rename = "zh-CN")]
+    #[sqlx(rename = "zh-CN")]
     ZhCn,
 }
 

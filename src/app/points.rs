@@ -2,7 +2,7 @@
 //! deduction are one use case, with one set of limits (`domain::points::AdjustmentRaw`), one
 //! audit action and one answer to a repeated key.
 
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 
 use super::{record, Done};
 use crate::auth::{ActorKind, Principal};
@@ -29,7 +29,8 @@ pub enum Adjusted {
 
 /// Applies an adjustment to a member the principal sees, at most once per `key`: a repeat of
 /// the same request is [`Adjusted::Replayed`], the key with another request a 409. A balance
-/// never goes below zero. `member.points_adjust`.
+/// never goes below zero: a deduction larger than it writes nothing at all (not even the
+/// account row a first spend would open). `member.points_adjust`.
 pub async fn adjust(
     conn: &mut PgConnection,
     who: &Principal,
@@ -40,8 +41,10 @@ pub async fn adjust(
     who.require_write()?;
     super::members::load(conn, who, member_id).await?;
     let hash = adj.request_hash(member_id);
+    // A savepoint: a refused deduction leaves the caller's transaction as it was.
+    let mut sp = conn.begin().await?;
     let applied = points::post(
-        conn,
+        &mut sp,
         Posting {
             member_id,
             delta: adj.delta,
@@ -54,6 +57,11 @@ pub async fn adjust(
         },
     )
     .await?;
+    if let Applied::Insufficient { balance } = applied {
+        sp.rollback().await?;
+        return Ok(Done::plain(Adjusted::Insufficient { balance }));
+    }
+    sp.commit().await?;
     let out = match applied {
         Applied::New { entry, balance } => {
             let details = serde_json::json!({

@@ -15,7 +15,7 @@ pub struct OperatorRow {
     pub username: String,
     pub role: Role,
     pub all_groups: bool,
-    pub language: Option<String>,
+    pub language: Option<Lang>,
     pub disabled_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     /// Ids of the groups assigned to a scoped operator.
@@ -106,7 +106,7 @@ impl OperatorRow {
             id: self.id,
             role,
             scope: scope_of(role, self.all_groups, &self.group_ids),
-            language: self.language.as_deref().and_then(Lang::parse),
+            language: self.language,
             name: self.username,
         }
     }
@@ -151,7 +151,7 @@ pub async fn create(conn: &mut PgConnection, op: NewOperator<'_>) -> sqlx::Resul
     .bind(op.password_hash)
     .bind(op.role)
     .bind(op.all_groups || op.role == Role::Admin)
-    .bind(op.language.map(|l| l.code()))
+    .bind(op.language)
     .fetch_one(&mut *conn)
     .await?;
     set_groups(conn, id, op.group_ids).await?;
@@ -236,7 +236,7 @@ pub async fn set_password(conn: &mut PgConnection, id: i64, hash: &str) -> sqlx:
 pub async fn set_language(conn: &mut PgConnection, id: i64, lang: Option<Lang>) -> sqlx::Result<()> {
     sqlx::query("UPDATE operators SET language = $2, updated_at = now() WHERE id = $1")
         .bind(id)
-        .bind(lang.map(|l| l.code()))
+        .bind(lang)
         .execute(conn)
         .await?;
     Ok(())

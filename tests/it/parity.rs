@@ -386,7 +386,15 @@ async fn a_points_adjustment_has_the_same_cap_rows_and_audit_through_either_entr
     let body = json!({"delta": 10_000_001, "kind": "adjustment", "note": "gift", "idempotency_key": "k1"});
     let (s, problem) = p.api(Method::POST, points, Some(body)).await;
     assert_eq!((s, problem["errors"][0]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("delta")));
+    // More than the balance: refused by both, and nothing written, not even an account.
+    let r = p.form(page, adjust, &[("key", &key), ("delta", "-5"), ("reason", "oops")]).await;
+    assert_eq!(r, StatusCode::UNPROCESSABLE_ENTITY);
+    let body = json!({"delta": -5, "kind": "adjustment", "note": "oops", "idempotency_key": "k0"});
+    let (s, problem) = p.api(Method::POST, points, Some(body)).await;
+    assert_eq!((s, problem["errors"][0]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("delta")));
     assert_eq!(p.ui.count("points_ledger").await + p.api.count("points_ledger").await, 0);
+    assert_eq!(p.ui.count("points_accounts").await + p.api.count("points_accounts").await, 0);
+    assert_eq!(p.ui.count("audit_log").await + p.api.count("audit_log").await, 0);
     // At the cap, and a deduction.
     let r = p.form(page, adjust, &[("key", &key), ("delta", "10000000"), ("reason", "gift")]).await;
     assert_eq!(r, StatusCode::SEE_OTHER);
