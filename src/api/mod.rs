@@ -1,16 +1,16 @@
 //! The JSON API under `/api/v1`: bearer-token auth, problem+json errors (RFC 9457), cursor
 //! pagination, and an OpenAPI 3.1 document generated from the handlers at `/api/openapi.json`.
 
-pub mod checkins;
 pub mod bridge_outbound;
+pub mod checkins;
 mod doc;
 pub mod groups;
 pub mod jobs;
 pub mod live_codes;
 pub mod members;
 pub mod points;
-pub mod tokens;
 pub mod posters;
+pub mod tokens;
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header;

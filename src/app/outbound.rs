@@ -101,7 +101,8 @@ pub async fn send_test_message(
         e.add("group_id", "bridges.outbound.error.not_linked");
         return Err(AppError::Validation(e));
     };
-    let text = crate::i18n::t(lang, "bridges.outbound.test_text").replace("{group}", &b.kind.protocol().escape(&chat.name));
+    let text =
+        crate::i18n::t(lang, "bridges.outbound.test_text").replace("{group}", &b.kind.protocol().escape(&chat.name));
     let action = Action::Send {
         chat_id: chat.chat_id.clone(),
         text,

@@ -315,8 +315,14 @@ mod tests {
         let h = OneBot.answer(&d, vec![elsewhere.clone(), other.clone(), reply.clone(), reply.clone()]);
         assert_eq!(h.answer, Some(json!({"reply": "ok", "at_sender": false})));
         assert_eq!(h.later, vec![elsewhere, other, reply]);
-        let mention =
-            Action::Send { mention: true, reply_to: None, chat_id: "7".into(), text: "hi".into(), thread_id: None, user_id: None };
+        let mention = Action::Send {
+            mention: true,
+            reply_to: None,
+            chat_id: "7".into(),
+            text: "hi".into(),
+            thread_id: None,
+            user_id: None,
+        };
         assert_eq!(OneBot.answer(&d, vec![mention]).answer, Some(json!({"reply": "hi", "at_sender": true})));
         let only_later = OneBot.answer(&d, vec![delete.clone()]);
         assert_eq!((only_later.answer, only_later.later), (None, vec![delete]));

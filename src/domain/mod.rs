@@ -10,8 +10,8 @@ pub mod group;
 pub mod hll;
 pub mod live_code;
 pub mod member;
-pub mod points;
 pub mod outbound;
+pub mod points;
 pub mod qr;
 
 use serde::{Deserialize, Serialize};

@@ -8,8 +8,8 @@
 use serde_json::{json, Value};
 
 use super::{id_value, snippet, status_reply, transport_reply, ApiCall, Reply, Secret};
-use crate::domain::action::Action;
 use crate::bridges::onebot::escape_cq;
+use crate::domain::action::Action;
 
 /// The calls that carry out `action`. Texts are CQ-code strings already escaped by whoever
 /// built them (`Kind::escape`), so `auto_escape` is false (and said so: implementations differ

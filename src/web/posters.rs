@@ -170,7 +170,7 @@ async fn form_page(
         None => ctx.layout("posters.new", "posters").await?,
     };
     let mut conn = state.db.acquire().await?;
-    let filter = groups::Filter { scope: ctx.scope(), status: Some("all".into()), ..Default::default() };
+    let filter = groups::Filter { scope: ctx.scope(), status: groups::StatusFilter::All, ..Default::default() };
     let (groups, _) = groups::list(&mut conn, &filter, 500, 0).await?;
     drop(conn);
     let groups = groups.into_iter().filter(|g| app::may_write(&ctx.principal, Some(g.id))).collect();
