@@ -62,6 +62,17 @@ impl Mode {
             _ => None,
         }
     }
+
+    /// A process reserves blocks of `1 / share` of a target's remaining slots. In balance mode
+    /// the slots other processes hold count as used until they are handed out, so a block is the
+    /// most a cross-process split can be off by: 1/32 keeps it within a few percent. Fill mode
+    /// needs no such precision and takes bigger blocks (fewer reservations).
+    pub fn block_share(self) -> i64 {
+        match self {
+            Mode::Fill => 8,
+            Mode::Balance => 32,
+        }
+    }
 }
 
 text_enum!(Mode);

@@ -265,7 +265,7 @@ impl ScanRuntime {
     pub async fn route(&self, db: &PgPool, snap: &Snapshot, now: DateTime<Utc>) -> sqlx::Result<Outcome> {
         let states = &snap.states;
         for i in try_order(snap.mode(), states, |i| snap.used_now(i), now) {
-            if self.slots.take(db, &snap.slots[i], states[i].id).await? {
+            if self.slots.take(db, &snap.slots[i], states[i].id, snap.mode().block_share()).await? {
                 return Ok(Outcome::Target { index: i, sticky: false });
             }
         }

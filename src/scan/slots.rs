@@ -123,15 +123,18 @@ impl SlotPool {
     }
 
     /// Takes one slot of `target_id` (whose handle is `e`): from memory, or by reserving a new
-    /// block. False when the target is used up.
-    pub async fn take(&self, db: &PgPool, e: &Arc<TargetSlots>, target_id: i64) -> sqlx::Result<bool> {
+    /// block of at most `1 / share` of what is left (see [`Mode::block_share`]). False when the
+    /// target is used up.
+    ///
+    /// [`Mode::block_share`]: crate::domain::live_code::Mode::block_share
+    pub async fn take(&self, db: &PgPool, e: &Arc<TargetSlots>, target_id: i64, share: i64) -> sqlx::Result<bool> {
         e.trying.fetch_add(1, Ordering::AcqRel);
         let _done = Tried(&e.trying);
         loop {
             if e.try_take() {
                 let left = e.remaining.load(Ordering::Acquire);
                 if left < e.last_block.load(Ordering::Acquire) / 4 && !e.prefetching.swap(true, Ordering::AcqRel) {
-                    self.prefetch(db, e, target_id);
+                    self.prefetch(db, e, target_id, share);
                 }
                 return Ok(true);
             }
@@ -150,7 +153,7 @@ impl SlotPool {
             // the pool instead of being lost.
             let (db, entry, max_block, now) = (db.clone(), e.clone(), self.max_block, self.now_ms());
             let granted = tokio::spawn(async move {
-                let granted = reserve_into(&db, &entry, target_id, max_block, now).await;
+                let granted = reserve_into(&db, &entry, target_id, (max_block, share), now).await;
                 drop(refill);
                 granted
             })
@@ -163,7 +166,7 @@ impl SlotPool {
     }
 
     /// Reserves the next block in the background while slots are still left.
-    fn prefetch(&self, db: &PgPool, e: &Arc<TargetSlots>, target_id: i64) {
+    fn prefetch(&self, db: &PgPool, e: &Arc<TargetSlots>, target_id: i64, share: i64) {
         let (db, entry, max_block, started) = (db.clone(), e.clone(), self.max_block, self.started);
         let closed = self.closed.clone();
         tokio::spawn(async move {
@@ -173,7 +176,7 @@ impl SlotPool {
             // shutdown gave the slots back, nothing more is reserved.
             let low = entry.remaining.load(Ordering::Acquire) < entry.last_block.load(Ordering::Acquire) / 4;
             if low && entry.exhausted_until.load(Ordering::Acquire) <= now && !closed.load(Ordering::Acquire) {
-                if let Err(err) = reserve_into(&db, &entry, target_id, max_block, now).await {
+                if let Err(err) = reserve_into(&db, &entry, target_id, (max_block, share), now).await {
                     tracing::warn!(target_id, error = %err, "could not reserve the next block of slots");
                 }
             }
@@ -256,11 +259,11 @@ async fn reserve_into(
     db: &PgPool,
     entry: &TargetSlots,
     target_id: i64,
-    max_block: i64,
+    (max_block, share): (i64, i64),
     now_ms: u64,
 ) -> sqlx::Result<i64> {
     let mut conn = db.acquire().await?;
-    let (granted, generation) = crate::store::live_codes::reserve(&mut conn, target_id, max_block).await?;
+    let (granted, generation) = crate::store::live_codes::reserve(&mut conn, target_id, max_block, share).await?;
     if granted == 0 {
         entry.exhausted_until.store(now_ms + EXHAUSTED_MS, Ordering::Release);
     } else {

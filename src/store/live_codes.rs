@@ -359,13 +359,14 @@ pub async fn move_target(conn: &mut PgConnection, code_id: i64, target_id: i64, 
 
 // ---- slots ----
 
-/// Takes up to a block of slots from a target in one conditional UPDATE: never more than the
-/// limit allows, however many processes ask at once (the row lock orders them). Returns the
-/// slots granted (0 when the target is used up) and the target's generation.
-pub async fn reserve(conn: &mut PgConnection, target_id: i64, max_block: i64) -> sqlx::Result<(i64, i32)> {
+/// Takes up to a block of slots from a target in one conditional UPDATE — `1 / share` of what is
+/// left, at least one, at most `max_block`: never more than the limit allows, however many
+/// processes ask at once (the row lock orders them). Returns the slots granted (0 when the
+/// target is used up) and the target's generation.
+pub async fn reserve(conn: &mut PgConnection, target_id: i64, max_block: i64, share: i64) -> sqlx::Result<(i64, i32)> {
     let row: Option<(i32, i32)> = sqlx::query_as(
         "WITH cur AS (
-            SELECT id, LEAST(GREATEST((scan_limit - used) / 8, 1), $2::int, scan_limit - used) AS grant_n
+            SELECT id, LEAST(GREATEST((scan_limit - used) / $3::int, 1), $2::int, scan_limit - used) AS grant_n
             FROM live_code_targets WHERE id = $1 FOR UPDATE)
          UPDATE live_code_targets t SET used = t.used + cur.grant_n
          FROM cur WHERE t.id = cur.id AND cur.grant_n > 0
@@ -373,6 +374,7 @@ pub async fn reserve(conn: &mut PgConnection, target_id: i64, max_block: i64) ->
     )
     .bind(target_id)
     .bind(max_block.min(i32::MAX as i64) as i32)
+    .bind(share.clamp(1, i32::MAX as i64) as i32)
     .fetch_optional(conn)
     .await?;
     Ok(row.map(|(n, g)| (n as i64, g)).unwrap_or((0, 0)))
