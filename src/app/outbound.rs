@@ -16,7 +16,6 @@ use crate::error::{AppError, AppResult, FieldErrors};
 use crate::i18n::Lang;
 use crate::outbound::dispatch::{self, Step};
 use crate::outbound::{telegram, Bots, Policy, Reply};
-use crate::store::audit::{self, Actor};
 use crate::store::jobs;
 use crate::store::outbound::{self as store, OutboundBridge};
 use crate::Config;
@@ -80,7 +79,7 @@ pub async fn enqueue_action(
         .ok_or_else(|| AppError::Other(anyhow::anyhow!("a job without a dedupe key was not inserted")))?;
     let mut details = details;
     details["job_id"] = json!(job_id);
-    audit::record(conn, Actor::Principal(who), "bot.action", "bridge", Some(b.id.to_string()), details).await?;
+    super::record(conn, who, "bot.action", "bridge", Some(b.id), details).await?;
     Ok(job_id)
 }
 
@@ -114,12 +113,12 @@ pub async fn send_test_message(
     let job_id = jobs::enqueue(conn, &dispatch::job(config, b.id, action, "test", None))
         .await?
         .ok_or_else(|| AppError::Other(anyhow::anyhow!("a job without a dedupe key was not inserted")))?;
-    audit::record(
+    super::record(
         conn,
-        Actor::Principal(who),
+        who,
         "bridge.test_message",
         "bridge",
-        Some(b.id.to_string()),
+        Some(b.id),
         json!({"group_id": group_id, "chat_id": chat.chat_id, "job_id": job_id}),
     )
     .await?;
@@ -169,12 +168,12 @@ pub async fn update_settings(
         (None, true) => "removed",
         (None, false) => "kept",
     };
-    audit::record(
+    super::record(
         conn,
-        Actor::Principal(who),
+        who,
         "bridge.outbound_update",
         "bridge",
-        Some(b.id.to_string()),
+        Some(b.id),
         json!({"name": b.name, "api_base_url": url, "access_token": token_word, "limits": limits}),
     )
     .await?;
@@ -193,15 +192,8 @@ pub async fn set_limits(
     limits.check(&mut e);
     e.into_result(())?;
     store::set_limits(conn, b.id, &limits).await?;
-    audit::record(
-        conn,
-        Actor::Principal(who),
-        "bridge.outbound_update",
-        "bridge",
-        Some(b.id.to_string()),
-        json!({"name": b.name, "limits": limits}),
-    )
-    .await?;
+    super::record(conn, who, "bridge.outbound_update", "bridge", Some(b.id), json!({"name": b.name, "limits": limits}))
+        .await?;
     Ok(())
 }
 
@@ -218,15 +210,8 @@ pub async fn refresh_member_counts(
     let job_id = jobs::enqueue(conn, &dispatch::member_count_sweep(config, Some(b.id), None))
         .await?
         .ok_or_else(|| AppError::Other(anyhow::anyhow!("a job without a dedupe key was not inserted")))?;
-    audit::record(
-        conn,
-        Actor::Principal(who),
-        "bridge.member_counts",
-        "bridge",
-        Some(b.id.to_string()),
-        json!({"name": b.name, "job_id": job_id}),
-    )
-    .await?;
+    super::record(conn, who, "bridge.member_counts", "bridge", Some(b.id), json!({"name": b.name, "job_id": job_id}))
+        .await?;
     Ok(job_id)
 }
 
@@ -274,12 +259,12 @@ pub async fn telegram_webhook(
             other => report.error = other.error().map(str::to_string),
         }
         let mut conn = db.acquire().await?;
-        audit::record(
+        super::record(
             &mut conn,
-            Actor::Principal(who),
+            who,
             "bridge.telegram_webhook",
             "bridge",
-            Some(b.id.to_string()),
+            Some(b.id),
             json!({"name": b.name, "url": url, "accepted": report.set, "error": report.error}),
         )
         .await?;

@@ -17,7 +17,6 @@ use crate::error::{AppError, AppResult, FieldErrors};
 use crate::poster::background::Background;
 use crate::poster::template::{LinkSpec, TemplateSpec};
 use crate::poster::{FontError, Format, Layout, PosterData, PosterKey, RenderError};
-use crate::store::audit::{self, Actor};
 use crate::store::posters::{self, BackgroundChange, LinkRow, NewLink, TemplateRow};
 use crate::AppState;
 
@@ -38,11 +37,7 @@ async fn check_group(conn: &mut PgConnection, who: &Principal, group_id: Option<
         None if !may_write(who, None) => fe.add("group_id", "posters.error.shared_needs_all_groups"),
         None => {}
         Some(g) => {
-            let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM groups WHERE id = $1)")
-                .bind(g)
-                .fetch_one(&mut *conn)
-                .await?;
-            if !exists || !who.sees_group(g) {
+            if !who.sees_group(g) || crate::store::groups::get(conn, g).await?.is_none() {
                 fe.add("group_id", "posters.error.unknown_group");
             }
         }
@@ -66,8 +61,7 @@ pub async fn create(
     check_group(conn, who, spec.group_id).await?;
     let id = posters::insert(conn, spec, bg).await?;
     let d = details(spec, bg.map(|b| b.sha256.as_str()));
-    audit::record(conn, Actor::Principal(who), "poster_template.create", "poster_template", Some(id.to_string()), d)
-        .await?;
+    super::record(conn, who, "poster_template.create", "poster_template", Some(id), d).await?;
     posters::get(conn, id, None).await?.ok_or(AppError::NotFound)
 }
 
@@ -102,8 +96,7 @@ pub async fn update(
     };
     posters::update(conn, id, spec, bg).await?;
     let d = details(spec, sha.as_deref());
-    audit::record(conn, Actor::Principal(who), "poster_template.update", "poster_template", Some(id.to_string()), d)
-        .await?;
+    super::record(conn, who, "poster_template.update", "poster_template", Some(id), d).await?;
     state.posters.forget_template(id);
     state.posters.links.forget(None, Some(id));
     posters::get(conn, id, None).await?.ok_or(AppError::NotFound)
@@ -114,8 +107,7 @@ pub async fn delete(state: &AppState, conn: &mut PgConnection, who: &Principal, 
     let before = writable(conn, who, id).await?;
     posters::delete(conn, id).await?;
     let d = serde_json::json!({"name": before.name, "group_id": before.group_id});
-    audit::record(conn, Actor::Principal(who), "poster_template.delete", "poster_template", Some(id.to_string()), d)
-        .await?;
+    super::record(conn, who, "poster_template.delete", "poster_template", Some(id), d).await?;
     state.posters.forget_template(id);
     state.posters.links.forget(None, Some(id));
     Ok(())
@@ -157,8 +149,7 @@ pub async fn create_link(
     )
     .await?;
     let d = serde_json::json!({"template_id": template_id, "member_id": spec.member_id, "name": name});
-    audit::record(conn, Actor::Principal(who), "poster_link.create", "poster_link", Some(row.id.to_string()), d)
-        .await?;
+    super::record(conn, who, "poster_link.create", "poster_link", Some(row.id), d).await?;
     Ok((row, token))
 }
 
@@ -174,8 +165,7 @@ pub async fn revoke_link(
     posters::get(conn, link.template_id, who.group_filter().as_deref()).await?.ok_or(AppError::NotFound)?;
     if posters::revoke_link(conn, link_id).await? {
         let d = serde_json::json!({"template_id": link.template_id, "name": link.name});
-        audit::record(conn, Actor::Principal(who), "poster_link.revoke", "poster_link", Some(link_id.to_string()), d)
-            .await?;
+        super::record(conn, who, "poster_link.revoke", "poster_link", Some(link_id), d).await?;
     }
     state.posters.links.forget(Some(link_id), None);
     posters::link(conn, link_id).await?.ok_or(AppError::NotFound)
