@@ -33,14 +33,13 @@ pub fn may_write(who: &Principal, group_id: Option<i64>) -> bool {
 /// gets the same answer as one that does not exist.
 async fn check_group(conn: &mut PgConnection, who: &Principal, group_id: Option<i64>) -> AppResult<()> {
     let mut fe = FieldErrors::new();
-    match group_id {
-        None if !may_write(who, None) => fe.add("group_id", "posters.error.shared_needs_all_groups"),
-        None => {}
-        Some(g) => {
-            if !who.sees_group(g) || crate::store::groups::get(conn, g).await?.is_none() {
-                fe.add("group_id", "posters.error.unknown_group");
-            }
-        }
+    let refused = match group_id {
+        None => (!may_write(who, None)).then_some("posters.error.shared_needs_all_groups"),
+        Some(g) => (!who.sees_group(g) || crate::store::groups::get(conn, g).await?.is_none())
+            .then_some("posters.error.unknown_group"),
+    };
+    if let Some(key) = refused {
+        fe.add("group_id", key);
     }
     fe.into_result(())
 }

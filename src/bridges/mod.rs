@@ -19,12 +19,13 @@ use sqlx::{Connection, PgConnection};
 use crate::domain::action::Action;
 use crate::domain::bridge::{Delivery, Event, EventBody, Kind, ParseError, Parsed};
 use crate::domain::checkin::{render, streaks, Intent, Outcome, Rules};
+use crate::domain::points::{IdempotencyKey, LedgerKind};
 use crate::domain::Platform;
 use crate::i18n::Tr;
 use crate::store;
 use crate::store::bridges::LinkedGroup;
 use crate::store::checkins::{Earning, LogRow, Message};
-use crate::store::points::{self, Applied, NewEntry};
+use crate::store::points::{self, Applied, Posting};
 
 pub use crate::store::bridges::BridgeRow;
 
@@ -368,13 +369,19 @@ async fn process(
                 }
                 None => None,
             };
-            store::bridges::open_membership(conn, mid, group.id, e.at, inviter_id, invite_link_name.as_deref()).await?;
+            let joining = store::memberships::Joining {
+                role: None,
+                at: Some(e.at),
+                inviter_member_id: inviter_id,
+                invite_link_name: invite_link_name.as_deref(),
+            };
+            store::memberships::open(conn, mid, group.id, &joining).await?;
             Ok(vec![])
         }
         EventBody::Leave { reason } => {
             let name = display_name(&e.user.id, &e.user.name);
             let mid = store::bridges::member_id(conn, &bridge.platform, &e.user.id, name, e.at).await?;
-            store::bridges::close_membership(conn, mid, group.id, e.at, *reason).await?;
+            store::memberships::close(conn, mid, group.id, Some(e.at), *reason).await?;
             Ok(vec![])
         }
     }
@@ -410,16 +417,16 @@ async fn make_up(
     if used >= rules.makeup_per_month as i64 {
         return Ok(render(tr.t("checkin.makeup_limit"), &vars(&[])));
     }
-    let key = format!("makeup:{member}:{group}:{target}");
     if rules.makeup_cost > 0 {
-        let spent = points::apply(
+        let key = IdempotencyKey::makeup(member, group, target);
+        let spent = points::post(
             conn,
-            NewEntry {
+            Posting {
                 member_id: member,
                 delta: -(rules.makeup_cost as i64),
-                kind: "makeup",
+                kind: LedgerKind::Makeup,
                 reference: &format!("makeup:{target}"),
-                idempotency_key: &key,
+                key: &key,
                 request_hash: None,
                 operator_id: None,
                 note: "",

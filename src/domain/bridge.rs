@@ -51,22 +51,8 @@ pub struct User {
     pub role: Option<&'static str>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LeaveReason {
-    Leave,
-    Kick,
-    KickMe,
-}
-
-impl LeaveReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LeaveReason::Leave => "leave",
-            LeaveReason::Kick => "kick",
-            LeaveReason::KickMe => "kick_me",
-        }
-    }
-}
+/// Why a membership ended; a bridge reports `Leave`, `Kick` or `KickMe`.
+pub use crate::domain::member::LeaveReason;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum EventBody {

@@ -113,12 +113,6 @@ impl IdempotencyKey {
         IdempotencyKey(format!("forfeit:{member}"))
     }
 
-    /// A key built elsewhere before the typed constructors existed (`bridges.rs`'s make-up);
-    /// to go once that caller uses [`IdempotencyKey::makeup`].
-    pub(crate) fn legacy(key: &str) -> IdempotencyKey {
-        IdempotencyKey(key.to_string())
-    }
-
     pub fn as_str(&self) -> &str {
         &self.0
     }

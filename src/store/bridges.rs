@@ -1,10 +1,8 @@
 //! Bridges: their rows (the pages and the webhooks), the delivery log with its dedupe keys,
-//! unlinked chats, and what a delivery writes about members and memberships.
+//! unlinked chats, and what a delivery writes about members.
 //!
-//! Memberships written by the bridge path (joins, leaves, and the open membership a message
-//! refreshes) are here, not in a `store::memberships`: the admin pages' and API's membership
-//! writes are kept elsewhere; both keep `groups.member_count` the same way (+1 when a membership
-//! opens, −1 when one closes, only where the count is known).
+//! Joins and leaves open and close memberships through `store::memberships`, the one writer of
+//! memberships and of `groups.member_count`.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -14,7 +12,7 @@ use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, PgValueRef};
 use sqlx::types::Json;
 use sqlx::{Decode, Encode, PgConnection, Postgres, Type};
 
-use crate::domain::bridge::{Delivery, Kind, LeaveReason};
+use crate::domain::bridge::{Delivery, Kind};
 use crate::domain::checkin::Rules;
 
 // ---------------------------------------------------------------- the kind column
@@ -519,62 +517,4 @@ pub async fn member_id(
         .bind(at)
         .fetch_one(conn)
         .await
-}
-
-/// A join: opens the member's membership (unless one is open) with its inviter and invite link,
-/// and counts it in the group's member count.
-pub async fn open_membership(
-    conn: &mut PgConnection,
-    member: i64,
-    group: i64,
-    at: DateTime<Utc>,
-    inviter: Option<i64>,
-    invite_link_name: Option<&str>,
-) -> sqlx::Result<()> {
-    let opened = sqlx::query(
-        "INSERT INTO memberships (member_id, group_id, joined_at, inviter_member_id, invite_link_name) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (member_id, group_id) WHERE left_at IS NULL DO NOTHING",
-    )
-    .bind(member)
-    .bind(group)
-    .bind(at)
-    .bind(inviter)
-    .bind(invite_link_name)
-    .execute(&mut *conn)
-    .await?;
-    if opened.rows_affected() == 1 {
-        sqlx::query("UPDATE groups SET member_count = member_count + 1, updated_at = now() WHERE id = $1 AND member_count IS NOT NULL")
-            .bind(group)
-            .execute(conn)
-            .await?;
-    }
-    Ok(())
-}
-
-/// A leave: closes the member's open membership (not before it opened) with the reason, and
-/// takes it off the group's member count.
-pub async fn close_membership(
-    conn: &mut PgConnection,
-    member: i64,
-    group: i64,
-    at: DateTime<Utc>,
-    reason: LeaveReason,
-) -> sqlx::Result<()> {
-    let closed = sqlx::query(
-        "UPDATE memberships SET left_at = GREATEST($3, joined_at), left_reason = $4
-         WHERE member_id = $1 AND group_id = $2 AND left_at IS NULL",
-    )
-    .bind(member)
-    .bind(group)
-    .bind(at)
-    .bind(reason.as_str())
-    .execute(&mut *conn)
-    .await?;
-    if closed.rows_affected() == 1 {
-        sqlx::query("UPDATE groups SET member_count = GREATEST(member_count - 1, 0), updated_at = now() WHERE id = $1 AND member_count IS NOT NULL")
-            .bind(group)
-            .execute(conn)
-            .await?;
-    }
-    Ok(())
 }

@@ -42,20 +42,6 @@ pub struct Posting<'a> {
     pub note: &'a str,
 }
 
-/// An entry in the shape `bridges.rs` (make-up check-ins) still builds it: kind and key as text.
-/// [`apply`] turns it into a [`Posting`]; it goes once that caller uses [`Posting`] with
-/// `LedgerKind::Makeup` and `IdempotencyKey::makeup`.
-pub struct NewEntry<'a> {
-    pub member_id: i64,
-    pub delta: i64,
-    pub kind: &'a str,
-    pub reference: &'a str,
-    pub idempotency_key: &'a str,
-    pub request_hash: Option<&'a str>,
-    pub operator_id: Option<i64>,
-    pub note: &'a str,
-}
-
 #[derive(Debug)]
 pub enum Applied {
     /// Written now; `balance` is the account's balance after it.
@@ -144,27 +130,6 @@ struct Written {
     #[sqlx(flatten)]
     entry: Entry,
     balance: i64,
-}
-
-/// [`post`] for an entry given as text ([`NewEntry`]); an unknown kind is an error.
-pub async fn apply(conn: &mut PgConnection, e: NewEntry<'_>) -> sqlx::Result<Applied> {
-    let kind = LedgerKind::parse(e.kind)
-        .ok_or_else(|| sqlx::Error::Protocol(format!("{:?} is not a kind of ledger entry", e.kind)))?;
-    let key = IdempotencyKey::legacy(e.idempotency_key);
-    post(
-        conn,
-        Posting {
-            member_id: e.member_id,
-            delta: e.delta,
-            kind,
-            reference: e.reference,
-            key: &key,
-            request_hash: e.request_hash,
-            operator_id: e.operator_id,
-            note: e.note,
-        },
-    )
-    .await
 }
 
 /// Writes one entry inside the caller's transaction: the ledger's one writing function.
