@@ -57,7 +57,12 @@ fn constraints(schema: &str) -> Value {
             "ends_at": {"description": "RFC 3339, or YYYY-MM-DDTHH:MM; after starts_at"},
             "fallback_kind": {"enum": FallbackKind::NAMES, "description": "`image` needs an image uploaded in the admin UI"},
             "fallback_url": {"maxLength": 2048, "pattern": "^https?://[^/?#\\s]+", "description": "required when fallback_kind is url"},
-            "fallback_message": {"maxLength": 500},
+            "fallback_message": {"maxLength": 500, "description": "also the landing page's text when every group is full"},
+            "page_lang": {"enum": ["zh-CN", "en", ""], "description": "the landing pages' language; empty: the visitor's browser decides"},
+            "page_title": {"maxLength": 60, "description": "landing page title, also the link preview's; empty: the code's name"},
+            "page_text": {"maxLength": 300},
+            "paused_text": {"maxLength": 300, "description": "shown while the code is paused or not started; empty: the default words"},
+            "ended_text": {"maxLength": 300, "description": "shown once the code has ended; empty: the default words"},
         }),
         "PointsBody" => json!({
             "delta": {"minimum": -MAX_ADJUSTMENT, "maximum": MAX_ADJUSTMENT, "not": {"const": 0}},

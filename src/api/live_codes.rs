@@ -50,6 +50,14 @@ pub struct LiveCode {
     pub fallback_kind: FallbackKind,
     pub fallback_url: Option<String>,
     pub fallback_message: String,
+    /// The landing pages' language (`zh-CN`, `en`; null: the visitor's browser decides).
+    pub page_lang: Option<String>,
+    pub page_title: String,
+    pub page_text: String,
+    pub paused_text: String,
+    pub ended_text: String,
+    /// The landing pages' logo (uploaded in the admin UI), if any.
+    pub logo_url: Option<String>,
     /// The permanent link the QR code encodes.
     pub url: String,
     pub targets: Vec<Target>,
@@ -114,6 +122,12 @@ async fn full(state: &AppState, conn: &mut sqlx::PgConnection, c: LiveCodeRow) -
         fallback_kind: c.fallback_kind,
         fallback_url: c.fallback_url,
         fallback_message: c.fallback_message,
+        page_lang: c.page_lang.map(|l| l.code().to_string()),
+        page_title: c.page_title,
+        page_text: c.page_text,
+        paused_text: c.paused_text,
+        ended_text: c.ended_text,
+        logo_url: c.logo_sha.map(|sha| format!("{base}/logo?v={sha}")),
         created_at: c.created_at,
         updated_at: c.updated_at,
     })
@@ -162,6 +176,11 @@ pub struct LiveCodeBody {
     pub fallback_kind: Option<String>,
     pub fallback_url: Option<String>,
     pub fallback_message: Option<String>,
+    pub page_lang: Option<String>,
+    pub page_title: Option<String>,
+    pub page_text: Option<String>,
+    pub paused_text: Option<String>,
+    pub ended_text: Option<String>,
 }
 
 impl LiveCodeBody {
@@ -181,6 +200,11 @@ impl LiveCodeBody {
         set(&mut raw.fallback_kind, self.fallback_kind);
         set(&mut raw.fallback_url, self.fallback_url);
         set(&mut raw.fallback_message, self.fallback_message);
+        set(&mut raw.page_lang, self.page_lang);
+        set(&mut raw.page_title, self.page_title);
+        set(&mut raw.page_text, self.page_text);
+        set(&mut raw.paused_text, self.paused_text);
+        set(&mut raw.ended_text, self.ended_text);
         raw
     }
 }
@@ -197,6 +221,11 @@ fn raw_of(c: &LiveCodeRow) -> LiveCodeRaw {
         fallback_kind: c.fallback_kind.as_str().to_string(),
         fallback_url: c.fallback_url.clone().unwrap_or_default(),
         fallback_message: c.fallback_message.clone(),
+        page_lang: c.page_lang.map(|l| l.code().to_string()).unwrap_or_default(),
+        page_title: c.page_title.clone(),
+        page_text: c.page_text.clone(),
+        paused_text: c.paused_text.clone(),
+        ended_text: c.ended_text.clone(),
     }
 }
 

@@ -423,6 +423,13 @@ pub struct LiveCodeRaw {
     pub fallback_kind: String,
     pub fallback_url: String,
     pub fallback_message: String,
+    /// The landing page: its language (`zh-CN`, `en`; empty: the visitor's browser decides),
+    /// title, short text, and the texts shown while the code is paused or has ended.
+    pub page_lang: String,
+    pub page_title: String,
+    pub page_text: String,
+    pub paused_text: String,
+    pub ended_text: String,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -437,6 +444,11 @@ pub struct LiveCodeSpec {
     pub fallback_kind: FallbackKind,
     pub fallback_url: Option<String>,
     pub fallback_message: String,
+    pub page_lang: Option<crate::i18n::Lang>,
+    pub page_title: String,
+    pub page_text: String,
+    pub paused_text: String,
+    pub ended_text: String,
 }
 
 impl LiveCodeRaw {
@@ -523,6 +535,19 @@ impl LiveCodeRaw {
             Some(url.to_string())
         };
         let fallback_message = optional_text(&self.fallback_message, 500, "fallback_message", &mut e);
+        let page_lang = match self.page_lang.trim() {
+            "" => None,
+            "zh-CN" => Some(crate::i18n::Lang::ZhCn),
+            "en" => Some(crate::i18n::Lang::En),
+            _ => {
+                e.add_choice("page_lang", &["zh-CN", "en"]);
+                None
+            }
+        };
+        let page_title = optional_text(&self.page_title, 60, "page_title", &mut e);
+        let page_text = optional_text(&self.page_text, 300, "page_text", &mut e);
+        let paused_text = optional_text(&self.paused_text, 300, "paused_text", &mut e);
+        let ended_text = optional_text(&self.ended_text, 300, "ended_text", &mut e);
         if e.is_empty() {
             Ok(LiveCodeSpec {
                 name,
@@ -535,6 +560,11 @@ impl LiveCodeRaw {
                 fallback_kind,
                 fallback_url,
                 fallback_message,
+                page_lang,
+                page_title,
+                page_text,
+                paused_text,
+                ended_text,
             })
         } else {
             Err(e)

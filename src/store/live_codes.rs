@@ -24,6 +24,13 @@ pub struct LiveCodeRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub fallback_sha: Option<String>,
+    /// The landing page (see `LiveCodeSpec`); `page_lang` None: the visitor's language.
+    pub page_lang: Option<crate::i18n::Lang>,
+    pub page_title: String,
+    pub page_text: String,
+    pub paused_text: String,
+    pub ended_text: String,
+    pub logo_sha: Option<String>,
 }
 
 impl LiveCodeRow {
@@ -87,8 +94,10 @@ pub struct ChannelRow {
 }
 
 const SELECT: &str = "SELECT c.id, c.slug, c.name, c.status, c.starts_at, c.ends_at, c.mode, c.sticky_days,
-        c.fallback_kind, c.fallback_url, c.fallback_message, c.created_at, c.updated_at, f.sha256 AS fallback_sha
-    FROM live_codes c LEFT JOIN live_code_fallback_images f ON f.live_code_id = c.id";
+        c.fallback_kind, c.fallback_url, c.fallback_message, c.created_at, c.updated_at, f.sha256 AS fallback_sha,
+        c.page_lang, c.page_title, c.page_text, c.paused_text, c.ended_text, lg.sha256 AS logo_sha
+    FROM live_codes c LEFT JOIN live_code_fallback_images f ON f.live_code_id = c.id
+        LEFT JOIN live_code_logos lg ON lg.live_code_id = c.id";
 
 /// Who asks about live codes: the group scope (`None`: every group) and, for ownership, the
 /// operator or API token asking.
@@ -148,8 +157,8 @@ pub async fn by_slug(conn: &mut PgConnection, slug: &str) -> sqlx::Result<Option
 pub async fn insert(conn: &mut PgConnection, s: &LiveCodeSpec, owner: &Access) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         "INSERT INTO live_codes (slug, name, status, starts_at, ends_at, mode, sticky_days, fallback_kind, fallback_url,
-            fallback_message, owner_operator_id, owner_token_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+            fallback_message, owner_operator_id, owner_token_id, page_lang, page_title, page_text, paused_text, ended_text)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING id",
     )
     .bind(&s.slug)
     .bind(&s.name)
@@ -163,6 +172,11 @@ pub async fn insert(conn: &mut PgConnection, s: &LiveCodeSpec, owner: &Access) -
     .bind(&s.fallback_message)
     .bind(owner.operator_id)
     .bind(owner.token_id)
+    .bind(s.page_lang)
+    .bind(&s.page_title)
+    .bind(&s.page_text)
+    .bind(&s.paused_text)
+    .bind(&s.ended_text)
     .fetch_one(conn)
     .await
 }
@@ -170,7 +184,8 @@ pub async fn insert(conn: &mut PgConnection, s: &LiveCodeSpec, owner: &Access) -
 pub async fn update(conn: &mut PgConnection, id: i64, s: &LiveCodeSpec) -> sqlx::Result<bool> {
     let r = sqlx::query(
         "UPDATE live_codes SET slug = $2, name = $3, status = $4, starts_at = $5, ends_at = $6, mode = $7, sticky_days = $8,
-            fallback_kind = $9, fallback_url = $10, fallback_message = $11, updated_at = now()
+            fallback_kind = $9, fallback_url = $10, fallback_message = $11, page_lang = $12, page_title = $13,
+            page_text = $14, paused_text = $15, ended_text = $16, updated_at = now()
          WHERE id = $1",
     )
     .bind(id)
@@ -184,6 +199,11 @@ pub async fn update(conn: &mut PgConnection, id: i64, s: &LiveCodeSpec) -> sqlx:
     .bind(s.fallback_kind)
     .bind(&s.fallback_url)
     .bind(&s.fallback_message)
+    .bind(s.page_lang)
+    .bind(&s.page_title)
+    .bind(&s.page_text)
+    .bind(&s.paused_text)
+    .bind(&s.ended_text)
     .execute(conn)
     .await?;
     Ok(r.rows_affected() == 1)
@@ -231,6 +251,39 @@ pub async fn put_fallback_image(
 
 pub async fn fallback_image(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<(String, Vec<u8>, String)>> {
     sqlx::query_as("SELECT content_type, bytes, sha256 FROM live_code_fallback_images WHERE live_code_id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+pub async fn put_logo(
+    conn: &mut PgConnection,
+    id: i64,
+    content_type: &str,
+    bytes: &[u8],
+    sha: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO live_code_logos (live_code_id, content_type, bytes, sha256) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (live_code_id) DO UPDATE SET content_type = EXCLUDED.content_type, bytes = EXCLUDED.bytes,
+            sha256 = EXCLUDED.sha256, uploaded_at = now()",
+    )
+    .bind(id)
+    .bind(content_type)
+    .bind(bytes)
+    .bind(sha)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn remove_logo(conn: &mut PgConnection, id: i64) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM live_code_logos WHERE live_code_id = $1").bind(id).execute(conn).await?;
+    Ok(())
+}
+
+pub async fn logo(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<(String, Vec<u8>, String)>> {
+    sqlx::query_as("SELECT content_type, bytes, sha256 FROM live_code_logos WHERE live_code_id = $1")
         .bind(id)
         .fetch_optional(conn)
         .await

@@ -18,6 +18,7 @@ use sqlx::PgConnection;
 use super::ctx::{Ctx, Layout};
 use super::{confirm, non_empty, redirect, render, upload};
 use crate::app;
+use crate::app::landing::LogoChange;
 use crate::app::live_codes::{ChannelRef, Move, NewTarget};
 use crate::config::Config;
 use crate::domain::group::local_input_value;
@@ -187,7 +188,9 @@ async fn form_page(
 
 async fn new_form(State(state): State<AppState>, ctx: Ctx) -> AppResult<Response> {
     ctx.principal.require_write()?;
-    form_page(&ctx, &state, None, LiveCodeRaw::blank(), FieldErrors::new(), StatusCode::OK).await
+    // New codes' pages speak Chinese unless the operator says otherwise.
+    let raw = LiveCodeRaw { page_lang: "zh-CN".into(), ..LiveCodeRaw::blank() };
+    form_page(&ctx, &state, None, raw, FieldErrors::new(), StatusCode::OK).await
 }
 
 fn raw_from(form: &upload::MultipartForm) -> LiveCodeRaw {
@@ -202,6 +205,11 @@ fn raw_from(form: &upload::MultipartForm) -> LiveCodeRaw {
         fallback_kind: form.text("fallback_kind"),
         fallback_url: form.text("fallback_url"),
         fallback_message: form.text("fallback_message"),
+        page_lang: form.text("page_lang"),
+        page_title: form.text("page_title"),
+        page_text: form.text("page_text"),
+        paused_text: form.text("paused_text"),
+        ended_text: form.text("ended_text"),
     }
 }
 
@@ -217,6 +225,11 @@ fn raw_of(c: &LiveCodeRow, tz: chrono_tz::Tz) -> LiveCodeRaw {
         fallback_kind: c.fallback_kind.as_str().to_string(),
         fallback_url: c.fallback_url.clone().unwrap_or_default(),
         fallback_message: c.fallback_message.clone(),
+        page_lang: c.page_lang.map(|l| l.code().to_string()).unwrap_or_default(),
+        page_title: c.page_title.clone(),
+        page_text: c.page_text.clone(),
+        paused_text: c.paused_text.clone(),
+        ended_text: c.ended_text.clone(),
     }
 }
 
@@ -228,7 +241,7 @@ type FallbackImage = qr::PublicImage;
 async fn parse_form(
     state: &AppState,
     form: &upload::MultipartForm,
-) -> Result<(LiveCodeSpec, Option<FallbackImage>), (FieldErrors, StatusCode)> {
+) -> Result<(LiveCodeSpec, Option<FallbackImage>, LogoChange), (FieldErrors, StatusCode)> {
     let raw = raw_from(form);
     let (spec, mut errors) = match raw.parse(tz_of(state)) {
         Ok(s) => (Some(s), FieldErrors::new()),
@@ -258,8 +271,20 @@ async fn parse_form(
         }
         None => None,
     };
+    let logo = if form.text("remove_logo") == "1" {
+        LogoChange::Remove
+    } else {
+        match super::landing::logo_upload(state, form, &mut errors).await {
+            Ok(Some(img)) => LogoChange::Replace(img),
+            Ok(None) => LogoChange::Keep,
+            Err(s) => {
+                status = s;
+                LogoChange::Keep
+            }
+        }
+    };
     match spec {
-        Some(spec) if errors.is_empty() => Ok((spec, image)),
+        Some(spec) if errors.is_empty() => Ok((spec, image, logo)),
         _ => Err((errors, status)),
     }
 }
@@ -267,12 +292,16 @@ async fn parse_form(
 async fn create(State(state): State<AppState>, ctx: Ctx, mp: Multipart) -> AppResult<Response> {
     ctx.principal.require_write()?;
     let form = upload::read(mp, state.config.http.max_upload_bytes).await?;
-    let (spec, image) = match parse_form(&state, &form).await {
+    let (spec, image, logo) = match parse_form(&state, &form).await {
         Ok(ok) => ok,
         Err((errors, status)) => return form_page(&ctx, &state, None, raw_from(&form), errors, status).await,
     };
     let mut tx = state.db.begin().await?;
-    let c = match app::live_codes::create(&mut tx, &ctx.principal, &spec, image.as_ref()).await {
+    let created = match app::live_codes::create(&mut tx, &ctx.principal, &spec, image.as_ref()).await {
+        Ok(done) => app::landing::set_logo(&mut tx, &ctx.principal, done, &logo).await,
+        Err(e) => Err(e),
+    };
+    let c = match created {
         Ok(done) => done.commit(tx, &state).await?,
         Err(AppError::Validation(errors)) => {
             drop(tx);
@@ -301,12 +330,16 @@ async fn update(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>, mp
     ctx.principal.require_write()?;
     let c = load(&state, &ctx, id).await?;
     let form = upload::read(mp, state.config.http.max_upload_bytes).await?;
-    let (spec, image) = match parse_form(&state, &form).await {
+    let (spec, image, logo) = match parse_form(&state, &form).await {
         Ok(ok) => ok,
         Err((errors, status)) => return form_page(&ctx, &state, Some(c), raw_from(&form), errors, status).await,
     };
     let mut tx = state.db.begin().await?;
-    match app::live_codes::update(&mut tx, &ctx.principal, id, &spec, image.as_ref()).await {
+    let updated = match app::live_codes::update(&mut tx, &ctx.principal, id, &spec, image.as_ref()).await {
+        Ok(done) => app::landing::set_logo(&mut tx, &ctx.principal, done, &logo).await,
+        Err(e) => Err(e),
+    };
+    match updated {
         Ok(done) => done.commit(tx, &state).await?,
         Err(AppError::Validation(errors)) => {
             drop(tx);

@@ -30,6 +30,36 @@ pub fn router() -> Router<AppState> {
         .route("/l/{slug}/t/{target}/qr", get(target_qr))
         .route("/l/{slug}/fallback-image", get(fallback_image))
         .route("/l/{slug}/qr.png", get(code_qr))
+        .route("/l/{slug}/logo", get(logo))
+}
+
+/// The operator's top of a landing page: the code's logo, title and short text (empty when
+/// none is set: the page looks as before).
+pub struct Landing<'a> {
+    pub slug: &'a str,
+    pub title: &'a str,
+    pub text: &'a str,
+    pub logo: Option<&'a str>,
+}
+
+impl<'a> Landing<'a> {
+    fn of(c: &'a crate::store::live_codes::LiveCodeRow) -> Landing<'a> {
+        Landing { slug: &c.slug, title: &c.page_title, text: &c.page_text, logo: c.logo_sha.as_deref() }
+    }
+}
+
+/// The language of a code's pages: its own when set, else the visitor's.
+fn code_lang(c: &crate::store::live_codes::LiveCodeRow, headers: &HeaderMap) -> Tr {
+    Tr(c.page_lang.unwrap_or_else(|| request_lang(headers, None)))
+}
+
+/// The title a code's pages and link previews show: the operator's, else the code's name.
+fn code_title(c: &crate::store::live_codes::LiveCodeRow) -> &str {
+    if c.page_title.is_empty() {
+        &c.name
+    } else {
+        &c.page_title
+    }
 }
 
 /// 16 random bytes, URL-safe: a visitor id needs to be unique, not secret, so the thread-local
@@ -83,12 +113,14 @@ struct TargetPage<'a> {
     tr: Tr,
     slug: &'a str,
     target: &'a TargetRow,
+    landing: Landing<'a>,
 }
 
 #[derive(Template)]
 #[template(path = "scan/fallback.html")]
 struct FallbackPage<'a> {
     tr: Tr,
+    landing: Landing<'a>,
     slug: &'a str,
     name: &'a str,
     message: &'a str,
@@ -101,6 +133,8 @@ struct FallbackPage<'a> {
 struct PreviewPage<'a> {
     tr: Tr,
     name: &'a str,
+    /// The operator's short text, else the default description.
+    text: &'a str,
     image: String,
     url: String,
 }
@@ -116,11 +150,14 @@ struct BusyPage<'a> {
 
 #[derive(Template)]
 #[template(path = "scan/not_found.html")]
-struct NotFoundPage {
+struct NotFoundPage<'a> {
     tr: Tr,
     /// `scan.not_found` for an unknown link; `scan.paused`, `scan.not_started` or `scan.ended`
     /// for a live code that exists but is not taking scans now.
     key: &'static str,
+    /// The operator's landing top and their text for this state (empty: the default words).
+    landing: Option<Landing<'a>>,
+    text: &'a str,
 }
 
 fn no_store(mut resp: Response) -> Response {
@@ -186,25 +223,32 @@ async fn scan_inner(
     headers: &HeaderMap,
     peer: Option<SocketAddr>,
 ) -> Result<Response, AppError> {
-    // The language matters only for pages, not for the common redirect.
-    let tr = || Tr(request_lang(headers, None));
     let now = Utc::now();
     let rt = &state.scan;
     let snap = match rt.snapshot(&state.db, slug).await? {
         Some(s) if s.code.live(now) => s,
         Some(s) => {
             // Paused or outside its period: say which, so a member does not think the code is dead.
-            let key = if !s.code.status.is_active() {
-                "scan.paused"
-            } else if s.code.starts_at.is_some_and(|at| at > now) {
-                "scan.not_started"
+            let c = &s.code;
+            let (key, text) = if !c.status.is_active() {
+                ("scan.paused", &c.paused_text)
+            } else if c.starts_at.is_some_and(|at| at > now) {
+                ("scan.not_started", &c.paused_text)
             } else {
-                "scan.ended"
+                ("scan.ended", &c.ended_text)
             };
-            return Ok(page(StatusCode::NOT_FOUND, &NotFoundPage { tr: tr(), key }));
+            let p = NotFoundPage { tr: code_lang(c, headers), key, landing: Some(Landing::of(c)), text };
+            return Ok(page(StatusCode::NOT_FOUND, &p));
         }
-        None => return Ok(page(StatusCode::NOT_FOUND, &NotFoundPage { tr: tr(), key: "scan.not_found" })),
+        None => {
+            let p =
+                NotFoundPage { tr: Tr(request_lang(headers, None)), key: "scan.not_found", landing: None, text: "" };
+            return Ok(page(StatusCode::NOT_FOUND, &p));
+        }
     };
+    // The language matters only for pages, not for the common redirect: the code's own, else
+    // the visitor's.
+    let tr = || code_lang(&snap.code, headers);
     let code_id = snap.code.id;
     let ua = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
     let class = classify_user_agent(ua);
@@ -230,7 +274,8 @@ async fn scan_inner(
         let base = state.config.public_base();
         let p = PreviewPage {
             tr: tr(),
-            name: &snap.code.name,
+            name: code_title(&snap.code),
+            text: &snap.code.page_text,
             image: format!("{base}/l/{}/qr.png", snap.code.slug),
             url: format!("{base}/l/{}", snap.code.slug),
         };
@@ -307,15 +352,16 @@ fn serve_target(state: &AppState, snap: &Snapshot, t: &TargetRow, tr: impl Fn() 
         }
         return no_store(r);
     }
-    page(StatusCode::OK, &TargetPage { tr: tr(), slug: &snap.code.slug, target: t })
+    page(StatusCode::OK, &TargetPage { tr: tr(), slug: &snap.code.slug, target: t, landing: Landing::of(&snap.code) })
 }
 
 fn fallback(snap: &Snapshot, tr: Tr) -> Response {
     let c = &snap.code;
     let p = FallbackPage {
         tr,
+        landing: Landing::of(c),
         slug: &c.slug,
-        name: &c.name,
+        name: code_title(c),
         message: &c.fallback_message,
         url: if c.fallback_kind.is_url() { c.fallback_url.as_deref() } else { None },
         image: c.fallback_kind.is_image() && c.fallback_sha.is_some(),
@@ -331,7 +377,7 @@ fn fallback(snap: &Snapshot, tr: Tr) -> Response {
 fn busy(snap: &Snapshot, retry: u64, tr: Tr) -> Response {
     // A little spread, so that the visitors refused in one window do not all come back at once.
     let retry = retry.max(1) + rand::random::<u64>() % 5;
-    let mut r = page(StatusCode::TOO_MANY_REQUESTS, &BusyPage { tr, name: &snap.code.name, retry });
+    let mut r = page(StatusCode::TOO_MANY_REQUESTS, &BusyPage { tr, name: code_title(&snap.code), retry });
     if let Ok(v) = HeaderValue::from_str(&retry.to_string()) {
         r.headers_mut().insert(header::RETRY_AFTER, v);
     }
@@ -398,6 +444,21 @@ async fn fallback_image(
     let mut conn = state.db.acquire().await?;
     let (ct, bytes, sha) =
         crate::store::live_codes::fallback_image(&mut conn, snap.code.id).await?.ok_or(AppError::NotFound)?;
+    Ok(super::groups::image_response(&headers, ct, bytes, &sha, "public, max-age=300"))
+}
+
+/// The code's logo on its landing pages (replaced in place: the pages carry its hash).
+async fn logo(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let snap = state.scan.snapshot(&state.db, &slug).await?.ok_or(AppError::NotFound)?;
+    if snap.code.logo_sha.is_none() {
+        return Err(AppError::NotFound);
+    }
+    let mut conn = state.db.acquire().await?;
+    let (ct, bytes, sha) = crate::store::live_codes::logo(&mut conn, snap.code.id).await?.ok_or(AppError::NotFound)?;
     Ok(super::groups::image_response(&headers, ct, bytes, &sha, "public, max-age=300"))
 }
 
