@@ -74,6 +74,8 @@ pub const FILES: &[(&str, &str, &str)] = &[
     ("ux", include_str!("../locales/en/ux.toml"), include_str!("../locales/zh-CN/ux.toml")),
     ("outbound", include_str!("../locales/en/outbound.toml"), include_str!("../locales/zh-CN/outbound.toml")),
     ("posters", include_str!("../locales/en/posters.toml"), include_str!("../locales/zh-CN/posters.toml")),
+    ("me", include_str!("../locales/en/me.toml"), include_str!("../locales/zh-CN/me.toml")),
+    ("landing", include_str!("../locales/en/landing.toml"), include_str!("../locales/zh-CN/landing.toml")),
 ];
 
 pub type Catalog = HashMap<String, String>;

@@ -44,6 +44,10 @@ pub struct AppState {
     pub bots: Arc<outbound::Bots>,
     /// Poster fonts, static layers and finished posters of this process.
     pub posters: Arc<poster::Posters>,
+    /// Members' own pages (`/m/{token}`): link signing and the per-address view limit.
+    pub member_pages: Arc<app::member_page::MemberPages>,
+    /// Members' pictures for posters, fetched through the platforms and kept a while.
+    pub avatars: Arc<app::avatars::Avatars>,
 }
 
 impl AppState {
@@ -54,6 +58,7 @@ impl AppState {
             outbound::Policy::new(&config.outbound).client("Shoal", Duration::from_secs(config.alerts.timeout_secs));
         let bots = Arc::new(outbound::Bots::new(&config.outbound));
         let posters = Arc::new(poster::Posters::new(&config.posters));
+        let member_pages = Arc::new(app::member_page::MemberPages::new(config.public_base()));
         AppState {
             db,
             config: Arc::new(config),
@@ -63,6 +68,8 @@ impl AppState {
             http,
             bots,
             posters,
+            member_pages,
+            avatars: Arc::default(),
         }
     }
 

@@ -13,9 +13,13 @@
 //! Work for later is never an after-commit effect: a job is enqueued inside the transaction
 //! (`store::jobs::enqueue`), so that it exists exactly when the change does.
 
+pub mod avatars;
+pub mod checkin_poster;
 pub mod groups;
 pub mod jobs;
+pub mod landing;
 pub mod live_codes;
+pub mod member_page;
 pub mod members;
 pub mod operators;
 pub mod outbound;

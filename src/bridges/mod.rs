@@ -179,7 +179,13 @@ impl RecentErrors {
 /// statement (`store::checkins::message_at_once`) after reading the group's rules. Anything else
 /// (joins, leaves, make-ups, unlinked chats, several events) runs in a transaction that first
 /// claims the delivery's dedupe row.
-pub async fn handle(db: &sqlx::PgPool, cache: &BridgeCache, bridge: &BridgeRow, d: &Delivery) -> sqlx::Result<Handled> {
+pub async fn handle(
+    db: &sqlx::PgPool,
+    cache: &BridgeCache,
+    pages: &crate::app::member_page::MemberPages,
+    bridge: &BridgeRow,
+    d: &Delivery,
+) -> sqlx::Result<Handled> {
     let protocol = bridge.kind.protocol();
     // The first event's group with its rules, read once for either path below.
     let first = d.events.first();
@@ -192,7 +198,8 @@ pub async fn handle(db: &sqlx::PgPool, cache: &BridgeCache, bridge: &BridgeRow, 
         (d.events.as_slice(), &first_group)
     {
         let intent = group.rules.intent(text, *force_checkin);
-        if intent != Intent::MakeUp {
+        // A make-up, or a member asking for their page (`我的`), is more than one statement.
+        if intent != Intent::MakeUp && !(intent == Intent::None && crate::domain::member_page::is_command(text)) {
             let earning = match &intent {
                 Intent::CheckIn(note) => Some(Earning::of(&group.rules, note.as_ref())),
                 Intent::MakeUp | Intent::None => None,
@@ -207,19 +214,23 @@ pub async fn handle(db: &sqlx::PgPool, cache: &BridgeCache, bridge: &BridgeRow, 
             let written =
                 store::checkins::message_at_once(&mut conn, &message(bridge, e, group), earning.as_ref(), &log).await?;
             let Some(outcome) = written else {
-                return stored_answer(&mut conn, bridge, d, first_group.as_ref()).await;
+                return stored_answer(&mut conn, pages, bridge, d, first_group.as_ref()).await;
             };
             touch(&mut conn, cache, bridge, d).await?;
             metrics::counter!("bridge_events_total", "kind" => bridge.kind.as_str(), "result" => "processed")
                 .increment(1);
-            let actions = outcome.map(|o| checkin_reply(protocol, e, &group.rules, &o)).into_iter().collect();
+            let mut actions: Vec<Action> =
+                outcome.iter().map(|o| checkin_reply(protocol, e, &group.rules, o)).collect();
+            if let Some(o) = &outcome {
+                actions.extend(checkin_poster(&mut conn, pages, e, group, o).await?);
+            }
             return Ok(protocol.answer(d, actions));
         }
     }
     let mut tx = conn.begin().await?;
     let Some(event_row) = store::bridges::claim_delivery(&mut tx, bridge.id, d, 0).await? else {
         drop(tx);
-        return stored_answer(&mut conn, bridge, d, first_group.as_ref()).await;
+        return stored_answer(&mut conn, pages, bridge, d, first_group.as_ref()).await;
     };
     let mut known = first.map(|e| (e.chat.id.as_str(), first_group));
     let mut actions = Vec::new();
@@ -228,7 +239,7 @@ pub async fn handle(db: &sqlx::PgPool, cache: &BridgeCache, bridge: &BridgeRow, 
             Some((_, group)) => group,
             None => store::bridges::find_group(&mut tx, bridge.id, &bridge.platform, &e.chat.id).await?,
         };
-        actions.extend(process(&mut tx, protocol, bridge, e, group).await?);
+        actions.extend(process(&mut tx, protocol, pages, bridge, e, group).await?);
     }
     let stored = if actions.is_empty() { None } else { Some(stored_json(&Stored::Actions(actions.clone()))?) };
     let handled = protocol.answer(d, actions);
@@ -261,6 +272,7 @@ pub async fn record_only(db: &sqlx::PgPool, cache: &BridgeCache, bridge: &Bridge
 /// no answer); a row from before actions were stored holds the answer itself.
 async fn stored_answer(
     conn: &mut PgConnection,
+    pages: &crate::app::member_page::MemberPages,
     bridge: &BridgeRow,
     d: &Delivery,
     group: Option<&LinkedGroup>,
@@ -272,7 +284,11 @@ async fn stored_answer(
     let actions = match serde_json::from_value::<Stored>(reply.clone()) {
         Ok(Stored::Actions(actions)) => actions,
         Ok(Stored::Checkin(outcome)) => match (d.events.first(), group) {
-            (Some(e), Some(g)) => vec![checkin_reply(protocol, e, &g.rules, &outcome)],
+            (Some(e), Some(g)) => {
+                let mut a = vec![checkin_reply(protocol, e, &g.rules, &outcome)];
+                a.extend(checkin_poster(conn, pages, e, g, &outcome).await?);
+                a
+            }
             _ => vec![],
         },
         Err(_) => return Ok(Handled { answer: Some(reply), later: vec![] }),
@@ -328,11 +344,30 @@ fn checkin_reply(protocol: &dyn Protocol, e: &Event, rules: &Rules, o: &Outcome)
     reply_to(e, rules.checkin_reply(&name, o))
 }
 
+/// The "day N" poster of a new check-in, when the group has one: computed from the outcome
+/// (`app::checkin_poster::action`), never by the check-in's statement.
+async fn checkin_poster(
+    conn: &mut PgConnection,
+    pages: &crate::app::member_page::MemberPages,
+    e: &Event,
+    group: &LinkedGroup,
+    o: &Outcome,
+) -> sqlx::Result<Option<Action>> {
+    let (reply_to, thread_id) = match &e.body {
+        EventBody::Message { message_id, thread_id, .. } => (Some(message_id.clone()), thread_id.clone()),
+        _ => (None, None),
+    };
+    let (chat, user) = (&e.chat.id, &e.user.id);
+    crate::app::checkin_poster::action(conn, pages, &group.rules, group.id, chat, user, reply_to, thread_id, e.at, o)
+        .await
+}
+
 /// One event in the chat `group` (None: no group claims the chat yet); the actions it asks for
 /// (the reply to a check-in or make-up).
 async fn process(
     conn: &mut PgConnection,
     protocol: &dyn Protocol,
+    pages: &crate::app::member_page::MemberPages,
     bridge: &BridgeRow,
     e: &Event,
     group: Option<LinkedGroup>,
@@ -351,10 +386,23 @@ async fn process(
             let (member, outcome) =
                 store::checkins::message_in_transaction(conn, &message(bridge, e, &group), earning.as_ref()).await?;
             Ok(match (intent, outcome) {
-                (Intent::CheckIn(_), Some(o)) => vec![checkin_reply(protocol, e, &group.rules, &o)],
+                (Intent::CheckIn(_), Some(o)) => {
+                    let mut a = vec![checkin_reply(protocol, e, &group.rules, &o)];
+                    a.extend(checkin_poster(conn, pages, e, &group, &o).await?);
+                    a
+                }
                 (Intent::MakeUp, _) => {
                     let name = protocol.escape(display_name(&e.user.id, &e.user.name));
                     vec![reply_to(e, make_up(conn, &group.rules, member, &name, group.id, e.at).await?)]
+                }
+                (Intent::None, _) if crate::domain::member_page::is_command(text) => {
+                    let name = protocol.escape(display_name(&e.user.id, &e.user.name));
+                    let lang = group.rules.reply_lang;
+                    crate::app::member_page::link(conn, pages, member, lang, Utc::now().timestamp())
+                        .await?
+                        .map(|url| reply_to(e, Tr(lang).f("me.reply", &[("name", &name), ("url", &url)])))
+                        .into_iter()
+                        .collect()
                 }
                 _ => vec![],
             })

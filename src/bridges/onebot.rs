@@ -63,6 +63,12 @@ impl Protocol for OneBot {
                 {
                     answer = Some(json!({"reply": text, "at_sender": mention}));
                 }
+                // A picture for the same chat joins the reply as an image segment.
+                Action::SendPhoto { chat_id, url, .. } if answer.is_some() && Some(chat_id.as_str()) == chat => {
+                    if let Some(Value::String(reply)) = answer.as_mut().and_then(|a| a.get_mut("reply")) {
+                        reply.push_str(&format!("[CQ:image,file={}]", escape_cq(url)));
+                    }
+                }
                 _ => later.push(a),
             }
         }

@@ -27,6 +27,9 @@ pub struct Rules {
     pub reply_lang: crate::i18n::Lang,
     pub reply_zh: String,
     pub reply_en: String,
+    /// The "day N" poster sent with each new check-in's reply, if the group has one
+    /// (`domain::checkin_poster`; set on its own, not with the rest of the rules).
+    pub poster: Option<super::checkin_poster::CheckinPoster>,
 }
 
 impl Default for Rules {
@@ -46,6 +49,7 @@ impl Default for Rules {
             reply_lang: crate::i18n::Lang::ZhCn,
             reply_zh: "{name} 签到成功！连续 {streak} 天，累计 {total_days} 天，+{points} 积分，余额 {balance}。今日第 {rank_today} 名。".into(),
             reply_en: "{name} checked in! Streak {streak} days, {total_days} days in all, +{points} points, balance {balance}. #{rank_today} today.".into(),
+            poster: None,
         }
     }
 }

@@ -42,6 +42,10 @@ pub struct PostersConfig {
     /// Milliseconds a public poster link is remembered before it is looked up again (revoking
     /// one takes this long to reach other processes).
     pub link_cache_ms: u64,
+    /// Milliseconds a member's picture may take before the poster uses their initial.
+    pub avatar_timeout_ms: u64,
+    /// QQ's public avatar address, `{id}` the QQ number.
+    pub qq_avatar_url: String,
 }
 
 impl Default for PostersConfig {
@@ -53,6 +57,8 @@ impl Default for PostersConfig {
             static_layers: 4,
             renders: 0,
             link_cache_ms: 1000,
+            avatar_timeout_ms: 1500,
+            qq_avatar_url: "https://q1.qlogo.cn/g?b=qq&nk={id}&s=640".into(),
         }
     }
 }

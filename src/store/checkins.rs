@@ -54,6 +54,12 @@ pub(crate) struct RulesRow {
     reply_lang: String,
     reply_zh: String,
     reply_en: String,
+    #[serde(default)]
+    #[sqlx(default)]
+    poster_template_id: Option<i64>,
+    #[serde(default)]
+    #[sqlx(default)]
+    poster_text: String,
 }
 
 fn corrupt(what: &str, value: &str) -> sqlx::Error {
@@ -82,6 +88,9 @@ pub(crate) fn rules_of(row: Option<RulesRow>, timezone: &str) -> sqlx::Result<Ru
         reply_lang: Lang::parse(&r.reply_lang).ok_or_else(|| corrupt("reply language", &r.reply_lang))?,
         reply_zh: r.reply_zh,
         reply_en: r.reply_en,
+        poster: r
+            .poster_template_id
+            .map(|template_id| crate::domain::checkin_poster::CheckinPoster { template_id, text: r.poster_text }),
     })
 }
 
@@ -89,7 +98,7 @@ pub(crate) fn rules_of(row: Option<RulesRow>, timezone: &str) -> sqlx::Result<Ru
 pub async fn rules(conn: &mut PgConnection, group_id: i64, timezone: &str) -> sqlx::Result<Rules> {
     let row: Option<RulesRow> = sqlx::query_as(
         "SELECT enabled, keywords, points, streak_bonuses, day_start_hour, makeup_enabled, makeup_keyword, makeup_cost,
-                makeup_days_back, makeup_per_month, reply_lang, reply_zh, reply_en
+                makeup_days_back, makeup_per_month, reply_lang, reply_zh, reply_en, poster_template_id, poster_text
          FROM checkin_rules WHERE group_id = $1",
     )
     .bind(group_id)

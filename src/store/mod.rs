@@ -4,10 +4,12 @@
 pub mod alerts;
 pub mod audit;
 pub mod bridges;
+pub mod checkin_poster;
 pub mod checkins;
 pub mod groups;
 pub mod jobs;
 pub mod live_codes;
+pub mod member_page;
 pub mod members;
 pub mod memberships;
 pub mod operators;

@@ -212,6 +212,8 @@ impl RulesRaw {
             reply_lang,
             reply_zh,
             reply_en,
+            // Set on its own page (`web::checkin_poster`); saving the rules keeps it.
+            poster: None,
         })
     }
 

@@ -4,6 +4,7 @@
 pub mod assets;
 pub mod bridge_outbound;
 pub mod bridges;
+pub mod checkin_poster;
 pub mod checkins;
 pub mod confirm;
 pub mod ctx;
@@ -13,8 +14,10 @@ pub mod groups;
 pub mod headers;
 pub mod hooks;
 pub mod jobs;
+pub mod landing;
 pub mod live_codes;
 pub mod login;
+pub mod member_page;
 pub mod members;
 pub mod ops;
 pub mod points;
@@ -95,6 +98,8 @@ pub fn router(state: AppState) -> Router {
         .merge(checkins::router())
         .merge(points::router())
         .merge(posters::router(&cfg))
+        .merge(member_page::router())
+        .merge(checkin_poster::router())
         .merge(settings::router())
         .merge(jobs::router())
         .fallback(|| async { AppError::NotFound })
@@ -107,6 +112,8 @@ pub fn router(state: AppState) -> Router {
         .merge(assets::router())
         .merge(scan::router())
         .merge(posters::public_router())
+        .merge(member_page::public_router())
+        .merge(checkin_poster::public_router())
         .merge(hooks::router())
         .merge(crate::api::router())
         .merge(admin)
