@@ -19,6 +19,7 @@ mod i18n;
 mod jobs;
 mod live_code_pages;
 mod live_codes;
+mod member_page;
 mod members;
 mod ops;
 mod outbound;
