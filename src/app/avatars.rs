@@ -19,10 +19,12 @@ const KEEP_MISS: Duration = Duration::from_secs(300);
 const MAX_KEPT: usize = 2_000;
 
 type Key = (Platform, String);
+/// When a picture (or its absence) was learnt.
+type Kept = (Instant, Option<Vec<u8>>);
 
 /// Pictures fetched by this process.
 #[derive(Default)]
-pub struct Avatars(Mutex<HashMap<Key, (Instant, Option<Vec<u8>>)>>);
+pub struct Avatars(Mutex<HashMap<Key, Kept>>);
 
 impl Avatars {
     fn cached(&self, key: &Key) -> Option<Option<Vec<u8>>> {
@@ -105,8 +107,7 @@ async fn telegram(state: &AppState, user_id: &str, bridge_id: i64) -> Option<Vec
     let sizes = photos.get("photos")?.get(0)?.as_array()?.clone();
     let size = sizes
         .iter()
-        .filter(|s| s.get("width").and_then(|w| w.as_i64()).is_some_and(|w| w <= 640))
-        .last()
+        .rfind(|s| s.get("width").and_then(|w| w.as_i64()).is_some_and(|w| w <= 640))
         .or_else(|| sizes.first())?;
     let file_id = size.get("file_id")?.as_str()?;
     let file = json(format!("{base}/bot{token}/getFile?file_id={file_id}")).await?;
