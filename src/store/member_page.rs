@@ -11,13 +11,14 @@ use crate::domain::points::LedgerKind;
 pub struct PageMember {
     pub id: i64,
     pub display_name: String,
+    pub external_user_id: String,
     pub page_epoch: i32,
     pub balance: i64,
 }
 
 pub async fn member(conn: &mut PgConnection, member_id: i64) -> sqlx::Result<Option<PageMember>> {
     sqlx::query_as(
-        "SELECT m.id, m.display_name, m.page_epoch, COALESCE(a.balance, 0) AS balance
+        "SELECT m.id, m.display_name, m.external_user_id, m.page_epoch, COALESCE(a.balance, 0) AS balance
          FROM members m LEFT JOIN points_accounts a ON a.member_id = m.id
          WHERE m.id = $1 AND m.deleted_at IS NULL",
     )
@@ -72,13 +73,15 @@ pub struct CheckinGroup {
     pub total_days: i64,
     pub last_day: NaiveDate,
     pub last_streak: i32,
+    /// The group's check-in poster template, if it has one.
+    pub poster_template_id: Option<i64>,
 }
 
 /// The groups the member has checked in to, most recent first (at most 20).
 pub async fn checkin_groups(conn: &mut PgConnection, member_id: i64) -> sqlx::Result<Vec<CheckinGroup>> {
     sqlx::query_as(
         "SELECT g.id AS group_id, g.name, g.timezone, COALESCE(r.day_start_hour, 0) AS day_start_hour,
-                s.total_days, s.last_day, last.streak AS last_streak
+                s.total_days, s.last_day, last.streak AS last_streak, r.poster_template_id
          FROM (SELECT group_id, count(*) AS total_days, max(day) AS last_day
                FROM checkins WHERE member_id = $1 GROUP BY group_id) s
          JOIN groups g ON g.id = s.group_id

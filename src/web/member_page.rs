@@ -55,6 +55,8 @@ pub struct GroupCard {
     pub total_days: i64,
     pub month: String,
     pub weeks: Vec<Vec<Option<Day>>>,
+    /// The poster of the member's latest check-in here, when the group has check-in posters.
+    pub poster: Option<String>,
 }
 
 /// Where a member's invite progress goes (confirmed, pending, what the next reward needs).
@@ -167,7 +169,22 @@ async fn show(state: &AppState, token: &str, page: Option<i64>) -> AppResult<Res
     let at = |n: i64| if n == 1 { format!("/m/{token}") } else { format!("/m/{token}?page={n}") };
     let mut groups = Vec::new();
     for g in store::checkin_groups(&mut conn, member.id).await? {
-        groups.push(card(&mut conn, &tr, member.id, g, now).await?);
+        let poster = match g.poster_template_id {
+            Some(_) => {
+                let c = crate::domain::checkin_poster::PosterClaims {
+                    group_id: g.group_id,
+                    day: g.last_day,
+                    streak: g.last_streak,
+                    total_days: g.total_days,
+                    user_id: member.external_user_id.clone(),
+                };
+                Some(format!("/c/{}", c.sign(state.member_pages.key(&mut conn).await?)))
+            }
+            None => None,
+        };
+        let mut card = card(&mut conn, &tr, member.id, g, now).await?;
+        card.poster = poster;
+        groups.push(card);
     }
     drop(conn);
     let p = MemberPage {
@@ -211,6 +228,7 @@ async fn card(
         total_days: g.total_days,
         month: tr.f("me.month", &[("year", &first.year()), ("month", &first.month())]),
         weeks: weeks(first, last, today, &hits),
+        poster: None,
     })
 }
 

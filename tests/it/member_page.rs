@@ -98,6 +98,7 @@ async fn the_me_command_answers_a_link_whose_page_shows_balance_ledger_and_calen
     assert!(page.contains(r#"<td class="hit today">"#), "today is marked in the calendar: {page}");
     assert!(!page.contains("<script") && !page.contains("http://") && !page.contains("https://"), "nothing loaded");
     assert!(!page.contains(r#"id="invites""#), "no invite section until invites are connected");
+    assert!(!page.contains(r#"class="poster""#), "no poster where the group has none");
 
     // The /me command in English in a group that replies in English; the page follows the link.
     linked_group(&app, "room-2", "en").await;
@@ -450,6 +451,11 @@ async fn a_group_with_a_checkin_poster_answers_a_new_checkin_with_a_photo_that_d
     let grids = prepared.detect_grids();
     assert_eq!(grids.len(), 1);
     assert_eq!(grids[0].decode().unwrap().1, app.url("/"));
+    // Bob's own page offers the poster of his latest check-in to save.
+    let (_, me) = chat.say("bob", "/me").await;
+    let (_, page) = get(&app, &format!("/m/{}", token_in(me["reply"].as_str().unwrap()))).await;
+    let path = url.trim_start_matches(&app.url(""));
+    assert!(page.contains(&format!(r#"<img class="poster" src="{path}""#)), "{page}");
     // A second check-in the same day: no second poster; an altered address: nothing.
     let (_, again) = chat.say("bob", "签到").await;
     assert_eq!(again["actions"].as_array().unwrap().len(), 1, "{again}");
