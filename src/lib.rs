@@ -5,6 +5,7 @@ pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod broadcasts;
 pub mod bridges;
 pub mod cli;
 pub mod config;

@@ -2,6 +2,7 @@
 //! pagination, and an OpenAPI 3.1 document generated from the handlers at `/api/openapi.json`.
 
 pub mod bridge_outbound;
+pub mod broadcasts;
 pub mod checkins;
 mod doc;
 pub mod groups;
@@ -82,6 +83,7 @@ fn open_api_router() -> OpenApiRouter<AppState> {
         .merge(tokens::router())
         .merge(bridge_outbound::router())
         .merge(posters::router())
+        .merge(broadcasts::router())
 }
 
 /// The OpenAPI document of every `/api` route, as served: what the annotations say, completed

@@ -13,6 +13,7 @@
 //! Work for later is never an after-commit effect: a job is enqueued inside the transaction
 //! (`store::jobs::enqueue`), so that it exists exactly when the change does.
 
+pub mod broadcasts;
 pub mod groups;
 pub mod jobs;
 pub mod live_codes;

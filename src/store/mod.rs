@@ -4,6 +4,7 @@
 pub mod alerts;
 pub mod audit;
 pub mod bridges;
+pub mod broadcasts;
 pub mod checkins;
 pub mod groups;
 pub mod jobs;

@@ -4,6 +4,7 @@
 pub mod assets;
 pub mod bridge_outbound;
 pub mod bridges;
+pub mod broadcasts;
 pub mod checkins;
 pub mod confirm;
 pub mod ctx;
@@ -97,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         .merge(posters::router(&cfg))
         .merge(settings::router())
         .merge(jobs::router())
+        .merge(broadcasts::router())
         .fallback(|| async { AppError::NotFound })
         .layer(middleware::from_fn_with_state(state.clone(), csrf::guard))
         .layer(sessions)
