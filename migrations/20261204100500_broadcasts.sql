@@ -7,6 +7,11 @@ CREATE TABLE broadcasts (
     id                BIGSERIAL PRIMARY KEY,
     -- Plain text as the operator wrote it; escaped per platform when an occurrence is sent.
     text              TEXT NOT NULL CHECK (length(text) BETWEEN 1 AND 2000),
+    -- An optional picture (checked and re-encoded like every uploaded image), sent with the text
+    -- as its caption; the bots fetch it from /b/{id}/{image_token}.
+    image             BYTEA CHECK (image IS NULL OR octet_length(image) <= 4194304),
+    image_type        TEXT CHECK (image_type IN ('image/png', 'image/jpeg')),
+    image_token       TEXT,
     -- Who gets it: chosen groups, the groups with a tag (at each occurrence), or the groups
     -- whose check-in reminder is on (at each occurrence).
     audience          TEXT NOT NULL CHECK (audience IN ('groups', 'tag', 'reminders')),
@@ -33,7 +38,8 @@ CREATE TABLE broadcasts (
     CHECK ((every IS NULL) = (local_time IS NULL)),
     CHECK (every IS NULL OR send_at IS NULL),
     CHECK (every IS DISTINCT FROM 'weekly' OR cardinality(weekdays) BETWEEN 1 AND 7),
-    CHECK ((audience = 'tag') = (tag IS NOT NULL))
+    CHECK ((audience = 'tag') = (tag IS NOT NULL)),
+    CHECK ((image IS NULL) = (image_type IS NULL) AND (image IS NULL) = (image_token IS NULL))
 );
 CREATE INDEX broadcasts_list_idx ON broadcasts (id DESC);
 

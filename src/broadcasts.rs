@@ -100,6 +100,12 @@ pub fn render(kind: Kind, text: &str, mentions: &[(String, String)]) -> String {
     out
 }
 
+/// The public address the bots fetch a broadcast's picture from: unguessable (a random token of
+/// 256 bits, like a poster link), served only while the broadcast has the picture.
+pub fn image_url(config: &Config, id: i64, token: &str) -> String {
+    format!("{}/b/{id}/{token}", config.public_url.trim_end_matches('/'))
+}
+
 /// Writes group `t`'s delivery of the occurrence at `occurrence_at` and queues its send, unless
 /// it exists already. A group without a bot gets a failed delivery (`no_bot`); a reminder that
 /// names the unchecked to a group where everyone has checked in today is not sent
@@ -146,13 +152,16 @@ pub async fn materialize(
         }
     }
     let Some(id) = store::insert_delivery(conn, &new).await? else { return Ok(()) };
-    let action = Action::Send {
-        chat_id: chat.to_string(),
-        text: render(kind, &b.text, &mentions),
-        reply_to: None,
-        thread_id: None,
-        mention: false,
-        user_id: None,
+    let text = render(kind, &b.text, &mentions);
+    let action = match &b.image_token {
+        Some(token) if b.has_image => Action::SendPhoto {
+            chat_id: chat.to_string(),
+            url: image_url(config, b.id, token),
+            caption: Some(text),
+            reply_to: None,
+            thread_id: None,
+        },
+        _ => Action::Send { chat_id: chat.to_string(), text, reply_to: None, thread_id: None, mention: false, user_id: None },
     };
     let job = dispatch::job(config, bridge_id, action, &format!("broadcast:{}", b.id), Some(format!("broadcast_delivery:{id}")));
     if let Some(job_id) = jobs::enqueue(conn, &job).await? {

@@ -11,7 +11,7 @@ use super::{invalid, Done};
 use crate::auth::Principal;
 use crate::broadcasts as run;
 use crate::domain::bridge::Kind;
-use crate::domain::broadcast::{Audience, BroadcastSpec, BroadcastState, When};
+use crate::domain::broadcast::{Audience, BroadcastSpec, BroadcastState, When, MAX_CAPTION};
 use crate::error::{AppError, AppResult};
 use crate::store::broadcasts::{self as store, BroadcastRow, DeliveryRow, NewBroadcast, Target};
 use crate::Config;
@@ -37,9 +37,14 @@ pub struct Preview {
     pub texts: Vec<PlatformText>,
     /// The first occurrence (recurring: over the groups' time zones); None: now.
     pub first_at: Option<DateTime<Utc>>,
+    /// A picture goes with the text (the text is its caption).
+    pub image: bool,
 }
 
 async fn targets_of(conn: &mut PgConnection, who: &Principal, spec: &BroadcastSpec) -> AppResult<Vec<Target>> {
+    if spec.image.is_some() && spec.text.chars().count() > MAX_CAPTION {
+        return Err(invalid("text", "broadcasts.error.caption_too_long"));
+    }
     let scope = who.group_filter();
     let targets = store::targets(conn, spec.audience, &spec.group_ids, spec.tag.as_deref(), scope.as_deref()).await?;
     if spec.audience == Audience::Groups && spec.group_ids.iter().any(|id| !targets.iter().any(|t| t.group_id == *id)) {
@@ -70,7 +75,7 @@ pub async fn preview(conn: &mut PgConnection, who: &Principal, spec: &BroadcastS
         }
     }
     let without_bot = targets.iter().filter(|t| t.bridge_id.is_none() || t.chat_id.is_none()).count();
-    Ok(Preview { first_at: first_at(spec, &targets, Utc::now()), targets, without_bot, texts })
+    Ok(Preview { first_at: first_at(spec, &targets, Utc::now()), targets, without_bot, texts, image: spec.image.is_some() })
 }
 
 /// Schedules a broadcast (principals who may write, to groups in their scope): "now" writes its
@@ -93,6 +98,8 @@ pub async fn create(
         Audience::Groups => Some(spec.group_ids.clone()),
         _ => who.group_filter(),
     };
+    let token = spec.image.as_ref().map(|_| crate::auth::random_token(32));
+    let image = spec.image.as_ref().zip(token.as_deref()).map(|(i, t)| (i.content_type, i.bytes.as_slice(), t));
     let mut b = store::insert(
         conn,
         &NewBroadcast {
@@ -107,6 +114,7 @@ pub async fn create(
             local_time,
             weekdays: &weekdays,
             created_by: &who.name,
+            image,
         },
     )
     .await?;
@@ -128,7 +136,7 @@ pub async fn create(
         "broadcast.create",
         "broadcast",
         Some(b.id),
-        json!({"audience": b.audience, "groups": targets.len(), "tag": b.tag, "send_at": b.send_at,
+        json!({"audience": b.audience, "groups": targets.len(), "tag": b.tag, "send_at": b.send_at, "image": b.has_image,
                "every": b.every, "next_at": b.next_at, "mention_unchecked": b.mention_unchecked}),
     )
     .await?;

@@ -13,6 +13,8 @@ use crate::error::FieldErrors;
 pub const MAX_TEXT: usize = 2000;
 /// At most this many groups chosen by id.
 pub const MAX_GROUPS: usize = 500;
+/// A text sent with a picture is its caption: Telegram takes at most 1 024 characters.
+pub const MAX_CAPTION: usize = 1024;
 /// At most this many members named in one reminder (the rest are not named).
 pub const MAX_MENTIONS: usize = 50;
 
@@ -190,6 +192,15 @@ pub struct BroadcastSpec {
     pub tag: Option<String>,
     pub mention_unchecked: bool,
     pub when: When,
+    /// Set by the entrance once the upload is checked (`poster::background::validate`).
+    pub image: Option<BroadcastImage>,
+}
+
+/// A checked, re-encoded picture.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BroadcastImage {
+    pub content_type: &'static str,
+    pub bytes: Vec<u8>,
 }
 
 fn parse_weekday(s: &str) -> Option<u8> {
@@ -301,7 +312,7 @@ impl BroadcastRaw {
         if !e.is_empty() {
             return Err(e);
         }
-        Ok(BroadcastSpec { text, audience, group_ids, tag, mention_unchecked: self.mention_unchecked, when })
+        Ok(BroadcastSpec { text, audience, group_ids, tag, mention_unchecked: self.mention_unchecked, when, image: None })
     }
 }
 

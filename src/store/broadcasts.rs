@@ -20,6 +20,10 @@ pub struct BroadcastRow {
     #[serde(skip)]
     pub scope: Option<Vec<i64>>,
     pub mention_unchecked: bool,
+    /// A picture goes with the text (the text is its caption).
+    pub has_image: bool,
+    #[serde(skip)]
+    pub image_token: Option<String>,
     pub send_at: Option<DateTime<Utc>>,
     pub every: Option<Every>,
     #[schema(value_type = Option<String>)]
@@ -34,8 +38,9 @@ pub struct BroadcastRow {
     pub cancelled_at: Option<DateTime<Utc>>,
 }
 
-const COLUMNS: &str = "id, text, audience, group_ids, tag, scope, mention_unchecked, send_at, every, local_time, \
-                       weekdays, state, next_at, next_job_id, created_by, created_at, cancelled_at";
+const COLUMNS: &str = "id, text, audience, group_ids, tag, scope, mention_unchecked, image IS NOT NULL AS has_image, \
+                       image_token, send_at, every, local_time, weekdays, state, next_at, next_job_id, created_by, \
+                       created_at, cancelled_at";
 
 /// Whom a principal's `group_filter` lets see: every broadcast without a filter; with one, the
 /// broadcasts whose groups (chosen, or the creator's scope) are all among its groups.
@@ -53,13 +58,15 @@ pub struct NewBroadcast<'a> {
     pub local_time: Option<NaiveTime>,
     pub weekdays: &'a [i16],
     pub created_by: &'a str,
+    /// (content type, bytes, token of its public address)
+    pub image: Option<(&'a str, &'a [u8], &'a str)>,
 }
 
 pub async fn insert(conn: &mut PgConnection, b: &NewBroadcast<'_>) -> sqlx::Result<BroadcastRow> {
     sqlx::query_as(&format!(
         "INSERT INTO broadcasts (text, audience, group_ids, tag, scope, mention_unchecked, send_at, every,
-                                 local_time, weekdays, created_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {COLUMNS}"
+                                 local_time, weekdays, created_by, image_type, image, image_token)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING {COLUMNS}"
     ))
     .bind(b.text)
     .bind(b.audience)
@@ -72,6 +79,9 @@ pub async fn insert(conn: &mut PgConnection, b: &NewBroadcast<'_>) -> sqlx::Resu
     .bind(b.local_time)
     .bind(b.weekdays)
     .bind(b.created_by)
+    .bind(b.image.map(|i| i.0))
+    .bind(b.image.map(|i| i.1))
+    .bind(b.image.map(|i| i.2))
     .fetch_one(conn)
     .await
 }
@@ -109,6 +119,14 @@ pub async fn list(
     .bind(limit)
     .fetch_all(conn)
     .await
+}
+
+/// A broadcast's picture for its public address: (content type, bytes, token).
+pub async fn image(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<(String, Vec<u8>, String)>> {
+    sqlx::query_as("SELECT image_type, image, image_token FROM broadcasts WHERE id = $1 AND image IS NOT NULL")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
 }
 
 /// The next occurrence: its time and job (none: the broadcast is over).

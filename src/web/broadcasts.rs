@@ -4,9 +4,9 @@
 //! (`app::broadcasts`).
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::Utc;
@@ -15,17 +15,18 @@ use serde::Deserialize;
 use super::ctx::{Ctx, Layout};
 use super::{redirect, render};
 use crate::app::broadcasts::{self as app, Preview};
-use crate::domain::broadcast::{BroadcastRaw, DeliveryState, WEEKDAYS};
+use crate::domain::broadcast::{BroadcastImage, BroadcastRaw, DeliveryState, WEEKDAYS};
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::store::broadcasts::{self as store, BroadcastRow, DeliveryRow};
-use crate::AppState;
+use crate::{AppState, Config};
 
 const PAGE: i64 = 50;
 
-pub fn router() -> Router<AppState> {
+pub fn router(cfg: &Config) -> Router<AppState> {
+    let upload_limit = DefaultBodyLimit::max(cfg.http.max_upload_bytes + super::MULTIPART_OVERHEAD);
     Router::new()
         .route("/broadcasts", get(list))
-        .route("/broadcasts/new", get(new).post(submit))
+        .route("/broadcasts/new", get(new).post(submit).layer(upload_limit))
         .route("/broadcasts/reminders", get(reminders))
         .route("/broadcasts/reminders/{group_id}", post(set_reminder).get(back_to_reminders))
         .route("/broadcasts/{id}", get(detail))
@@ -134,25 +135,58 @@ async fn new(State(state): State<AppState>, ctx: Ctx) -> AppResult<Response> {
     form_page(&state, &ctx, BroadcastRaw::default(), FieldErrors::new(), None, StatusCode::OK).await
 }
 
-/// Axum's `Form` cannot read repeated keys into a Vec; this reads `group_ids=1&group_ids=2`.
-fn parse_form(body: &[u8]) -> (BroadcastRaw, bool) {
+/// The form's fields (repeated ones too: `group_ids`, `weekdays`) and its picture, if one was
+/// chosen: (bytes, too large).
+async fn read_form(mut mp: Multipart, max_file: usize) -> AppResult<(Vec<(String, String)>, Option<(Vec<u8>, bool)>)> {
+    let bad = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::PayloadTooLarge
+        } else {
+            AppError::BadRequest(format!("malformed multipart body: {}", e.body_text()))
+        }
+    };
+    let mut fields = Vec::new();
+    let mut file = None;
+    while let Some(mut field) = mp.next_field().await.map_err(bad)? {
+        let name = field.name().unwrap_or("").to_string();
+        if field.file_name().is_some() {
+            let mut bytes = Vec::new();
+            let mut too_large = false;
+            while let Some(chunk) = field.chunk().await.map_err(bad)? {
+                if bytes.len() + chunk.len() > max_file {
+                    too_large = true;
+                } else if !too_large {
+                    bytes.extend_from_slice(&chunk);
+                }
+            }
+            if name == "image" && (too_large || !bytes.is_empty()) {
+                file = Some((bytes, too_large));
+            }
+        } else if fields.len() < 2000 {
+            fields.push((name, field.text().await.map_err(bad)?));
+        }
+    }
+    Ok((fields, file))
+}
+
+fn parse_form(fields: Vec<(String, String)>) -> (BroadcastRaw, bool) {
     let mut raw = BroadcastRaw::default();
     let mut preview = false;
-    for (k, v) in form_urlencoded::parse(body) {
-        match &*k {
-            "text" => raw.text = v.into_owned(),
-            "audience" => raw.audience = v.into_owned(),
+    for (k, v) in fields {
+        match k.as_str() {
+            "text" => raw.text = v,
+            "audience" => raw.audience = v,
             "group_ids" => {
                 if let Ok(id) = v.parse() {
                     raw.group_ids.push(id);
                 }
             }
-            "tag" => raw.tag = v.into_owned(),
+            "tag" => raw.tag = v,
             "mention_unchecked" => raw.mention_unchecked = v == "1",
-            "send_at" => raw.send_at = v.into_owned(),
-            "every" => raw.every = v.into_owned(),
-            "at" => raw.at = v.into_owned(),
-            "weekdays" => raw.weekdays.push(v.into_owned()),
+            "send_at" => raw.send_at = v,
+            "every" => raw.every = v,
+            "at" => raw.at = v,
+            "weekdays" => raw.weekdays.push(v),
             "step" => preview = v == "preview",
             _ => {}
         }
@@ -160,16 +194,45 @@ fn parse_form(body: &[u8]) -> (BroadcastRaw, bool) {
     (raw, preview)
 }
 
-async fn submit(State(state): State<AppState>, ctx: Ctx, body: axum::body::Bytes) -> AppResult<Response> {
+/// Checks an uploaded picture like every image (decoded within limits off the request workers,
+/// re-encoded without metadata); the error's key otherwise.
+pub async fn check_image(state: &AppState, bytes: Vec<u8>) -> Result<BroadcastImage, &'static str> {
+    let max = state.config.http.max_upload_bytes;
+    match super::upload::decode_image(state, move || crate::poster::background::validate(bytes, max)).await {
+        Some(Ok(b)) => Ok(BroadcastImage { content_type: b.content_type, bytes: b.bytes }),
+        Some(Err(key)) => Err(key),
+        None => Err("error.not_an_image"),
+    }
+}
+
+async fn submit(State(state): State<AppState>, ctx: Ctx, mp: Multipart) -> AppResult<Response> {
     ctx.principal.require_write()?;
-    let (raw, preview) = parse_form(&body);
+    let (fields, file) = read_form(mp, state.config.http.max_upload_bytes).await?;
+    let (raw, preview) = parse_form(fields);
     let zone = crate::domain::Zone(ctx.time.tz);
-    let spec = match raw.parse(zone, Utc::now()) {
-        Ok(s) => s,
-        Err(errors) => {
-            return form_page(&state, &ctx, raw, errors, None, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let parsed = raw.parse(zone, Utc::now());
+    let mut errors = parsed.as_ref().err().cloned().unwrap_or_default();
+    let mut status = StatusCode::UNPROCESSABLE_ENTITY;
+    let image = match file {
+        Some((_, true)) => {
+            errors.add("image", "error.file_too_large");
+            status = StatusCode::PAYLOAD_TOO_LARGE;
+            None
         }
+        Some((bytes, false)) => match check_image(&state, bytes).await {
+            Ok(i) => Some(i),
+            Err(key) => {
+                errors.add("image", key);
+                None
+            }
+        },
+        None => None,
     };
+    let mut spec = match parsed {
+        Ok(s) if errors.is_empty() => s,
+        _ => return form_page(&state, &ctx, raw, errors, None, status).await,
+    };
+    spec.image = image;
     if preview {
         let mut conn = state.db.acquire().await?;
         let shown = app::preview(&mut conn, &ctx.principal, &spec).await;
@@ -203,6 +266,7 @@ async fn submit(State(state): State<AppState>, ctx: Ctx, body: axum::body::Bytes
 #[template(path = "broadcasts/detail.html")]
 struct DetailPage {
     l: Layout,
+    image_url: Option<String>,
     b: BroadcastRow,
     deliveries: Vec<DeliveryRow>,
 }
@@ -232,7 +296,8 @@ async fn detail(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) ->
     let (b, deliveries) = app::get(&mut conn, &ctx.principal, id, 1000).await?;
     drop(conn);
     let l = ctx.layout_titled(format!("{} #{}", ctx.tr.t("broadcasts.one"), b.id), "broadcasts").await?;
-    render(StatusCode::OK, &DetailPage { l, b, deliveries })
+    let image_url = b.image_token.as_deref().map(|t| format!("/b/{}/{t}", b.id));
+    render(StatusCode::OK, &DetailPage { l, image_url, b, deliveries })
 }
 
 async fn back(ctx: Ctx, Path(id): Path<i64>) -> AppResult<Response> {
@@ -267,6 +332,30 @@ async fn cancel(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>, bo
         Err(e) => return Err(e),
     }
     Ok(redirect(&here))
+}
+
+// ---------------------------------------------------------------- the picture, for the bots
+
+/// `/b/{id}/{token}`: a broadcast's picture, for the bots that send it (public: they fetch it
+/// without a login). The token is checked for its shape before any lookup and compared in
+/// constant time; a wrong one is a 404 like a missing picture.
+pub fn public_router() -> Router<AppState> {
+    Router::new().route("/b/{id}/{token}", get(public_image))
+}
+
+async fn public_image(State(state): State<AppState>, Path((id, token)): Path<(i64, String)>) -> AppResult<Response> {
+    if token.len() != 43 || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(AppError::NotFound);
+    }
+    let mut conn = state.db.acquire().await?;
+    let Some((content_type, bytes, stored)) = store::image(&mut conn, id).await? else {
+        return Err(AppError::NotFound);
+    };
+    if !crate::auth::secret_eq(token.as_bytes(), stored.as_bytes()) {
+        return Err(AppError::NotFound);
+    }
+    Ok(([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=3600".to_string())], bytes)
+        .into_response())
 }
 
 // ---------------------------------------------------------------- reminders

@@ -569,3 +569,61 @@ async fn the_page_and_the_api_schedule_check_and_cancel_alike() {
         .unwrap();
     assert!(zh.contains("签到提醒") || zh.contains("Check-in reminders"));
 }
+
+#[tokio::test]
+async fn a_picture_goes_as_a_photo_with_its_caption_from_an_unguessable_address() {
+    use base64::Engine;
+    let app = TestApp::spawn_with(fast).await;
+    let qq = FakeBot::start(Flavor::NapCat).await;
+    let tg = FakeBot::start(Flavor::Telegram).await;
+    let qb = bridge(&app, "onebot11", &qq.base(), &qq.token).await;
+    let tb = bridge(&app, "telegram", &tg.base(), TELEGRAM_TOKEN).await;
+    let g1 = linked(&app, qb, "QQ", "5001").await;
+    let g2 = linked(&app, tb, "TG", "-5002").await;
+    let token = app.token("admin", true, &[]).await;
+    let png = base64::engine::general_purpose::STANDARD.encode(crate::harness::plain_png());
+    // Not an image, and a caption too long: both refused, nothing written.
+    let (s, p) = api(
+        &app,
+        &token,
+        "POST",
+        "/api/v1/broadcasts",
+        Some(json!({"text": "x".repeat(1100), "group_ids": [g1], "image_base64": "bm90IGFuIGltYWdl"})),
+    )
+    .await;
+    assert_eq!(s, S::UNPROCESSABLE_ENTITY, "{p}");
+    let (s, p) = api(
+        &app,
+        &token,
+        "POST",
+        "/api/v1/broadcasts",
+        Some(json!({"text": "x".repeat(1100), "group_ids": [g1], "image_base64": png})),
+    )
+    .await;
+    assert_eq!(s, S::UNPROCESSABLE_ENTITY, "{p}");
+    assert_eq!(app.count("broadcasts").await, 0);
+    let (s, b) = api(
+        &app,
+        &token,
+        "POST",
+        "/api/v1/broadcasts",
+        Some(json!({"text": "新品 & 活动", "group_ids": [g1, g2], "image_base64": png})),
+    )
+    .await;
+    assert_eq!(s, S::CREATED, "{b}");
+    assert_eq!(b["has_image"], true);
+    let d = settled(&app, b["id"].as_i64().unwrap()).await;
+    assert!(d.iter().all(|(_, s, m, _)| s == "sent" && m.is_some()), "{d:?}");
+    let photo = &tg.calls_of("sendPhoto")[0];
+    assert_eq!(photo.body["caption"], "新品 & 活动");
+    let url = photo.body["photo"].as_str().unwrap().to_string();
+    let qq_msg = qq.calls_of("send_group_msg")[0].body["message"].as_str().unwrap().to_string();
+    assert_eq!(qq_msg, format!("[CQ:image,file={url}]新品 &amp; 活动"));
+    // The bots fetch the picture without a login; a wrong token is a 404.
+    let r = reqwest::get(&url).await.unwrap();
+    assert_eq!(r.status(), S::OK);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("image/"));
+    let wrong = format!("{}{}", &url[..url.len() - 1], if url.ends_with('A') { "B" } else { "A" });
+    assert_eq!(reqwest::get(&wrong).await.unwrap().status(), S::NOT_FOUND);
+    assert_eq!(reqwest::get(app.url("/b/1/short")).await.unwrap().status(), S::NOT_FOUND);
+}
