@@ -371,7 +371,11 @@ mod tests {
         let london = Zone::parse("Europe/London").unwrap();
         // Wednesday 4 March 2026, 00:00 UTC.
         let after = utc("2026-03-04T00:00:00Z");
-        assert_eq!(r.next_after(tokyo, after), utc("2026-03-04T23:00:00Z"), "Thursday in Tokyo is not a day; Friday 08:00 JST");
+        assert_eq!(
+            r.next_after(tokyo, after),
+            utc("2026-03-05T23:00:00Z"),
+            "Wednesday 08:00 has passed in Tokyo (09:00 JST), Thursday is not a day: Friday 08:00 JST"
+        );
         assert_eq!(r.next_after(london, after), utc("2026-03-04T08:00:00Z"));
     }
 
