@@ -275,8 +275,8 @@ impl DetailPage {
     /// Why a delivery failed, in words when Shoal decided it, else the platform's own words.
     fn reason(&self, d: &DeliveryRow) -> String {
         match d.error.as_deref() {
-            Some(crate::broadcasts::NO_BOT) => self.l.tr.t("broadcasts.reason.no_bot").to_string(),
-            Some(crate::broadcasts::ALL_CHECKED_IN) => self.l.tr.t("broadcasts.reason.all_checked_in").to_string(),
+            Some(crate::broadcasts::NO_BOT) => self.l.tr.t("broadcasts.why.no_bot").to_string(),
+            Some(crate::broadcasts::ALL_CHECKED_IN) => self.l.tr.t("broadcasts.why.all_checked_in").to_string(),
             Some(e) => e.to_string(),
             None => String::new(),
         }

@@ -114,7 +114,7 @@ async fn a_broadcast_to_three_groups_on_two_platforms_arrives_once_each_with_mes
     assert_eq!(s, S::OK, "{p}");
     assert_eq!(p["targets"].as_array().unwrap().len(), 3);
     let qq_text = p["texts"].as_array().unwrap().iter().find(|t| t["kind"] == "onebot11").unwrap();
-    assert_eq!(qq_text["text"], "今晚 8 点 &#91;CQ:at,qq=all&#93; &amp; <b>live</b>");
+    assert_eq!(qq_text["text"], "今晚 8 点 &#91;CQ:at&#44;qq=all&#93; &amp; <b>live</b>");
     assert_eq!(qq_text["groups"], 2);
     assert_eq!(app.count("broadcasts").await, 0);
     let (s, b) = api(&app, &token, "POST", "/api/v1/broadcasts", Some(body)).await;
@@ -131,7 +131,7 @@ async fn a_broadcast_to_three_groups_on_two_platforms_arrives_once_each_with_mes
     let mut chats: Vec<String> = qq_calls.iter().map(|c| c.chat()).collect();
     chats.sort();
     assert_eq!(chats, ["1001", "1002"]);
-    assert_eq!(qq_calls[0].body["message"], "今晚 8 点 &#91;CQ:at,qq=all&#93; &amp; <b>live</b>");
+    assert_eq!(qq_calls[0].body["message"], "今晚 8 点 &#91;CQ:at&#44;qq=all&#93; &amp; <b>live</b>");
     assert_eq!(tg_calls[0].body["text"], text);
     assert!(tg_calls[0].body.get("parse_mode").is_none());
     // The message ids are the platforms' (the fakes count from 1001 each).
@@ -486,7 +486,13 @@ async fn the_page_and_the_api_schedule_check_and_cancel_alike() {
     let token = api_app.token("admin", true, &[]).await;
     // Bad input: the same field errors, nothing written.
     let r = page_app
-        .post_form(&admin, "/broadcasts/new", "/broadcasts/new", &[("text", ""), ("audience", "groups"), ("every", "weekly"), ("at", "9")])
+        .post_multipart(
+            &admin,
+            "/broadcasts/new",
+            "/broadcasts/new",
+            &[("text", ""), ("audience", "groups"), ("every", "weekly"), ("at", "9")],
+            vec![],
+        )
         .await;
     assert_eq!(r.status(), S::UNPROCESSABLE_ENTITY);
     let html = r.text().await.unwrap();
@@ -509,14 +515,20 @@ async fn the_page_and_the_api_schedule_check_and_cancel_alike() {
     assert_eq!(page_app.count("broadcasts").await + api_app.count("broadcasts").await, 0);
     // A preview on the page shows the QQ text escaped, and writes nothing.
     let r = page_app
-        .post_form(&admin, "/broadcasts/new", "/broadcasts/new", &[("text", "a & b"), ("audience", "groups"), ("group_ids", "1"), ("step", "preview")])
+        .post_multipart(
+            &admin,
+            "/broadcasts/new",
+            "/broadcasts/new",
+            &[("text", "a & b"), ("audience", "groups"), ("group_ids", "1"), ("step", "preview")],
+            vec![],
+        )
         .await;
     assert_eq!(r.status(), S::OK);
     assert!(r.text().await.unwrap().contains("id=\"preview\""));
     assert_eq!(page_app.count("broadcasts").await, 0);
     // The same weekly broadcast through both.
     let r = page_app
-        .post_form(
+        .post_multipart(
             &admin,
             "/broadcasts/new",
             "/broadcasts/new",
@@ -531,6 +543,7 @@ async fn the_page_and_the_api_schedule_check_and_cancel_alike() {
                 ("at", "20:00"),
                 ("step", "schedule"),
             ],
+            vec![],
         )
         .await;
     assert_eq!(r.status(), S::SEE_OTHER);
