@@ -91,10 +91,8 @@ pub fn render(kind: Kind, text: &str, mentions: &[(String, String)]) -> String {
     let mut out = kind.protocol().escape(text);
     if kind == Kind::OneBot11 && !mentions.is_empty() {
         out.push('\n');
-        let ats: Vec<String> = mentions
-            .iter()
-            .map(|(id, _)| format!("[CQ:at,qq={}]", crate::bridges::onebot::escape_cq(id)))
-            .collect();
+        let ats: Vec<String> =
+            mentions.iter().map(|(id, _)| format!("[CQ:at,qq={}]", crate::bridges::onebot::escape_cq(id))).collect();
         out.push_str(&ats.join(" "));
     }
     out
@@ -161,9 +159,22 @@ pub async fn materialize(
             reply_to: None,
             thread_id: None,
         },
-        _ => Action::Send { chat_id: chat.to_string(), text, reply_to: None, thread_id: None, mention: false, user_id: None },
+        _ => Action::Send {
+            chat_id: chat.to_string(),
+            text,
+            reply_to: None,
+            thread_id: None,
+            mention: false,
+            user_id: None,
+        },
     };
-    let job = dispatch::job(config, bridge_id, action, &format!("broadcast:{}", b.id), Some(format!("broadcast_delivery:{id}")));
+    let job = dispatch::job(
+        config,
+        bridge_id,
+        action,
+        &format!("broadcast:{}", b.id),
+        Some(format!("broadcast_delivery:{id}")),
+    );
     if let Some(job_id) = jobs::enqueue(conn, &job).await? {
         store::set_delivery_job(conn, id, job_id).await?;
     }

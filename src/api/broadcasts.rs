@@ -265,7 +265,10 @@ pub struct ReminderGroup {
 /// The caller's groups and whether their check-in reminder is on.
 #[utoipa::path(get, path = "/api/v1/reminder-groups", tag = "broadcasts",
     responses((status = 200, body = Vec<ReminderGroup>)))]
-async fn list_reminder_groups(State(state): State<AppState>, ApiAuth(p): ApiAuth) -> AppResult<Json<Vec<ReminderGroup>>> {
+async fn list_reminder_groups(
+    State(state): State<AppState>,
+    ApiAuth(p): ApiAuth,
+) -> AppResult<Json<Vec<ReminderGroup>>> {
     let mut conn = state.db.acquire().await?;
     let rows = store::reminder_groups(&mut conn, p.group_filter().as_deref()).await?;
     Ok(Json(rows.into_iter().map(|(group_id, name, enabled)| ReminderGroup { group_id, name, enabled }).collect()))

@@ -75,7 +75,13 @@ pub async fn preview(conn: &mut PgConnection, who: &Principal, spec: &BroadcastS
         }
     }
     let without_bot = targets.iter().filter(|t| t.bridge_id.is_none() || t.chat_id.is_none()).count();
-    Ok(Preview { first_at: first_at(spec, &targets, Utc::now()), targets, without_bot, texts, image: spec.image.is_some() })
+    Ok(Preview {
+        first_at: first_at(spec, &targets, Utc::now()),
+        targets,
+        without_bot,
+        texts,
+        image: spec.image.is_some(),
+    })
 }
 
 /// Schedules a broadcast (principals who may write, to groups in their scope): "now" writes its

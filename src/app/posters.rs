@@ -36,11 +36,10 @@ async fn check_group(conn: &mut PgConnection, who: &Principal, group_id: Option<
     match group_id {
         None if !may_write(who, None) => fe.add("group_id", "posters.error.shared_needs_all_groups"),
         None => {}
-        Some(g) => {
-            if !who.sees_group(g) || crate::store::groups::get(conn, g).await?.is_none() {
-                fe.add("group_id", "posters.error.unknown_group");
-            }
+        Some(g) if !who.sees_group(g) || crate::store::groups::get(conn, g).await?.is_none() => {
+            fe.add("group_id", "posters.error.unknown_group")
         }
+        Some(_) => {}
     }
     fe.into_result(())
 }

@@ -312,7 +312,15 @@ impl BroadcastRaw {
         if !e.is_empty() {
             return Err(e);
         }
-        Ok(BroadcastSpec { text, audience, group_ids, tag, mention_unchecked: self.mention_unchecked, when, image: None })
+        Ok(BroadcastSpec {
+            text,
+            audience,
+            group_ids,
+            tag,
+            mention_unchecked: self.mention_unchecked,
+            when,
+            image: None,
+        })
     }
 }
 
@@ -346,7 +354,8 @@ mod tests {
         assert_eq!(autumn, utc("2026-11-02T14:00:00Z"));
         // Shanghai has no DST: 21:00 is 13:00 UTC every day.
         let sh = Zone::parse("Asia/Shanghai").unwrap();
-        let daily = Recurrence { every: Every::Daily, at: NaiveTime::from_hms_opt(21, 0, 0).unwrap(), weekdays: vec![] };
+        let daily =
+            Recurrence { every: Every::Daily, at: NaiveTime::from_hms_opt(21, 0, 0).unwrap(), weekdays: vec![] };
         assert_eq!(daily.next_after(sh, utc("2026-03-08T13:00:00Z")), utc("2026-03-09T13:00:00Z"));
         assert_eq!(daily.next_after(sh, utc("2026-03-08T12:59:59Z")), utc("2026-03-08T13:00:00Z"));
     }
@@ -387,9 +396,14 @@ mod tests {
             .parse(sh, now)
             .unwrap();
         assert_eq!((ok.text.as_str(), ok.group_ids.clone(), ok.when.clone()), ("hi", vec![3, 4], When::Now));
-        let at = BroadcastRaw { text: "x".into(), group_ids: vec![1], send_at: "2026-03-04T09:30".into(), ..Default::default() }
-            .parse(sh, now)
-            .unwrap();
+        let at = BroadcastRaw {
+            text: "x".into(),
+            group_ids: vec![1],
+            send_at: "2026-03-04T09:30".into(),
+            ..Default::default()
+        }
+        .parse(sh, now)
+        .unwrap();
         assert_eq!(at.when, When::At(utc("2026-03-04T01:30:00Z")));
         let bad = BroadcastRaw {
             text: "".into(),
@@ -411,9 +425,15 @@ mod tests {
         .parse(sh, now)
         .unwrap();
         assert_eq!(weekly.when, When::Every(super::tests::weekly("21:00", &[1, 7])));
-        let no_days = BroadcastRaw { text: "x".into(), group_ids: vec![1], every: "weekly".into(), at: "25:00".into(), ..Default::default() }
-            .parse(sh, now)
-            .unwrap_err();
+        let no_days = BroadcastRaw {
+            text: "x".into(),
+            group_ids: vec![1],
+            every: "weekly".into(),
+            at: "25:00".into(),
+            ..Default::default()
+        }
+        .parse(sh, now)
+        .unwrap_err();
         assert!(no_days.has("weekdays") && no_days.has("at"));
     }
 }

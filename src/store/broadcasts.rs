@@ -240,11 +240,7 @@ pub async fn set_delivery_job(conn: &mut PgConnection, id: i64, job_id: i64) -> 
 /// unknown → unknown, cancelled → cancelled, anything else → queued. Called in the transaction
 /// that settles the jobs (and by an admin's retry or cancel of one), so a delivery and its job
 /// never disagree.
-pub async fn follow_jobs(
-    conn: &mut PgConnection,
-    job_ids: &[i64],
-    message_ids: &[(i64, String)],
-) -> sqlx::Result<u64> {
+pub async fn follow_jobs(conn: &mut PgConnection, job_ids: &[i64], message_ids: &[(i64, String)]) -> sqlx::Result<u64> {
     if job_ids.is_empty() {
         return Ok(0);
     }

@@ -60,7 +60,8 @@ async fn list(State(state): State<AppState>, ctx: Ctx, Query(q): Query<ListQuery
     let ids: Vec<i64> = rows.iter().map(|b| b.id).collect();
     let counts = store::state_counts(&mut conn, &ids).await?;
     drop(conn);
-    let older = (rows.len() as i64 == PAGE).then(|| rows.last().map(|b| format!("/broadcasts?before={}", b.id))).flatten();
+    let older =
+        (rows.len() as i64 == PAGE).then(|| rows.last().map(|b| format!("/broadcasts?before={}", b.id))).flatten();
     let items = rows
         .into_iter()
         .map(|b| {
@@ -99,7 +100,7 @@ impl FormPage {
             .enumerate()
             .map(|(i, w)| {
                 let n = (i + 1).to_string();
-                let on = self.raw.weekdays.iter().any(|d| *d == n);
+                let on = self.raw.weekdays.contains(&n);
                 let key = match w {
                     chrono::Weekday::Mon => "broadcasts.weekday.1",
                     chrono::Weekday::Tue => "broadcasts.weekday.2",
@@ -305,7 +306,12 @@ async fn back(ctx: Ctx, Path(id): Path<i64>) -> AppResult<Response> {
     Ok(redirect(&format!("/broadcasts/{id}")))
 }
 
-async fn cancel(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>, body: axum::body::Bytes) -> AppResult<Response> {
+async fn cancel(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+    body: axum::body::Bytes,
+) -> AppResult<Response> {
     ctx.principal.require_write()?;
     let here = format!("/broadcasts/{id}");
     if !super::confirm::given(&body) {

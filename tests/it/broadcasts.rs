@@ -170,7 +170,10 @@ async fn a_broadcast_at_a_time_is_not_sent_early() {
     assert!(deliveries(&app, id).await.is_empty());
     assert!(tg.calls().is_empty(), "nothing before its time");
     let run_at: chrono::DateTime<chrono::Utc> =
-        sqlx::query_scalar("SELECT run_at FROM jobs WHERE kind = 'broadcast_occurrence'").fetch_one(&app.db).await.unwrap();
+        sqlx::query_scalar("SELECT run_at FROM jobs WHERE kind = 'broadcast_occurrence'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
     assert_eq!(run_at.timestamp_millis() / 1000, at.timestamp_millis() / 1000);
     // Its time comes: the job's run_at is moved to now (the job runner is the clock).
     sqlx::query("UPDATE jobs SET run_at = now() WHERE kind = 'broadcast_occurrence'").execute(&app.db).await.unwrap();
@@ -186,7 +189,11 @@ async fn a_weekly_broadcast_schedules_its_next_occurrence_exactly_once() {
     let qq = FakeBot::start(Flavor::GoCqhttp).await;
     let qb = bridge(&app, "onebot11", &qq.base(), &qq.token).await;
     let g = linked(&app, qb, "QQ", "2001").await;
-    sqlx::query("UPDATE groups SET timezone = 'America/New_York' WHERE id = $1").bind(g).execute(&app.db).await.unwrap();
+    sqlx::query("UPDATE groups SET timezone = 'America/New_York' WHERE id = $1")
+        .bind(g)
+        .execute(&app.db)
+        .await
+        .unwrap();
     let token = app.token("admin", true, &[]).await;
     let (s, b) = api(
         &app,
@@ -204,17 +211,26 @@ async fn a_weekly_broadcast_schedules_its_next_occurrence_exactly_once() {
     assert!(matches!(local.format("%u").to_string().as_str(), "1" | "4"));
     // The occurrence runs (moved to now), twice as if a process died after its commit: one
     // delivery, one send, one next occurrence.
-    let first: i64 = sqlx::query_scalar("SELECT id FROM jobs WHERE kind = 'broadcast_occurrence'").fetch_one(&app.db).await.unwrap();
+    let first: i64 =
+        sqlx::query_scalar("SELECT id FROM jobs WHERE kind = 'broadcast_occurrence'").fetch_one(&app.db).await.unwrap();
     sqlx::query("UPDATE jobs SET run_at = now() WHERE id = $1").bind(first).execute(&app.db).await.unwrap();
     settled(&app, id).await;
     for _ in 0..100 {
-        let st: String = sqlx::query_scalar("SELECT state::text FROM jobs WHERE id = $1").bind(first).fetch_one(&app.db).await.unwrap();
+        let st: String = sqlx::query_scalar("SELECT state::text FROM jobs WHERE id = $1")
+            .bind(first)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
         if st == "done" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    sqlx::query("UPDATE jobs SET state = 'queued', run_at = now() WHERE id = $1").bind(first).execute(&app.db).await.unwrap();
+    sqlx::query("UPDATE jobs SET state = 'queued', run_at = now() WHERE id = $1")
+        .bind(first)
+        .execute(&app.db)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await;
     let d = deliveries(&app, id).await;
     assert_eq!(d.len(), 1, "{d:?}");
@@ -235,7 +251,11 @@ async fn a_weekly_broadcast_schedules_its_next_occurrence_exactly_once() {
     // Cancelling stops the next occurrence too.
     let (s, c) = api(&app, &token, "POST", &format!("/api/v1/broadcasts/{id}/cancel"), None).await;
     assert_eq!(s, S::OK, "{c}");
-    let st: String = sqlx::query_scalar("SELECT state::text FROM jobs WHERE id = $1").bind(pending[0].0).fetch_one(&app.db).await.unwrap();
+    let st: String = sqlx::query_scalar("SELECT state::text FROM jobs WHERE id = $1")
+        .bind(pending[0].0)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
     assert_eq!(st, "cancelled");
     let (s, _) = api(&app, &token, "POST", &format!("/api/v1/broadcasts/{id}/cancel"), None).await;
     assert_eq!(s, S::CONFLICT);
@@ -257,7 +277,8 @@ async fn cancel_stops_the_deliveries_that_have_not_gone_out() {
         groups.push(linked(&app, tb, &format!("TG {i}"), &format!("-100{i}")).await);
     }
     let token = app.token("admin", true, &[]).await;
-    let (s, b) = api(&app, &token, "POST", "/api/v1/broadcasts", Some(json!({"text": "hello", "group_ids": groups}))).await;
+    let (s, b) =
+        api(&app, &token, "POST", "/api/v1/broadcasts", Some(json!({"text": "hello", "group_ids": groups}))).await;
     assert_eq!(s, S::CREATED, "{b}");
     let id = b["id"].as_i64().unwrap();
     for _ in 0..200 {
@@ -348,7 +369,8 @@ async fn a_process_killed_mid_broadcast_loses_and_repeats_nothing_beyond_the_sen
         groups.push(linked(&app, qb, &format!("QQ {i}"), &format!("30{i}")).await);
     }
     let token = app.token("admin", true, &[]).await;
-    let (s, b) = api(&app, &token, "POST", "/api/v1/broadcasts", Some(json!({"text": "hi", "group_ids": groups}))).await;
+    let (s, b) =
+        api(&app, &token, "POST", "/api/v1/broadcasts", Some(json!({"text": "hi", "group_ids": groups}))).await;
     assert_eq!(s, S::CREATED, "{b}");
     let id = b["id"].as_i64().unwrap();
     // The third send hangs at the bot: the process is killed while it waits for the answer.
@@ -460,18 +482,15 @@ async fn a_reminder_mentions_only_the_members_who_have_not_checked_in() {
 
 /// The broadcast rows and audit rows the two entrances wrote, comparable.
 async fn written(app: &TestApp) -> (Vec<(String, String, Vec<i64>, Option<String>, Vec<i16>)>, Vec<(String, Value)>) {
-    let b = sqlx::query_as(
-        "SELECT text, audience, group_ids, every, weekdays FROM broadcasts ORDER BY id",
-    )
-    .fetch_all(&app.db)
-    .await
-    .unwrap();
-    let a: Vec<(String, Value)> = sqlx::query_as(
-        "SELECT action, details - 'next_at' FROM audit_log WHERE action LIKE 'broadcast.%' ORDER BY id",
-    )
-    .fetch_all(&app.db)
-    .await
-    .unwrap();
+    let b = sqlx::query_as("SELECT text, audience, group_ids, every, weekdays FROM broadcasts ORDER BY id")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    let a: Vec<(String, Value)> =
+        sqlx::query_as("SELECT action, details - 'next_at' FROM audit_log WHERE action LIKE 'broadcast.%' ORDER BY id")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
     (b, a)
 }
 
