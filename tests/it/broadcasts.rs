@@ -659,3 +659,42 @@ async fn a_picture_goes_as_a_photo_with_its_caption_from_an_unguessable_address(
     assert_eq!(reqwest::get(&wrong).await.unwrap().status(), S::NOT_FOUND);
     assert_eq!(reqwest::get(app.url("/b/1/short")).await.unwrap().status(), S::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn scoped_principals_reach_and_see_only_their_groups() {
+    let app = TestApp::spawn_with(fast).await;
+    let mine = app.group("Mine").await;
+    let theirs = app.group("Theirs").await;
+    let admin = app.token("admin", true, &[]).await;
+    let scoped = app.token("operator", false, &[mine]).await;
+    let viewer = app.token("viewer", true, &[]).await;
+    let (s, p) =
+        api(&app, &scoped, "POST", "/api/v1/broadcasts", Some(json!({"text": "x", "group_ids": [mine, theirs]}))).await;
+    assert_eq!(s, S::UNPROCESSABLE_ENTITY, "{p}");
+    assert_eq!(p["errors"][0]["field"], "group_ids");
+    let (s, _) =
+        api(&app, &viewer, "POST", "/api/v1/broadcasts", Some(json!({"text": "x", "group_ids": [mine]}))).await;
+    assert_eq!(s, S::FORBIDDEN);
+    assert_eq!(app.count("broadcasts").await, 0);
+    let (s, own) =
+        api(&app, &scoped, "POST", "/api/v1/broadcasts", Some(json!({"text": "x", "group_ids": [mine]}))).await;
+    assert_eq!(s, S::CREATED, "{own}");
+    // A group without a bot: its delivery fails at once, saying why.
+    assert_eq!(own["deliveries"][0]["state"], "failed");
+    assert_eq!(own["deliveries"][0]["error"], "no_bot");
+    let (_, other) =
+        api(&app, &admin, "POST", "/api/v1/broadcasts", Some(json!({"text": "y", "group_ids": [mine, theirs]}))).await;
+    let (_, by_tag) = api(&app, &scoped, "POST", "/api/v1/broadcasts", Some(json!({"text": "z", "tag": "vip"}))).await;
+    let (_, list) = api(&app, &scoped, "GET", "/api/v1/broadcasts", None).await;
+    let ids: Vec<i64> = list["items"].as_array().unwrap().iter().map(|b| b["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, [by_tag["id"].as_i64().unwrap(), own["id"].as_i64().unwrap()]);
+    let (s, _) = api(&app, &scoped, "GET", &format!("/api/v1/broadcasts/{}", other["id"]), None).await;
+    assert_eq!(s, S::NOT_FOUND);
+    let (s, _) = api(&app, &scoped, "POST", &format!("/api/v1/broadcasts/{}/cancel", other["id"]), None).await;
+    assert_eq!(s, S::NOT_FOUND);
+    let (s, _) =
+        api(&app, &scoped, "PUT", &format!("/api/v1/reminder-groups/{theirs}"), Some(json!({"enabled": true}))).await;
+    assert_eq!(s, S::NOT_FOUND);
+    let (_, admin_list) = api(&app, &admin, "GET", "/api/v1/broadcasts", None).await;
+    assert_eq!(admin_list["items"].as_array().unwrap().len(), 3);
+}
