@@ -71,3 +71,7 @@ CREATE TABLE reminder_groups (
     group_id   BIGINT PRIMARY KEY REFERENCES groups (id) ON DELETE CASCADE,
     enabled_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+
+-- A delivery's message id is read from its job's successful send in the call log when the job
+-- is settled (the call-log row may have been written by an earlier settlement batch).
+CREATE INDEX bot_calls_job_idx ON bot_calls (job_id) WHERE job_id IS NOT NULL;

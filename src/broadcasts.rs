@@ -19,7 +19,6 @@ use crate::jobs::{JobContext, Outcome};
 use crate::outbound::dispatch;
 use crate::store::broadcasts::{self as store, BroadcastRow, NewDelivery, Target};
 use crate::store::jobs::{self as jobs, Claimed, JobKind, NewJob};
-use crate::store::outbound::{CallOutcome, NewCall};
 use crate::Config;
 
 /// Why a delivery did not go out, when Shoal decided it (shown in words on the pages).
@@ -79,7 +78,12 @@ pub async fn schedule(
     since: Option<DateTime<Utc>>,
     at: DateTime<Utc>,
 ) -> sqlx::Result<()> {
-    let job_id = jobs::enqueue(conn, &occurrence(config, id, since, at)).await?;
+    let job = occurrence(config, id, since, at);
+    let job_id = match jobs::enqueue(conn, &job).await? {
+        Some(j) => Some(j),
+        // That occurrence's job exists already: it stays the next one.
+        None => store::job_by_key(conn, job.dedupe_key.as_deref().unwrap_or_default()).await?,
+    };
     store::set_next(conn, id, Some(at), job_id, BroadcastState::Scheduled).await
 }
 
@@ -228,16 +232,8 @@ async fn run_occurrence(ctx: &JobContext, job_id: i64, p: &OccurrenceJob) -> sql
 }
 
 /// Moves the deliveries of settled bot_action jobs along with them (`store::broadcasts::
-/// follow_jobs`), with the message ids from those jobs' successful calls.
-pub async fn follow_jobs(conn: &mut PgConnection, job_ids: &[i64], calls: &[NewCall]) -> sqlx::Result<()> {
-    if job_ids.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<(i64, String)> = calls
-        .iter()
-        .filter(|c| c.outcome == CallOutcome::Ok && matches!(c.action, "send" | "send_photo"))
-        .filter_map(|c| Some((c.job_id?, c.result.clone()?)))
-        .collect();
-    store::follow_jobs(conn, job_ids, &ids).await?;
+/// follow_jobs`); their call-log rows must be written first (the message id is read from them).
+pub async fn follow_jobs(conn: &mut PgConnection, job_ids: &[i64]) -> sqlx::Result<()> {
+    store::follow_jobs(conn, job_ids).await?;
     Ok(())
 }

@@ -250,12 +250,11 @@ async fn settler(ctx: JobContext, worker: String, mut rx: mpsc::Receiver<Settled
             let mut tx = ctx.db.begin().await?;
             // The calls of the jobs being settled are in the buffer already (a job logs its
             // calls before it ends); rows of jobs still running may come along, earlier.
-            let calls = ctx.calls.take();
-            crate::store::outbound::log_calls(&mut tx, &calls).await?;
+            crate::store::outbound::log_calls(&mut tx, &ctx.calls.take()).await?;
             let states = jobs::settle_many(&mut tx, &worker, &items).await?;
             // Broadcast deliveries follow their bot_action jobs in the same transaction.
             let actions: Vec<i64> = batch.iter().filter(|s| s.kind == JobKind::BotAction).map(|s| s.id).collect();
-            crate::broadcasts::follow_jobs(&mut tx, &actions, &calls).await?;
+            crate::broadcasts::follow_jobs(&mut tx, &actions).await?;
             tx.commit().await?;
             Ok::<_, sqlx::Error>(states)
         }

@@ -121,6 +121,11 @@ pub async fn list(
     .await
 }
 
+/// The job with this dedupe key, if any.
+pub async fn job_by_key(conn: &mut PgConnection, key: &str) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar("SELECT id FROM jobs WHERE dedupe_key = $1").bind(key).fetch_optional(conn).await
+}
+
 /// A broadcast's picture for its public address: (content type, bytes, token).
 pub async fn image(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<(String, Vec<u8>, String)>> {
     sqlx::query_as("SELECT image_type, image, image_token FROM broadcasts WHERE id = $1 AND image IS NOT NULL")
@@ -236,11 +241,11 @@ pub async fn set_delivery_job(conn: &mut PgConnection, id: i64, job_id: i64) -> 
 }
 
 /// Moves the deliveries of these bot_action jobs to where their jobs stand now: done → sent
-/// (with the message id the platform gave, from `message_ids`: (job id, id)), dead → failed,
-/// unknown → unknown, cancelled → cancelled, anything else → queued. Called in the transaction
-/// that settles the jobs (and by an admin's retry or cancel of one), so a delivery and its job
-/// never disagree.
-pub async fn follow_jobs(conn: &mut PgConnection, job_ids: &[i64], message_ids: &[(i64, String)]) -> sqlx::Result<u64> {
+/// (with the message id the platform gave, from the job's last successful send in the call log,
+/// found through `bot_calls_job_idx`), dead → failed, unknown → unknown, cancelled → cancelled,
+/// anything else → queued. Called in the transaction that settles the jobs, after their call-log
+/// rows (and by an admin's retry or cancel of one), so a delivery and its job never disagree.
+pub async fn follow_jobs(conn: &mut PgConnection, job_ids: &[i64]) -> sqlx::Result<u64> {
     if job_ids.is_empty() {
         return Ok(0);
     }
@@ -249,14 +254,15 @@ pub async fn follow_jobs(conn: &mut PgConnection, job_ids: &[i64], message_ids: 
              state = CASE j.state WHEN 'done' THEN 'sent' WHEN 'dead' THEN 'failed' WHEN 'unknown' THEN 'unknown'
                                   WHEN 'cancelled' THEN 'cancelled' ELSE 'queued' END,
              error = CASE WHEN j.state IN ('dead', 'unknown') THEN j.last_error END,
-             message_id = CASE WHEN j.state = 'done' THEN COALESCE(m.message_id, d.message_id) END,
+             message_id = CASE WHEN j.state = 'done' THEN
+                 (SELECT c.result FROM bot_calls c
+                  WHERE c.job_id = j.id AND c.outcome = 'ok' AND c.action IN ('send', 'send_photo')
+                  ORDER BY c.id DESC LIMIT 1) END,
              updated_at = now()
-         FROM jobs j LEFT JOIN unnest($2::bigint[], $3::text[]) AS m(job_id, message_id) ON m.job_id = j.id
+         FROM jobs j
          WHERE j.id = ANY ($1) AND d.job_id = j.id",
     )
     .bind(job_ids)
-    .bind(message_ids.iter().map(|(j, _)| *j).collect::<Vec<i64>>())
-    .bind(message_ids.iter().map(|(_, m)| m.as_str()).collect::<Vec<&str>>())
     .execute(conn)
     .await?;
     Ok(r.rows_affected())
