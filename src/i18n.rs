@@ -76,6 +76,7 @@ pub const FILES: &[(&str, &str, &str)] = &[
     ("posters", include_str!("../locales/en/posters.toml"), include_str!("../locales/zh-CN/posters.toml")),
     ("me", include_str!("../locales/en/me.toml"), include_str!("../locales/zh-CN/me.toml")),
     ("landing", include_str!("../locales/en/landing.toml"), include_str!("../locales/zh-CN/landing.toml")),
+    ("broadcasts", include_str!("../locales/en/broadcasts.toml"), include_str!("../locales/zh-CN/broadcasts.toml")),
 ];
 
 pub type Catalog = HashMap<String, String>;

@@ -3,6 +3,7 @@
 
 pub mod bridge_outbound;
 pub mod checkin_poster;
+pub mod broadcasts;
 pub mod checkins;
 mod doc;
 pub mod groups;
@@ -84,6 +85,7 @@ fn open_api_router() -> OpenApiRouter<AppState> {
         .merge(bridge_outbound::router())
         .merge(posters::router())
         .merge(checkin_poster::router())
+        .merge(broadcasts::router())
 }
 
 /// The OpenAPI document of every `/api` route, as served: what the annotations say, completed

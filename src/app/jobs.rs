@@ -14,6 +14,7 @@ pub async fn retry(conn: &mut PgConnection, who: &Principal, id: i64) -> AppResu
     who.require_admin()?;
     let before = jobs::get(conn, id).await?.ok_or(AppError::NotFound)?;
     let job = jobs::retry(conn, id).await?.ok_or_else(|| conflict(&before))?;
+    crate::broadcasts::follow_jobs(conn, &[id]).await?;
     record(conn, who, "job.retry", &before).await?;
     Ok(job)
 }
@@ -23,6 +24,7 @@ pub async fn cancel(conn: &mut PgConnection, who: &Principal, id: i64) -> AppRes
     who.require_admin()?;
     let before = jobs::get(conn, id).await?.ok_or(AppError::NotFound)?;
     let job = jobs::cancel(conn, id).await?.ok_or_else(|| conflict(&before))?;
+    crate::broadcasts::follow_jobs(conn, &[id]).await?;
     record(conn, who, "job.cancel", &before).await?;
     Ok(job)
 }

@@ -15,6 +15,7 @@
 
 pub mod avatars;
 pub mod checkin_poster;
+pub mod broadcasts;
 pub mod groups;
 pub mod jobs;
 pub mod landing;

@@ -4,6 +4,7 @@
 pub mod action;
 pub mod alert;
 pub mod bridge;
+pub mod broadcast;
 pub mod checkin;
 pub mod checkin_poster;
 pub mod csv_import;

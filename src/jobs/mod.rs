@@ -95,6 +95,7 @@ pub fn new_job(config: &Config, kind: JobKind, payload: serde_json::Value, dedup
         JobKind::BotAction => config.jobs.max_attempts,
         // The next sweep asks again anyway.
         JobKind::MemberCountRefresh => 3,
+        JobKind::BroadcastOccurrence => config.jobs.max_attempts,
     };
     NewJob { kind, payload, run_at: None, max_attempts: max_attempts.clamp(1, 100), dedupe_key }
 }
@@ -104,6 +105,7 @@ async fn run_one(ctx: &JobContext, job: &Claimed) -> Outcome {
         JobKind::AlertDelivery => crate::alerts::deliver_job(ctx, job).await,
         JobKind::BotAction => crate::outbound::dispatch::bot_action_job(ctx, job).await,
         JobKind::MemberCountRefresh => crate::outbound::dispatch::member_count_job(ctx, job).await,
+        JobKind::BroadcastOccurrence => crate::broadcasts::occurrence_job(ctx, job).await,
     }
 }
 
@@ -113,7 +115,9 @@ fn timed_out(kind: JobKind) -> Outcome {
     let error = "the job took longer than its lease".to_string();
     match kind {
         JobKind::BotAction => Outcome::Unknown { error },
-        JobKind::AlertDelivery | JobKind::MemberCountRefresh => Outcome::Retry { error, after: None },
+        JobKind::AlertDelivery | JobKind::MemberCountRefresh | JobKind::BroadcastOccurrence => {
+            Outcome::Retry { error, after: None }
+        }
     }
 }
 
@@ -248,6 +252,9 @@ async fn settler(ctx: JobContext, worker: String, mut rx: mpsc::Receiver<Settled
             // calls before it ends); rows of jobs still running may come along, earlier.
             crate::store::outbound::log_calls(&mut tx, &ctx.calls.take()).await?;
             let states = jobs::settle_many(&mut tx, &worker, &items).await?;
+            // Broadcast deliveries follow their bot_action jobs in the same transaction.
+            let actions: Vec<i64> = batch.iter().filter(|s| s.kind == JobKind::BotAction).map(|s| s.id).collect();
+            crate::broadcasts::follow_jobs(&mut tx, &actions).await?;
             tx.commit().await?;
             Ok::<_, sqlx::Error>(states)
         }

@@ -21,16 +21,21 @@ pub enum JobKind {
     /// Ask a bridge's bot how many members a linked chat has (one group), or enqueue that for
     /// every linked group (no group named).
     MemberCountRefresh,
+    /// One occurrence of a broadcast: its deliveries and their bot_action jobs, and the next
+    /// occurrence's job (`broadcasts`).
+    BroadcastOccurrence,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 3] = [JobKind::AlertDelivery, JobKind::BotAction, JobKind::MemberCountRefresh];
+    pub const ALL: [JobKind; 4] =
+        [JobKind::AlertDelivery, JobKind::BotAction, JobKind::MemberCountRefresh, JobKind::BroadcastOccurrence];
 
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::AlertDelivery => "alert_delivery",
             JobKind::BotAction => "bot_action",
             JobKind::MemberCountRefresh => "member_count_refresh",
+            JobKind::BroadcastOccurrence => "broadcast_occurrence",
         }
     }
 }

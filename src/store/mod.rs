@@ -5,6 +5,7 @@ pub mod alerts;
 pub mod audit;
 pub mod bridges;
 pub mod checkin_poster;
+pub mod broadcasts;
 pub mod checkins;
 pub mod groups;
 pub mod jobs;

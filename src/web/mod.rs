@@ -5,6 +5,7 @@ pub mod assets;
 pub mod bridge_outbound;
 pub mod bridges;
 pub mod checkin_poster;
+pub mod broadcasts;
 pub mod checkins;
 pub mod confirm;
 pub mod ctx;
@@ -102,6 +103,7 @@ pub fn router(state: AppState) -> Router {
         .merge(checkin_poster::router())
         .merge(settings::router())
         .merge(jobs::router())
+        .merge(broadcasts::router(&cfg))
         .fallback(|| async { AppError::NotFound })
         .layer(middleware::from_fn_with_state(state.clone(), csrf::guard))
         .layer(sessions)
@@ -114,6 +116,7 @@ pub fn router(state: AppState) -> Router {
         .merge(posters::public_router())
         .merge(member_page::public_router())
         .merge(checkin_poster::public_router())
+        .merge(broadcasts::public_router())
         .merge(hooks::router())
         .merge(crate::api::router())
         .merge(admin)

@@ -26,6 +26,7 @@ fn page_of(kind: &str, id: &str) -> Option<String> {
         "bridge" => Some(format!("/bridges/{id}")),
         "operator" => Some(format!("/settings/operators/{id}")),
         "token" => Some("/settings/tokens".to_string()),
+        "broadcast" => Some(format!("/broadcasts/{id}")),
         _ => None,
     }
 }

@@ -928,6 +928,12 @@ async fn the_openapi_document_lists_exactly_the_api_routes() {
         ("/api/v1/bridges/{bridge_id}/test-message".to_string(), set(&["post"])),
         ("/api/v1/bridges/{bridge_id}/member-counts".to_string(), set(&["post"])),
         ("/api/v1/bridges/{bridge_id}/telegram-webhook".to_string(), set(&["get", "post"])),
+        ("/api/v1/broadcasts".to_string(), set(&["get", "post"])),
+        ("/api/v1/broadcasts/preview".to_string(), set(&["post"])),
+        ("/api/v1/broadcasts/{id}".to_string(), set(&["get"])),
+        ("/api/v1/broadcasts/{id}/cancel".to_string(), set(&["post"])),
+        ("/api/v1/reminder-groups".to_string(), set(&["get"])),
+        ("/api/v1/reminder-groups/{group_id}".to_string(), set(&["put"])),
     ]);
     assert_eq!(paths, expected);
 
@@ -975,6 +981,12 @@ async fn every_documented_route_answers_at_its_documented_path() {
     .fetch_one(&app.db)
     .await
     .unwrap();
+    let broadcast: i64 = sqlx::query_scalar(
+        "INSERT INTO broadcasts (text, audience, created_by) VALUES ('Docs', 'reminders', 'docs') RETURNING id",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
     let doc: Value =
         reqwest::Client::new().get(app.url("/api/openapi.json")).send().await.unwrap().json().await.unwrap();
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -990,6 +1002,8 @@ async fn every_documented_route_answers_at_its_documented_path() {
                     job
                 } else if path.contains("poster-templates") {
                     poster
+                } else if path.contains("broadcasts") {
+                    broadcast
                 } else {
                     m
                 }

@@ -11,6 +11,7 @@ mod auth;
 mod bridge_pages;
 mod bridge_parsing;
 mod bridges;
+mod broadcasts;
 mod browser;
 mod cli;
 mod fakebots;
