@@ -54,12 +54,13 @@ impl AppState {
             outbound::Policy::new(&config.outbound).client("Shoal", Duration::from_secs(config.alerts.timeout_secs));
         let bots = Arc::new(outbound::Bots::new(&config.outbound));
         let posters = Arc::new(poster::Posters::new(&config.posters));
+        let bridges = bridges::BridgeCache::with_public_base(config.public_base());
         AppState {
             db,
             config: Arc::new(config),
             scan,
             bridge_errors: Arc::default(),
-            bridges: Arc::default(),
+            bridges: Arc::new(bridges),
             http,
             bots,
             posters,

@@ -5,6 +5,7 @@ pub mod bridge_outbound;
 pub mod checkins;
 mod doc;
 pub mod groups;
+pub mod invites;
 pub mod jobs;
 pub mod live_codes;
 pub mod members;
@@ -82,6 +83,7 @@ fn open_api_router() -> OpenApiRouter<AppState> {
         .merge(tokens::router())
         .merge(bridge_outbound::router())
         .merge(posters::router())
+        .merge(invites::router())
 }
 
 /// The OpenAPI document of every `/api` route, as served: what the annotations say, completed

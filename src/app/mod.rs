@@ -14,6 +14,7 @@
 //! (`store::jobs::enqueue`), so that it exists exactly when the change does.
 
 pub mod groups;
+pub mod invites;
 pub mod jobs;
 pub mod live_codes;
 pub mod members;

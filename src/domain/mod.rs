@@ -8,6 +8,7 @@ pub mod checkin;
 pub mod csv_import;
 pub mod group;
 pub mod hll;
+pub mod invite;
 pub mod live_code;
 pub mod member;
 pub mod outbound;

@@ -21,16 +21,20 @@ pub enum JobKind {
     /// Ask a bridge's bot how many members a linked chat has (one group), or enqueue that for
     /// every linked group (no group named).
     MemberCountRefresh,
+    /// Confirm one invite record once its hold period is over (`app::invites::confirm_job`).
+    InviteConfirm,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 3] = [JobKind::AlertDelivery, JobKind::BotAction, JobKind::MemberCountRefresh];
+    pub const ALL: [JobKind; 4] =
+        [JobKind::AlertDelivery, JobKind::BotAction, JobKind::MemberCountRefresh, JobKind::InviteConfirm];
 
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::AlertDelivery => "alert_delivery",
             JobKind::BotAction => "bot_action",
             JobKind::MemberCountRefresh => "member_count_refresh",
+            JobKind::InviteConfirm => "invite_confirm",
         }
     }
 }

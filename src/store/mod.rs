@@ -6,6 +6,7 @@ pub mod audit;
 pub mod bridges;
 pub mod checkins;
 pub mod groups;
+pub mod invites;
 pub mod jobs;
 pub mod live_codes;
 pub mod members;

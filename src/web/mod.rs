@@ -12,6 +12,7 @@ pub mod fast;
 pub mod groups;
 pub mod headers;
 pub mod hooks;
+pub mod invites;
 pub mod jobs;
 pub mod live_codes;
 pub mod login;
@@ -97,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         .merge(posters::router(&cfg))
         .merge(settings::router())
         .merge(jobs::router())
+        .merge(invites::router())
         .fallback(|| async { AppError::NotFound })
         .layer(middleware::from_fn_with_state(state.clone(), csrf::guard))
         .layer(sessions)

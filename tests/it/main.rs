@@ -30,3 +30,4 @@ mod scale;
 mod scopes;
 mod settings;
 mod ux;
+mod invites;
