@@ -215,9 +215,10 @@ async fn two_concurrent_joins_of_one_invitee_credit_one_inviter_once() {
     let (bridge, _, _) = setup(&app).await;
     for round in 0..5 {
         let invitee = format!("newbie-{round}");
+        let (ea, eb) = (format!("j-a-{round}"), format!("j-b-{round}"));
         tokio::join!(
-            join(&app, bridge, &format!("j-a-{round}"), &invitee, Some("alice"), None),
-            join(&app, bridge, &format!("j-b-{round}"), &invitee, Some("bob"), None),
+            join(&app, bridge, &ea, &invitee, Some("alice"), None),
+            join(&app, bridge, &eb, &invitee, Some("bob"), None),
         );
         let rows = records_of(&app, &invitee).await;
         let credited: Vec<_> = rows.iter().filter(|r| r.0 == "pending").collect();
