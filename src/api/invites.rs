@@ -269,7 +269,8 @@ async fn member_poster(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("image/png") && !a.contains("image/jpeg"));
     let format = q.format.unwrap_or(if accept_png { Format::Png } else { Format::Jpeg });
-    let vars = BTreeMap::from([("campaign".to_string(), c.name.clone()), ("invites".to_string(), confirmed.to_string())]);
+    let vars =
+        BTreeMap::from([("campaign".to_string(), c.name.clone()), ("invites".to_string(), confirmed.to_string())]);
     match crate::app::posters::member_poster(&state, &p, template, member, qr_url, vars, None, format).await {
         Ok(bytes) => {
             let mut r = bytes.into_response();

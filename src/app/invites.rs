@@ -67,7 +67,12 @@ pub async fn create(conn: &mut PgConnection, who: &Principal, spec: &CampaignSpe
 }
 
 /// Changes a campaign in the principal's scope. `campaign.update`.
-pub async fn update(conn: &mut PgConnection, who: &Principal, id: i64, spec: &CampaignSpec) -> AppResult<Done<CampaignRow>> {
+pub async fn update(
+    conn: &mut PgConnection,
+    who: &Principal,
+    id: i64,
+    spec: &CampaignSpec,
+) -> AppResult<Done<CampaignRow>> {
     who.require_write()?;
     let scope = who.group_filter();
     db::get(conn, id, scope.as_deref()).await?.ok_or(AppError::NotFound)?;
@@ -120,7 +125,8 @@ pub async fn record_join(conn: &mut PgConnection, j: &JoinSeen<'_>) -> sqlx::Res
     }
     if found.is_none() {
         if let Some(m) = j.inviter {
-            let source = if j.bridge_kind == Kind::Generic { InviteSource::Generic } else { InviteSource::PlatformInviter };
+            let source =
+                if j.bridge_kind == Kind::Generic { InviteSource::Generic } else { InviteSource::PlatformInviter };
             found = Some((m, source));
         }
     }
@@ -155,9 +161,9 @@ pub async fn record_join(conn: &mut PgConnection, j: &JoinSeen<'_>) -> sqlx::Res
             r.reason = Some(InviteReason::Rejoin);
         } else {
             db::lock_inviter(conn, c.id, inviter).await?;
-            let burst =
-                db::credited_since(conn, c.id, inviter, Utc::now() - Duration::minutes(BURST_WINDOW_MINUTES)).await?
-                    >= BURST_JOINS - 1;
+            let burst = db::credited_since(conn, c.id, inviter, Utc::now() - Duration::minutes(BURST_WINDOW_MINUTES))
+                .await?
+                >= BURST_JOINS - 1;
             (r.state, r.reason) = if burst {
                 (InviteState::Flagged, Some(InviteReason::Burst))
             } else if scan_many {
@@ -166,8 +172,7 @@ pub async fn record_join(conn: &mut PgConnection, j: &JoinSeen<'_>) -> sqlx::Res
                 (InviteState::Pending, None)
             };
             // Level 2 is the inviter's own credited inviter; nobody above them is ever looked up.
-            r.level2 =
-                db::credited_inviter(conn, c.id, inviter).await?.filter(|l2| *l2 != j.invitee && *l2 != inviter);
+            r.level2 = db::credited_inviter(conn, c.id, inviter).await?.filter(|l2| *l2 != j.invitee && *l2 != inviter);
         }
         let id = match db::insert_record(conn, &r).await? {
             Some(id) => {
@@ -215,7 +220,13 @@ pub async fn record_leave(conn: &mut PgConnection, member: i64, group: i64, at: 
 
 /// A scan with a personal code: a pending referral, when the code is a member's (else
 /// nothing). Called off the scan's response path.
-pub async fn record_scan(pool: &sqlx::PgPool, code: &str, live_code: i64, group: Option<i64>, client: &str) -> sqlx::Result<()> {
+pub async fn record_scan(
+    pool: &sqlx::PgPool,
+    code: &str,
+    live_code: i64,
+    group: Option<i64>,
+    client: &str,
+) -> sqlx::Result<()> {
     if !invite::is_code(code) {
         return Ok(());
     }
@@ -286,7 +297,8 @@ async fn confirm(ctx: &JobContext, id: i64) -> sqlx::Result<Outcome> {
         None => true,
     };
     if !in_group {
-        db::set_state(&mut tx, id, &[InviteState::Pending], InviteState::Reversed, Some(InviteReason::Left), None).await?;
+        db::set_state(&mut tx, id, &[InviteState::Pending], InviteState::Reversed, Some(InviteReason::Left), None)
+            .await?;
     } else if db::confirm(&mut tx, id).await? {
         pay_confirmed(&mut tx, &ctx.config, &r).await?;
     }
@@ -366,7 +378,13 @@ async fn settle_stages(
 }
 
 /// A credit to the ledger; the entry's id (None: the key was used before and nothing new).
-async fn credit(conn: &mut PgConnection, member: i64, points: i64, reference: &str, key: &IdempotencyKey) -> sqlx::Result<Option<i64>> {
+async fn credit(
+    conn: &mut PgConnection,
+    member: i64,
+    points: i64,
+    reference: &str,
+    key: &IdempotencyKey,
+) -> sqlx::Result<Option<i64>> {
     let applied = store::points::post(
         conn,
         Posting {
@@ -390,7 +408,12 @@ async fn credit(conn: &mut PgConnection, member: i64, points: i64, reference: &s
 /// Takes a paid reward back with a compensating entry (never by changing the entry). The
 /// balance never goes below zero: what was spent meanwhile cannot be taken, so the entry takes
 /// what is there and the rest is kept as the reward's `shortfall`.
-async fn take_back(conn: &mut PgConnection, member: i64, w: &store::invites::RewardRow, campaign: i64) -> sqlx::Result<()> {
+async fn take_back(
+    conn: &mut PgConnection,
+    member: i64,
+    w: &store::invites::RewardRow,
+    campaign: i64,
+) -> sqlx::Result<()> {
     let key = IdempotencyKey::invite_reversal(w.id);
     let reference = format!("campaign:{campaign}:reversal:{}", w.id);
     let mut take = w.points;
@@ -445,7 +468,8 @@ async fn tell_stage(
 ) -> sqlx::Result<()> {
     let Some((bridge, chat)) = db::group_chat(conn, group).await? else { return Ok(()) };
     let Some(user) = db::external_id(conn, member).await? else { return Ok(()) };
-    let template = if c.reply_stage.is_empty() { Tr(Lang::ZhCn).t("invites.bot.stage") } else { c.reply_stage.as_str() };
+    let template =
+        if c.reply_stage.is_empty() { Tr(Lang::ZhCn).t("invites.bot.stage") } else { c.reply_stage.as_str() };
     let text = render(
         template,
         &[
@@ -455,7 +479,8 @@ async fn tell_stage(
             ("stage", s.invites.to_string()),
         ],
     );
-    let action = Action::Send { chat_id: chat, text, reply_to: None, thread_id: None, mention: true, user_id: Some(user) };
+    let action =
+        Action::Send { chat_id: chat, text, reply_to: None, thread_id: None, mention: true, user_id: Some(user) };
     let key = format!("invite_stage:{}:{member}:{}", c.id, s.invites);
     let origin = format!("campaign:{}", c.id);
     store::jobs::enqueue(conn, &crate::outbound::dispatch::job(config, bridge, action, &origin, Some(key))).await?;
@@ -486,12 +511,26 @@ pub async fn decide(
                 return Err(conflict());
             }
             if r.hold_until <= Utc::now() {
-                db::set_state(conn, id, &[InviteState::Flagged], InviteState::Confirmed, Some(InviteReason::Operator), operator)
-                    .await?;
+                db::set_state(
+                    conn,
+                    id,
+                    &[InviteState::Flagged],
+                    InviteState::Confirmed,
+                    Some(InviteReason::Operator),
+                    operator,
+                )
+                .await?;
                 pay_confirmed(conn, config, &r).await?;
             } else {
-                db::set_state(conn, id, &[InviteState::Flagged], InviteState::Pending, Some(InviteReason::Operator), operator)
-                    .await?;
+                db::set_state(
+                    conn,
+                    id,
+                    &[InviteState::Flagged],
+                    InviteState::Pending,
+                    Some(InviteReason::Operator),
+                    operator,
+                )
+                .await?;
                 store::jobs::enqueue(conn, &confirm_job_for(id, r.hold_until)).await?;
             }
         }

@@ -115,7 +115,9 @@ fn timed_out(kind: JobKind) -> Outcome {
     let error = "the job took longer than its lease".to_string();
     match kind {
         JobKind::BotAction => Outcome::Unknown { error },
-        JobKind::AlertDelivery | JobKind::MemberCountRefresh | JobKind::InviteConfirm => Outcome::Retry { error, after: None },
+        JobKind::AlertDelivery | JobKind::MemberCountRefresh | JobKind::InviteConfirm => {
+            Outcome::Retry { error, after: None }
+        }
     }
 }
 

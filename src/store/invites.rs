@@ -34,17 +34,20 @@ pub struct CampaignRow {
     pub updated_at: DateTime<Utc>,
 }
 
-const CAMPAIGN: &str = "SELECT c.id, c.name, c.group_ids, c.live_code_id, l.slug AS live_code_slug, c.starts_at, c.ends_at,
+const CAMPAIGN: &str =
+    "SELECT c.id, c.name, c.group_ids, c.live_code_id, l.slug AS live_code_slug, c.starts_at, c.ends_at,
         c.status, c.hold_days, c.rejoin_days, c.stages, c.level2_points, c.poster_template_id, c.reply_progress,
         c.reply_stage, c.created_at, c.updated_at
     FROM campaigns c LEFT JOIN live_codes l ON l.id = c.live_code_id";
 
 /// Campaigns whose groups all lie in `scope` (None: all), newest first.
 pub async fn list(conn: &mut PgConnection, scope: Option<&[i64]>) -> sqlx::Result<Vec<CampaignRow>> {
-    sqlx::query_as(&format!("{CAMPAIGN} WHERE ($1::bigint[] IS NULL OR c.group_ids <@ $1) ORDER BY c.id DESC LIMIT 500"))
-        .bind(scope)
-        .fetch_all(conn)
-        .await
+    sqlx::query_as(&format!(
+        "{CAMPAIGN} WHERE ($1::bigint[] IS NULL OR c.group_ids <@ $1) ORDER BY c.id DESC LIMIT 500"
+    ))
+    .bind(scope)
+    .fetch_all(conn)
+    .await
 }
 
 pub async fn get(conn: &mut PgConnection, id: i64, scope: Option<&[i64]>) -> sqlx::Result<Option<CampaignRow>> {
@@ -78,7 +81,12 @@ pub async fn insert(conn: &mut PgConnection, c: &CampaignSpec, live_code_id: Opt
     .await
 }
 
-pub async fn update(conn: &mut PgConnection, id: i64, c: &CampaignSpec, live_code_id: Option<i64>) -> sqlx::Result<bool> {
+pub async fn update(
+    conn: &mut PgConnection,
+    id: i64,
+    c: &CampaignSpec,
+    live_code_id: Option<i64>,
+) -> sqlx::Result<bool> {
     let r = sqlx::query(
         "UPDATE campaigns SET name = $2, group_ids = $3, live_code_id = $4, starts_at = $5, ends_at = $6, status = $7,
             hold_days = $8, rejoin_days = $9, stages = $10, level2_points = $11, poster_template_id = $12,
@@ -105,7 +113,11 @@ pub async fn update(conn: &mut PgConnection, id: i64, c: &CampaignSpec, live_cod
 }
 
 /// Active campaigns covering `group` at `at`.
-pub async fn campaigns_for_group(conn: &mut PgConnection, group: i64, at: DateTime<Utc>) -> sqlx::Result<Vec<CampaignRow>> {
+pub async fn campaigns_for_group(
+    conn: &mut PgConnection,
+    group: i64,
+    at: DateTime<Utc>,
+) -> sqlx::Result<Vec<CampaignRow>> {
     sqlx::query_as(&format!(
         "{CAMPAIGN} WHERE c.status = 'active' AND c.group_ids @> ARRAY[$1::bigint]
            AND (c.starts_at IS NULL OR c.starts_at <= $2) AND (c.ends_at IS NULL OR c.ends_at > $2)
@@ -184,7 +196,8 @@ pub struct RecordRow {
     pub created_at: DateTime<Utc>,
 }
 
-const RECORD: &str = "SELECT r.id, r.campaign_id, r.inviter_member_id, a.display_name AS inviter_name, r.invitee_member_id,
+const RECORD: &str =
+    "SELECT r.id, r.campaign_id, r.inviter_member_id, a.display_name AS inviter_name, r.invitee_member_id,
         b.display_name AS invitee_name, r.level2_member_id, r.group_id, r.source, r.invite_link_name, r.state, r.reason,
         r.joined_at, r.hold_until, r.decided_at, r.decided_by, r.created_at
     FROM invite_records r JOIN members a ON a.id = r.inviter_member_id JOIN members b ON b.id = r.invitee_member_id";
@@ -245,7 +258,12 @@ pub async fn credited_inviter(conn: &mut PgConnection, campaign: i64, member: i6
 }
 
 /// Credited records of the inviter in the campaign written since `since` (burst signal).
-pub async fn credited_since(conn: &mut PgConnection, campaign: i64, inviter: i64, since: DateTime<Utc>) -> sqlx::Result<i64> {
+pub async fn credited_since(
+    conn: &mut PgConnection,
+    campaign: i64,
+    inviter: i64,
+    since: DateTime<Utc>,
+) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         "SELECT count(*) FROM invite_records WHERE campaign_id = $1 AND inviter_member_id = $2
             AND state IN ('pending', 'flagged', 'confirmed') AND created_at >= $3",
@@ -304,7 +322,12 @@ pub async fn set_state(
 
 /// Credited records of an invitee in a group whose hold had not ended at `at`: a leave at `at`
 /// reverses them. Locked, oldest first.
-pub async fn held_at(conn: &mut PgConnection, invitee: i64, group: i64, at: DateTime<Utc>) -> sqlx::Result<Vec<RecordRow>> {
+pub async fn held_at(
+    conn: &mut PgConnection,
+    invitee: i64,
+    group: i64,
+    at: DateTime<Utc>,
+) -> sqlx::Result<Vec<RecordRow>> {
     sqlx::query_as(&format!(
         "{RECORD} WHERE r.invitee_member_id = $1 AND r.group_id = $2 AND r.state IN ('pending', 'flagged', 'confirmed')
             AND r.hold_until > $3 AND r.joined_at <= $3
@@ -319,11 +342,13 @@ pub async fn held_at(conn: &mut PgConnection, invitee: i64, group: i64, at: Date
 
 /// Whether the invitee's membership in the group is still open.
 pub async fn still_member(conn: &mut PgConnection, member: i64, group: i64) -> sqlx::Result<bool> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM memberships WHERE member_id = $1 AND group_id = $2 AND left_at IS NULL)")
-        .bind(member)
-        .bind(group)
-        .fetch_one(conn)
-        .await
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM memberships WHERE member_id = $1 AND group_id = $2 AND left_at IS NULL)",
+    )
+    .bind(member)
+    .bind(group)
+    .fetch_one(conn)
+    .await
 }
 
 /// Confirmed records of the inviter in the campaign.
@@ -421,7 +446,12 @@ pub async fn campaigns_of_member(conn: &mut PgConnection, member: i64) -> sqlx::
 }
 
 /// A member's latest records as inviter in a campaign.
-pub async fn records_of(conn: &mut PgConnection, campaign: i64, member: i64, limit: i64) -> sqlx::Result<Vec<RecordRow>> {
+pub async fn records_of(
+    conn: &mut PgConnection,
+    campaign: i64,
+    member: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<RecordRow>> {
     sqlx::query_as(&format!(
         "{RECORD} WHERE r.campaign_id = $1 AND r.inviter_member_id = $2 ORDER BY r.id DESC LIMIT $3"
     ))
@@ -506,7 +536,12 @@ pub struct RewardRow {
 }
 
 /// The rewards of a member at a level in a campaign that stand (not reversed).
-pub async fn active_rewards(conn: &mut PgConnection, campaign: i64, member: i64, level: i16) -> sqlx::Result<Vec<RewardRow>> {
+pub async fn active_rewards(
+    conn: &mut PgConnection,
+    campaign: i64,
+    member: i64,
+    level: i16,
+) -> sqlx::Result<Vec<RewardRow>> {
     sqlx::query_as(
         "SELECT id, stage, round, points, tag FROM invite_rewards
          WHERE campaign_id = $1 AND member_id = $2 AND level = $3 AND reversed_at IS NULL ORDER BY stage",
@@ -551,7 +586,12 @@ pub async fn set_reward_entry(conn: &mut PgConnection, reward: i64, entry: i64) 
 }
 
 /// Marks a reward reversed, with its compensating entry (if any was written) and the shortfall.
-pub async fn reverse_reward(conn: &mut PgConnection, reward: i64, entry: Option<i64>, shortfall: i64) -> sqlx::Result<bool> {
+pub async fn reverse_reward(
+    conn: &mut PgConnection,
+    reward: i64,
+    entry: Option<i64>,
+    shortfall: i64,
+) -> sqlx::Result<bool> {
     let r = sqlx::query(
         "UPDATE invite_rewards SET reversed_at = now(), reversal_entry_id = $2, shortfall = $3 WHERE id = $1 AND reversed_at IS NULL",
     )

@@ -141,7 +141,9 @@ impl CampaignForm {
         for line in self.stages.lines().map(str::trim).filter(|l| !l.is_empty()) {
             let parts: Vec<&str> = line.split([',', '，']).map(str::trim).collect();
             let parsed = match parts.as_slice() {
-                [i, p] => i.parse().ok().zip(p.parse().ok()).map(|(invites, points)| Stage { invites, points, tag: None }),
+                [i, p] => {
+                    i.parse().ok().zip(p.parse().ok()).map(|(invites, points)| Stage { invites, points, tag: None })
+                }
                 [i, p, t] => i.parse().ok().zip(p.parse().ok()).map(|(invites, points)| Stage {
                     invites,
                     points,
@@ -214,14 +216,8 @@ async fn form_page(
     let groups = crate::store::groups::names(&mut conn, scope.as_deref()).await?;
     drop(conn);
     let title = if id.is_some() { "invites.edit" } else { "invites.new" };
-    let page = FormPage {
-        l: ctx.layout(title, "campaigns").await?,
-        id,
-        form,
-        errors,
-        groups,
-        statuses: CampaignStatus::ALL,
-    };
+    let page =
+        FormPage { l: ctx.layout(title, "campaigns").await?, id, form, errors, groups, statuses: CampaignStatus::ALL };
     render(status, &page)
 }
 
@@ -274,7 +270,12 @@ async fn create(State(state): State<AppState>, ctx: Ctx, body: axum::body::Bytes
     save(&state, &ctx, None, &body).await
 }
 
-async fn update(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>, body: axum::body::Bytes) -> AppResult<Response> {
+async fn update(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+    body: axum::body::Bytes,
+) -> AppResult<Response> {
     save(&state, &ctx, Some(id), &body).await
 }
 

@@ -105,11 +105,13 @@ async fn let_days_pass(app: &TestApp, days: i64) {
     .execute(&app.db)
     .await
     .unwrap();
-    sqlx::query("UPDATE jobs SET run_at = run_at - $1 * interval '1 day' WHERE kind = 'invite_confirm' AND state = 'queued'")
-        .bind(days)
-        .execute(&app.db)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE jobs SET run_at = run_at - $1 * interval '1 day' WHERE kind = 'invite_confirm' AND state = 'queued'",
+    )
+    .bind(days)
+    .execute(&app.db)
+    .await
+    .unwrap();
 }
 
 /// Waits until no confirmation job is due and unfinished.
@@ -233,7 +235,10 @@ async fn two_concurrent_joins_of_one_invitee_credit_one_inviter_once() {
         .await
         .unwrap();
     assert_eq!(confirmed, 5);
-    let paid: i64 = sqlx::query_scalar("SELECT COALESCE(sum(delta), 0)::bigint FROM points_ledger").fetch_one(&app.db).await.unwrap();
+    let paid: i64 = sqlx::query_scalar("SELECT COALESCE(sum(delta), 0)::bigint FROM points_ledger")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
     let alice = ledger(&app, "alice").await.iter().sum::<i64>();
     let bob = ledger(&app, "bob").await.iter().sum::<i64>();
     assert_eq!(alice + bob, paid);
@@ -424,7 +429,12 @@ async fn the_page_and_the_api_create_the_same_campaign_and_refuse_the_same_input
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let problem: Value = r.json().await.unwrap();
     let r = app
-        .post_form(&admin, "/campaigns/new", "/campaigns", &[("name", ""), ("group_ids", &g), ("hold_days", "99"), ("stages", "")])
+        .post_form(
+            &admin,
+            "/campaigns/new",
+            "/campaigns",
+            &[("name", ""), ("group_ids", &g), ("hold_days", "99"), ("stages", "")],
+        )
         .await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let page = r.text().await.unwrap();
