@@ -411,7 +411,8 @@ async fn the_page_and_the_api_create_the_same_campaign_and_refuse_the_same_input
         )
         .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    let rows: Vec<(String, Vec<i64>, i32, i32, i64, Value, String)> = sqlx::query_as(
+    type Row = (String, Vec<i64>, i32, i32, i64, Value, String);
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT name, group_ids, hold_days, rejoin_days, level2_points, stages::jsonb, status FROM campaigns ORDER BY id",
     )
     .fetch_all(&app.db)
