@@ -264,7 +264,7 @@ async fn rewards_reach_two_levels_and_never_a_third() {
     assert_eq!(ledger(&app, "dan").await, Vec::<i64>::new());
     let level2: Vec<(String, String)> = sqlx::query_as(
         "SELECT a.external_user_id, b.external_user_id FROM invite_rewards w JOIN members a ON a.id = w.member_id
-         JOIN members b ON b.id = w.stage WHERE w.level = 2 ORDER BY w.id",
+         JOIN members b ON b.id = w.stage WHERE w.level = 2 ORDER BY a.external_user_id",
     )
     .fetch_all(&app.db)
     .await
