@@ -157,7 +157,7 @@ async fn list_campaigns(State(state): State<AppState>, ApiAuth(p): ApiAuth) -> A
 /// Create a campaign.
 #[utoipa::path(post, path = "/api/v1/campaigns", tag = "campaigns", request_body = CampaignIn,
     responses((status = 201, body = CampaignRow), (status = 403, body = super::ProblemDoc),
-        (status = 422, body = super::FieldProblemDoc)))]
+        (status = 422, body = super::ProblemDoc)))]
 async fn create_campaign(
     State(state): State<AppState>,
     ApiAuth(p): ApiAuth,
@@ -189,7 +189,7 @@ async fn get_campaign(
 #[utoipa::path(patch, path = "/api/v1/campaigns/{id}", tag = "campaigns", params(("id" = i64, Path)),
     request_body = CampaignPatch,
     responses((status = 200, body = CampaignRow), (status = 404, body = super::ProblemDoc),
-        (status = 422, body = super::FieldProblemDoc)))]
+        (status = 422, body = super::ProblemDoc)))]
 async fn patch_campaign(
     State(state): State<AppState>,
     ApiAuth(p): ApiAuth,
