@@ -450,3 +450,18 @@ async fn the_page_and_the_api_create_the_same_campaign_and_refuse_the_same_input
         assert_eq!(r.status(), StatusCode::OK, "{path}");
     }
 }
+
+#[tokio::test]
+async fn the_invite_command_answers_with_the_members_progress() {
+    let app = TestApp::spawn_with(config).await;
+    let (bridge, _, _) = setup(&app).await;
+    join(&app, bridge, "j0", "kim", None, None).await;
+    join(&app, bridge, "j1", "lou", Some("kim"), None).await;
+    let ev = json!({"event_id": "m1", "kind": "message", "group_id": "chat-1", "member_id": "kim", "text": "/invite"});
+    let (s, r) = post_generic(&app, bridge, SECRET, ev).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let text = r.to_string();
+    assert!(text.contains("Spring") && text.contains("1"), "{text}");
+    let checkins: i64 = sqlx::query_scalar("SELECT count(*) FROM checkins").fetch_one(&app.db).await.unwrap();
+    assert_eq!(checkins, 0, "the command is no check-in");
+}
