@@ -71,6 +71,7 @@ pub const FILES: &[(&str, &str, &str)] = &[
     ("live_codes", include_str!("../locales/en/live_codes.toml"), include_str!("../locales/zh-CN/live_codes.toml")),
     ("bridges", include_str!("../locales/en/bridges.toml"), include_str!("../locales/zh-CN/bridges.toml")),
     ("jobs", include_str!("../locales/en/jobs.toml"), include_str!("../locales/zh-CN/jobs.toml")),
+    ("invites", include_str!("../locales/en/invites.toml"), include_str!("../locales/zh-CN/invites.toml")),
     ("ux", include_str!("../locales/en/ux.toml"), include_str!("../locales/zh-CN/ux.toml")),
     ("outbound", include_str!("../locales/en/outbound.toml"), include_str!("../locales/zh-CN/outbound.toml")),
     ("posters", include_str!("../locales/en/posters.toml"), include_str!("../locales/zh-CN/posters.toml")),

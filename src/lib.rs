@@ -60,12 +60,13 @@ impl AppState {
         let bots = Arc::new(outbound::Bots::new(&config.outbound));
         let posters = Arc::new(poster::Posters::new(&config.posters));
         let member_pages = Arc::new(app::member_page::MemberPages::new(config.public_base()));
+        let bridges = bridges::BridgeCache::with_public_base(config.public_base());
         AppState {
             db,
             config: Arc::new(config),
             scan,
             bridge_errors: Arc::default(),
-            bridges: Arc::default(),
+            bridges: Arc::new(bridges),
             http,
             bots,
             posters,

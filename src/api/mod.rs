@@ -7,6 +7,7 @@ pub mod broadcasts;
 pub mod checkins;
 mod doc;
 pub mod groups;
+pub mod invites;
 pub mod jobs;
 pub mod live_codes;
 pub mod members;
@@ -86,6 +87,7 @@ fn open_api_router() -> OpenApiRouter<AppState> {
         .merge(posters::router())
         .merge(checkin_poster::router())
         .merge(broadcasts::router())
+        .merge(invites::router())
 }
 
 /// The OpenAPI document of every `/api` route, as served: what the annotations say, completed

@@ -17,6 +17,7 @@ pub mod avatars;
 pub mod checkin_poster;
 pub mod broadcasts;
 pub mod groups;
+pub mod invites;
 pub mod jobs;
 pub mod landing;
 pub mod live_codes;

@@ -94,7 +94,11 @@ enum Stored {
 /// a second that lookup was a round trip of its own. A change made in this process evicts the
 /// row at once; one made by another process is seen within the TTL.
 #[derive(Default)]
-pub struct BridgeCache(std::sync::Mutex<std::collections::HashMap<i64, CachedBridge>>);
+pub struct BridgeCache(
+    std::sync::Mutex<std::collections::HashMap<i64, CachedBridge>>,
+    /// The instance's public URL (configuration), for links in bot replies (`邀请`).
+    pub std::sync::OnceLock<String>,
+);
 
 struct CachedBridge {
     row: std::sync::Arc<BridgeRow>,
@@ -105,6 +109,13 @@ struct CachedBridge {
 
 impl BridgeCache {
     pub const TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+    /// An empty cache that knows the instance's public URL.
+    pub fn with_public_base(base: &str) -> BridgeCache {
+        let cache = BridgeCache::default();
+        let _ = cache.1.set(base.to_string());
+        cache
+    }
 
     pub async fn get(&self, db: &sqlx::PgPool, id: i64) -> sqlx::Result<Option<std::sync::Arc<BridgeRow>>> {
         if let Some(c) = self.0.lock().ok().and_then(|m| m.get(&id).map(|c| (c.loaded, c.row.clone()))) {
@@ -198,8 +209,12 @@ pub async fn handle(
         (d.events.as_slice(), &first_group)
     {
         let intent = group.rules.intent(text, *force_checkin);
-        // A make-up, or a member asking for their page (`我的`), is more than one statement.
-        if intent != Intent::MakeUp && !(intent == Intent::None && crate::domain::member_page::is_command(text)) {
+        // A make-up, or a member asking for their page (`我的`) or their invites (`邀请`), is
+        // more than one statement.
+        if intent != Intent::MakeUp
+            && !(intent == Intent::None
+                && (crate::domain::member_page::is_command(text) || crate::domain::invite::is_command(text)))
+        {
             let earning = match &intent {
                 Intent::CheckIn(note) => Some(Earning::of(&group.rules, note.as_ref())),
                 Intent::MakeUp | Intent::None => None,
@@ -239,7 +254,7 @@ pub async fn handle(
             Some((_, group)) => group,
             None => store::bridges::find_group(&mut tx, bridge.id, &bridge.platform, &e.chat.id).await?,
         };
-        actions.extend(process(&mut tx, protocol, pages, bridge, e, group).await?);
+        actions.extend(process(&mut tx, cache, protocol, pages, bridge, e, group).await?);
     }
     let stored = if actions.is_empty() { None } else { Some(stored_json(&Stored::Actions(actions.clone()))?) };
     let handled = protocol.answer(d, actions);
@@ -366,6 +381,7 @@ async fn checkin_poster(
 /// (the reply to a check-in or make-up).
 async fn process(
     conn: &mut PgConnection,
+    cache: &BridgeCache,
     protocol: &dyn Protocol,
     pages: &crate::app::member_page::MemberPages,
     bridge: &BridgeRow,
@@ -385,6 +401,13 @@ async fn process(
             };
             let (member, outcome) =
                 store::checkins::message_in_transaction(conn, &message(bridge, e, &group), earning.as_ref()).await?;
+            if intent == Intent::None && crate::domain::invite::is_command(text) {
+                let name = protocol.escape(display_name(&e.user.id, &e.user.name));
+                let base = cache.1.get().map(String::as_str).unwrap_or("");
+                let text =
+                    crate::app::invites::command_reply(conn, member, &name, base, group.rules.reply_lang).await?;
+                return Ok(vec![reply_to(e, text)]);
+            }
             Ok(match (intent, outcome) {
                 (Intent::CheckIn(_), Some(o)) => {
                     let mut a = vec![checkin_reply(protocol, e, &group.rules, &o)];
@@ -424,12 +447,22 @@ async fn process(
                 invite_link_name: invite_link_name.as_deref(),
             };
             store::memberships::open(conn, mid, group.id, &joining).await?;
+            let join = crate::app::invites::JoinSeen {
+                bridge_kind: bridge.kind,
+                invitee: mid,
+                group: group.id,
+                at: e.at,
+                inviter: inviter_id,
+                invite_link_name: invite_link_name.as_deref(),
+            };
+            crate::app::invites::record_join(conn, &join).await?;
             Ok(vec![])
         }
         EventBody::Leave { reason } => {
             let name = display_name(&e.user.id, &e.user.name);
             let mid = store::bridges::member_id(conn, &bridge.platform, &e.user.id, name, e.at).await?;
             store::memberships::close(conn, mid, group.id, Some(e.at), *reason).await?;
+            crate::app::invites::record_leave(conn, mid, group.id, e.at).await?;
             Ok(vec![])
         }
     }

@@ -10,6 +10,7 @@ pub mod checkin_poster;
 pub mod csv_import;
 pub mod group;
 pub mod hll;
+pub mod invite;
 pub mod live_code;
 pub mod member;
 pub mod member_page;

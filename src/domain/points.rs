@@ -113,6 +113,19 @@ impl IdempotencyKey {
         IdempotencyKey(format!("forfeit:{member}"))
     }
 
+    /// A campaign's reward to a member: level 1 for reaching a stage (`stage` = its invite
+    /// count), level 2 for one confirmed invite of someone they invited (`stage` = the invitee's
+    /// member id). `round` counts how often it was paid: a reward taken back by a reversal is
+    /// paid again as the next round when the stage is reached again.
+    pub fn invite_reward(campaign: i64, member: i64, level: i16, stage: i64, round: i32) -> IdempotencyKey {
+        IdempotencyKey(format!("invite:{campaign}:{member}:l{level}:{stage}:{round}"))
+    }
+
+    /// The compensating entry that takes back reward row `reward` (once).
+    pub fn invite_reversal(reward: i64) -> IdempotencyKey {
+        IdempotencyKey(format!("invite_reversal:{reward}"))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

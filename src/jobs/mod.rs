@@ -96,6 +96,7 @@ pub fn new_job(config: &Config, kind: JobKind, payload: serde_json::Value, dedup
         // The next sweep asks again anyway.
         JobKind::MemberCountRefresh => 3,
         JobKind::BroadcastOccurrence => config.jobs.max_attempts,
+        JobKind::InviteConfirm => 10,
     };
     NewJob { kind, payload, run_at: None, max_attempts: max_attempts.clamp(1, 100), dedupe_key }
 }
@@ -106,6 +107,7 @@ async fn run_one(ctx: &JobContext, job: &Claimed) -> Outcome {
         JobKind::BotAction => crate::outbound::dispatch::bot_action_job(ctx, job).await,
         JobKind::MemberCountRefresh => crate::outbound::dispatch::member_count_job(ctx, job).await,
         JobKind::BroadcastOccurrence => crate::broadcasts::occurrence_job(ctx, job).await,
+        JobKind::InviteConfirm => crate::app::invites::confirm_job(ctx, job).await,
     }
 }
 
@@ -115,7 +117,10 @@ fn timed_out(kind: JobKind) -> Outcome {
     let error = "the job took longer than its lease".to_string();
     match kind {
         JobKind::BotAction => Outcome::Unknown { error },
-        JobKind::AlertDelivery | JobKind::MemberCountRefresh | JobKind::BroadcastOccurrence => {
+        JobKind::AlertDelivery
+        | JobKind::MemberCountRefresh
+        | JobKind::BroadcastOccurrence
+        | JobKind::InviteConfirm => {
             Outcome::Retry { error, after: None }
         }
     }

@@ -24,11 +24,18 @@ pub enum JobKind {
     /// One occurrence of a broadcast: its deliveries and their bot_action jobs, and the next
     /// occurrence's job (`broadcasts`).
     BroadcastOccurrence,
+    /// Confirm one invite record once its hold period is over (`app::invites::confirm_job`).
+    InviteConfirm,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 4] =
-        [JobKind::AlertDelivery, JobKind::BotAction, JobKind::MemberCountRefresh, JobKind::BroadcastOccurrence];
+    pub const ALL: &[JobKind] = &[
+        JobKind::AlertDelivery,
+        JobKind::BotAction,
+        JobKind::MemberCountRefresh,
+        JobKind::BroadcastOccurrence,
+        JobKind::InviteConfirm,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -36,6 +43,7 @@ impl JobKind {
             JobKind::BotAction => "bot_action",
             JobKind::MemberCountRefresh => "member_count_refresh",
             JobKind::BroadcastOccurrence => "broadcast_occurrence",
+            JobKind::InviteConfirm => "invite_confirm",
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod checkin_poster;
 pub mod broadcasts;
 pub mod checkins;
 pub mod groups;
+pub mod invites;
 pub mod jobs;
 pub mod live_codes;
 pub mod member_page;

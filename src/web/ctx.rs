@@ -168,7 +168,7 @@ pub struct Layout {
     pub path: String,
 }
 
-pub const NAV: [(&str, &str, &str); 9] = [
+pub const NAV: &[(&str, &str, &str)] = &[
     ("dashboard", "/", "nav.dashboard"),
     ("groups", "/groups", "nav.groups"),
     ("members", "/members", "nav.members"),
@@ -177,6 +177,7 @@ pub const NAV: [(&str, &str, &str); 9] = [
     ("points", "/points", "nav.points"),
     ("posters", "/posters", "nav.posters"),
     ("broadcasts", "/broadcasts", "nav.broadcasts"),
+    ("campaigns", "/campaigns", "nav.campaigns"),
     ("settings", "/settings", "nav.settings"),
 ];
 

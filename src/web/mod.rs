@@ -14,6 +14,7 @@ pub mod fast;
 pub mod groups;
 pub mod headers;
 pub mod hooks;
+pub mod invites;
 pub mod jobs;
 pub mod landing;
 pub mod live_codes;
@@ -104,6 +105,7 @@ pub fn router(state: AppState) -> Router {
         .merge(settings::router())
         .merge(jobs::router())
         .merge(broadcasts::router(&cfg))
+        .merge(invites::router())
         .fallback(|| async { AppError::NotFound })
         .layer(middleware::from_fn_with_state(state.clone(), csrf::guard))
         .layer(sessions)

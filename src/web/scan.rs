@@ -86,6 +86,8 @@ fn sticky_cookie(code_id: i64) -> String {
 pub struct ScanQuery {
     ch: Option<String>,
     referrer: Option<String>,
+    /// A member's personal invite code (`?r=`), kept only when it has a code's shape.
+    r: Option<String>,
 }
 
 impl ScanQuery {
@@ -97,6 +99,7 @@ impl ScanQuery {
             let slot = match &*k {
                 "ch" => &mut q.ch,
                 "ref" => &mut q.referrer,
+                "r" if crate::domain::invite::is_code(&v) => &mut q.r,
                 _ => continue,
             };
             if slot.is_none() {
@@ -321,6 +324,9 @@ async fn scan_inner(
             let target = &snap.targets[*index];
             let outcome = if *sticky { ScanOutcome::Sticky } else { ScanOutcome::New };
             rt.events.record(event(outcome, Some(target), &visitor));
+            if !*sticky {
+                referral(state, &q, code_id, Some(target.group_id), ip, ua);
+            }
             let mut r = serve_target(state, &snap, target, tr);
             if !*sticky && snap.code.sticky_days > 0 {
                 let value = rt.sticky_value(&state.db, code_id, &visitor, target.id, ts).await?;
@@ -330,6 +336,7 @@ async fn scan_inner(
         }
         Outcome::Fallback => {
             rt.events.record(event(ScanOutcome::Fallback, None, &visitor));
+            referral(state, &q, code_id, None, ip, ua);
             metrics::counter!("scan_fallbacks_total").increment(1);
             rt.fallback_seen.notify_one();
             fallback(&snap, tr())
@@ -339,6 +346,19 @@ async fn scan_inner(
         set_cookie(&mut resp, VISITOR_COOKIE, &visitor, 365 * 86_400, secure);
     }
     Ok(resp)
+}
+
+/// A scan with a personal code (`?r=`) becomes a pending referral, written off the response
+/// path (never awaited; a referral lost to a crash costs an attribution, not a scan).
+fn referral(state: &AppState, q: &ScanQuery, code: i64, group: Option<i64>, ip: Option<std::net::IpAddr>, ua: &str) {
+    let Some(r) = q.r.clone() else { return };
+    let client = crate::app::invites::client_key(ip, ua);
+    let db = state.db.clone();
+    tokio::spawn(async move {
+        if let Err(e) = crate::app::invites::record_scan(&db, &r, code, group, &client).await {
+            tracing::warn!(error = %e, "could not record a referral");
+        }
+    });
 }
 
 /// A redirect to the invite link, or the page showing the group's current QR image.

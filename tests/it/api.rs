@@ -921,6 +921,11 @@ async fn the_openapi_document_lists_exactly_the_api_routes() {
         ("/api/v1/poster-templates/{id}/preview".to_string(), set(&["get"])),
         ("/api/v1/poster-templates/{id}/links".to_string(), set(&["get", "post"])),
         ("/api/v1/poster-links/{id}".to_string(), set(&["delete"])),
+        ("/api/v1/campaigns".to_string(), set(&["get", "post"])),
+        ("/api/v1/campaigns/{id}".to_string(), set(&["get", "patch"])),
+        ("/api/v1/campaigns/{id}/members/{member}/poster".to_string(), set(&["get"])),
+        ("/api/v1/invites".to_string(), set(&["get"])),
+        ("/api/v1/invites/{id}/decision".to_string(), set(&["post"])),
         ("/hooks/generic/{bridge_id}".to_string(), set(&["post"])),
         ("/api/v1/bridges/{bridge_id}/outbound".to_string(), set(&["get", "patch"])),
         ("/api/v1/bridges/{bridge_id}/calls".to_string(), set(&["get"])),
@@ -987,6 +992,14 @@ async fn every_documented_route_answers_at_its_documented_path() {
     .fetch_one(&app.db)
     .await
     .unwrap();
+    let campaign: i64 = sqlx::query_scalar(
+        "INSERT INTO campaigns (name, group_ids, stages, poster_template_id) VALUES ('Docs', ARRAY[$1::bigint], '[{\"invites\": 1, \"points\": 1}]', $2) RETURNING id",
+    )
+    .bind(g)
+    .bind(poster)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
     let doc: Value =
         reqwest::Client::new().get(app.url("/api/openapi.json")).send().await.unwrap().json().await.unwrap();
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -1004,14 +1017,17 @@ async fn every_documented_route_answers_at_its_documented_path() {
                     poster
                 } else if path.contains("broadcasts") {
                     broadcast
+                } else if path.contains("campaigns") {
+                    campaign
                 } else {
                     m
                 }
                 .to_string(),
             )
             .replace("{slug}", "docs-code")
-            .replace("{bridge_id}", &bridge.to_string());
-        if path.ends_with("/preview") {
+            .replace("{bridge_id}", &bridge.to_string())
+            .replace("{member}", &m.to_string());
+        if path.ends_with("/preview") || path.ends_with("/poster") {
             // An image, not JSON.
             let r = reqwest::Client::new().get(app.url(&concrete)).bearer_auth(&token).send().await.unwrap();
             assert_eq!(r.status(), StatusCode::OK, "GET {concrete}");

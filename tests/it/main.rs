@@ -17,6 +17,7 @@ mod cli;
 mod fakebots;
 mod groups;
 mod i18n;
+mod invites;
 mod jobs;
 mod live_code_pages;
 mod live_codes;
