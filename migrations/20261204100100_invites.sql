@@ -9,12 +9,11 @@ CREATE FUNCTION shoal_invite_code() RETURNS text LANGUAGE sql VOLATILE AS $$
     FROM (SELECT uuid_send(gen_random_uuid()) AS b) r, unnest(ARRAY[0, 1, 2, 3, 4, 5, 9, 10, 11, 12]) AS i
 $$;
 
+-- Given on first use (`store::invites::code_of`), not at insert: members are created by the
+-- one-statement check-in, which should not pay for a code and its index entry.
 ALTER TABLE members ADD COLUMN invite_code TEXT;
-UPDATE members SET invite_code = shoal_invite_code() WHERE invite_code IS NULL;
-ALTER TABLE members ALTER COLUMN invite_code SET DEFAULT shoal_invite_code();
-ALTER TABLE members ALTER COLUMN invite_code SET NOT NULL;
 ALTER TABLE members ADD CONSTRAINT members_invite_code_shape CHECK (invite_code ~ '^[a-z2-9]{10}$');
-CREATE UNIQUE INDEX members_invite_code_key ON members (invite_code);
+CREATE UNIQUE INDEX members_invite_code_key ON members (invite_code) WHERE invite_code IS NOT NULL;
 
 CREATE TABLE campaigns (
     id                 BIGSERIAL PRIMARY KEY,

@@ -136,8 +136,27 @@ pub async fn member_by_code(conn: &mut PgConnection, code: &str) -> sqlx::Result
     sqlx::query_scalar("SELECT id FROM members WHERE invite_code = $1").bind(code).fetch_optional(conn).await
 }
 
+/// The member's personal code (None: no such member), given on first use: a member who never
+/// asks for a link costs nothing at insert, so the check-in statement that creates members does
+/// not pay for a code and its index entry. Stable once given.
 pub async fn code_of(conn: &mut PgConnection, member: i64) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar("SELECT invite_code FROM members WHERE id = $1").bind(member).fetch_optional(conn).await
+    let current: Option<Option<String>> = sqlx::query_scalar("SELECT invite_code FROM members WHERE id = $1")
+        .bind(member)
+        .fetch_optional(&mut *conn)
+        .await?;
+    match current {
+        None => Ok(None),
+        Some(Some(code)) => Ok(Some(code)),
+        // A concurrent first use may give it first: then its code stands and is read back.
+        Some(None) => sqlx::query_scalar(
+            "WITH given AS (UPDATE members SET invite_code = shoal_invite_code() WHERE id = $1 AND invite_code IS NULL
+                 RETURNING invite_code)
+             SELECT COALESCE((SELECT invite_code FROM given), (SELECT invite_code FROM members WHERE id = $1))",
+        )
+        .bind(member)
+        .fetch_one(conn)
+        .await,
+    }
 }
 
 /// Whether `member` was in any group other than through the membership opened at `at` in

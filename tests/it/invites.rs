@@ -179,7 +179,7 @@ async fn a_member_joining_through_their_own_link_is_no_invite() {
     assert_eq!(r.status(), StatusCode::CREATED);
     // Tom exists (he spoke elsewhere once) and joins through a link named with his own code.
     let (tom, code): (i64, String) = sqlx::query_as(
-        "INSERT INTO members (platform, external_user_id, display_name) VALUES ('telegram', '70', 'Tom') RETURNING id, invite_code",
+        "INSERT INTO members (platform, external_user_id, display_name, invite_code) VALUES ('telegram', '70', 'Tom', shoal_invite_code()) RETURNING id, invite_code",
     )
     .fetch_one(&app.db)
     .await
