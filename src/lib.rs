@@ -13,6 +13,7 @@ pub mod domain;
 pub mod error;
 pub mod i18n;
 pub mod jobs;
+pub mod moderation;
 pub mod outbound;
 pub mod pg;
 pub mod poster;

@@ -17,6 +17,7 @@ pub mod groups;
 pub mod jobs;
 pub mod live_codes;
 pub mod members;
+pub mod moderation;
 pub mod operators;
 pub mod outbound;
 pub mod points;

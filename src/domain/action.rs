@@ -45,6 +45,10 @@ pub enum Action {
     Mute { chat_id: String, user_id: String, seconds: u32 },
     /// Remove a member; `ban` also keeps them from coming back.
     Kick { chat_id: String, user_id: String, ban: bool },
+    /// Lift a ban, so that a removed member may come back (Telegram `unbanChatMember` with
+    /// `only_if_banned`, which never removes a member who is in the chat). OneBot v11 has no
+    /// such call: the action fails there, saying so.
+    Unban { chat_id: String, user_id: String },
     /// Answer a request to join: OneBot's `flag`, Telegram's user id.
     JoinRequest {
         chat_id: String,
@@ -64,6 +68,7 @@ impl Action {
             | Action::Delete { chat_id, .. }
             | Action::Mute { chat_id, .. }
             | Action::Kick { chat_id, .. }
+            | Action::Unban { chat_id, .. }
             | Action::JoinRequest { chat_id, .. } => chat_id,
         }
     }
@@ -76,6 +81,7 @@ impl Action {
             Action::Delete { .. } => "delete",
             Action::Mute { .. } => "mute",
             Action::Kick { .. } => "kick",
+            Action::Unban { .. } => "unban",
             Action::JoinRequest { .. } => "join_request",
         }
     }
@@ -92,7 +98,7 @@ impl Action {
         match self {
             Action::Send { reply_to, .. } | Action::SendPhoto { reply_to, .. } => reply_to.as_deref(),
             Action::Delete { message_id, .. } => Some(message_id),
-            Action::Mute { user_id, .. } | Action::Kick { user_id, .. } => Some(user_id),
+            Action::Mute { user_id, .. } | Action::Kick { user_id, .. } | Action::Unban { user_id, .. } => Some(user_id),
             Action::JoinRequest { request, .. } => Some(request),
         }
     }
@@ -106,6 +112,7 @@ impl Action {
             | Action::Delete { chat_id, .. }
             | Action::Mute { chat_id, .. }
             | Action::Kick { chat_id, .. }
+            | Action::Unban { chat_id, .. }
             | Action::JoinRequest { chat_id, .. } => *chat_id = new.to_string(),
         }
         a

@@ -10,6 +10,7 @@ pub mod group;
 pub mod hll;
 pub mod live_code;
 pub mod member;
+pub mod moderation;
 pub mod outbound;
 pub mod points;
 pub mod qr;

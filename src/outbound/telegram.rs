@@ -116,6 +116,14 @@ pub fn plan(action: &Action, now: i64) -> Result<Vec<ApiCall>, String> {
             }
             calls
         }
+        // `only_if_banned`: without it, the call also removes a member who is in the chat.
+        Action::Unban { chat_id, user_id } => vec![call(
+            "unban",
+            "unbanChatMember",
+            chat_id,
+            Some(user_id),
+            json!({"chat_id": id_value(chat_id), "user_id": int(user_id, "user")?, "only_if_banned": true}),
+        )],
         Action::JoinRequest { chat_id, request, approve, .. } => vec![call(
             "join_request",
             if *approve { "approveChatJoinRequest" } else { "declineChatJoinRequest" },

@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod live_codes;
 pub mod members;
 pub mod memberships;
+pub mod moderation;
 pub mod operators;
 pub mod outbound;
 pub mod points;
