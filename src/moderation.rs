@@ -27,6 +27,7 @@ use crate::outbound::dispatch;
 use crate::store;
 use crate::store::bridges::LinkedGroup;
 use crate::store::checkins::Message;
+use crate::store::moderation::Standing;
 use crate::Config;
 
 /// One process's compiled rule sets (by id, at a version) and flood counts.
@@ -119,8 +120,9 @@ pub async fn intercept(
         role: e.user.role.unwrap_or("member"),
         day: s.group.rules.day_of(e.at),
     };
+    let standing = store::moderation::standing(&mut tx, s.group.id, &s.bridge.platform, &e.user.id).await?;
     let (member_id, _) = store::checkins::message_in_transaction(&mut tx, &message, None).await?;
-    act(&mut tx, s, e, member_id, verdicts, &d.dedupe_key).await?;
+    act(&mut tx, s, e, member_id, &standing, verdicts, &d.dedupe_key).await?;
     store::bridges::settle_delivery(&mut tx, row, None, 204).await?;
     tx.commit().await?;
     metrics::counter!("bridge_events_total", "kind" => s.bridge.kind.as_str(), "result" => "moderated").increment(1);
@@ -135,18 +137,18 @@ fn display_name(e: &Event) -> &str {
     }
 }
 
-/// The first verdict that holds for the member (a quarantine verdict only when they joined
-/// within its hours), the step, the row and the jobs. The action row's id, if one was taken.
+/// The first verdict that holds for the member with `standing` (a quarantine verdict only when
+/// they joined within its hours; nothing for an exempt tag), the step, the row and the jobs. The action row's id, if one was taken.
 pub async fn act(
     conn: &mut PgConnection,
     s: &Scene<'_>,
     e: &Event,
     member_id: i64,
+    standing: &Standing,
     verdicts: &[Verdict],
     dedupe_key: &str,
 ) -> sqlx::Result<Option<i64>> {
     let EventBody::Message { text, message_id, thread_id, .. } = &e.body else { return Ok(None) };
-    let standing = store::moderation::standing(conn, s.group.id, member_id, &e.user.id).await?;
     let ladder = &s.judge.ladder;
     if standing.tags.iter().any(|t| ladder.exempt_tags.iter().any(|x| x == t)) {
         return Ok(None);

@@ -49,6 +49,14 @@ pub async fn save(conn: &mut PgConnection, who: &Principal, rule_set_id: i64, m:
             return Err(AppError::Validation(e));
         }
     }
+    if let Err(mut e) = m.ladder.check() {
+        for (field, keys) in std::mem::take(&mut e.0) {
+            for k in keys {
+                e.add(&format!("ladder.{field}"), k);
+            }
+        }
+        return Err(AppError::Validation(e));
+    }
     if let Err(e) = compile(&m.rules, m.ladder.clone()) {
         return Err(AppError::Validation(e));
     }

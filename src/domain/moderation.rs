@@ -239,9 +239,6 @@ impl Ladder {
         if steps.is_empty() && !e.has("ladder") {
             steps = Ladder::default().steps;
         }
-        if steps.len() > MAX_STEPS {
-            e.add("ladder", "moderation.error.too_many_steps");
-        }
         let warn_days = match raw.warn_days.trim() {
             "" => DEFAULT_WARN_DAYS,
             s => match s.parse::<u32>() {
@@ -252,11 +249,36 @@ impl Ladder {
                 }
             },
         };
-        let exempt_tags = split_words(&raw.exempt_tags);
-        if exempt_tags.len() > 20 || exempt_tags.iter().any(|t| t.chars().count() > 40) {
+        let ladder = Ladder { steps, warn_days, exempt_tags: split_words(&raw.exempt_tags) };
+        if let Err(more) = ladder.check() {
+            for (f, keys) in more.0 {
+                for k in keys {
+                    if !e.has(&f) {
+                        e.add(&f, k);
+                    }
+                }
+            }
+        }
+        e.into_result_fe(ladder)
+    }
+
+    /// Bounded and meaningful: 1 to 8 steps, mutes of 1 s to 366 days, warnings counting 1 to
+    /// 3650 days, at most 20 exempt tags of up to 40 characters.
+    pub fn check(&self) -> Result<(), FieldErrors> {
+        let mut e = FieldErrors::new();
+        if self.steps.is_empty() || self.steps.len() > MAX_STEPS {
+            e.add("ladder", "moderation.error.too_many_steps");
+        }
+        if self.steps.iter().any(|s| matches!(s, Step::Mute { seconds } if !(1..=366 * 86_400).contains(seconds))) {
+            e.add("ladder", "moderation.error.step");
+        }
+        if !(1..=3650).contains(&self.warn_days) {
+            e.add("warn_days", "error.number_range");
+        }
+        if self.exempt_tags.len() > 20 || self.exempt_tags.iter().any(|t| t.trim().is_empty() || t.chars().count() > 40) {
             e.add("exempt_tags", "moderation.error.tags");
         }
-        e.into_result_fe(Ladder { steps, warn_days, exempt_tags })
+        e.into_result_fe(())
     }
 
     /// The step the `strike`-th active warning (1-based) takes, and whether it is the one before

@@ -178,25 +178,27 @@ pub struct Standing {
     pub tags: Vec<String>,
 }
 
-/// The member's standing in the group, with their warnings locked (transaction-scoped advisory
-/// lock on group and user) so that two messages judged at once take two strikes, not the same
-/// one twice.
-pub async fn standing(conn: &mut PgConnection, group_id: i64, member_id: i64, user_id: &str) -> sqlx::Result<Standing> {
+/// The member's standing in the group, read before their message is recorded (so that a member
+/// first seen through this message has no join time: Shoal did not see them join), with their
+/// warnings locked (transaction-scoped advisory lock on group and user) so that two messages
+/// judged at once take two strikes, not the same one twice.
+pub async fn standing(conn: &mut PgConnection, group_id: i64, platform: &str, user_id: &str) -> sqlx::Result<Standing> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('moderation:' || $1::text || ':' || $2, 0))")
         .bind(group_id)
         .bind(user_id)
         .execute(&mut *conn)
         .await?;
     sqlx::query_as(
-        "SELECT (SELECT count(*) FROM moderation_actions
+        "WITH m AS (SELECT id, tags FROM members WHERE platform = $2 AND external_user_id = $3)
+         SELECT (SELECT count(*) FROM moderation_actions
                  WHERE group_id = $1 AND user_id = $3 AND strike IS NOT NULL AND pardoned_at IS NULL
                    AND expires_at > now()) AS active,
-                (SELECT max(joined_at) FROM memberships
-                 WHERE member_id = $2 AND group_id = $1 AND left_at IS NULL) AS joined_at,
-                COALESCE((SELECT tags FROM members WHERE id = $2), '{}') AS tags",
+                (SELECT max(s.joined_at) FROM memberships s JOIN m ON m.id = s.member_id
+                 WHERE s.group_id = $1 AND s.left_at IS NULL) AS joined_at,
+                COALESCE((SELECT tags FROM m), '{}') AS tags",
     )
     .bind(group_id)
-    .bind(member_id)
+    .bind(platform)
     .bind(user_id)
     .fetch_one(conn)
     .await

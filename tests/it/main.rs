@@ -20,6 +20,7 @@ mod jobs;
 mod live_code_pages;
 mod live_codes;
 mod members;
+mod moderation;
 mod ops;
 mod outbound;
 mod parity;
