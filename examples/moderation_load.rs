@@ -36,7 +36,9 @@ fn main() {
         Some("bots") => rt.block_on(bots(arg(&args, "--listen").unwrap_or_else(|| "127.0.0.1:0".into()))),
         Some("load") => rt.block_on(load(&args)),
         _ => {
-            eprintln!("usage: moderation_load bots [--listen ADDR] | load --shoal URL --onebot ID --telegram ID --secret S …");
+            eprintln!(
+                "usage: moderation_load bots [--listen ADDR] | load --shoal URL --onebot ID --telegram ID --secret S …"
+            );
             std::process::exit(2);
         }
     }
@@ -71,11 +73,19 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 async fn onebot(State(seen): State<Shared>, Path(action): Path<String>, body: Bytes) -> Json<Value> {
     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     note(&seen, &action, &v);
-    let data = if action.starts_with("send_") { json!({"message_id": NEXT_ID.fetch_add(1, Ordering::Relaxed)}) } else { Value::Null };
+    let data = if action.starts_with("send_") {
+        json!({"message_id": NEXT_ID.fetch_add(1, Ordering::Relaxed)})
+    } else {
+        Value::Null
+    };
     Json(json!({"status": "ok", "retcode": 0, "data": data}))
 }
 
-async fn telegram(State(seen): State<Shared>, Path((_bot, method)): Path<(String, String)>, body: Bytes) -> Json<Value> {
+async fn telegram(
+    State(seen): State<Shared>,
+    Path((_bot, method)): Path<(String, String)>,
+    body: Bytes,
+) -> Json<Value> {
     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     note(&seen, &method, &v);
     let result = if method == "sendMessage" {

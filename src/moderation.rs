@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sqlx::{Connection, PgConnection};
@@ -21,7 +22,9 @@ use sqlx::{Connection, PgConnection};
 use crate::bridges::{BridgeRow, Handled, Protocol};
 use crate::domain::action::Action;
 use crate::domain::bridge::{Delivery, Event, EventBody};
-use crate::domain::moderation::{compile, decide, format_duration, Author, Decision, FloodTracker, Judge, Ladder, Step, Verdict};
+use crate::domain::moderation::{
+    compile, decide, format_duration, Author, Decision, FloodTracker, Judge, Ladder, Step, Verdict,
+};
 use crate::i18n::{Lang, Tr};
 use crate::outbound::dispatch;
 use crate::store;
@@ -31,18 +34,25 @@ use crate::store::moderation::Standing;
 use crate::Config;
 
 /// One process's compiled rule sets (by id, at a version) and flood counts.
+/// A compiled rule set: its version, when it was compiled, the judge.
+type Compiled = (i32, Instant, Arc<Judge>);
+
 #[derive(Default)]
 pub struct Moderator {
-    judges: Mutex<HashMap<i64, (i32, Arc<Judge>)>>,
+    judges: Mutex<HashMap<i64, Compiled>>,
     pub flood: FloodTracker,
 }
 
 impl Moderator {
+    /// How long a compiled rule set is kept at one version: changes through Shoal bump the
+    /// version (seen at once); a change made in the database by hand is seen within this.
+    pub const TTL: Duration = Duration::from_secs(10);
+
     /// The compiled moderation of rule set `id` at `version`: compiled once per version (the
-    /// rule set's version is bumped by every change to its moderation).
+    /// rule set's version is bumped by every change to its moderation) and [`Self::TTL`].
     pub async fn judge(&self, conn: &mut PgConnection, id: i64, version: i32) -> sqlx::Result<Arc<Judge>> {
-        if let Some((v, j)) = self.judges.lock().ok().and_then(|m| m.get(&id).cloned()) {
-            if v == version {
+        if let Some((v, at, j)) = self.judges.lock().ok().and_then(|m| m.get(&id).cloned()) {
+            if v == version && at.elapsed() < Self::TTL {
                 return Ok(j);
             }
         }
@@ -53,7 +63,7 @@ impl Moderator {
             if m.len() > 10_000 {
                 m.clear();
             }
-            m.insert(id, (version, judge.clone()));
+            m.insert(id, (version, Instant::now(), judge.clone()));
         }
         Ok(judge)
     }
@@ -72,7 +82,8 @@ fn compile_lenient(rules: &[crate::domain::moderation::Rule], ladder: Ladder) ->
     match compile(rules, ladder.clone()) {
         Ok(j) => j,
         Err(_) => {
-            let ok: Vec<_> = rules.iter().filter(|r| compile(std::slice::from_ref(*r), ladder.clone()).is_ok()).cloned().collect();
+            let ok: Vec<_> =
+                rules.iter().filter(|r| compile(std::slice::from_ref(*r), ladder.clone()).is_ok()).cloned().collect();
             compile(&ok, ladder.clone()).unwrap_or_else(|_| compile(&[], ladder).unwrap_or_else(|_| unreachable!()))
         }
     }
@@ -86,6 +97,31 @@ pub fn judge_delivery(m: &Moderator, judge: &Judge, d: &Delivery, group: &Linked
     }
     let author = Author { user_id: &e.user.id, role: e.user.role };
     judge.judge(&m.flood, group.id, author, text, e.at.timestamp_millis())
+}
+
+/// The one call in `bridges::handle`: a delivery of one message in a linked group whose rule set
+/// has moderation rules is judged in memory; one that breaks a rule is handled here, in its own
+/// transaction (`Some`: the webhook's answer). `None`: go on as usual (no rule broken, nothing
+/// to judge, or a copy of the delivery handled first, which the usual path answers as a retry).
+pub async fn screen(
+    conn: &mut PgConnection,
+    auto: &crate::automation::Automation,
+    bridge: &BridgeRow,
+    d: &Delivery,
+    group: Option<&LinkedGroup>,
+) -> sqlx::Result<Option<Handled>> {
+    let (Some(group), [Event { body: EventBody::Message { .. }, .. }]) = (group, d.events.as_slice()) else {
+        return Ok(None);
+    };
+    let rules = auto.rule_sets.get(conn, group.id).await?;
+    let Some(rule_set_id) = rules.rule_set_id else { return Ok(None) };
+    let judge = auto.moderation.judge(conn, rule_set_id, rules.version).await?;
+    let verdicts = judge_delivery(&auto.moderation, &judge, d, group);
+    if verdicts.is_empty() {
+        return Ok(None);
+    }
+    let scene = Scene { config: &auto.config, bridge, group, rule_set_id, judge: &judge };
+    intercept(conn, &scene, d, &verdicts).await
 }
 
 /// What `intercept` needs besides the delivery.
@@ -150,7 +186,7 @@ pub async fn act(
 ) -> sqlx::Result<Option<i64>> {
     let EventBody::Message { text, message_id, thread_id, .. } = &e.body else { return Ok(None) };
     let ladder = &s.judge.ladder;
-    if standing.tags.iter().any(|t| ladder.exempt_tags.iter().any(|x| x == t)) {
+    if standing.role.is_some() || standing.tags.iter().any(|t| ladder.exempt_tags.iter().any(|x| x == t)) {
         return Ok(None);
     }
     let Some(v) = verdicts.iter().find(|v| holds(v, standing.joined_at, e.at)) else { return Ok(None) };
@@ -291,7 +327,12 @@ mod tests {
             user: User { id: "9".into(), name: "[Mei]".into(), role: None },
             at: Utc::now(),
             sent_at: None,
-            body: EventBody::Message { text: "x".into(), message_id: "77".into(), thread_id: None, force_checkin: false },
+            body: EventBody::Message {
+                text: "x".into(),
+                message_id: "77".into(),
+                thread_id: None,
+                force_checkin: false,
+            },
         }
     }
 

@@ -8,6 +8,7 @@ pub mod groups;
 pub mod jobs;
 pub mod live_codes;
 pub mod members;
+pub mod moderation;
 pub mod points;
 pub mod posters;
 pub mod tokens;
@@ -82,6 +83,7 @@ fn open_api_router() -> OpenApiRouter<AppState> {
         .merge(tokens::router())
         .merge(bridge_outbound::router())
         .merge(posters::router())
+        .merge(moderation::router())
 }
 
 /// The OpenAPI document of every `/api` route, as served: what the annotations say, completed

@@ -73,7 +73,11 @@ async fn list_actions(
 /// One moderation action.
 #[utoipa::path(get, path = "/api/v1/moderation/actions/{id}", tag = "moderation", params(("id" = i64, Path)),
     responses((status = 200, body = ActionRow), (status = 404, body = super::ProblemDoc)))]
-async fn get_action(State(state): State<AppState>, ApiAuth(p): ApiAuth, Path(id): Path<i64>) -> AppResult<Json<ActionRow>> {
+async fn get_action(
+    State(state): State<AppState>,
+    ApiAuth(p): ApiAuth,
+    Path(id): Path<i64>,
+) -> AppResult<Json<ActionRow>> {
     let mut conn = state.db.acquire().await?;
     let row = crate::store::moderation::get(&mut conn, id).await?.ok_or(AppError::NotFound)?;
     p.require_group(row.group_id)?;
@@ -84,7 +88,11 @@ async fn get_action(State(state): State<AppState>, ApiAuth(p): ApiAuth, Path(id)
 #[utoipa::path(post, path = "/api/v1/moderation/actions/{id}/pardon", tag = "moderation", params(("id" = i64, Path)),
     responses((status = 200, body = ActionRow), (status = 404, body = super::ProblemDoc),
         (status = 409, body = super::ProblemDoc, description = "not a warning, or pardoned already")))]
-async fn pardon_action(State(state): State<AppState>, ApiAuth(p): ApiAuth, Path(id): Path<i64>) -> AppResult<Json<ActionRow>> {
+async fn pardon_action(
+    State(state): State<AppState>,
+    ApiAuth(p): ApiAuth,
+    Path(id): Path<i64>,
+) -> AppResult<Json<ActionRow>> {
     let mut tx = state.db.begin().await?;
     let done = app::pardon(&mut tx, &p, id).await?;
     Ok(Json(done.commit(tx, &state).await?))
@@ -96,7 +104,11 @@ async fn pardon_action(State(state): State<AppState>, ApiAuth(p): ApiAuth, Path(
 #[utoipa::path(post, path = "/api/v1/moderation/actions/{id}/undo", tag = "moderation", params(("id" = i64, Path)),
     responses((status = 200, body = ActionRow), (status = 404, body = super::ProblemDoc),
         (status = 409, body = super::ProblemDoc, description = "nothing to undo: undone already, not a mute or kick, or a QQ kick")))]
-async fn undo_action(State(state): State<AppState>, ApiAuth(p): ApiAuth, Path(id): Path<i64>) -> AppResult<Json<ActionRow>> {
+async fn undo_action(
+    State(state): State<AppState>,
+    ApiAuth(p): ApiAuth,
+    Path(id): Path<i64>,
+) -> AppResult<Json<ActionRow>> {
     let mut tx = state.db.begin().await?;
     let done = app::undo(&mut tx, &state.config, &p, id).await?;
     Ok(Json(done.commit(tx, &state).await?))
@@ -106,7 +118,11 @@ async fn undo_action(State(state): State<AppState>, ApiAuth(p): ApiAuth, Path(id
 /// ladder.
 #[utoipa::path(get, path = "/api/v1/rule-sets/{id}/moderation", tag = "moderation", params(("id" = i64, Path)),
     responses((status = 200, body = Moderation), (status = 404, body = super::ProblemDoc)))]
-async fn get_moderation(State(state): State<AppState>, ApiAuth(p): ApiAuth, Path(id): Path<i64>) -> AppResult<Json<Moderation>> {
+async fn get_moderation(
+    State(state): State<AppState>,
+    ApiAuth(p): ApiAuth,
+    Path(id): Path<i64>,
+) -> AppResult<Json<Moderation>> {
     let mut conn = state.db.acquire().await?;
     Ok(Json(app::get(&mut conn, &p, id).await?))
 }

@@ -34,7 +34,12 @@ pub async fn get(conn: &mut PgConnection, _who: &Principal, rule_set_id: i64) ->
 
 /// Replaces a rule set's moderation rules and ladder after checking every rule and that the
 /// set compiles (bounded keyword automata). Every process's cached rule set is told.
-pub async fn save(conn: &mut PgConnection, who: &Principal, rule_set_id: i64, m: Moderation) -> AppResult<Done<Moderation>> {
+pub async fn save(
+    conn: &mut PgConnection,
+    who: &Principal,
+    rule_set_id: i64,
+    m: Moderation,
+) -> AppResult<Done<Moderation>> {
     if !super::rule_sets::may_write(who) {
         return Err(AppError::Forbidden);
     }
@@ -114,12 +119,15 @@ pub fn undo_action(kind: Kind, row: &ActionRow) -> Result<Action, &'static str> 
 pub async fn undo(conn: &mut PgConnection, config: &Config, who: &Principal, id: i64) -> AppResult<Done<ActionRow>> {
     let row = row_for_change(conn, who, id).await?;
     if !row.undoable() {
-        return Err(AppError::Conflict("there is nothing to undo: it was undone already, or it was no mute or kick".into()));
+        return Err(AppError::Conflict(
+            "there is nothing to undo: it was undone already, or it was no mute or kick".into(),
+        ));
     }
     let bridge = crate::store::outbound::bridge(conn, row.bridge_id).await?.ok_or_else(|| {
         AppError::Conflict("the bridge that acted no longer exists, so nothing can be lifted through it".into())
     })?;
-    let action = undo_action(bridge.kind, &row).map_err(|key| AppError::Conflict(crate::i18n::t(crate::i18n::Lang::En, key).into()))?;
+    let action = undo_action(bridge.kind, &row)
+        .map_err(|key| AppError::Conflict(crate::i18n::t(crate::i18n::Lang::En, key).into()))?;
     let key = format!("moderation:undo:{id}");
     let job = dispatch::job(config, bridge.id, action, &key, Some(key.clone()));
     let job_ids: Vec<i64> = crate::store::jobs::enqueue(conn, &job).await?.into_iter().collect();

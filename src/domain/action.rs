@@ -98,7 +98,9 @@ impl Action {
         match self {
             Action::Send { reply_to, .. } | Action::SendPhoto { reply_to, .. } => reply_to.as_deref(),
             Action::Delete { message_id, .. } => Some(message_id),
-            Action::Mute { user_id, .. } | Action::Kick { user_id, .. } | Action::Unban { user_id, .. } => Some(user_id),
+            Action::Mute { user_id, .. } | Action::Kick { user_id, .. } | Action::Unban { user_id, .. } => {
+                Some(user_id)
+            }
             Action::JoinRequest { request, .. } => Some(request),
         }
     }

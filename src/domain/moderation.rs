@@ -133,7 +133,7 @@ pub fn parse_duration(s: &str) -> Option<u32> {
 /// A duration in the largest whole unit: `1h`, `90m`, `2d`.
 pub fn format_duration(seconds: u32) -> String {
     for (unit, n) in [("w", 7 * 86_400), ("d", 86_400), ("h", 3600), ("m", 60)] {
-        if seconds >= n && seconds % n == 0 {
+        if seconds >= n && seconds.is_multiple_of(n) {
             return format!("{}{unit}", seconds / n);
         }
     }
@@ -275,7 +275,8 @@ impl Ladder {
         if !(1..=3650).contains(&self.warn_days) {
             e.add("warn_days", "error.number_range");
         }
-        if self.exempt_tags.len() > 20 || self.exempt_tags.iter().any(|t| t.trim().is_empty() || t.chars().count() > 40) {
+        if self.exempt_tags.len() > 20 || self.exempt_tags.iter().any(|t| t.trim().is_empty() || t.chars().count() > 40)
+        {
             e.add("exempt_tags", "moderation.error.tags");
         }
         e.into_result_fe(())
@@ -407,10 +408,8 @@ impl Rule {
         }
         match self.kind {
             RuleKind::Keywords if self.words.is_empty() => e.add("words", "moderation.error.words_needed"),
-            RuleKind::Links | RuleKind::Quarantine => {
-                if self.words.iter().any(|w| normal_domain(w).is_none()) {
-                    e.add("words", "moderation.error.domain");
-                }
+            RuleKind::Links | RuleKind::Quarantine if self.words.iter().any(|w| normal_domain(w).is_none()) => {
+                e.add("words", "moderation.error.domain")
             }
             RuleKind::Flood => {
                 let timed = self.count > 0 && self.seconds > 0;
@@ -518,7 +517,7 @@ struct Compiled {
 pub struct Judge {
     rules: Vec<Compiled>,
     pub ladder: Ladder,
-    /// The rule set's id, which keys flood state together with the chat.
+    /// Whether a flood rule needs this process's message counts.
     needs_flood: bool,
 }
 
@@ -1000,9 +999,7 @@ fn invite(norm: &str, compact: &str, allow: &[String]) -> Option<String> {
         return found;
     }
     let rest = following(compact, GROUP_CUES)?;
-    if rest.chars().next().and_then(digit_of).is_none() {
-        return None;
-    }
+    rest.chars().next().and_then(digit_of)?;
     digit_runs(rest, |d, _| (5..=12).contains(&d.len()).then(|| format!("group {}", String::from_utf8_lossy(d))))
 }
 

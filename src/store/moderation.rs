@@ -175,6 +175,8 @@ pub struct Standing {
     pub active: i64,
     /// When their open membership began.
     pub joined_at: Option<DateTime<Utc>>,
+    /// `owner` or `admin` when their open membership says so (Telegram messages carry no role).
+    pub role: Option<String>,
     pub tags: Vec<String>,
 }
 
@@ -195,6 +197,8 @@ pub async fn standing(conn: &mut PgConnection, group_id: i64, platform: &str, us
                    AND expires_at > now()) AS active,
                 (SELECT max(s.joined_at) FROM memberships s JOIN m ON m.id = s.member_id
                  WHERE s.group_id = $1 AND s.left_at IS NULL) AS joined_at,
+                (SELECT min(s.role) FROM memberships s JOIN m ON m.id = s.member_id
+                 WHERE s.group_id = $1 AND s.left_at IS NULL AND s.role IN ('owner', 'admin')) AS role,
                 COALESCE((SELECT tags FROM m), '{}') AS tags",
     )
     .bind(group_id)
@@ -303,8 +307,8 @@ pub struct ActionRow {
 
 impl ActionRow {
     /// A warning that still counts on the ladder.
-    pub fn active_warning(&self, now: DateTime<Utc>) -> bool {
-        self.strike.is_some() && self.pardoned_at.is_none() && self.expires_at.is_some_and(|e| e > now)
+    pub fn active_warning(&self, now: &DateTime<Utc>) -> bool {
+        self.strike.is_some() && self.pardoned_at.is_none() && self.expires_at.is_some_and(|e| e > *now)
     }
 
     /// A mute or kick that can be lifted.

@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod live_codes;
 pub mod login;
 pub mod members;
+pub mod moderation;
 pub mod ops;
 pub mod points;
 pub mod posters;
@@ -97,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         .merge(posters::router(&cfg))
         .merge(settings::router())
         .merge(jobs::router())
+        .merge(moderation::router())
         .fallback(|| async { AppError::NotFound })
         .layer(middleware::from_fn_with_state(state.clone(), csrf::guard))
         .layer(sessions)

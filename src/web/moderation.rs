@@ -143,11 +143,21 @@ struct BackForm {
     next: Option<String>,
 }
 
-async fn pardon(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>, Form(f): Form<BackForm>) -> AppResult<Response> {
+async fn pardon(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+    Form(f): Form<BackForm>,
+) -> AppResult<Response> {
     change(&state, &ctx, id, f, false).await
 }
 
-async fn undo(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>, Form(f): Form<BackForm>) -> AppResult<Response> {
+async fn undo(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+    Form(f): Form<BackForm>,
+) -> AppResult<Response> {
     change(&state, &ctx, id, f, true).await
 }
 
@@ -354,7 +364,12 @@ async fn current(state: &AppState, ctx: &Ctx, id: i64) -> AppResult<Moderation> 
     app::get(&mut conn, &ctx.principal, id).await
 }
 
-async fn save_ladder(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>, Form(raw): Form<ModerationRaw>) -> AppResult<Response> {
+async fn save_ladder(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+    Form(raw): Form<ModerationRaw>,
+) -> AppResult<Response> {
     let mut m = current(&state, &ctx, id).await?;
     match Ladder::parse(&raw) {
         Ok(l) => m.ladder = l,
@@ -366,7 +381,12 @@ async fn save_ladder(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64
     }
 }
 
-async fn add_rule(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>, Form(raw): Form<RuleRaw>) -> AppResult<Response> {
+async fn add_rule(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+    Form(raw): Form<RuleRaw>,
+) -> AppResult<Response> {
     put_rule(state, ctx, id, 0, raw).await
 }
 
@@ -383,7 +403,9 @@ async fn put_rule(state: AppState, ctx: Ctx, id: i64, rule_id: i64, raw: RuleRaw
     let mut m = current(&state, &ctx, id).await?;
     let rule = match raw.parse(rule_id) {
         Ok(r) => r,
-        Err(e) => return editor_page(&state, &ctx, id, Retry::Rule(rule_id, raw, e), StatusCode::UNPROCESSABLE_ENTITY).await,
+        Err(e) => {
+            return editor_page(&state, &ctx, id, Retry::Rule(rule_id, raw, e), StatusCode::UNPROCESSABLE_ENTITY).await
+        }
     };
     if rule_id == 0 {
         m.rules.push(rule);
@@ -397,7 +419,11 @@ async fn put_rule(state: AppState, ctx: Ctx, id: i64, rule_id: i64, raw: RuleRaw
     }
 }
 
-async fn delete_rule(State(state): State<AppState>, ctx: Ctx, Path((id, rule_id)): Path<(i64, i64)>) -> AppResult<Response> {
+async fn delete_rule(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path((id, rule_id)): Path<(i64, i64)>,
+) -> AppResult<Response> {
     let mut m = current(&state, &ctx, id).await?;
     let before = m.rules.len();
     m.rules.retain(|r| r.id != rule_id);
@@ -417,4 +443,3 @@ pub async fn member_actions(conn: &mut sqlx::PgConnection, ctx: &Ctx, member_id:
     let f = Filter { member_id: Some(member_id), limit: 50, ..Filter::default() };
     app::list(conn, &ctx.principal, f).await
 }
-

@@ -164,12 +164,8 @@ impl Scene {
     }
 
     async fn api(&self, method: reqwest::Method, path: &str) -> (S, Value) {
-        let r = reqwest::Client::new()
-            .request(method, self.app.url(path))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap();
+        let r =
+            reqwest::Client::new().request(method, self.app.url(path)).bearer_auth(&self.token).send().await.unwrap();
         let s = r.status();
         (s, r.json().await.unwrap_or(Value::Null))
     }
@@ -228,7 +224,13 @@ async fn the_ladder_escalates_to_a_mute_with_its_duration_then_a_kick() {
     s.wait_method("delete_msg", 3).await;
     let notices = s.wait_method("send_group_msg", 3).await;
     // The step before the last says what comes next.
-    let second = notices.iter().find(|c| c.body["message"].as_str().unwrap().contains("3600") || c.body["message"].as_str().unwrap().contains("1 小时")).expect("the mute notice");
+    let second = notices
+        .iter()
+        .find(|c| {
+            c.body["message"].as_str().unwrap().contains("3600")
+                || c.body["message"].as_str().unwrap().contains("1 小时")
+        })
+        .expect("the mute notice");
     assert!(second.body["message"].as_str().unwrap().contains("移出"), "{}", second.body["message"]);
     let steps: Vec<(String, Option<i32>)> = s.log().await.into_iter().map(|r| (r.0, r.1)).collect();
     assert_eq!(steps, [("warn".into(), Some(1)), ("mute".into(), Some(2)), ("kick".into(), Some(3))]);
@@ -240,7 +242,10 @@ async fn an_expired_or_pardoned_warning_no_longer_counts() {
     s.rules(json!([links_rule()]), ladder(json!([{"type": "warn"}, {"type": "kick"}]))).await;
     s.say(701, 5, "member", "spam.com").await;
     s.wait_method("send_group_msg", 1).await;
-    sqlx::query("UPDATE moderation_actions SET expires_at = now() - interval '1 second'").execute(&s.app.db).await.unwrap();
+    sqlx::query("UPDATE moderation_actions SET expires_at = now() - interval '1 second'")
+        .execute(&s.app.db)
+        .await
+        .unwrap();
     s.say(702, 5, "member", "spam.com").await;
     s.wait_method("send_group_msg", 2).await;
     let log = s.log().await;
@@ -265,10 +270,12 @@ async fn admins_owners_and_exempt_tagged_members_are_never_acted_on() {
     s.rules(json!([links_rule()]), ladder(json!([{"type": "warn"}]))).await;
     assert_eq!(s.say(801, 1, "admin", "spam.com").await, S::NO_CONTENT);
     assert_eq!(s.say(802, 2, "owner", "spam.com").await, S::NO_CONTENT);
-    sqlx::query("INSERT INTO members (platform, external_user_id, display_name, tags) VALUES ('qq', '3', 'V', '{vip}')")
-        .execute(&s.app.db)
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO members (platform, external_user_id, display_name, tags) VALUES ('qq', '3', 'V', '{vip}')",
+    )
+    .execute(&s.app.db)
+    .await
+    .unwrap();
     assert_eq!(s.say(803, 3, "member", "spam.com").await, S::NO_CONTENT);
     assert_eq!(s.say(804, 4, "member", "spam.com").await, S::NO_CONTENT);
     s.wait_method("delete_msg", 1).await;
@@ -345,8 +352,11 @@ async fn undoing_a_mute_asks_the_bot_to_lift_it_and_the_log_shows_both() {
 #[tokio::test]
 async fn a_telegram_kick_is_undone_by_lifting_the_ban_only_if_banned() {
     let s = scene(Flavor::Telegram).await;
-    s.rules(json!([{"kind": "invite", "delete": true, "response": {"type": "kick"}}]), ladder(json!([{"type": "warn"}])))
-        .await;
+    s.rules(
+        json!([{"kind": "invite", "delete": true, "response": {"type": "kick"}}]),
+        ladder(json!([{"type": "warn"}])),
+    )
+    .await;
     s.say(1101, 12, "member", "join t.me/+AbCdEf123").await;
     s.wait_method("banChatMember", 1).await;
     let id: i64 = sqlx::query_scalar("SELECT max(id) FROM moderation_actions").fetch_one(&s.app.db).await.unwrap();
@@ -395,13 +405,21 @@ async fn the_rule_set_editor_adds_a_rule_and_refuses_a_bad_one_with_a_message() 
     assert_eq!((kind.as_str(), response.as_str(), mute), ("phone", "mute", 600));
     let r = s
         .app
-        .post_form(&admin, &page, &format!("{page}/rules"), &[("kind", "links"), ("words", "not a domain"), ("response", "warn")])
+        .post_form(
+            &admin,
+            &page,
+            &format!("{page}/rules"),
+            &[("kind", "links"), ("words", "not a domain"), ("response", "warn")],
+        )
         .await;
     assert_eq!(r.status(), S::UNPROCESSABLE_ENTITY);
     let body = r.text().await.unwrap();
     assert!(body.contains("example.com"), "the domain message is shown");
     assert_eq!(s.app.count("moderation_rules").await, 1);
-    let r = s.app.post_form(&admin, &page, &format!("{page}/ladder"), &[("ladder", "warn, mute 1h, kick"), ("warn_days", "7")]).await;
+    let r = s
+        .app
+        .post_form(&admin, &page, &format!("{page}/ladder"), &[("ladder", "warn, mute 1h, kick"), ("warn_days", "7")])
+        .await;
     assert_eq!(r.status(), S::SEE_OTHER);
     let (l, d): (String, i32) =
         sqlx::query_as("SELECT ladder, warn_days FROM moderation_settings").fetch_one(&s.app.db).await.unwrap();
