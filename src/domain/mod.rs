@@ -13,6 +13,7 @@ pub mod member;
 pub mod outbound;
 pub mod points;
 pub mod qr;
+pub mod rule_set;
 
 use serde::{Deserialize, Serialize};
 
