@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod bot_activity;
 pub mod bridges;
 pub mod checkins;
 pub mod groups;
@@ -15,6 +16,7 @@ pub mod operators;
 pub mod outbound;
 pub mod points;
 pub mod posters;
+pub mod rule_sets;
 pub mod scan_events;
 pub mod secrets;
 pub mod system;
