@@ -45,6 +45,8 @@ pub struct AppState {
     pub bots: Arc<outbound::Bots>,
     /// Poster fonts, static layers and finished posters of this process.
     pub posters: Arc<poster::Posters>,
+    /// Moderation's compiled rule sets and flood counts of this process.
+    pub moderation: Arc<moderation::Moderator>,
 }
 
 impl AppState {
@@ -55,15 +57,18 @@ impl AppState {
             outbound::Policy::new(&config.outbound).client("Shoal", Duration::from_secs(config.alerts.timeout_secs));
         let bots = Arc::new(outbound::Bots::new(&config.outbound));
         let posters = Arc::new(poster::Posters::new(&config.posters));
+        let config = Arc::new(config);
+        let moderation = Arc::new(moderation::Moderator::new(config.clone()));
         AppState {
             db,
-            config: Arc::new(config),
+            config,
             scan,
             bridge_errors: Arc::default(),
             bridges: Arc::default(),
             http,
             bots,
             posters,
+            moderation,
         }
     }
 

@@ -37,22 +37,55 @@ use crate::Config;
 /// A compiled rule set: its version, when it was compiled, the judge.
 type Compiled = (i32, Instant, Arc<Judge>);
 
-#[derive(Default)]
+/// A group's effective rule set (id, version), or none, and when it was read.
+type Effective = (Option<(i64, i32)>, Instant);
+
+/// One process's moderation: each group's effective rule set (kept [`Moderator::TTL`]), each rule
+/// set compiled once per version, the flood counts, and the configuration the bot's jobs take.
 pub struct Moderator {
+    groups: Mutex<HashMap<i64, Effective>>,
     judges: Mutex<HashMap<i64, Compiled>>,
     pub flood: FloodTracker,
+    config: Arc<Config>,
 }
 
 impl Moderator {
-    /// How long a compiled rule set is kept at one version: changes through Shoal bump the
-    /// version (seen at once); a change made in the database by hand is seen within this.
-    pub const TTL: Duration = Duration::from_secs(10);
+    /// How long a group's effective rule set and a compiled rule set are trusted: a change is
+    /// seen by every process within this (a rule set's version moves on with every change made
+    /// through Shoal).
+    pub const TTL: Duration = Duration::from_secs(1);
+    const MAX_ENTRIES: usize = 100_000;
 
-    /// The compiled moderation of rule set `id` at `version`: compiled once per version (the
-    /// rule set's version is bumped by every change to its moderation) and [`Self::TTL`].
+    pub fn new(config: Arc<Config>) -> Moderator {
+        Moderator { groups: Mutex::default(), judges: Mutex::default(), flood: FloodTracker::default(), config }
+    }
+
+    /// The judge of group `group_id`'s effective rule set (None: no rule set): from memory while
+    /// fresh, else read (one query, two more when the rule set's version changed).
+    pub async fn judge_for(&self, conn: &mut PgConnection, group_id: i64) -> sqlx::Result<Option<(i64, Arc<Judge>)>> {
+        let known =
+            self.groups.lock().ok().and_then(|m| m.get(&group_id).copied()).filter(|(_, at)| at.elapsed() < Self::TTL);
+        let effective = match known {
+            Some((e, _)) => e,
+            None => {
+                let e = store::rule_sets::effective(conn, group_id).await?.map(|e| (e.rule_set.id, e.rule_set.version));
+                if let Ok(mut m) = self.groups.lock() {
+                    if m.len() >= Self::MAX_ENTRIES {
+                        m.clear();
+                    }
+                    m.insert(group_id, (e, Instant::now()));
+                }
+                e
+            }
+        };
+        let Some((id, version)) = effective else { return Ok(None) };
+        Ok(Some((id, self.judge(conn, id, version).await?)))
+    }
+
+    /// The compiled moderation of rule set `id` at `version`, compiled once per version.
     pub async fn judge(&self, conn: &mut PgConnection, id: i64, version: i32) -> sqlx::Result<Arc<Judge>> {
-        if let Some((v, at, j)) = self.judges.lock().ok().and_then(|m| m.get(&id).cloned()) {
-            if v == version && at.elapsed() < Self::TTL {
+        if let Some((v, _, j)) = self.judges.lock().ok().and_then(|m| m.get(&id).cloned()) {
+            if v == version {
                 return Ok(j);
             }
         }
@@ -60,19 +93,12 @@ impl Moderator {
         let ladder = store::moderation::ladder(conn, id).await?;
         let judge = Arc::new(compile_lenient(&rules, ladder));
         if let Ok(mut m) = self.judges.lock() {
-            if m.len() > 10_000 {
+            if m.len() >= Self::MAX_ENTRIES {
                 m.clear();
             }
             m.insert(id, (version, Instant::now(), judge.clone()));
         }
         Ok(judge)
-    }
-
-    /// Forgets every compiled rule set (another process changed one).
-    pub fn clear(&self) {
-        if let Ok(mut m) = self.judges.lock() {
-            m.clear();
-        }
     }
 }
 
@@ -105,7 +131,7 @@ pub fn judge_delivery(m: &Moderator, judge: &Judge, d: &Delivery, group: &Linked
 /// to judge, or a copy of the delivery handled first, which the usual path answers as a retry).
 pub async fn screen(
     conn: &mut PgConnection,
-    auto: &crate::automation::Automation,
+    m: &Moderator,
     bridge: &BridgeRow,
     d: &Delivery,
     group: Option<&LinkedGroup>,
@@ -113,14 +139,12 @@ pub async fn screen(
     let (Some(group), [Event { body: EventBody::Message { .. }, .. }]) = (group, d.events.as_slice()) else {
         return Ok(None);
     };
-    let rules = auto.rule_sets.get(conn, group.id).await?;
-    let Some(rule_set_id) = rules.rule_set_id else { return Ok(None) };
-    let judge = auto.moderation.judge(conn, rule_set_id, rules.version).await?;
-    let verdicts = judge_delivery(&auto.moderation, &judge, d, group);
+    let Some((rule_set_id, judge)) = m.judge_for(conn, group.id).await? else { return Ok(None) };
+    let verdicts = judge_delivery(m, &judge, d, group);
     if verdicts.is_empty() {
         return Ok(None);
     }
-    let scene = Scene { config: &auto.config, bridge, group, rule_set_id, judge: &judge };
+    let scene = Scene { config: &m.config, bridge, group, rule_set_id, judge: &judge };
     intercept(conn, &scene, d, &verdicts).await
 }
 

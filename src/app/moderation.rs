@@ -3,7 +3,7 @@
 //! it). The rule-set editor, the member page, the log page and the API call these alike.
 //!
 //! Who may do what: moderation rules belong to a rule set, so changing them takes what changing
-//! a rule set takes (`rule_sets::may_write`); the log shows a principal the groups in its scope;
+//! a rule set takes ([`may_write`]); the log shows a principal the groups in its scope;
 //! pardoning and undoing need write access to the action's group.
 
 use serde::{Deserialize, Serialize};
@@ -27,6 +27,12 @@ pub struct Moderation {
     pub ladder: Ladder,
 }
 
+/// Whether `who` may change a rule set's moderation: what changing a rule set takes (admins and
+/// principals with every group may write; a rule set reaches groups outside any scope).
+pub fn may_write(who: &Principal) -> bool {
+    who.can_write() && (who.is_admin() || who.group_filter().is_none())
+}
+
 pub async fn get(conn: &mut PgConnection, _who: &Principal, rule_set_id: i64) -> AppResult<Moderation> {
     crate::store::rule_sets::get(conn, rule_set_id).await?.ok_or(AppError::NotFound)?;
     Ok(Moderation { rules: store::rules(conn, rule_set_id).await?, ladder: store::ladder(conn, rule_set_id).await? })
@@ -40,7 +46,7 @@ pub async fn save(
     rule_set_id: i64,
     m: Moderation,
 ) -> AppResult<Done<Moderation>> {
-    if !super::rule_sets::may_write(who) {
+    if !may_write(who) {
         return Err(AppError::Forbidden);
     }
     crate::store::rule_sets::lock(conn, rule_set_id).await?.ok_or(AppError::NotFound)?;

@@ -178,7 +178,13 @@ impl RecentErrors {
 /// statement (`store::checkins::message_at_once`) after reading the group's rules. Anything else
 /// (joins, leaves, make-ups, unlinked chats, several events) runs in a transaction that first
 /// claims the delivery's dedupe row.
-pub async fn handle(db: &sqlx::PgPool, cache: &BridgeCache, bridge: &BridgeRow, d: &Delivery) -> sqlx::Result<Handled> {
+pub async fn handle(
+    db: &sqlx::PgPool,
+    cache: &BridgeCache,
+    moderator: &crate::moderation::Moderator,
+    bridge: &BridgeRow,
+    d: &Delivery,
+) -> sqlx::Result<Handled> {
     let protocol = bridge.kind.protocol();
     // The first event's group with its rules, read once for either path below.
     let first = d.events.first();
@@ -187,6 +193,10 @@ pub async fn handle(db: &sqlx::PgPool, cache: &BridgeCache, bridge: &BridgeRow, 
         Some(e) => store::bridges::find_group(&mut conn, bridge.id, &bridge.platform, &e.chat.id).await?,
         None => None,
     };
+    // Moderation: a message that breaks its group's rules is handled apart.
+    if let Some(h) = crate::moderation::screen(&mut conn, moderator, bridge, d, first_group.as_ref()).await? {
+        return Ok(h);
+    }
     if let ([e @ Event { body: EventBody::Message { text, force_checkin, .. }, .. }], Some(group)) =
         (d.events.as_slice(), &first_group)
     {

@@ -74,7 +74,7 @@ async fn hook(
             };
         }
     }
-    match bridges::handle(&state.db, &state.bridges, &bridge, &delivery).await {
+    match bridges::handle(&state.db, &state.bridges, &state.moderation, &bridge, &delivery).await {
         // `later` (actions the protocol cannot carry in its answer) is for the outbound jobs;
         // nothing produces such actions yet.
         Ok(bridges::Handled { answer: Some(answer), .. }) => (StatusCode::OK, Json(answer)).into_response(),

@@ -319,7 +319,7 @@ async fn editor_page(state: &AppState, ctx: &Ctx, id: i64, retry: Retry, status:
         ladder,
         ladder_errors,
         kinds: RuleKind::ALL,
-        can_write: crate::app::rule_sets::may_write(&ctx.principal),
+        can_write: app::may_write(&ctx.principal),
     };
     render(status, &page)
 }
