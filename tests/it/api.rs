@@ -927,6 +927,11 @@ async fn the_openapi_document_lists_exactly_the_api_routes() {
         ("/api/v1/bridges/{bridge_id}/test-message".to_string(), set(&["post"])),
         ("/api/v1/bridges/{bridge_id}/member-counts".to_string(), set(&["post"])),
         ("/api/v1/bridges/{bridge_id}/telegram-webhook".to_string(), set(&["get", "post"])),
+        ("/api/v1/moderation/actions".to_string(), set(&["get"])),
+        ("/api/v1/moderation/actions/{id}".to_string(), set(&["get"])),
+        ("/api/v1/moderation/actions/{id}/pardon".to_string(), set(&["post"])),
+        ("/api/v1/moderation/actions/{id}/undo".to_string(), set(&["post"])),
+        ("/api/v1/rule-sets/{id}/moderation".to_string(), set(&["get", "put"])),
     ]);
     assert_eq!(paths, expected);
 
@@ -974,6 +979,19 @@ async fn every_documented_route_answers_at_its_documented_path() {
     .fetch_one(&app.db)
     .await
     .unwrap();
+    let rule_set: i64 = sqlx::query_scalar("INSERT INTO rule_sets (name) VALUES ('Docs') RETURNING id")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let action: i64 = sqlx::query_scalar(
+        "INSERT INTO moderation_actions (group_id, bridge_id, chat_id, user_id, rule_kind, deleted, step)
+         VALUES ($1, $2, 'c', 'u', 'links', true, 'none') RETURNING id",
+    )
+    .bind(g)
+    .bind(bridge)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
     let doc: Value =
         reqwest::Client::new().get(app.url("/api/openapi.json")).send().await.unwrap().json().await.unwrap();
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -989,6 +1007,10 @@ async fn every_documented_route_answers_at_its_documented_path() {
                     job
                 } else if path.contains("poster-templates") {
                     poster
+                } else if path.contains("moderation/actions") {
+                    action
+                } else if path.contains("rule-sets") {
+                    rule_set
                 } else {
                     m
                 }
