@@ -10,6 +10,7 @@ pub mod live_codes;
 pub mod members;
 pub mod points;
 pub mod posters;
+pub mod rule_sets;
 pub mod tokens;
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -82,6 +83,7 @@ fn open_api_router() -> OpenApiRouter<AppState> {
         .merge(tokens::router())
         .merge(bridge_outbound::router())
         .merge(posters::router())
+        .merge(rule_sets::router())
 }
 
 /// The OpenAPI document of every `/api` route, as served: what the annotations say, completed

@@ -47,6 +47,13 @@ pub trait Protocol: Send + Sync {
     /// here, so that it reads as plain text and never as markup of the platform.
     fn escape(&self, text: &str) -> String;
 
+    /// A mention of the member `user_id` named `name` in a message sent through the bot's API
+    /// (a welcome's `{name}`): the platform's own mention where it has one, else the name
+    /// escaped.
+    fn mention(&self, _user_id: &str, name: &str) -> String {
+        self.escape(name)
+    }
+
     /// The webhook's answer to `d` holding what of `actions` the protocol can carry in it;
     /// the rest, in order, in `later`.
     fn answer(&self, d: &Delivery, actions: Vec<Action>) -> Handled;
@@ -178,7 +185,13 @@ impl RecentErrors {
 /// statement (`store::checkins::message_at_once`) after reading the group's rules. Anything else
 /// (joins, leaves, make-ups, unlinked chats, several events) runs in a transaction that first
 /// claims the delivery's dedupe row.
-pub async fn handle(db: &sqlx::PgPool, cache: &BridgeCache, bridge: &BridgeRow, d: &Delivery) -> sqlx::Result<Handled> {
+pub async fn handle(
+    db: &sqlx::PgPool,
+    cache: &BridgeCache,
+    auto: &crate::automation::Automation,
+    bridge: &BridgeRow,
+    d: &Delivery,
+) -> sqlx::Result<Handled> {
     let protocol = bridge.kind.protocol();
     // The first event's group with its rules, read once for either path below.
     let first = d.events.first();
@@ -211,6 +224,10 @@ pub async fn handle(db: &sqlx::PgPool, cache: &BridgeCache, bridge: &BridgeRow, 
             touch(&mut conn, cache, bridge, d).await?;
             metrics::counter!("bridge_events_total", "kind" => bridge.kind.as_str(), "result" => "processed")
                 .increment(1);
+            if intent == Intent::None {
+                // Automation: a keyword reply, for what no built-in command took.
+                return crate::automation::on_message(&mut conn, auto, bridge, d, e, group).await;
+            }
             let actions = outcome.map(|o| checkin_reply(protocol, e, &group.rules, &o)).into_iter().collect();
             return Ok(protocol.answer(d, actions));
         }
@@ -229,8 +246,12 @@ pub async fn handle(db: &sqlx::PgPool, cache: &BridgeCache, bridge: &BridgeRow, 
         };
         actions.extend(process(&mut tx, protocol, bridge, e, group).await?);
     }
+    // Automation: welcome batches for joins, the entry policy for join requests.
+    crate::automation::on_events(&mut tx, auto, bridge, d).await?;
     let stored = if actions.is_empty() { None } else { Some(stored_json(&Stored::Actions(actions.clone()))?) };
     let handled = protocol.answer(d, actions);
+    // What the answer cannot carry goes out as outbound jobs, enqueued with this delivery.
+    crate::automation::enqueue_later(&mut tx, auto, bridge, d, &handled.later).await?;
     let status = if handled.answer.is_some() { 200 } else { 204 };
     store::bridges::settle_delivery(&mut tx, event_row, stored.as_ref(), status).await?;
     touch(&mut tx, cache, bridge, d).await?;
@@ -377,6 +398,8 @@ async fn process(
             store::bridges::close_membership(conn, mid, group.id, e.at, *reason).await?;
             Ok(vec![])
         }
+        // Judged by the group's entry policy (`automation::on_events`).
+        EventBody::JoinRequest { .. } => Ok(vec![]),
     }
 }
 
