@@ -75,6 +75,7 @@ pub const FILES: &[(&str, &str, &str)] = &[
     ("outbound", include_str!("../locales/en/outbound.toml"), include_str!("../locales/zh-CN/outbound.toml")),
     ("posters", include_str!("../locales/en/posters.toml"), include_str!("../locales/zh-CN/posters.toml")),
     ("moderation", include_str!("../locales/en/moderation.toml"), include_str!("../locales/zh-CN/moderation.toml")),
+    ("automation", include_str!("../locales/en/automation.toml"), include_str!("../locales/zh-CN/automation.toml")),
 ];
 
 pub type Catalog = HashMap<String, String>;

@@ -4,6 +4,8 @@
 pub mod alerts;
 pub mod api;
 pub mod app;
+pub mod automation;
+
 pub mod auth;
 pub mod bridges;
 pub mod cli;
@@ -45,6 +47,8 @@ pub struct AppState {
     pub bots: Arc<outbound::Bots>,
     /// Poster fonts, static layers and finished posters of this process.
     pub posters: Arc<poster::Posters>,
+    /// Effective rule sets per group, cached (`automation`).
+    pub automation: Arc<automation::Automation>,
     /// Moderation's compiled rule sets and flood counts of this process.
     pub moderation: Arc<moderation::Moderator>,
 }
@@ -58,10 +62,12 @@ impl AppState {
         let bots = Arc::new(outbound::Bots::new(&config.outbound));
         let posters = Arc::new(poster::Posters::new(&config.posters));
         let config = Arc::new(config);
+        let automation = Arc::new(automation::Automation::new(config.clone()));
         let moderation = Arc::new(moderation::Moderator::new(config.clone()));
         AppState {
             db,
             config,
+            automation,
             scan,
             bridge_errors: Arc::default(),
             bridges: Arc::default(),
@@ -96,6 +102,7 @@ pub async fn run(
     let metrics_upkeep = telemetry::spawn_metrics_upkeep();
     let alert_checks = alerts::spawn(state.db.clone(), state.config.clone(), state.scan.fallback_seen.clone());
     let jobs = jobs::Runner::spawn(state.job_context());
+    let rule_set_listener = state.automation.rule_sets.spawn_listener(state.db.clone());
     // Member-count refreshes and call-log pruning, where jobs run.
     let outbound_upkeep = (state.config.jobs.workers > 0)
         .then(|| outbound::dispatch::spawn_upkeep(state.db.clone(), state.config.clone()));
@@ -121,6 +128,7 @@ pub async fn run(
     session_cleanup.abort();
     metrics_upkeep.abort();
     alert_checks.abort();
+    rule_set_listener.abort();
     if let Some(t) = outbound_upkeep {
         t.abort();
     }

@@ -37,55 +37,29 @@ use crate::Config;
 /// A compiled rule set: its version, when it was compiled, the judge.
 type Compiled = (i32, Instant, Arc<Judge>);
 
-/// A group's effective rule set (id, version), or none, and when it was read.
-type Effective = (Option<(i64, i32)>, Instant);
-
-/// One process's moderation: each group's effective rule set (kept [`Moderator::TTL`]), each rule
-/// set compiled once per version, the flood counts, and the configuration the bot's jobs take.
+/// One process's moderation: each rule set compiled once per version (groups' effective rule
+/// sets come from `automation::RuleSetCache`), the flood counts, and the configuration the bot's
+/// jobs take.
 pub struct Moderator {
-    groups: Mutex<HashMap<i64, Effective>>,
     judges: Mutex<HashMap<i64, Compiled>>,
     pub flood: FloodTracker,
     config: Arc<Config>,
 }
 
 impl Moderator {
-    /// How long a group's effective rule set and a compiled rule set are trusted: a change is
-    /// seen by every process within this (a rule set's version moves on with every change made
-    /// through Shoal).
-    pub const TTL: Duration = Duration::from_secs(1);
+    /// How long a compiled rule set is trusted at one version: a change through Shoal moves the
+    /// version on (seen at once); one made in the database by hand is seen within this.
+    pub const TTL: Duration = Duration::from_secs(10);
     const MAX_ENTRIES: usize = 100_000;
 
     pub fn new(config: Arc<Config>) -> Moderator {
-        Moderator { groups: Mutex::default(), judges: Mutex::default(), flood: FloodTracker::default(), config }
-    }
-
-    /// The judge of group `group_id`'s effective rule set (None: no rule set): from memory while
-    /// fresh, else read (one query, two more when the rule set's version changed).
-    pub async fn judge_for(&self, conn: &mut PgConnection, group_id: i64) -> sqlx::Result<Option<(i64, Arc<Judge>)>> {
-        let known =
-            self.groups.lock().ok().and_then(|m| m.get(&group_id).copied()).filter(|(_, at)| at.elapsed() < Self::TTL);
-        let effective = match known {
-            Some((e, _)) => e,
-            None => {
-                let e = store::rule_sets::effective(conn, group_id).await?.map(|e| (e.rule_set.id, e.rule_set.version));
-                if let Ok(mut m) = self.groups.lock() {
-                    if m.len() >= Self::MAX_ENTRIES {
-                        m.clear();
-                    }
-                    m.insert(group_id, (e, Instant::now()));
-                }
-                e
-            }
-        };
-        let Some((id, version)) = effective else { return Ok(None) };
-        Ok(Some((id, self.judge(conn, id, version).await?)))
+        Moderator { judges: Mutex::default(), flood: FloodTracker::default(), config }
     }
 
     /// The compiled moderation of rule set `id` at `version`, compiled once per version.
     pub async fn judge(&self, conn: &mut PgConnection, id: i64, version: i32) -> sqlx::Result<Arc<Judge>> {
-        if let Some((v, _, j)) = self.judges.lock().ok().and_then(|m| m.get(&id).cloned()) {
-            if v == version {
+        if let Some((v, at, j)) = self.judges.lock().ok().and_then(|m| m.get(&id).cloned()) {
+            if v == version && at.elapsed() < Self::TTL {
                 return Ok(j);
             }
         }
@@ -131,6 +105,7 @@ pub fn judge_delivery(m: &Moderator, judge: &Judge, d: &Delivery, group: &Linked
 /// to judge, or a copy of the delivery handled first, which the usual path answers as a retry).
 pub async fn screen(
     conn: &mut PgConnection,
+    auto: &crate::automation::Automation,
     m: &Moderator,
     bridge: &BridgeRow,
     d: &Delivery,
@@ -139,7 +114,9 @@ pub async fn screen(
     let (Some(group), [Event { body: EventBody::Message { .. }, .. }]) = (group, d.events.as_slice()) else {
         return Ok(None);
     };
-    let Some((rule_set_id, judge)) = m.judge_for(conn, group.id).await? else { return Ok(None) };
+    let rules = auto.rule_sets.get(conn, group.id).await?;
+    let Some(rule_set_id) = rules.rule_set_id else { return Ok(None) };
+    let judge = m.judge(conn, rule_set_id, rules.version).await?;
     let verdicts = judge_delivery(m, &judge, d, group);
     if verdicts.is_empty() {
         return Ok(None);

@@ -11,6 +11,7 @@ pub mod members;
 pub mod moderation;
 pub mod points;
 pub mod posters;
+pub mod rule_sets;
 pub mod tokens;
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -84,6 +85,7 @@ fn open_api_router() -> OpenApiRouter<AppState> {
         .merge(bridge_outbound::router())
         .merge(posters::router())
         .merge(moderation::router())
+        .merge(rule_sets::router())
 }
 
 /// The OpenAPI document of every `/api` route, as served: what the annotations say, completed

@@ -47,6 +47,13 @@ pub trait Protocol: Send + Sync {
     /// here, so that it reads as plain text and never as markup of the platform.
     fn escape(&self, text: &str) -> String;
 
+    /// A mention of the member `user_id` named `name` in a message sent through the bot's API
+    /// (a welcome's `{name}`): the platform's own mention where it has one, else the name
+    /// escaped.
+    fn mention(&self, _user_id: &str, name: &str) -> String {
+        self.escape(name)
+    }
+
     /// The webhook's answer to `d` holding what of `actions` the protocol can carry in it;
     /// the rest, in order, in `later`.
     fn answer(&self, d: &Delivery, actions: Vec<Action>) -> Handled;
@@ -181,6 +188,7 @@ impl RecentErrors {
 pub async fn handle(
     db: &sqlx::PgPool,
     cache: &BridgeCache,
+    auto: &crate::automation::Automation,
     moderator: &crate::moderation::Moderator,
     bridge: &BridgeRow,
     d: &Delivery,
@@ -194,7 +202,7 @@ pub async fn handle(
         None => None,
     };
     // Moderation: a message that breaks its group's rules is handled apart.
-    if let Some(h) = crate::moderation::screen(&mut conn, moderator, bridge, d, first_group.as_ref()).await? {
+    if let Some(h) = crate::moderation::screen(&mut conn, auto, moderator, bridge, d, first_group.as_ref()).await? {
         return Ok(h);
     }
     if let ([e @ Event { body: EventBody::Message { text, force_checkin, .. }, .. }], Some(group)) =
@@ -221,6 +229,10 @@ pub async fn handle(
             touch(&mut conn, cache, bridge, d).await?;
             metrics::counter!("bridge_events_total", "kind" => bridge.kind.as_str(), "result" => "processed")
                 .increment(1);
+            if intent == Intent::None {
+                // Automation: a keyword reply, for what no built-in command took.
+                return crate::automation::on_message(&mut conn, auto, bridge, d, e, group).await;
+            }
             let actions = outcome.map(|o| checkin_reply(protocol, e, &group.rules, &o)).into_iter().collect();
             return Ok(protocol.answer(d, actions));
         }
@@ -239,8 +251,12 @@ pub async fn handle(
         };
         actions.extend(process(&mut tx, protocol, bridge, e, group).await?);
     }
+    // Automation: welcome batches for joins, the entry policy for join requests.
+    crate::automation::on_events(&mut tx, auto, bridge, d).await?;
     let stored = if actions.is_empty() { None } else { Some(stored_json(&Stored::Actions(actions.clone()))?) };
     let handled = protocol.answer(d, actions);
+    // What the answer cannot carry goes out as outbound jobs, enqueued with this delivery.
+    crate::automation::enqueue_later(&mut tx, auto, bridge, d, &handled.later).await?;
     let status = if handled.answer.is_some() { 200 } else { 204 };
     store::bridges::settle_delivery(&mut tx, event_row, stored.as_ref(), status).await?;
     touch(&mut tx, cache, bridge, d).await?;
@@ -387,6 +403,8 @@ async fn process(
             store::bridges::close_membership(conn, mid, group.id, e.at, *reason).await?;
             Ok(vec![])
         }
+        // Judged by the group's entry policy (`automation::on_events`).
+        EventBody::JoinRequest { .. } => Ok(vec![]),
     }
 }
 

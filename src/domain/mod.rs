@@ -3,6 +3,7 @@
 
 pub mod action;
 pub mod alert;
+pub mod automation;
 pub mod bridge;
 pub mod checkin;
 pub mod csv_import;

@@ -95,6 +95,7 @@ pub fn new_job(config: &Config, kind: JobKind, payload: serde_json::Value, dedup
         JobKind::BotAction => config.jobs.max_attempts,
         // The next sweep asks again anyway.
         JobKind::MemberCountRefresh => 3,
+        JobKind::Welcome | JobKind::JoinRequestExpiry => config.jobs.max_attempts,
     };
     NewJob { kind, payload, run_at: None, max_attempts: max_attempts.clamp(1, 100), dedupe_key }
 }
@@ -104,6 +105,8 @@ async fn run_one(ctx: &JobContext, job: &Claimed) -> Outcome {
         JobKind::AlertDelivery => crate::alerts::deliver_job(ctx, job).await,
         JobKind::BotAction => crate::outbound::dispatch::bot_action_job(ctx, job).await,
         JobKind::MemberCountRefresh => crate::outbound::dispatch::member_count_job(ctx, job).await,
+        JobKind::Welcome => crate::automation::welcome_job(ctx, job).await,
+        JobKind::JoinRequestExpiry => crate::automation::expiry_job(ctx, job).await,
     }
 }
 
@@ -113,7 +116,9 @@ fn timed_out(kind: JobKind) -> Outcome {
     let error = "the job took longer than its lease".to_string();
     match kind {
         JobKind::BotAction => Outcome::Unknown { error },
-        JobKind::AlertDelivery | JobKind::MemberCountRefresh => Outcome::Retry { error, after: None },
+        JobKind::AlertDelivery | JobKind::MemberCountRefresh | JobKind::Welcome | JobKind::JoinRequestExpiry => {
+            Outcome::Retry { error, after: None }
+        }
     }
 }
 

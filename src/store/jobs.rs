@@ -21,16 +21,28 @@ pub enum JobKind {
     /// Ask a bridge's bot how many members a linked chat has (one group), or enqueue that for
     /// every linked group (no group named).
     MemberCountRefresh,
+    /// Post one welcome for a batch of joins (`automation`).
+    Welcome,
+    /// Decline (or let lapse) a held join request nobody answered in time (`automation`).
+    JoinRequestExpiry,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 3] = [JobKind::AlertDelivery, JobKind::BotAction, JobKind::MemberCountRefresh];
+    pub const ALL: [JobKind; 5] = [
+        JobKind::AlertDelivery,
+        JobKind::BotAction,
+        JobKind::MemberCountRefresh,
+        JobKind::Welcome,
+        JobKind::JoinRequestExpiry,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::AlertDelivery => "alert_delivery",
             JobKind::BotAction => "bot_action",
             JobKind::MemberCountRefresh => "member_count_refresh",
+            JobKind::Welcome => "welcome",
+            JobKind::JoinRequestExpiry => "join_request_expiry",
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod automation;
 pub mod bot_activity;
 pub mod bridges;
 pub mod checkins;

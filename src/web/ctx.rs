@@ -168,7 +168,7 @@ pub struct Layout {
     pub path: String,
 }
 
-pub const NAV: [(&str, &str, &str); 8] = [
+pub const NAV: [(&str, &str, &str); 9] = [
     ("dashboard", "/", "nav.dashboard"),
     ("groups", "/groups", "nav.groups"),
     ("members", "/members", "nav.members"),
@@ -176,6 +176,7 @@ pub const NAV: [(&str, &str, &str); 8] = [
     ("bridges", "/bridges", "nav.bridges"),
     ("points", "/points", "nav.points"),
     ("posters", "/posters", "nav.posters"),
+    ("automation", "/rule-sets", "nav.automation"),
     ("settings", "/settings", "nav.settings"),
 ];
 

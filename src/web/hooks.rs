@@ -74,9 +74,9 @@ async fn hook(
             };
         }
     }
-    match bridges::handle(&state.db, &state.bridges, &state.moderation, &bridge, &delivery).await {
-        // `later` (actions the protocol cannot carry in its answer) is for the outbound jobs;
-        // nothing produces such actions yet.
+    match bridges::handle(&state.db, &state.bridges, &state.automation, &state.moderation, &bridge, &delivery).await {
+        // `later` (actions the protocol cannot carry in its answer) were enqueued as outbound
+        // jobs in the delivery's own transaction.
         Ok(bridges::Handled { answer: Some(answer), .. }) => (StatusCode::OK, Json(answer)).into_response(),
         Ok(bridges::Handled { answer: None, .. }) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => AppError::from(e).into_response(),

@@ -2,6 +2,7 @@
 //! around it (sessions and CSRF for the admin UI, body limits, timeouts, tracing, metrics).
 
 pub mod assets;
+pub mod automation;
 pub mod bridge_outbound;
 pub mod bridges;
 pub mod checkins;
@@ -99,6 +100,7 @@ pub fn router(state: AppState) -> Router {
         .merge(settings::router())
         .merge(jobs::router())
         .merge(moderation::router())
+        .merge(automation::router())
         .fallback(|| async { AppError::NotFound })
         .layer(middleware::from_fn_with_state(state.clone(), csrf::guard))
         .layer(sessions)
