@@ -37,7 +37,8 @@ async fn check_group(conn: &mut PgConnection, who: &Principal, group_id: Option<
         None if !may_write(who, None) => fe.add("group_id", "posters.error.shared_needs_all_groups"),
         None => {}
         Some(g) => {
-            if !who.sees_group(g) || crate::store::groups::get(conn, g).await?.is_none() {
+            let known = who.sees_group(g) && crate::store::groups::get(conn, g).await?.is_some();
+            if !known {
                 fe.add("group_id", "posters.error.unknown_group");
             }
         }
