@@ -932,6 +932,19 @@ async fn the_openapi_document_lists_exactly_the_api_routes() {
         ("/api/v1/moderation/actions/{id}/pardon".to_string(), set(&["post"])),
         ("/api/v1/moderation/actions/{id}/undo".to_string(), set(&["post"])),
         ("/api/v1/rule-sets/{id}/moderation".to_string(), set(&["get", "put"])),
+        // Automation (branch `automation`).
+        ("/api/v1/rule-sets".to_string(), set(&["get", "post"])),
+        ("/api/v1/rule-sets/{id}".to_string(), set(&["get", "patch", "delete"])),
+        ("/api/v1/rule-sets/{id}/attachments".to_string(), set(&["post"])),
+        ("/api/v1/rule-sets/{id}/attachments/remove".to_string(), set(&["post"])),
+        ("/api/v1/rule-sets/{id}/welcome".to_string(), set(&["put", "delete"])),
+        ("/api/v1/rule-sets/{id}/keyword-replies".to_string(), set(&["post"])),
+        ("/api/v1/rule-sets/{id}/keyword-replies/{keyword_id}".to_string(), set(&["delete"])),
+        ("/api/v1/rule-sets/{id}/entry-policy".to_string(), set(&["put", "delete"])),
+        ("/api/v1/join-requests".to_string(), set(&["get"])),
+        ("/api/v1/join-requests/approve".to_string(), set(&["post"])),
+        ("/api/v1/join-requests/decline".to_string(), set(&["post"])),
+        ("/api/v1/groups/{id}/activity".to_string(), set(&["get"])),
     ]);
     assert_eq!(paths, expected);
 
