@@ -137,7 +137,7 @@ impl Plan {
         };
         let now = chrono::Utc::now().timestamp();
         let message_id = run * 100_000_000 + n;
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             let body = serde_json::to_vec(&json!({"time": now, "self_id": 10001000, "post_type": "message",
                 "message_type": "group", "sub_type": "normal", "message_id": message_id, "group_id": 700_000 + group,
                 "user_id": user, "message": [{"type": "text", "data": {"text": text}}], "raw_message": text, "font": 0,
