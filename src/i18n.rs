@@ -78,6 +78,8 @@ pub const FILES: &[(&str, &str, &str)] = &[
     ("me", include_str!("../locales/en/me.toml"), include_str!("../locales/zh-CN/me.toml")),
     ("landing", include_str!("../locales/en/landing.toml"), include_str!("../locales/zh-CN/landing.toml")),
     ("broadcasts", include_str!("../locales/en/broadcasts.toml"), include_str!("../locales/zh-CN/broadcasts.toml")),
+    ("moderation", include_str!("../locales/en/moderation.toml"), include_str!("../locales/zh-CN/moderation.toml")),
+    ("automation", include_str!("../locales/en/automation.toml"), include_str!("../locales/zh-CN/automation.toml")),
 ];
 
 pub type Catalog = HashMap<String, String>;

@@ -4,6 +4,8 @@
 pub mod alerts;
 pub mod api;
 pub mod app;
+pub mod automation;
+
 pub mod auth;
 pub mod bridges;
 pub mod broadcasts;
@@ -14,6 +16,7 @@ pub mod domain;
 pub mod error;
 pub mod i18n;
 pub mod jobs;
+pub mod moderation;
 pub mod outbound;
 pub mod pg;
 pub mod poster;
@@ -49,6 +52,10 @@ pub struct AppState {
     pub member_pages: Arc<app::member_page::MemberPages>,
     /// Members' pictures for posters, fetched through the platforms and kept a while.
     pub avatars: Arc<app::avatars::Avatars>,
+    /// Effective rule sets per group, cached (`automation`).
+    pub automation: Arc<automation::Automation>,
+    /// Moderation's compiled rule sets and flood counts of this process.
+    pub moderation: Arc<moderation::Moderator>,
 }
 
 impl AppState {
@@ -59,11 +66,15 @@ impl AppState {
             outbound::Policy::new(&config.outbound).client("Shoal", Duration::from_secs(config.alerts.timeout_secs));
         let bots = Arc::new(outbound::Bots::new(&config.outbound));
         let posters = Arc::new(poster::Posters::new(&config.posters));
+        let config = Arc::new(config);
         let member_pages = Arc::new(app::member_page::MemberPages::new(config.public_base()));
         let bridges = bridges::BridgeCache::with_public_base(config.public_base());
+        let automation = Arc::new(automation::Automation::new(config.clone()));
+        let moderation = Arc::new(moderation::Moderator::new(config.clone()));
         AppState {
             db,
-            config: Arc::new(config),
+            config,
+            automation,
             scan,
             bridge_errors: Arc::default(),
             bridges: Arc::new(bridges),
@@ -72,6 +83,7 @@ impl AppState {
             posters,
             member_pages,
             avatars: Arc::default(),
+            moderation,
         }
     }
 
@@ -99,6 +111,7 @@ pub async fn run(
     let metrics_upkeep = telemetry::spawn_metrics_upkeep();
     let alert_checks = alerts::spawn(state.db.clone(), state.config.clone(), state.scan.fallback_seen.clone());
     let jobs = jobs::Runner::spawn(state.job_context());
+    let rule_set_listener = state.automation.rule_sets.spawn_listener(state.db.clone());
     // Member-count refreshes and call-log pruning, where jobs run.
     let outbound_upkeep = (state.config.jobs.workers > 0)
         .then(|| outbound::dispatch::spawn_upkeep(state.db.clone(), state.config.clone()));
@@ -124,6 +137,7 @@ pub async fn run(
     session_cleanup.abort();
     metrics_upkeep.abort();
     alert_checks.abort();
+    rule_set_listener.abort();
     if let Some(t) = outbound_upkeep {
         t.abort();
     }

@@ -2,8 +2,8 @@
 //! pagination, and an OpenAPI 3.1 document generated from the handlers at `/api/openapi.json`.
 
 pub mod bridge_outbound;
-pub mod checkin_poster;
 pub mod broadcasts;
+pub mod checkin_poster;
 pub mod checkins;
 mod doc;
 pub mod groups;
@@ -11,8 +11,10 @@ pub mod invites;
 pub mod jobs;
 pub mod live_codes;
 pub mod members;
+pub mod moderation;
 pub mod points;
 pub mod posters;
+pub mod rule_sets;
 pub mod tokens;
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -88,6 +90,8 @@ fn open_api_router() -> OpenApiRouter<AppState> {
         .merge(checkin_poster::router())
         .merge(broadcasts::router())
         .merge(invites::router())
+        .merge(moderation::router())
+        .merge(rule_sets::router())
 }
 
 /// The OpenAPI document of every `/api` route, as served: what the annotations say, completed

@@ -104,25 +104,3 @@ pub async fn action(
         thread_id,
     }))
 }
-
-/// Hands the actions a webhook's answer could not carry to the outbound jobs, in one
-/// transaction; each is deduplicated on the delivery and its place, so a retried delivery
-/// that hands them over again changes nothing.
-pub async fn hand_over(
-    db: &sqlx::PgPool,
-    config: &Config,
-    bridge_id: i64,
-    dedupe_key: &str,
-    later: Vec<Action>,
-) -> sqlx::Result<()> {
-    if later.is_empty() {
-        return Ok(());
-    }
-    let mut tx = db.begin().await?;
-    for (i, a) in later.into_iter().enumerate() {
-        let key = format!("delivery:{bridge_id}:{dedupe_key}:{i}");
-        store::jobs::enqueue(&mut tx, &crate::outbound::dispatch::job(config, bridge_id, a, "delivery", Some(key)))
-            .await?;
-    }
-    tx.commit().await
-}

@@ -13,9 +13,10 @@
 //! Work for later is never an after-commit effect: a job is enqueued inside the transaction
 //! (`store::jobs::enqueue`), so that it exists exactly when the change does.
 
+pub mod automation;
 pub mod avatars;
-pub mod checkin_poster;
 pub mod broadcasts;
+pub mod checkin_poster;
 pub mod groups;
 pub mod invites;
 pub mod jobs;
@@ -23,10 +24,12 @@ pub mod landing;
 pub mod live_codes;
 pub mod member_page;
 pub mod members;
+pub mod moderation;
 pub mod operators;
 pub mod outbound;
 pub mod points;
 pub mod posters;
+pub mod rule_sets;
 pub mod settings;
 pub mod tokens;
 
@@ -44,6 +47,9 @@ use crate::AppState;
 pub struct AfterCommit {
     /// Live-code slugs whose cached scan snapshot is stale (old and new slug after a rename).
     pub invalidate_slugs: Vec<String>,
+    /// A rule set, its rules or an attachment changed: this process's rule-set cache forgets
+    /// at once (other processes hear `NOTIFY shoal_rule_sets`).
+    pub rule_sets_changed: bool,
 }
 
 impl AfterCommit {
@@ -59,12 +65,20 @@ impl AfterCommit {
                 invalidate_slugs.push(s);
             }
         }
-        AfterCommit { invalidate_slugs }
+        AfterCommit { invalidate_slugs, rule_sets_changed: false }
+    }
+
+    /// The rule-set cache forgets everything.
+    pub fn rule_sets() -> AfterCommit {
+        AfterCommit { rule_sets_changed: true, ..AfterCommit::default() }
     }
 
     pub fn run(self, state: &AppState) {
         for slug in &self.invalidate_slugs {
             state.scan.invalidate(slug);
+        }
+        if self.rule_sets_changed {
+            state.automation.rule_sets.invalidate_all();
         }
     }
 }

@@ -48,6 +48,13 @@ pub trait Protocol: Send + Sync {
     /// here, so that it reads as plain text and never as markup of the platform.
     fn escape(&self, text: &str) -> String;
 
+    /// A mention of the member `user_id` named `name` in a message sent through the bot's API
+    /// (a welcome's `{name}`): the platform's own mention where it has one, else the name
+    /// escaped.
+    fn mention(&self, _user_id: &str, name: &str) -> String {
+        self.escape(name)
+    }
+
     /// The webhook's answer to `d` holding what of `actions` the protocol can carry in it;
     /// the rest, in order, in `later`.
     fn answer(&self, d: &Delivery, actions: Vec<Action>) -> Handled;
@@ -194,6 +201,8 @@ pub async fn handle(
     db: &sqlx::PgPool,
     cache: &BridgeCache,
     pages: &crate::app::member_page::MemberPages,
+    auto: &crate::automation::Automation,
+    moderator: &crate::moderation::Moderator,
     bridge: &BridgeRow,
     d: &Delivery,
 ) -> sqlx::Result<Handled> {
@@ -205,6 +214,10 @@ pub async fn handle(
         Some(e) => store::bridges::find_group(&mut conn, bridge.id, &bridge.platform, &e.chat.id).await?,
         None => None,
     };
+    // Moderation: a message that breaks its group's rules is handled apart.
+    if let Some(h) = crate::moderation::screen(&mut conn, auto, moderator, bridge, d, first_group.as_ref()).await? {
+        return Ok(h);
+    }
     if let ([e @ Event { body: EventBody::Message { text, force_checkin, .. }, .. }], Some(group)) =
         (d.events.as_slice(), &first_group)
     {
@@ -229,23 +242,29 @@ pub async fn handle(
             let written =
                 store::checkins::message_at_once(&mut conn, &message(bridge, e, group), earning.as_ref(), &log).await?;
             let Some(outcome) = written else {
-                return stored_answer(&mut conn, pages, bridge, d, first_group.as_ref()).await;
+                return stored_answer(&mut conn, pages, auto, bridge, d, first_group.as_ref()).await;
             };
             touch(&mut conn, cache, bridge, d).await?;
             metrics::counter!("bridge_events_total", "kind" => bridge.kind.as_str(), "result" => "processed")
                 .increment(1);
+            if intent == Intent::None {
+                // Automation: a keyword reply, for what no built-in command took.
+                return crate::automation::on_message(&mut conn, auto, bridge, d, e, group).await;
+            }
             let mut actions: Vec<Action> =
                 outcome.iter().map(|o| checkin_reply(protocol, e, &group.rules, o)).collect();
             if let Some(o) = &outcome {
                 actions.extend(checkin_poster(&mut conn, pages, e, group, o).await?);
             }
-            return Ok(protocol.answer(d, actions));
+            let handled = protocol.answer(d, actions);
+            hand_over(&mut conn, auto, bridge, d, &handled.later).await?;
+            return Ok(handled);
         }
     }
     let mut tx = conn.begin().await?;
     let Some(event_row) = store::bridges::claim_delivery(&mut tx, bridge.id, d, 0).await? else {
         drop(tx);
-        return stored_answer(&mut conn, pages, bridge, d, first_group.as_ref()).await;
+        return stored_answer(&mut conn, pages, auto, bridge, d, first_group.as_ref()).await;
     };
     let mut known = first.map(|e| (e.chat.id.as_str(), first_group));
     let mut actions = Vec::new();
@@ -256,8 +275,12 @@ pub async fn handle(
         };
         actions.extend(process(&mut tx, cache, protocol, pages, bridge, e, group).await?);
     }
+    // Automation: welcome batches for joins, the entry policy for join requests.
+    crate::automation::on_events(&mut tx, auto, bridge, d).await?;
     let stored = if actions.is_empty() { None } else { Some(stored_json(&Stored::Actions(actions.clone()))?) };
     let handled = protocol.answer(d, actions);
+    // What the answer cannot carry goes out as outbound jobs, enqueued with this delivery.
+    crate::automation::enqueue_later(&mut tx, auto, bridge, d, &handled.later).await?;
     let status = if handled.answer.is_some() { 200 } else { 204 };
     store::bridges::settle_delivery(&mut tx, event_row, stored.as_ref(), status).await?;
     touch(&mut tx, cache, bridge, d).await?;
@@ -288,6 +311,7 @@ pub async fn record_only(db: &sqlx::PgPool, cache: &BridgeCache, bridge: &Bridge
 async fn stored_answer(
     conn: &mut PgConnection,
     pages: &crate::app::member_page::MemberPages,
+    auto: &crate::automation::Automation,
     bridge: &BridgeRow,
     d: &Delivery,
     group: Option<&LinkedGroup>,
@@ -308,7 +332,29 @@ async fn stored_answer(
         },
         Err(_) => return Ok(Handled { answer: Some(reply), later: vec![] }),
     };
-    Ok(Handled { answer: protocol.answer(d, actions).answer, later: vec![] })
+    // The first try enqueued what the answer cannot carry, unless it stopped just before: the
+    // same keys make this a no-op when it did.
+    let handled = protocol.answer(d, actions);
+    hand_over(conn, auto, bridge, d, &handled.later).await?;
+    Ok(handled)
+}
+
+/// What the answer of the one-statement path (or of a retry) cannot carry, as outbound jobs in a
+/// short transaction of their own, keyed by the delivery and position like the transaction
+/// path's (`automation::enqueue_later`), so a retry adds none.
+async fn hand_over(
+    conn: &mut PgConnection,
+    auto: &crate::automation::Automation,
+    bridge: &BridgeRow,
+    d: &Delivery,
+    later: &[Action],
+) -> sqlx::Result<()> {
+    if later.is_empty() {
+        return Ok(());
+    }
+    let mut tx = conn.begin().await?;
+    crate::automation::enqueue_later(&mut tx, auto, bridge, d, later).await?;
+    tx.commit().await
 }
 
 /// Refreshes the bridge's `last_event_at` (and `self_id`). One row shared by every delivery of
@@ -465,6 +511,8 @@ async fn process(
             crate::app::invites::record_leave(conn, mid, group.id, e.at).await?;
             Ok(vec![])
         }
+        // Judged by the group's entry policy (`automation::on_events`).
+        EventBody::JoinRequest { .. } => Ok(vec![]),
     }
 }
 

@@ -44,6 +44,15 @@ impl Protocol for OneBot {
         escape_cq(text)
     }
 
+    /// `[CQ:at,qq=…]` (a QQ number is digits; anything else is named as text).
+    fn mention(&self, user_id: &str, name: &str) -> String {
+        if !user_id.is_empty() && user_id.len() <= 20 && user_id.bytes().all(|b| b.is_ascii_digit()) {
+            format!("[CQ:at,qq={user_id}]")
+        } else {
+            escape_cq(name)
+        }
+    }
+
     /// The quick operation holds one `Send` into the delivery's chat (not answering another
     /// message): `{"reply": text, "at_sender": mention}`. The rest is for later.
     fn answer(&self, d: &Delivery, actions: Vec<Action>) -> Handled {
@@ -251,7 +260,32 @@ pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
         }
         "message_sent" => Ok(Parsed::Ignored("the bot's own message")),
         "meta_event" => Ok(Parsed::Ignored("meta event")),
-        "request" => Ok(Parsed::Ignored("request")),
+        "request" => {
+            // Someone asks to join a group (`sub_type` add); an invitation of the bot itself
+            // into a group (`invite`) is for the owner to answer.
+            if obj.get("request_type").and_then(Value::as_str) != Some("group")
+                || obj.get("sub_type").and_then(Value::as_str) != Some("add")
+            {
+                return Ok(Parsed::Ignored("request"));
+            }
+            let group_id = obj.get("group_id").and_then(id_of).ok_or_else(|| shape("group_id missing"))?;
+            let user_id = obj.get("user_id").and_then(id_of).ok_or_else(|| shape("user_id missing"))?;
+            let flag = obj.get("flag").and_then(Value::as_str).filter(|f| !f.is_empty() && f.len() <= 200);
+            let flag = flag.ok_or_else(|| shape("flag missing"))?.to_string();
+            let comment = obj.get("comment").and_then(Value::as_str).map(chat_text).unwrap_or_default();
+            Ok(Parsed::Events(Delivery {
+                dedupe_key: format!("request:{self_id}:{flag}"),
+                kind: DeliveryKind::JoinRequest,
+                self_id: Some(self_id),
+                events: vec![Event {
+                    chat: Chat { id: group_id, title: None },
+                    user: User { name: user_id.clone(), id: user_id, role: None },
+                    at,
+                    sent_at,
+                    body: EventBody::JoinRequest { request: flag, answer: comment, user_chat_id: None },
+                }],
+            }))
+        }
         _ => Ok(Parsed::Ignored("unknown post_type")),
     }
 }

@@ -37,8 +37,17 @@ impl Protocol for Telegram {
 
     /// Replies go without `parse_mode`, i.e. as plain text: nothing to escape. (A reply sent
     /// with `parse_mode` HTML must escape `<` `>` `&` here first.)
+    /// Private-use mention marks (`domain::action::MENTION_OPEN`…) are removed: only Shoal writes
+    /// them.
     fn escape(&self, text: &str) -> String {
-        text.to_string()
+        use crate::domain::action::{MENTION_CLOSE, MENTION_MID, MENTION_OPEN};
+        text.chars().filter(|c| !matches!(*c, MENTION_OPEN | MENTION_MID | MENTION_CLOSE)).collect()
+    }
+
+    /// A `text_mention` entity (it works for members without a username), written as marks that
+    /// the outbound adapter turns into `entities`.
+    fn mention(&self, user_id: &str, name: &str) -> String {
+        crate::domain::action::mention_marker(user_id, &self.escape(name))
     }
 
     /// The webhook answer is one method call: the first `Send`, as `sendMessage` (answering its
@@ -217,6 +226,25 @@ pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
             kind,
             self_id: None,
             events: vec![Event { chat, user, at, sent_at, body }],
+        }));
+    }
+    if let Some(r) = v.get("chat_join_request") {
+        let chat = r.get("chat").and_then(chat).ok_or_else(|| shape("chat_join_request.chat missing"))?;
+        let user = r.get("from").and_then(user).ok_or_else(|| shape("chat_join_request.from missing"))?;
+        let sent_at = time_of(r.get("date"), "chat_join_request.date")?;
+        let answer = r.get("bio").and_then(Value::as_str).map(chat_text).unwrap_or_default();
+        let user_chat_id = r.get("user_chat_id").and_then(id_of);
+        return Ok(Parsed::Events(Delivery {
+            dedupe_key: key,
+            kind: DeliveryKind::JoinRequest,
+            self_id: None,
+            events: vec![Event {
+                chat,
+                body: EventBody::JoinRequest { request: user.id.clone(), answer, user_chat_id },
+                user,
+                at: Utc::now(),
+                sent_at,
+            }],
         }));
     }
     Ok(Parsed::Ignored("update type not handled"))

@@ -45,6 +45,10 @@ pub enum Action {
     Mute { chat_id: String, user_id: String, seconds: u32 },
     /// Remove a member; `ban` also keeps them from coming back.
     Kick { chat_id: String, user_id: String, ban: bool },
+    /// Lift a ban, so that a removed member may come back (Telegram `unbanChatMember` with
+    /// `only_if_banned`, which never removes a member who is in the chat). OneBot v11 has no
+    /// such call: the action fails there, saying so.
+    Unban { chat_id: String, user_id: String },
     /// Answer a request to join: OneBot's `flag`, Telegram's user id.
     JoinRequest {
         chat_id: String,
@@ -64,6 +68,7 @@ impl Action {
             | Action::Delete { chat_id, .. }
             | Action::Mute { chat_id, .. }
             | Action::Kick { chat_id, .. }
+            | Action::Unban { chat_id, .. }
             | Action::JoinRequest { chat_id, .. } => chat_id,
         }
     }
@@ -76,6 +81,7 @@ impl Action {
             Action::Delete { .. } => "delete",
             Action::Mute { .. } => "mute",
             Action::Kick { .. } => "kick",
+            Action::Unban { .. } => "unban",
             Action::JoinRequest { .. } => "join_request",
         }
     }
@@ -92,7 +98,9 @@ impl Action {
         match self {
             Action::Send { reply_to, .. } | Action::SendPhoto { reply_to, .. } => reply_to.as_deref(),
             Action::Delete { message_id, .. } => Some(message_id),
-            Action::Mute { user_id, .. } | Action::Kick { user_id, .. } => Some(user_id),
+            Action::Mute { user_id, .. } | Action::Kick { user_id, .. } | Action::Unban { user_id, .. } => {
+                Some(user_id)
+            }
             Action::JoinRequest { request, .. } => Some(request),
         }
     }
@@ -106,15 +114,83 @@ impl Action {
             | Action::Delete { chat_id, .. }
             | Action::Mute { chat_id, .. }
             | Action::Kick { chat_id, .. }
+            | Action::Unban { chat_id, .. }
             | Action::JoinRequest { chat_id, .. } => *chat_id = new.to_string(),
         }
         a
     }
 }
 
+/// Marks of a mention inside an action's text, for platforms whose mentions are not text
+/// (Telegram's `text_mention` entities): `MENTION_OPEN user_id MENTION_MID name MENTION_CLOSE`.
+/// Private-use characters, which the Telegram protocol's `escape` removes from every value, so
+/// only Shoal writes them; the Telegram adapter turns them into entities ([`take_mentions`]).
+pub const MENTION_OPEN: char = '\u{E000}';
+pub const MENTION_MID: char = '\u{E001}';
+pub const MENTION_CLOSE: char = '\u{E002}';
+
+/// `name` marked as a mention of `user_id` (see [`MENTION_OPEN`]).
+pub fn mention_marker(user_id: &str, name: &str) -> String {
+    format!("{MENTION_OPEN}{user_id}{MENTION_MID}{name}{MENTION_CLOSE}")
+}
+
+/// A mention found in a text: where (in UTF-16 code units, as Telegram counts) and whom.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mention {
+    pub offset: usize,
+    pub length: usize,
+    pub user_id: String,
+}
+
+/// The text without its mention marks, and the mentions they made.
+pub fn take_mentions(text: &str) -> (String, Vec<Mention>) {
+    if !text.contains(MENTION_OPEN) {
+        return (text.to_string(), vec![]);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut units = 0usize;
+    let mut mentions = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find(MENTION_OPEN) {
+        let before = &rest[..open];
+        out.push_str(before);
+        units += before.encode_utf16().count();
+        let after = &rest[open + MENTION_OPEN.len_utf8()..];
+        let parsed = after.find(MENTION_MID).and_then(|mid| {
+            let close = after[mid..].find(MENTION_CLOSE)? + mid;
+            Some((&after[..mid], &after[mid + MENTION_MID.len_utf8()..close], close))
+        });
+        match parsed {
+            Some((user_id, name, close)) => {
+                let length = name.encode_utf16().count();
+                if length > 0 {
+                    mentions.push(Mention { offset: units, length, user_id: user_id.to_string() });
+                }
+                out.push_str(name);
+                units += length;
+                rest = &after[close + MENTION_CLOSE.len_utf8()..];
+            }
+            None => rest = after,
+        }
+    }
+    out.push_str(rest);
+    let out: String = out.chars().filter(|c| !matches!(*c, MENTION_OPEN | MENTION_MID | MENTION_CLOSE)).collect();
+    (out, mentions)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mention_marks_become_utf16_offsets() {
+        let t = format!("欢迎 {} 和 {}！", mention_marker("5", "Mei 🐟"), mention_marker("6", "Li"));
+        let (text, m) = take_mentions(&t);
+        assert_eq!(text, "欢迎 Mei 🐟 和 Li！");
+        assert_eq!(m[0], Mention { offset: 3, length: 6, user_id: "5".into() });
+        assert_eq!(m[1], Mention { offset: 12, length: 2, user_id: "6".into() });
+        assert_eq!(take_mentions("plain").0, "plain");
+    }
 
     #[test]
     fn actions_round_trip_through_json_with_a_tag() {

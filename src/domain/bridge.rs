@@ -72,6 +72,16 @@ pub enum EventBody {
     Leave {
         reason: LeaveReason,
     },
+    /// A request to join the chat (OneBot `request/group/add`, Telegram `chat_join_request`),
+    /// answered by the group's entry policy (`automation`).
+    JoinRequest {
+        /// What answers it on the platform: OneBot's `flag`, Telegram's user id.
+        request: String,
+        /// What the applicant wrote (OneBot `comment`, Telegram `bio`).
+        answer: String,
+        /// Telegram: the private chat the bot may write to the applicant in.
+        user_chat_id: Option<String>,
+    },
 }
 
 impl EventBody {
@@ -99,6 +109,7 @@ pub enum DeliveryKind {
     Message,
     Join,
     Leave,
+    JoinRequest,
 }
 
 impl DeliveryKind {
@@ -107,6 +118,7 @@ impl DeliveryKind {
             DeliveryKind::Message => "message",
             DeliveryKind::Join => "join",
             DeliveryKind::Leave => "leave",
+            DeliveryKind::JoinRequest => "join_request",
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod action;
 pub mod alert;
+pub mod automation;
 pub mod bridge;
 pub mod broadcast;
 pub mod checkin;
@@ -14,9 +15,11 @@ pub mod invite;
 pub mod live_code;
 pub mod member;
 pub mod member_page;
+pub mod moderation;
 pub mod outbound;
 pub mod points;
 pub mod qr;
+pub mod rule_set;
 
 use serde::{Deserialize, Serialize};
 

@@ -239,7 +239,7 @@ pub fn check_action(a: &Action) -> Result<(), FieldErrors> {
                 e.add("seconds", "bridges.outbound.error.seconds");
             }
         }
-        Action::Kick { user_id, .. } => id(user_id, "user_id", &mut e),
+        Action::Kick { user_id, .. } | Action::Unban { user_id, .. } => id(user_id, "user_id", &mut e),
         Action::JoinRequest { request, reason, .. } => {
             id(request, "request", &mut e);
             if let Some(r) = reason {

@@ -97,6 +97,7 @@ pub fn new_job(config: &Config, kind: JobKind, payload: serde_json::Value, dedup
         JobKind::MemberCountRefresh => 3,
         JobKind::BroadcastOccurrence => config.jobs.max_attempts,
         JobKind::InviteConfirm => 10,
+        JobKind::Welcome | JobKind::JoinRequestExpiry => config.jobs.max_attempts,
     };
     NewJob { kind, payload, run_at: None, max_attempts: max_attempts.clamp(1, 100), dedupe_key }
 }
@@ -108,6 +109,8 @@ async fn run_one(ctx: &JobContext, job: &Claimed) -> Outcome {
         JobKind::MemberCountRefresh => crate::outbound::dispatch::member_count_job(ctx, job).await,
         JobKind::BroadcastOccurrence => crate::broadcasts::occurrence_job(ctx, job).await,
         JobKind::InviteConfirm => crate::app::invites::confirm_job(ctx, job).await,
+        JobKind::Welcome => crate::automation::welcome_job(ctx, job).await,
+        JobKind::JoinRequestExpiry => crate::automation::expiry_job(ctx, job).await,
     }
 }
 
@@ -120,9 +123,9 @@ fn timed_out(kind: JobKind) -> Outcome {
         JobKind::AlertDelivery
         | JobKind::MemberCountRefresh
         | JobKind::BroadcastOccurrence
-        | JobKind::InviteConfirm => {
-            Outcome::Retry { error, after: None }
-        }
+        | JobKind::InviteConfirm
+        | JobKind::Welcome
+        | JobKind::JoinRequestExpiry => Outcome::Retry { error, after: None },
     }
 }
 

@@ -77,6 +77,12 @@ pub fn plan(action: &Action) -> Result<Vec<ApiCall>, String> {
             Some(user_id),
             json!({"group_id": id_value(chat_id), "user_id": id_value(user_id), "reject_add_request": ban}),
         ),
+        // A kick with `reject_add_request` is lifted only in the QQ client.
+        Action::Unban { .. } => {
+            return Err(
+                "OneBot v11 has no call to lift a ban: an owner or admin can lift it in the QQ group's settings".into(),
+            )
+        }
         // go-cqhttp finds the request by `sub_type`; NapCat ignores it; `type` is the older name.
         Action::JoinRequest { chat_id, request, approve, reason } => call(
             "join_request",

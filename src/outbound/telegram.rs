@@ -57,7 +57,11 @@ pub fn plan(action: &Action, now: i64) -> Result<Vec<ApiCall>, String> {
     };
     Ok(match action {
         Action::Send { chat_id, text, reply_to, thread_id, .. } => {
+            let (text, mentions) = crate::domain::action::take_mentions(text);
             let mut body = json!({"chat_id": id_value(chat_id), "text": text});
+            if !mentions.is_empty() {
+                body["entities"] = entities(&mentions)?;
+            }
             if let Some(t) = thread_id {
                 body["message_thread_id"] = int(t, "topic")?;
             }
@@ -69,7 +73,11 @@ pub fn plan(action: &Action, now: i64) -> Result<Vec<ApiCall>, String> {
         Action::SendPhoto { chat_id, url, caption, reply_to, thread_id } => {
             let mut body = json!({"chat_id": id_value(chat_id), "photo": url});
             if let Some(c) = caption {
+                let (c, mentions) = crate::domain::action::take_mentions(c);
                 body["caption"] = json!(c);
+                if !mentions.is_empty() {
+                    body["caption_entities"] = entities(&mentions)?;
+                }
             }
             if let Some(t) = thread_id {
                 body["message_thread_id"] = int(t, "topic")?;
@@ -116,6 +124,14 @@ pub fn plan(action: &Action, now: i64) -> Result<Vec<ApiCall>, String> {
             }
             calls
         }
+        // `only_if_banned`: without it, the call also removes a member who is in the chat.
+        Action::Unban { chat_id, user_id } => vec![call(
+            "unban",
+            "unbanChatMember",
+            chat_id,
+            Some(user_id),
+            json!({"chat_id": id_value(chat_id), "user_id": int(user_id, "user")?, "only_if_banned": true}),
+        )],
         Action::JoinRequest { chat_id, request, approve, .. } => vec![call(
             "join_request",
             if *approve { "approveChatJoinRequest" } else { "declineChatJoinRequest" },
@@ -124,6 +140,16 @@ pub fn plan(action: &Action, now: i64) -> Result<Vec<ApiCall>, String> {
             json!({"chat_id": id_value(chat_id), "user_id": int(request, "user")?}),
         )],
     })
+}
+
+/// `text_mention` entities for the mentions Shoal marked in a text.
+fn entities(mentions: &[crate::domain::action::Mention]) -> Result<Value, String> {
+    let mut out = Vec::with_capacity(mentions.len());
+    for m in mentions {
+        out.push(json!({"type": "text_mention", "offset": m.offset, "length": m.length,
+                        "user": {"id": int(&m.user_id, "user")?, "is_bot": false, "first_name": ""}}));
+    }
+    Ok(Value::Array(out))
 }
 
 pub fn member_count(chat_id: &str) -> ApiCall {

@@ -26,6 +26,10 @@ pub enum JobKind {
     BroadcastOccurrence,
     /// Confirm one invite record once its hold period is over (`app::invites::confirm_job`).
     InviteConfirm,
+    /// Post one welcome for a batch of joins (`automation`).
+    Welcome,
+    /// Decline (or let lapse) a held join request nobody answered in time (`automation`).
+    JoinRequestExpiry,
 }
 
 impl JobKind {
@@ -35,6 +39,8 @@ impl JobKind {
         JobKind::MemberCountRefresh,
         JobKind::BroadcastOccurrence,
         JobKind::InviteConfirm,
+        JobKind::Welcome,
+        JobKind::JoinRequestExpiry,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +50,8 @@ impl JobKind {
             JobKind::MemberCountRefresh => "member_count_refresh",
             JobKind::BroadcastOccurrence => "broadcast_occurrence",
             JobKind::InviteConfirm => "invite_confirm",
+            JobKind::Welcome => "welcome",
+            JobKind::JoinRequestExpiry => "join_request_expiry",
         }
     }
 }

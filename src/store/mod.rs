@@ -3,9 +3,11 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod automation;
+pub mod bot_activity;
 pub mod bridges;
-pub mod checkin_poster;
 pub mod broadcasts;
+pub mod checkin_poster;
 pub mod checkins;
 pub mod groups;
 pub mod invites;
@@ -14,10 +16,12 @@ pub mod live_codes;
 pub mod member_page;
 pub mod members;
 pub mod memberships;
+pub mod moderation;
 pub mod operators;
 pub mod outbound;
 pub mod points;
 pub mod posters;
+pub mod rule_sets;
 pub mod scan_events;
 pub mod secrets;
 pub mod system;

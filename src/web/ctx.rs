@@ -178,6 +178,7 @@ pub const NAV: &[(&str, &str, &str)] = &[
     ("posters", "/posters", "nav.posters"),
     ("broadcasts", "/broadcasts", "nav.broadcasts"),
     ("campaigns", "/campaigns", "nav.campaigns"),
+    ("automation", "/rule-sets", "nav.automation"),
     ("settings", "/settings", "nav.settings"),
 ];
 

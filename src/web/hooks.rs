@@ -74,19 +74,21 @@ async fn hook(
             };
         }
     }
-    match bridges::handle(&state.db, &state.bridges, &state.member_pages, &bridge, &delivery).await {
-        Ok(bridges::Handled { answer, later }) => {
-            // What the answer cannot carry (a Telegram photo) goes out as outbound jobs.
-            let key = &delivery.dedupe_key;
-            if let Err(e) = crate::app::checkin_poster::hand_over(&state.db, &state.config, bridge.id, key, later).await
-            {
-                return AppError::from(e).into_response();
-            }
-            match answer {
-                Some(answer) => (StatusCode::OK, Json(answer)).into_response(),
-                None => StatusCode::NO_CONTENT.into_response(),
-            }
-        }
+    match bridges::handle(
+        &state.db,
+        &state.bridges,
+        &state.member_pages,
+        &state.automation,
+        &state.moderation,
+        &bridge,
+        &delivery,
+    )
+    .await
+    {
+        // `later` (actions the protocol cannot carry in its answer) were enqueued as outbound
+        // jobs in the delivery's own transaction.
+        Ok(bridges::Handled { answer: Some(answer), .. }) => (StatusCode::OK, Json(answer)).into_response(),
+        Ok(bridges::Handled { answer: None, .. }) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => AppError::from(e).into_response(),
     }
 }

@@ -209,6 +209,10 @@ struct DetailPage {
     activity: super::checkins::Activity,
     checkins: Vec<super::checkins::MemberCheckin>,
     points: super::points::MemberPoints,
+    /// Moderation: the member's actions and warnings (`moderation/member_warnings.html`).
+    rows: Vec<crate::store::moderation::ActionRow>,
+    now: chrono::DateTime<chrono::Utc>,
+    here: String,
 }
 
 async fn detail(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> AppResult<Response> {
@@ -232,6 +236,7 @@ pub(super) async fn detail_page(
     let activity = super::checkins::member_activity(&mut conn, id, scope.as_deref(), today).await?;
     let checkins = super::checkins::member_checkins(&mut conn, id, scope.as_deref()).await?;
     let points = super::points::member_points(&mut conn, &ctx.tr, id, adjust).await?;
+    let rows = super::moderation::member_actions(&mut conn, ctx, id).await?;
     drop(conn);
     let page = DetailPage {
         l: ctx.layout_titled(m.display_name.clone(), "members").await?,
@@ -244,6 +249,9 @@ pub(super) async fn detail_page(
         activity,
         checkins,
         points,
+        rows,
+        now: chrono::Utc::now(),
+        here: format!("/members/{id}"),
     };
     render(status, &page)
 }

@@ -2,10 +2,11 @@
 //! around it (sessions and CSRF for the admin UI, body limits, timeouts, tracing, metrics).
 
 pub mod assets;
+pub mod automation;
 pub mod bridge_outbound;
 pub mod bridges;
-pub mod checkin_poster;
 pub mod broadcasts;
+pub mod checkin_poster;
 pub mod checkins;
 pub mod confirm;
 pub mod ctx;
@@ -21,6 +22,7 @@ pub mod live_codes;
 pub mod login;
 pub mod member_page;
 pub mod members;
+pub mod moderation;
 pub mod ops;
 pub mod points;
 pub mod posters;
@@ -106,6 +108,8 @@ pub fn router(state: AppState) -> Router {
         .merge(jobs::router())
         .merge(broadcasts::router(&cfg))
         .merge(invites::router())
+        .merge(moderation::router())
+        .merge(automation::router())
         .fallback(|| async { AppError::NotFound })
         .layer(middleware::from_fn_with_state(state.clone(), csrf::guard))
         .layer(sessions)

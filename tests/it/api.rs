@@ -939,6 +939,24 @@ async fn the_openapi_document_lists_exactly_the_api_routes() {
         ("/api/v1/broadcasts/{id}/cancel".to_string(), set(&["post"])),
         ("/api/v1/reminder-groups".to_string(), set(&["get"])),
         ("/api/v1/reminder-groups/{group_id}".to_string(), set(&["put"])),
+        ("/api/v1/moderation/actions".to_string(), set(&["get"])),
+        ("/api/v1/moderation/actions/{id}".to_string(), set(&["get"])),
+        ("/api/v1/moderation/actions/{id}/pardon".to_string(), set(&["post"])),
+        ("/api/v1/moderation/actions/{id}/undo".to_string(), set(&["post"])),
+        ("/api/v1/rule-sets/{id}/moderation".to_string(), set(&["get", "put"])),
+        // Automation (branch `automation`).
+        ("/api/v1/rule-sets".to_string(), set(&["get", "post"])),
+        ("/api/v1/rule-sets/{id}".to_string(), set(&["get", "patch", "delete"])),
+        ("/api/v1/rule-sets/{id}/attachments".to_string(), set(&["post"])),
+        ("/api/v1/rule-sets/{id}/attachments/remove".to_string(), set(&["post"])),
+        ("/api/v1/rule-sets/{id}/welcome".to_string(), set(&["put", "delete"])),
+        ("/api/v1/rule-sets/{id}/keyword-replies".to_string(), set(&["post"])),
+        ("/api/v1/rule-sets/{id}/keyword-replies/{keyword_id}".to_string(), set(&["delete"])),
+        ("/api/v1/rule-sets/{id}/entry-policy".to_string(), set(&["put", "delete"])),
+        ("/api/v1/join-requests".to_string(), set(&["get"])),
+        ("/api/v1/join-requests/approve".to_string(), set(&["post"])),
+        ("/api/v1/join-requests/decline".to_string(), set(&["post"])),
+        ("/api/v1/groups/{id}/activity".to_string(), set(&["get"])),
     ]);
     assert_eq!(paths, expected);
 
@@ -1000,6 +1018,19 @@ async fn every_documented_route_answers_at_its_documented_path() {
     .fetch_one(&app.db)
     .await
     .unwrap();
+    let rule_set: i64 = sqlx::query_scalar("INSERT INTO rule_sets (name) VALUES ('Docs') RETURNING id")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let action: i64 = sqlx::query_scalar(
+        "INSERT INTO moderation_actions (group_id, bridge_id, chat_id, user_id, rule_kind, deleted, step)
+         VALUES ($1, $2, 'c', 'u', 'links', true, 'none') RETURNING id",
+    )
+    .bind(g)
+    .bind(bridge)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
     let doc: Value =
         reqwest::Client::new().get(app.url("/api/openapi.json")).send().await.unwrap().json().await.unwrap();
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -1019,6 +1050,10 @@ async fn every_documented_route_answers_at_its_documented_path() {
                     broadcast
                 } else if path.contains("campaigns") {
                     campaign
+                } else if path.contains("moderation/actions") {
+                    action
+                } else if path.contains("rule-sets") {
+                    rule_set
                 } else {
                     m
                 }

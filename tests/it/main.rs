@@ -23,6 +23,7 @@ mod live_code_pages;
 mod live_codes;
 mod member_page;
 mod members;
+mod moderation;
 mod ops;
 mod outbound;
 mod parity;

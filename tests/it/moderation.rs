@@ -1,0 +1,427 @@
+//! Moderation against the fake bots: a link from a domain outside the allow-list is deleted and
+//! warned; the ladder escalates to a mute (`set_group_ban` with a duration) and a kick; an
+//! expired or pardoned warning no longer counts; admins and exempt-tagged members are left
+//! alone; floods are noticed; undoing a mute asks the bot to lift it; every action is a row of
+//! the log (API and page).
+
+use std::time::Duration;
+
+use hmac::Mac;
+use reqwest::StatusCode as S;
+use serde_json::{json, Value};
+
+use crate::fakebots::{FakeBot, Flavor, TELEGRAM_TOKEN};
+use crate::harness::{post_hook, TestApp};
+
+const SECRET: &str = "the-bridge-secret_1";
+const QQ_CHAT: &str = "736001";
+const TG_CHAT: &str = "-1001234567";
+
+fn fast(c: &mut shoal::Config) {
+    c.outbound.allowed_hosts = vec!["127.0.0.1".into()];
+    c.outbound.bot_timeout_ms = 1000;
+    c.outbound.limit_margin_ms = 50;
+    c.outbound.member_count_interval_secs = 0;
+    c.jobs.poll_ms = 50;
+    c.jobs.backoff_base_ms = 100;
+    c.jobs.backoff_max_ms = 400;
+}
+
+struct Scene {
+    app: TestApp,
+    bot: FakeBot,
+    bridge: i64,
+    group: i64,
+    rule_set: i64,
+    token: String,
+}
+
+/// A bridge of `flavor` to a fake bot, a group linked to its chat, and a rule set attached to
+/// the group.
+async fn scene(flavor: Flavor) -> Scene {
+    let app = TestApp::spawn_with(fast).await;
+    let bot = FakeBot::start(flavor).await;
+    let (kind, platform, chat) = match flavor {
+        Flavor::Telegram => ("telegram", "telegram", TG_CHAT),
+        _ => ("onebot11", "qq", QQ_CHAT),
+    };
+    let bridge: i64 = sqlx::query_scalar(
+        "INSERT INTO bridges (kind, platform, name, secret, api_base_url, access_token, chat_rate_limit, bot_rate_limit)
+         VALUES ($1, $2, 'bot', $3, $4, $5, 0, 0) RETURNING id",
+    )
+    .bind(kind)
+    .bind(platform)
+    .bind(SECRET)
+    .bind(bot.base())
+    .bind(&bot.token)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    let group: i64 = sqlx::query_scalar(
+        "INSERT INTO groups (name, platform, capacity, external_chat_id, bridge_id) VALUES ('Yoga', $1, 500, $2, $3) RETURNING id",
+    )
+    .bind(platform)
+    .bind(chat)
+    .bind(bridge)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    let rule_set: i64 = sqlx::query_scalar("INSERT INTO rule_sets (name) VALUES ('House rules') RETURNING id")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO rule_set_groups (group_id, rule_set_id) VALUES ($1, $2)")
+        .bind(group)
+        .bind(rule_set)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let token = app.token("admin", true, &[]).await;
+    Scene { app, bot, bridge, group, rule_set, token }
+}
+
+impl Scene {
+    async fn put_moderation(&self, body: Value) -> (S, Value) {
+        let r = reqwest::Client::new()
+            .put(self.app.url(&format!("/api/v1/rule-sets/{}/moderation", self.rule_set)))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let s = r.status();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn rules(&self, rules: Value, ladder: Value) {
+        let (s, body) = self.put_moderation(json!({"rules": rules, "ladder": ladder})).await;
+        assert_eq!(s, S::OK, "{body}");
+        // The webhook path reads rule sets from a per-process cache told by NOTIFY.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    /// A message from `user` (with `role`) in the chat; the webhook's status.
+    async fn say(&self, message_id: i64, user: i64, role: &str, text: &str) -> S {
+        let now = chrono::Utc::now().timestamp();
+        match self.bot.flavor {
+            Flavor::Telegram => {
+                let body = serde_json::to_vec(&json!({"update_id": message_id, "message": {
+                    "message_id": message_id, "date": now,
+                    "chat": {"id": TG_CHAT.parse::<i64>().unwrap(), "type": "supergroup", "title": "Yoga"},
+                    "from": {"id": user, "is_bot": false, "first_name": format!("U{user}")},
+                    "text": text}}))
+                .unwrap();
+                let _ = role;
+                post_hook(
+                    &self.app,
+                    &format!("/hooks/telegram/{}", self.bridge),
+                    &body,
+                    &[("x-telegram-bot-api-secret-token", SECRET.into())],
+                )
+                .await
+                .0
+            }
+            _ => {
+                let body = serde_json::to_vec(&json!({"time": now, "self_id": 10001000, "post_type": "message",
+                    "message_type": "group", "sub_type": "normal", "message_id": message_id,
+                    "group_id": QQ_CHAT.parse::<i64>().unwrap(), "user_id": user,
+                    "message": [{"type": "text", "data": {"text": text}}], "raw_message": text, "font": 0,
+                    "sender": {"user_id": user, "nickname": format!("U{user}"), "card": "", "role": role}}))
+                .unwrap();
+                let mut mac = <hmac::Hmac<sha1::Sha1> as Mac>::new_from_slice(SECRET.as_bytes()).unwrap();
+                mac.update(&body);
+                let sig = format!("sha1={}", hex::encode(mac.finalize().into_bytes()));
+                post_hook(
+                    &self.app,
+                    &format!("/hooks/onebot11/{}", self.bridge),
+                    &body,
+                    &[("x-signature", sig), ("x-self-id", "10001000".into())],
+                )
+                .await
+                .0
+            }
+        }
+    }
+
+    /// (step, strike, deleted, evidence) of the log, oldest first.
+    async fn log(&self) -> Vec<(String, Option<i32>, bool, String)> {
+        sqlx::query_as("SELECT step, strike, deleted, evidence FROM moderation_actions ORDER BY id")
+            .fetch_all(&self.app.db)
+            .await
+            .unwrap()
+    }
+
+    /// Waits until `n` calls of `method` reached the fake bot.
+    async fn wait_method(&self, method: &str, n: usize) -> Vec<crate::fakebots::Call> {
+        for _ in 0..400 {
+            let c = self.bot.calls_of(method);
+            if c.len() >= n {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("expected {n} calls of {method}, got {:?}", self.bot.calls());
+    }
+
+    async fn api(&self, method: reqwest::Method, path: &str) -> (S, Value) {
+        let r =
+            reqwest::Client::new().request(method, self.app.url(path)).bearer_auth(&self.token).send().await.unwrap();
+        let s = r.status();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+fn links_rule() -> Value {
+    json!({"kind": "links", "words": ["example.org"], "delete": true, "response": {"type": "warn"}})
+}
+
+fn ladder(steps: Value) -> Value {
+    json!({"steps": steps, "warn_days": 30, "exempt_tags": ["vip"]})
+}
+
+#[tokio::test]
+async fn a_link_from_a_domain_outside_the_allow_list_is_deleted_and_warned() {
+    let s = scene(Flavor::NapCat).await;
+    s.rules(json!([links_rule()]), ladder(json!([{"type": "warn"}, {"type": "warn"}, {"type": "kick"}]))).await;
+    assert_eq!(s.say(501, 42, "member", "docs at https://example.org/guide").await, S::NO_CONTENT);
+    assert_eq!(s.say(502, 42, "member", "便宜 spam[.]com 快来").await, S::NO_CONTENT);
+    let deleted = s.wait_method("delete_msg", 1).await;
+    assert_eq!(deleted[0].body["message_id"], 502);
+    let sent = s.wait_method("send_group_msg", 1).await;
+    let text = sent[0].body["message"].as_str().unwrap();
+    assert!(text.contains("U42") && text.contains("1/3"), "{text}");
+    assert_eq!(s.log().await, [("warn".to_string(), Some(1), true, "spam.com".to_string())]);
+    // The allowed link was an ordinary message: the member and their activity are there.
+    let messages: i64 = sqlx::query_scalar("SELECT count(*) FROM bridge_events WHERE bridge_id = $1")
+        .bind(s.bridge)
+        .fetch_one(&s.app.db)
+        .await
+        .unwrap();
+    assert_eq!(messages, 2);
+    // A retry of the violating delivery changes nothing.
+    assert_eq!(s.say(502, 42, "member", "便宜 spam[.]com 快来").await, S::NO_CONTENT);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(s.log().await.len(), 1);
+    assert_eq!(s.bot.calls_of("delete_msg").len(), 1);
+}
+
+#[tokio::test]
+async fn the_ladder_escalates_to_a_mute_with_its_duration_then_a_kick() {
+    let s = scene(Flavor::NapCat).await;
+    s.rules(
+        json!([links_rule()]),
+        ladder(json!([{"type": "warn"}, {"type": "mute", "seconds": 3600}, {"type": "kick"}])),
+    )
+    .await;
+    for (i, text) in ["a spam.com", "b spam.com", "c spam.com"].iter().enumerate() {
+        assert_eq!(s.say(600 + i as i64, 77, "member", text).await, S::NO_CONTENT);
+    }
+    let bans = s.wait_method("set_group_ban", 1).await;
+    assert_eq!(bans[0].body["duration"], 3600);
+    assert_eq!(bans[0].body["user_id"], 77);
+    let kicks = s.wait_method("set_group_kick", 1).await;
+    assert_eq!(kicks[0].body["user_id"], 77);
+    s.wait_method("delete_msg", 3).await;
+    let notices = s.wait_method("send_group_msg", 3).await;
+    // The step before the last says what comes next.
+    let second = notices
+        .iter()
+        .find(|c| {
+            c.body["message"].as_str().unwrap().contains("3600")
+                || c.body["message"].as_str().unwrap().contains("1 小时")
+        })
+        .expect("the mute notice");
+    assert!(second.body["message"].as_str().unwrap().contains("移出"), "{}", second.body["message"]);
+    let steps: Vec<(String, Option<i32>)> = s.log().await.into_iter().map(|r| (r.0, r.1)).collect();
+    assert_eq!(steps, [("warn".into(), Some(1)), ("mute".into(), Some(2)), ("kick".into(), Some(3))]);
+}
+
+#[tokio::test]
+async fn an_expired_or_pardoned_warning_no_longer_counts() {
+    let s = scene(Flavor::NapCat).await;
+    s.rules(json!([links_rule()]), ladder(json!([{"type": "warn"}, {"type": "kick"}]))).await;
+    s.say(701, 5, "member", "spam.com").await;
+    s.wait_method("send_group_msg", 1).await;
+    sqlx::query("UPDATE moderation_actions SET expires_at = now() - interval '1 second'")
+        .execute(&s.app.db)
+        .await
+        .unwrap();
+    s.say(702, 5, "member", "spam.com").await;
+    s.wait_method("send_group_msg", 2).await;
+    let log = s.log().await;
+    assert_eq!((log[1].0.as_str(), log[1].1), ("warn", Some(1)), "the expired warning did not count");
+    // Pardon the second: the third offence is a first warning again, not a kick.
+    let id: i64 = sqlx::query_scalar("SELECT max(id) FROM moderation_actions").fetch_one(&s.app.db).await.unwrap();
+    let (st, body) = s.api(reqwest::Method::POST, &format!("/api/v1/moderation/actions/{id}/pardon")).await;
+    assert_eq!(st, S::OK, "{body}");
+    assert!(body["pardoned_at"].is_string());
+    let (st, _) = s.api(reqwest::Method::POST, &format!("/api/v1/moderation/actions/{id}/pardon")).await;
+    assert_eq!(st, S::CONFLICT, "pardoned already");
+    s.say(703, 5, "member", "spam.com").await;
+    s.wait_method("send_group_msg", 3).await;
+    let log = s.log().await;
+    assert_eq!((log[2].0.as_str(), log[2].1), ("warn", Some(1)));
+    assert!(s.bot.calls_of("set_group_kick").is_empty());
+}
+
+#[tokio::test]
+async fn admins_owners_and_exempt_tagged_members_are_never_acted_on() {
+    let s = scene(Flavor::NapCat).await;
+    s.rules(json!([links_rule()]), ladder(json!([{"type": "warn"}]))).await;
+    assert_eq!(s.say(801, 1, "admin", "spam.com").await, S::NO_CONTENT);
+    assert_eq!(s.say(802, 2, "owner", "spam.com").await, S::NO_CONTENT);
+    sqlx::query(
+        "INSERT INTO members (platform, external_user_id, display_name, tags) VALUES ('qq', '3', 'V', '{vip}')",
+    )
+    .execute(&s.app.db)
+    .await
+    .unwrap();
+    assert_eq!(s.say(803, 3, "member", "spam.com").await, S::NO_CONTENT);
+    assert_eq!(s.say(804, 4, "member", "spam.com").await, S::NO_CONTENT);
+    s.wait_method("delete_msg", 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(s.bot.calls_of("delete_msg").len(), 1);
+    assert_eq!(s.bot.calls_of("delete_msg")[0].body["message_id"], 804);
+    let users: Vec<String> =
+        sqlx::query_scalar("SELECT user_id FROM moderation_actions").fetch_all(&s.app.db).await.unwrap();
+    assert_eq!(users, ["4"]);
+}
+
+#[tokio::test]
+async fn a_flood_is_one_offence_per_burst() {
+    let s = scene(Flavor::Telegram).await;
+    s.rules(
+        json!([{"kind": "flood", "count": 5, "seconds": 60, "delete": true, "response": {"type": "mute", "seconds": 600}}]),
+        ladder(json!([{"type": "warn"}])),
+    )
+    .await;
+    for i in 0..7 {
+        assert_eq!(s.say(900 + i, 11, "member", &format!("hi {i}")).await, S::NO_CONTENT);
+    }
+    let mutes = s.wait_method("restrictChatMember", 1).await;
+    assert_eq!(mutes[0].body["permissions"]["can_send_messages"], false);
+    assert!(mutes[0].body["until_date"].as_i64().unwrap() > chrono::Utc::now().timestamp() + 500);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(s.log().await.len(), 1, "the 6th and 7th messages start a new count");
+    // Another member's messages in between do not count for them.
+    assert_eq!(s.bot.calls_of("deleteMessage").len(), 1);
+    assert_eq!(s.bot.calls_of("deleteMessage")[0].body["message_id"], 904);
+}
+
+#[tokio::test]
+async fn undoing_a_mute_asks_the_bot_to_lift_it_and_the_log_shows_both() {
+    let s = scene(Flavor::NapCat).await;
+    s.rules(
+        json!([{"kind": "keywords", "words": ["代开发票"], "delete": true, "response": {"type": "mute", "seconds": 600}}]),
+        ladder(json!([{"type": "warn"}])),
+    )
+    .await;
+    s.say(1001, 9, "member", "本店 代 开 发 票").await;
+    let bans = s.wait_method("set_group_ban", 1).await;
+    assert_eq!(bans[0].body["duration"], 600);
+    let (st, page) = s.api(reqwest::Method::GET, &format!("/api/v1/moderation/actions?group_id={}", s.group)).await;
+    assert_eq!(st, S::OK);
+    let row = &page["items"][0];
+    assert_eq!(row["step"], "mute");
+    assert_eq!(row["rule_kind"], "keywords");
+    assert_eq!(row["evidence"], "代开发票");
+    let id = row["id"].as_i64().unwrap();
+    // The undo goes through the admin page, as an operator would.
+    let admin = s.app.admin().await;
+    let r = s.app.post_form(&admin, "/moderation", &format!("/moderation/{id}/undo"), &[]).await;
+    assert_eq!(r.status(), S::SEE_OTHER);
+    let bans = s.wait_method("set_group_ban", 2).await;
+    assert_eq!(bans[1].body["duration"], 0);
+    assert_eq!(bans[1].body["user_id"], 9);
+    let (st, _) = s.api(reqwest::Method::POST, &format!("/api/v1/moderation/actions/{id}/undo")).await;
+    assert_eq!(st, S::CONFLICT, "undone already");
+    // The log page lists it, with the platform's answers.
+    let body = admin.get(s.app.url("/moderation")).send().await.unwrap().text().await.unwrap();
+    assert!(body.contains(&format!("id=\"action-{id}\"")), "{body}");
+    assert!(body.contains("代开发票"));
+    let (_, one) = s.api(reqwest::Method::GET, &format!("/api/v1/moderation/actions/{id}")).await;
+    assert!(one["undone_at"].is_string());
+    let answers: Vec<String> = serde_json::from_value(one["answers"].clone()).unwrap();
+    assert!(answers.iter().all(|a| a.starts_with("done")), "{answers:?}");
+    // The member page shows the action.
+    let member = one["member_id"].as_i64().unwrap();
+    let body = admin.get(s.app.url(&format!("/members/{member}"))).send().await.unwrap().text().await.unwrap();
+    assert!(body.contains("id=\"warnings\"") && body.contains(&format!("action-{id}")), "{body}");
+}
+
+#[tokio::test]
+async fn a_telegram_kick_is_undone_by_lifting_the_ban_only_if_banned() {
+    let s = scene(Flavor::Telegram).await;
+    s.rules(
+        json!([{"kind": "invite", "delete": true, "response": {"type": "kick"}}]),
+        ladder(json!([{"type": "warn"}])),
+    )
+    .await;
+    s.say(1101, 12, "member", "join t.me/+AbCdEf123").await;
+    s.wait_method("banChatMember", 1).await;
+    let id: i64 = sqlx::query_scalar("SELECT max(id) FROM moderation_actions").fetch_one(&s.app.db).await.unwrap();
+    let (st, body) = s.api(reqwest::Method::POST, &format!("/api/v1/moderation/actions/{id}/undo")).await;
+    assert_eq!(st, S::OK, "{body}");
+    // One unban from the kick itself, one from the undo.
+    let unbans = s.wait_method("unbanChatMember", 2).await;
+    assert!(unbans.iter().all(|c| c.body["only_if_banned"] == true));
+    let _ = TELEGRAM_TOKEN;
+}
+
+#[tokio::test]
+async fn bad_rules_are_refused_and_write_nothing() {
+    let s = scene(Flavor::NapCat).await;
+    for bad in [
+        json!({"rules": [{"kind": "keywords", "words": [], "response": {"type": "warn"}}], "ladder": ladder(json!([{"type": "warn"}]))}),
+        json!({"rules": [{"kind": "links", "words": ["not a domain"], "response": {"type": "warn"}}], "ladder": ladder(json!([{"type": "warn"}]))}),
+        json!({"rules": [{"kind": "flood", "count": 5, "response": {"type": "warn"}}], "ladder": ladder(json!([{"type": "warn"}]))}),
+        json!({"rules": [], "ladder": {"steps": [], "warn_days": 30}}),
+        json!({"rules": [], "ladder": {"steps": [{"type": "warn"}], "warn_days": 0}}),
+    ] {
+        let (st, body) = s.put_moderation(bad.clone()).await;
+        assert_eq!(st, S::UNPROCESSABLE_ENTITY, "{bad} → {body}");
+    }
+    assert_eq!(s.app.count("moderation_rules").await, 0);
+    assert_eq!(s.app.count("moderation_settings").await, 0);
+}
+
+#[tokio::test]
+async fn the_rule_set_editor_adds_a_rule_and_refuses_a_bad_one_with_a_message() {
+    let s = scene(Flavor::NapCat).await;
+    let admin = s.app.admin().await;
+    let page = format!("/rule-sets/{}/moderation", s.rule_set);
+    let r = s
+        .app
+        .post_form(
+            &admin,
+            &page,
+            &format!("{page}/rules"),
+            &[("kind", "phone"), ("enabled", "on"), ("delete", "on"), ("response", "mute 10m")],
+        )
+        .await;
+    assert_eq!(r.status(), S::SEE_OTHER);
+    let (kind, response, mute): (String, String, i32) =
+        sqlx::query_as("SELECT kind, response, mute_seconds FROM moderation_rules").fetch_one(&s.app.db).await.unwrap();
+    assert_eq!((kind.as_str(), response.as_str(), mute), ("phone", "mute", 600));
+    let r = s
+        .app
+        .post_form(
+            &admin,
+            &page,
+            &format!("{page}/rules"),
+            &[("kind", "links"), ("words", "not a domain"), ("response", "warn")],
+        )
+        .await;
+    assert_eq!(r.status(), S::UNPROCESSABLE_ENTITY);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("example.com"), "the domain message is shown");
+    assert_eq!(s.app.count("moderation_rules").await, 1);
+    let r = s
+        .app
+        .post_form(&admin, &page, &format!("{page}/ladder"), &[("ladder", "warn, mute 1h, kick"), ("warn_days", "7")])
+        .await;
+    assert_eq!(r.status(), S::SEE_OTHER);
+    let (l, d): (String, i32) =
+        sqlx::query_as("SELECT ladder, warn_days FROM moderation_settings").fetch_one(&s.app.db).await.unwrap();
+    assert_eq!((l.as_str(), d), ("warn, mute:3600, kick", 7));
+}
