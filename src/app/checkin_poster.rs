@@ -5,7 +5,6 @@
 use sqlx::PgConnection;
 
 use crate::auth::Principal;
-use crate::config::Config;
 use crate::domain::action::Action;
 use crate::domain::checkin::{Outcome, Rules};
 use crate::domain::checkin_poster::{CheckinPoster, PosterClaims, MAX_TEXT_CHARS};

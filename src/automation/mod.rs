@@ -60,9 +60,12 @@ pub struct GroupRules {
 /// or a group's tags fires `NOTIFY shoal_rule_sets` at commit (statement triggers), and the
 /// listener moves the epoch on. Without a listening connection (it dropped, or LISTEN failed)
 /// an entry lives [`RuleSetCache::UNHEARD_TTL`] only; after a reconnect everything is read again.
+/// A group's rules, the epoch they were read in, and when.
+type Cached = (Arc<GroupRules>, u64, Instant);
+
 #[derive(Default)]
 pub struct RuleSetCache {
-    map: Mutex<HashMap<i64, (Arc<GroupRules>, u64, Instant)>>,
+    map: Mutex<HashMap<i64, Cached>>,
     epoch: AtomicU64,
     listening: AtomicBool,
 }
