@@ -17,10 +17,10 @@ use serde::Deserialize;
 
 use super::ctx::{client_addr, Ctx};
 use super::{confirm, redirect};
-use crate::domain::member_page::{plausible, Claims, Refused, LEDGER_PAGE, MAX_LEDGER_PAGE};
+use crate::domain::member_page::{plausible, Refused, LEDGER_PAGE, MAX_LEDGER_PAGE};
 use crate::error::{AppError, AppResult};
 use crate::i18n::{Lang, Tr};
-use crate::store::member_page::{self as store, CheckinGroup, PageMember};
+use crate::store::member_page::{self as store, CheckinGroup};
 use crate::AppState;
 
 /// The public page (no session).
@@ -62,9 +62,14 @@ pub struct GroupCard {
 /// Where a member's invite progress goes (confirmed, pending, what the next reward needs).
 /// Invites are built elsewhere; until they are connected there is nothing to show, and the
 /// page shows nothing rather than anything made up.
+/// One campaign the member can invite for: where they stand and their personal link.
 pub struct InviteProgress {
+    pub campaign: String,
     pub confirmed: i64,
     pub pending: i64,
+    /// The confirmed invites still needed for the next reward (None: every stage reached).
+    pub more: Option<String>,
+    pub link: Option<String>,
 }
 
 #[derive(Template)]
@@ -77,7 +82,7 @@ struct MemberPage {
     prev: Option<String>,
     next: Option<String>,
     groups: Vec<GroupCard>,
-    invites: Option<InviteProgress>,
+    invites: Vec<InviteProgress>,
     weekdays: Vec<&'static str>,
 }
 
@@ -186,6 +191,7 @@ async fn show(state: &AppState, token: &str, page: Option<i64>) -> AppResult<Res
         card.poster = poster;
         groups.push(card);
     }
+    let invites = invite_progress(&mut conn, state, &tr, member.id).await?;
     drop(conn);
     let p = MemberPage {
         weekdays: (1..=7).map(|d| tr.tk("me.weekday", d.to_string())).collect(),
@@ -196,15 +202,30 @@ async fn show(state: &AppState, token: &str, page: Option<i64>) -> AppResult<Res
         prev: (number > 1).then(|| at(number - 1)),
         next: (more && number < MAX_LEDGER_PAGE).then(|| at(number + 1)),
         groups,
-        invites: invite_progress(state, &claims, &member).await,
+        invites,
     };
     Ok(Ok(html(StatusCode::OK, &p)))
 }
 
-/// The member's invite progress, for the page's invite section: None (the section is not
-/// shown) until invite records are connected here.
-async fn invite_progress(_state: &AppState, _claims: &Claims, _member: &PageMember) -> Option<InviteProgress> {
-    None
+/// The member's invite progress per campaign (`app::invites::progress`), for the page's invite
+/// section (not shown when there is no campaign they can invite for).
+async fn invite_progress(
+    conn: &mut sqlx::PgConnection,
+    state: &AppState,
+    tr: &Tr,
+    member: i64,
+) -> AppResult<Vec<InviteProgress>> {
+    let all = crate::app::invites::progress(conn, member, state.config.public_base()).await?;
+    Ok(all
+        .into_iter()
+        .map(|p| InviteProgress {
+            campaign: p.campaign,
+            confirmed: p.confirmed,
+            pending: p.pending,
+            more: p.more_needed.map(|n| tr.f("me.invites_more", &[("n", &n)])),
+            link: p.link,
+        })
+        .collect())
 }
 
 /// A group's card: the running streak (0 when the member missed yesterday), days in all, and
