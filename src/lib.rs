@@ -2,9 +2,9 @@
 //! library holds everything else so that tests can start the real application on port 0.
 
 pub mod alerts;
-pub mod automation;
 pub mod api;
 pub mod app;
+pub mod automation;
 
 pub mod auth;
 pub mod bridges;

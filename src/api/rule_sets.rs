@@ -78,7 +78,11 @@ async fn create_rule_set(
 /// One rule set with its welcome, keyword replies, entry policy and attachments.
 #[utoipa::path(get, path = "/api/v1/rule-sets/{id}", tag = "rule_sets", params(("id" = i64, Path)),
     responses((status = 200, body = RuleSetDetail), (status = 404, body = super::ProblemDoc)))]
-async fn get_rule_set(State(state): State<AppState>, ApiAuth(p): ApiAuth, Path(id): Path<i64>) -> AppResult<Json<RuleSetDetail>> {
+async fn get_rule_set(
+    State(state): State<AppState>,
+    ApiAuth(p): ApiAuth,
+    Path(id): Path<i64>,
+) -> AppResult<Json<RuleSetDetail>> {
     Ok(Json(detail(&state, &p, id).await?))
 }
 
@@ -106,7 +110,11 @@ async fn update_rule_set(
 /// Delete a rule set with its rules and attachments.
 #[utoipa::path(delete, path = "/api/v1/rule-sets/{id}", tag = "rule_sets", params(("id" = i64, Path)),
     responses((status = 204), (status = 403, body = super::ProblemDoc), (status = 404, body = super::ProblemDoc)))]
-async fn delete_rule_set(State(state): State<AppState>, ApiAuth(p): ApiAuth, Path(id): Path<i64>) -> AppResult<StatusCode> {
+async fn delete_rule_set(
+    State(state): State<AppState>,
+    ApiAuth(p): ApiAuth,
+    Path(id): Path<i64>,
+) -> AppResult<StatusCode> {
     let mut tx = state.db.begin().await?;
     app::delete(&mut tx, &p, id).await?.commit(tx, &state).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -165,7 +173,11 @@ async fn set_welcome(
 /// Remove the rule set's welcome.
 #[utoipa::path(delete, path = "/api/v1/rule-sets/{id}/welcome", tag = "rule_sets", params(("id" = i64, Path)),
     responses((status = 204), (status = 403, body = super::ProblemDoc), (status = 404, body = super::ProblemDoc)))]
-async fn delete_welcome(State(state): State<AppState>, ApiAuth(p): ApiAuth, Path(id): Path<i64>) -> AppResult<StatusCode> {
+async fn delete_welcome(
+    State(state): State<AppState>,
+    ApiAuth(p): ApiAuth,
+    Path(id): Path<i64>,
+) -> AppResult<StatusCode> {
     let mut tx = state.db.begin().await?;
     app::set_welcome(&mut tx, &p, id, None).await?.commit(tx, &state).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -272,7 +284,11 @@ async fn set_entry(
 /// Remove the rule set's entry policy (requests are then left to the chat's admins).
 #[utoipa::path(delete, path = "/api/v1/rule-sets/{id}/entry-policy", tag = "rule_sets", params(("id" = i64, Path)),
     responses((status = 204), (status = 403, body = super::ProblemDoc), (status = 404, body = super::ProblemDoc)))]
-async fn delete_entry(State(state): State<AppState>, ApiAuth(p): ApiAuth, Path(id): Path<i64>) -> AppResult<StatusCode> {
+async fn delete_entry(
+    State(state): State<AppState>,
+    ApiAuth(p): ApiAuth,
+    Path(id): Path<i64>,
+) -> AppResult<StatusCode> {
     let mut tx = state.db.begin().await?;
     app::set_entry(&mut tx, &p, id, None).await?.commit(tx, &state).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -368,7 +384,12 @@ pub struct DecisionBody {
     pub reason: Option<String>,
 }
 
-async fn decide(state: &AppState, p: &crate::auth::Principal, b: DecisionBody, approve: bool) -> AppResult<Json<Vec<RequestRow>>> {
+async fn decide(
+    state: &AppState,
+    p: &crate::auth::Principal,
+    b: DecisionBody,
+    approve: bool,
+) -> AppResult<Json<Vec<RequestRow>>> {
     let d = Decision::new(b.ids, approve, b.reason.as_deref().unwrap_or("")).map_err(AppError::Validation)?;
     let mut tx = state.db.begin().await?;
     let rows = queue::decide(&mut tx, &state.config, p, &d).await?.commit(tx, state).await?;

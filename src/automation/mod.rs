@@ -18,7 +18,9 @@ use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::bridges::{BridgeRow, Handled};
 use crate::domain::action::Action;
-use crate::domain::automation::{pick_keyword, EntryPolicy, Fallback, Keyword, RequestStatus, Verdict, Welcome, WelcomeValues};
+use crate::domain::automation::{
+    pick_keyword, EntryPolicy, Fallback, Keyword, RequestStatus, Verdict, Welcome, WelcomeValues,
+};
 use crate::domain::bridge::{Delivery, Event, EventBody};
 use crate::domain::rule_set::ActivityKind;
 use crate::jobs::{JobContext, Outcome};
@@ -143,11 +145,8 @@ async fn load(conn: &mut PgConnection, group_id: i64) -> sqlx::Result<GroupRules
     let Some(eff) = store::rule_sets::effective(conn, group_id).await? else { return Ok(GroupRules::default()) };
     let id = eff.rule_set.id;
     let welcome = store::automation::welcome(conn, id).await?.filter(|w| w.enabled);
-    let keywords = store::automation::keywords(conn, id)
-        .await?
-        .into_iter()
-        .filter_map(|k| Keyword::new(k.id, k.spec()))
-        .collect();
+    let keywords =
+        store::automation::keywords(conn, id).await?.into_iter().filter_map(|k| Keyword::new(k.id, k.spec())).collect();
     let entry = store::automation::entry(conn, id).await?;
     Ok(GroupRules { rule_set_id: Some(id), version: eff.rule_set.version, welcome, keywords, entry })
 }
@@ -180,7 +179,10 @@ pub async fn enqueue_later(
     let mut ids = Vec::with_capacity(later.len());
     for (i, a) in later.iter().enumerate() {
         let origin = format!("delivery:{}", d.dedupe_key);
-        ids.push(enqueue(conn, &auto.config, bridge.id, a, &origin, format!("delivery:{}:{}:{i}", bridge.id, d.dedupe_key)).await?);
+        ids.push(
+            enqueue(conn, &auto.config, bridge.id, a, &origin, format!("delivery:{}:{}:{i}", bridge.id, d.dedupe_key))
+                .await?,
+        );
     }
     Ok(ids)
 }
@@ -269,7 +271,12 @@ pub async fn on_message(
 
 /// What the group's rule set asks of a delivery's joins (a welcome batch) and join requests
 /// (the entry policy's verdict), inside the delivery's transaction.
-pub async fn on_events(conn: &mut PgConnection, auto: &Automation, bridge: &BridgeRow, d: &Delivery) -> sqlx::Result<()> {
+pub async fn on_events(
+    conn: &mut PgConnection,
+    auto: &Automation,
+    bridge: &BridgeRow,
+    d: &Delivery,
+) -> sqlx::Result<()> {
     for e in &d.events {
         if !matches!(e.body, EventBody::Join { .. } | EventBody::JoinRequest { .. }) {
             continue;
@@ -328,7 +335,9 @@ pub async fn on_events(conn: &mut PgConnection, auto: &Automation, bridge: &Brid
                 let rule = format!("entry:{}", policy.mode.as_str());
                 match policy.judge(answer) {
                     Verdict::Approve => {
-                        if let Some(row) = store::automation::decide(conn, id, RequestStatus::Approved, "policy", "").await? {
+                        if let Some(row) =
+                            store::automation::decide(conn, id, RequestStatus::Approved, "policy", "").await?
+                        {
                             answer_request(conn, &auto.config, &row, true, None, &rule, answer).await?;
                         }
                     }
@@ -388,9 +397,15 @@ pub async fn answer_request(
     why: &str,
 ) -> sqlx::Result<Option<i64>> {
     let action = Action::JoinRequest { chat_id: row.chat_id.clone(), request: row.request.clone(), approve, reason };
-    let job_id =
-        enqueue(conn, config, row.bridge_id, &action, &format!("join_request:{}", row.id), format!("join-request:{}", row.id))
-            .await?;
+    let job_id = enqueue(
+        conn,
+        config,
+        row.bridge_id,
+        &action,
+        &format!("join_request:{}", row.id),
+        format!("join-request:{}", row.id),
+    )
+    .await?;
     let kind = match (approve, row.status) {
         (true, _) => ActivityKind::JoinApproved,
         (false, RequestStatus::Expired) => ActivityKind::JoinExpired,
@@ -486,8 +501,15 @@ async fn welcome(ctx: &JobContext, batch_id: i64) -> sqlx::Result<()> {
     if w.delete_previous {
         if let Some((prev, message_id)) = store::automation::previous_welcome(&mut tx, group.id, batch_id).await? {
             let delete = Action::Delete { chat_id: batch.chat_id.clone(), message_id };
-            let id = enqueue(&mut tx, &ctx.config, bridge.id, &delete, &format!("welcome:{batch_id}"), format!("welcome-delete:{prev}"))
-                .await?;
+            let id = enqueue(
+                &mut tx,
+                &ctx.config,
+                bridge.id,
+                &delete,
+                &format!("welcome:{batch_id}"),
+                format!("welcome-delete:{prev}"),
+            )
+            .await?;
             if id.is_some() {
                 store::bot_activity::record(
                     &mut tx,
@@ -509,9 +531,15 @@ async fn welcome(ctx: &JobContext, batch_id: i64) -> sqlx::Result<()> {
             }
         }
     }
-    let job_id =
-        enqueue(&mut tx, &ctx.config, bridge.id, &action, &format!("welcome:{batch_id}"), format!("welcome-send:{batch_id}"))
-            .await?;
+    let job_id = enqueue(
+        &mut tx,
+        &ctx.config,
+        bridge.id,
+        &action,
+        &format!("welcome:{batch_id}"),
+        format!("welcome-send:{batch_id}"),
+    )
+    .await?;
     if let Some(id) = job_id {
         store::automation::set_welcome_job(&mut tx, batch_id, id).await?;
     }
@@ -561,8 +589,16 @@ async fn expire(ctx: &JobContext, id: i64) -> sqlx::Result<()> {
     let reason = rules.entry.as_ref().map(|p| p.decline_reason.clone()).unwrap_or_default();
     if let Some(row) = store::automation::decide(&mut tx, id, RequestStatus::Expired, "policy", &reason).await? {
         if decline {
-            answer_request(&mut tx, &ctx.config, &row, false, Some(reason).filter(|r| !r.is_empty()), "entry:expiry", "expired")
-                .await?;
+            answer_request(
+                &mut tx,
+                &ctx.config,
+                &row,
+                false,
+                Some(reason).filter(|r| !r.is_empty()),
+                "entry:expiry",
+                "expired",
+            )
+            .await?;
         } else {
             store::bot_activity::record(
                 &mut tx,

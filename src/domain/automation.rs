@@ -101,15 +101,18 @@ impl WelcomeRaw {
         let rules_link = optional_text(&self.rules_link, 500, "rules_link", &mut e);
         let delay_secs = number(&self.delay_secs, 0, 0..=3600, "delay_secs", &mut e);
         let window_secs = number(&self.window_secs, DEFAULT_WINDOW_SECS, 0..=3600, "window_secs", &mut e);
-        fields_ok(e, Welcome {
-            enabled: self.enabled,
-            template,
-            image_url,
-            rules_link,
-            delay_secs,
-            window_secs,
-            delete_previous: self.delete_previous,
-        })
+        fields_ok(
+            e,
+            Welcome {
+                enabled: self.enabled,
+                template,
+                image_url,
+                rules_link,
+                delay_secs,
+                window_secs,
+                delete_previous: self.delete_previous,
+            },
+        )
     }
 }
 
@@ -221,13 +224,17 @@ pub struct KeywordSpec {
 impl KeywordRaw {
     pub fn parse(&self) -> Result<KeywordSpec, FieldErrors> {
         let mut e = FieldErrors::new();
-        let match_kind = MatchKind::parse(if self.match_kind.trim().is_empty() { "contains" } else { self.match_kind.as_str() })
-            .unwrap_or_else(|| {
-                e.add_choice("match_kind", MatchKind::NAMES);
-                MatchKind::Contains
-            });
+        let match_kind =
+            MatchKind::parse(if self.match_kind.trim().is_empty() { "contains" } else { self.match_kind.as_str() })
+                .unwrap_or_else(|| {
+                    e.add_choice("match_kind", MatchKind::NAMES);
+                    MatchKind::Contains
+                });
         let pattern = required_text(&self.pattern, MAX_PATTERN_CHARS, "pattern", &mut e);
-        if match_kind == MatchKind::Regex && !pattern.is_empty() && !e.has("pattern") && compile_regex(&pattern).is_none()
+        if match_kind == MatchKind::Regex
+            && !pattern.is_empty()
+            && !e.has("pattern")
+            && compile_regex(&pattern).is_none()
         {
             e.add("pattern", "automation.error.regex");
         }
@@ -250,16 +257,10 @@ impl KeywordRaw {
             (Some(f), Some(t))
         };
         let priority = number(&self.priority, 0, -1000..=1000, "priority", &mut e);
-        fields_ok(e, KeywordSpec {
-            match_kind,
-            pattern,
-            reply_text,
-            image_url,
-            cooldown_secs,
-            hours_from,
-            hours_to,
-            priority,
-        })
+        fields_ok(
+            e,
+            KeywordSpec { match_kind, pattern, reply_text, image_url, cooldown_secs, hours_from, hours_to, priority },
+        )
     }
 }
 
@@ -557,15 +558,30 @@ mod tests {
 
     #[test]
     fn an_oversized_or_invalid_regex_is_refused_when_saved() {
-        for p in ["(a{1000}){1000}", "\\w{500}\\w{500}\\w{500}", "(unclosed", "((((((((((((((((((((((a))))))))))))))))))))))"] {
-            let e = KeywordRaw { match_kind: "regex".into(), pattern: p.into(), reply_text: "x".into(), ..Default::default() }
-                .parse()
-                .unwrap_err();
+        for p in [
+            "(a{1000}){1000}",
+            "\\w{500}\\w{500}\\w{500}",
+            "(unclosed",
+            "((((((((((((((((((((((a))))))))))))))))))))))",
+        ] {
+            let e = KeywordRaw {
+                match_kind: "regex".into(),
+                pattern: p.into(),
+                reply_text: "x".into(),
+                ..Default::default()
+            }
+            .parse()
+            .unwrap_err();
             assert!(e.has("pattern"), "{p} was accepted");
         }
-        assert!(KeywordRaw { match_kind: "regex".into(), pattern: "价格|多少钱".into(), reply_text: "x".into(), ..Default::default() }
-            .parse()
-            .is_ok());
+        assert!(KeywordRaw {
+            match_kind: "regex".into(),
+            pattern: "价格|多少钱".into(),
+            reply_text: "x".into(),
+            ..Default::default()
+        }
+        .parse()
+        .is_ok());
     }
 
     #[test]
@@ -595,9 +611,14 @@ mod tests {
 
     #[test]
     fn the_entry_policy_judges_the_answer() {
-        let p = EntryRaw { mode: "keyword".into(), keywords: "小红书\n朋友".into(), otherwise: "hold".into(), ..Default::default() }
-            .parse()
-            .unwrap();
+        let p = EntryRaw {
+            mode: "keyword".into(),
+            keywords: "小红书\n朋友".into(),
+            otherwise: "hold".into(),
+            ..Default::default()
+        }
+        .parse()
+        .unwrap();
         assert_eq!(p.judge("从小红书看到的"), Verdict::Approve);
         assert_eq!(p.judge("随便"), Verdict::Hold);
         assert!(EntryRaw { mode: "keyword".into(), ..Default::default() }.parse().unwrap_err().has("keywords"));

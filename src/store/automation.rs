@@ -5,9 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgConnection;
 
-use crate::domain::automation::{
-    EntryMode, EntryPolicy, Fallback, KeywordSpec, MatchKind, RequestStatus, Welcome,
-};
+use crate::domain::automation::{EntryMode, EntryPolicy, Fallback, KeywordSpec, MatchKind, RequestStatus, Welcome};
 
 // ---- settings ----------------------------------------------------------------------------------
 
@@ -170,7 +168,12 @@ pub async fn delete_keyword(conn: &mut PgConnection, rule_set_id: i64, id: i64) 
 
 /// Claims the keyword's cooldown in the chat: true when it was free (the reply may go), and
 /// then it is taken until `cooldown_secs` from now. Settled by the database across processes.
-pub async fn claim_cooldown(conn: &mut PgConnection, keyword_id: i64, chat_id: &str, cooldown_secs: i32) -> sqlx::Result<bool> {
+pub async fn claim_cooldown(
+    conn: &mut PgConnection,
+    keyword_id: i64,
+    chat_id: &str,
+    cooldown_secs: i32,
+) -> sqlx::Result<bool> {
     let claimed: Option<i32> = sqlx::query_scalar(
         "INSERT INTO keyword_cooldowns AS c (keyword_id, chat_id, until) VALUES ($1, $2, now() + $3 * interval '1 second')
          ON CONFLICT (keyword_id, chat_id) DO UPDATE SET until = EXCLUDED.until WHERE c.until <= now()
@@ -264,20 +267,33 @@ pub async fn close_welcome_batch(conn: &mut PgConnection, id: i64) -> sqlx::Resu
 }
 
 /// A batch's members in the order they joined: (user id, name, member id).
-pub async fn welcome_members(conn: &mut PgConnection, batch_id: i64) -> sqlx::Result<Vec<(String, String, Option<i64>)>> {
-    sqlx::query_as("SELECT user_id, name, member_id FROM welcome_members WHERE batch_id = $1 ORDER BY joined_at, user_id")
-        .bind(batch_id)
-        .fetch_all(conn)
-        .await
+pub async fn welcome_members(
+    conn: &mut PgConnection,
+    batch_id: i64,
+) -> sqlx::Result<Vec<(String, String, Option<i64>)>> {
+    sqlx::query_as(
+        "SELECT user_id, name, member_id FROM welcome_members WHERE batch_id = $1 ORDER BY joined_at, user_id",
+    )
+    .bind(batch_id)
+    .fetch_all(conn)
+    .await
 }
 
 pub async fn set_welcome_job(conn: &mut PgConnection, batch_id: i64, job_id: i64) -> sqlx::Result<()> {
-    sqlx::query("UPDATE welcome_batches SET job_id = $2 WHERE id = $1").bind(batch_id).bind(job_id).execute(conn).await?;
+    sqlx::query("UPDATE welcome_batches SET job_id = $2 WHERE id = $1")
+        .bind(batch_id)
+        .bind(job_id)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
 /// The previous welcome of the group that went out: (batch id, the platform's message id).
-pub async fn previous_welcome(conn: &mut PgConnection, group_id: i64, before: i64) -> sqlx::Result<Option<(i64, String)>> {
+pub async fn previous_welcome(
+    conn: &mut PgConnection,
+    group_id: i64,
+    before: i64,
+) -> sqlx::Result<Option<(i64, String)>> {
     sqlx::query_as(
         "SELECT b.id, c.result FROM welcome_batches b
          JOIN LATERAL (SELECT result FROM bot_calls c WHERE c.job_id = b.job_id AND c.outcome = 'ok' AND c.result IS NOT NULL
@@ -389,10 +405,12 @@ pub async fn decide(
 }
 
 pub async fn request(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<RequestRow>> {
-    sqlx::query_as(&format!("SELECT {REQUEST_COLUMNS} FROM join_requests r JOIN groups g ON g.id = r.group_id WHERE r.id = $1"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_as(&format!(
+        "SELECT {REQUEST_COLUMNS} FROM join_requests r JOIN groups g ON g.id = r.group_id WHERE r.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
 }
 
 /// Requests in scope (`groups` None: all), newest first, optionally of one status, before a

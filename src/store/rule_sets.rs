@@ -56,13 +56,11 @@ pub async fn lock(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<RuleS
 
 /// Unique violation `rule_sets_name_key` when the name is taken (case-insensitive).
 pub async fn create(conn: &mut PgConnection, spec: &RuleSetSpec) -> sqlx::Result<RuleSetRow> {
-    sqlx::query_as(&format!(
-        "INSERT INTO rule_sets AS rs (name, description) VALUES ($1, $2) RETURNING {COLUMNS}"
-    ))
-    .bind(&spec.name)
-    .bind(&spec.description)
-    .fetch_one(conn)
-    .await
+    sqlx::query_as(&format!("INSERT INTO rule_sets AS rs (name, description) VALUES ($1, $2) RETURNING {COLUMNS}"))
+        .bind(&spec.name)
+        .bind(&spec.description)
+        .fetch_one(conn)
+        .await
 }
 
 pub async fn update(conn: &mut PgConnection, id: i64, spec: &RuleSetSpec) -> sqlx::Result<Option<RuleSetRow>> {
@@ -205,7 +203,11 @@ pub async fn effective(conn: &mut PgConnection, group_id: i64) -> sqlx::Result<O
 
 /// The groups a rule set is in effect for (its own groups, and tagged groups without a rule
 /// set of their own nor a tag that outranks it), up to `limit`.
-pub async fn effective_groups(conn: &mut PgConnection, rule_set_id: i64, limit: i64) -> sqlx::Result<Vec<AttachedGroup>> {
+pub async fn effective_groups(
+    conn: &mut PgConnection,
+    rule_set_id: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<AttachedGroup>> {
     sqlx::query_as(
         "SELECT g.id AS group_id, g.name FROM groups g
          WHERE (SELECT c.rule_set_id FROM (

@@ -159,10 +159,9 @@ async fn detail_page(state: &AppState, ctx: &Ctx, id: i64, forms: Forms) -> AppR
     let groups = crate::store::groups::names(&mut conn, ctx.scope().as_deref()).await?;
     drop(conn);
     let status = if forms.errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
-    let raw = forms.rule_set.unwrap_or_else(|| RuleSetRaw {
-        name: d.rule_set.name.clone(),
-        description: d.rule_set.description.clone(),
-    });
+    let raw = forms
+        .rule_set
+        .unwrap_or_else(|| RuleSetRaw { name: d.rule_set.name.clone(), description: d.rule_set.description.clone() });
     let welcome = forms.welcome.unwrap_or_else(|| match &d.welcome {
         Some(w) => WelcomeRaw::of(w),
         None => WelcomeRaw {
@@ -177,9 +176,11 @@ async fn detail_page(state: &AppState, ctx: &Ctx, id: i64, forms: Forms) -> AppR
         Some(p) => EntryRaw::of(p),
         None => EntryRaw { mode: "manual".into(), expire_hours: "72".into(), ..EntryRaw::default() },
     });
-    let keyword = forms
-        .keyword
-        .unwrap_or_else(|| KeywordRaw { match_kind: "contains".into(), cooldown_secs: "60".into(), ..KeywordRaw::default() });
+    let keyword = forms.keyword.unwrap_or_else(|| KeywordRaw {
+        match_kind: "contains".into(),
+        cooldown_secs: "60".into(),
+        ..KeywordRaw::default()
+    });
     let page = DetailPage {
         l: ctx.layout_titled(d.rule_set.name.clone(), "automation").await?,
         can_write: app::may_write(&ctx.principal),
@@ -263,7 +264,12 @@ async fn delete(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>, fo
     Ok(redirect("/rule-sets"))
 }
 
-async fn set_welcome(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>, form: RawForm) -> AppResult<Response> {
+async fn set_welcome(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+    form: RawForm,
+) -> AppResult<Response> {
     let f = fields(&form);
     let raw = WelcomeRaw {
         enabled: checked(&f, "enabled"),
@@ -276,7 +282,12 @@ async fn set_welcome(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64
     };
     let forms = |errors| Forms { welcome: Some(raw.clone()), errors, failed: "welcome", ..Forms::default() };
     if checked(&f, "remove") {
-        return apply!(state, ctx, id, forms(FieldErrors::new()), |tx| app::set_welcome(&mut tx, &ctx.principal, id, None));
+        return apply!(state, ctx, id, forms(FieldErrors::new()), |tx| app::set_welcome(
+            &mut tx,
+            &ctx.principal,
+            id,
+            None
+        ));
     }
     let w = match raw.parse() {
         Ok(w) => w,
@@ -285,7 +296,12 @@ async fn set_welcome(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64
     apply!(state, ctx, id, forms(FieldErrors::new()), |tx| app::set_welcome(&mut tx, &ctx.principal, id, Some(&w)))
 }
 
-async fn add_keyword(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>, form: RawForm) -> AppResult<Response> {
+async fn add_keyword(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+    form: RawForm,
+) -> AppResult<Response> {
     let f = fields(&form);
     let raw = KeywordRaw {
         match_kind: field(&f, "match_kind"),
@@ -325,7 +341,12 @@ async fn set_entry(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>,
     };
     let forms = |errors| Forms { entry: Some(raw.clone()), errors, failed: "entry", ..Forms::default() };
     if checked(&f, "remove") {
-        return apply!(state, ctx, id, forms(FieldErrors::new()), |tx| app::set_entry(&mut tx, &ctx.principal, id, None));
+        return apply!(state, ctx, id, forms(FieldErrors::new()), |tx| app::set_entry(
+            &mut tx,
+            &ctx.principal,
+            id,
+            None
+        ));
     }
     let p = match raw.parse() {
         Ok(p) => p,
@@ -421,7 +442,12 @@ impl ActivityPage {
 
 const PAGE: i64 = 50;
 
-async fn activity(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>, Query(q): Query<Before>) -> AppResult<Response> {
+async fn activity(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+    Query(q): Query<Before>,
+) -> AppResult<Response> {
     ctx.principal.require_group(id)?;
     let mut conn = state.db.acquire().await?;
     let group = crate::store::groups::get(&mut conn, id).await?.ok_or(AppError::NotFound)?;
@@ -432,8 +458,14 @@ async fn activity(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>, 
         .then(|| rows.last().map(|r| format!("/groups/{id}/activity?before={}", r.id)))
         .flatten();
     let title = ctx.tr.f("automation.activity_title", &[("group", &group.name)]);
-    let page =
-        ActivityPage { l: ctx.layout_titled(title, "automation").await?, group_id: id, group_name: group.name, rule_set, rows, older };
+    let page = ActivityPage {
+        l: ctx.layout_titled(title, "automation").await?,
+        group_id: id,
+        group_name: group.name,
+        rule_set,
+        rows,
+        older,
+    };
     render(StatusCode::OK, &page)
 }
 
@@ -473,8 +505,9 @@ async fn requests_page(state: &AppState, ctx: &Ctx, q: QueueQuery, errors: Field
     let rows = queue::list(&mut conn, &ctx.principal, status, q.before.filter(|b| *b > 0), PAGE).await?;
     drop(conn);
     let s = status.map(|s| s.as_str()).unwrap_or("all");
-    let older =
-        (rows.len() as i64 == PAGE).then(|| rows.last().map(|r| format!("/join-requests?status={s}&before={}", r.id))).flatten();
+    let older = (rows.len() as i64 == PAGE)
+        .then(|| rows.last().map(|r| format!("/join-requests?status={s}&before={}", r.id)))
+        .flatten();
     let code = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
     let page = RequestsPage {
         l: ctx.layout("automation.requests_title", "automation").await?,
