@@ -538,6 +538,15 @@ pub fn lenient_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::E
     })
 }
 
+/// `v` when no field has an error, else the errors.
+fn fields_ok<T>(e: FieldErrors, v: T) -> Result<T, FieldErrors> {
+    if e.is_empty() {
+        Ok(v)
+    } else {
+        Err(e)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -637,14 +646,5 @@ mod tests {
             separator: "、",
         });
         assert_eq!(text, "欢迎 [CQ:at,qq=1]、[CQ:at,qq=2] 加入 {name}！");
-    }
-}
-
-/// `v` when no field has an error, else the errors.
-fn fields_ok<T>(e: FieldErrors, v: T) -> Result<T, FieldErrors> {
-    if e.is_empty() {
-        Ok(v)
-    } else {
-        Err(e)
     }
 }

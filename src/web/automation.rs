@@ -218,8 +218,7 @@ macro_rules! apply {
             }
             Err(AppError::Validation(e)) => {
                 drop($tx);
-                let mut forms = $forms;
-                forms.errors = e;
+                let forms = Forms { errors: e, ..$forms };
                 detail_page(&$state, &$ctx, $id, forms).await
             }
             Err(e) => Err(e),
