@@ -927,6 +927,18 @@ async fn the_openapi_document_lists_exactly_the_api_routes() {
         ("/api/v1/bridges/{bridge_id}/test-message".to_string(), set(&["post"])),
         ("/api/v1/bridges/{bridge_id}/member-counts".to_string(), set(&["post"])),
         ("/api/v1/bridges/{bridge_id}/telegram-webhook".to_string(), set(&["get", "post"])),
+        ("/api/v1/rule-sets".to_string(), set(&["get", "post"])),
+        ("/api/v1/rule-sets/{id}".to_string(), set(&["get", "patch", "delete"])),
+        ("/api/v1/rule-sets/{id}/welcome".to_string(), set(&["put", "delete"])),
+        ("/api/v1/rule-sets/{id}/keyword-replies".to_string(), set(&["post"])),
+        ("/api/v1/rule-sets/{id}/keyword-replies/{keyword_id}".to_string(), set(&["delete"])),
+        ("/api/v1/rule-sets/{id}/entry-policy".to_string(), set(&["put", "delete"])),
+        ("/api/v1/rule-sets/{id}/attachments".to_string(), set(&["post"])),
+        ("/api/v1/rule-sets/{id}/attachments/remove".to_string(), set(&["post"])),
+        ("/api/v1/groups/{id}/activity".to_string(), set(&["get"])),
+        ("/api/v1/join-requests".to_string(), set(&["get"])),
+        ("/api/v1/join-requests/approve".to_string(), set(&["post"])),
+        ("/api/v1/join-requests/decline".to_string(), set(&["post"])),
     ]);
     assert_eq!(paths, expected);
 
@@ -974,6 +986,10 @@ async fn every_documented_route_answers_at_its_documented_path() {
     .fetch_one(&app.db)
     .await
     .unwrap();
+    let rule_set: i64 = sqlx::query_scalar("INSERT INTO rule_sets (name) VALUES ('Docs') RETURNING id")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
     let doc: Value =
         reqwest::Client::new().get(app.url("/api/openapi.json")).send().await.unwrap().json().await.unwrap();
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -983,7 +999,9 @@ async fn every_documented_route_answers_at_its_documented_path() {
         let concrete = path
             .replace(
                 "{id}",
-                &if path.contains("groups") {
+                &if path.contains("rule-sets") {
+                    rule_set
+                } else if path.contains("groups") {
                     g
                 } else if path.contains("jobs") {
                     job
