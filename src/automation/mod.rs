@@ -55,14 +55,14 @@ pub struct GroupRules {
     pub entry: Option<EntryPolicy>,
 }
 
+/// A group's rules, the epoch they were read under, and when.
+type Cached = (Arc<GroupRules>, u64, Instant);
+
 /// Effective rule sets per group, for this process. An entry is good while no change was
 /// announced since it was read (`epoch`): every change to a rule set, its rules, an attachment
 /// or a group's tags fires `NOTIFY shoal_rule_sets` at commit (statement triggers), and the
 /// listener moves the epoch on. Without a listening connection (it dropped, or LISTEN failed)
 /// an entry lives [`RuleSetCache::UNHEARD_TTL`] only; after a reconnect everything is read again.
-/// A group's rules, the epoch they were read in, and when.
-type Cached = (Arc<GroupRules>, u64, Instant);
-
 #[derive(Default)]
 pub struct RuleSetCache {
     map: Mutex<HashMap<i64, Cached>>,

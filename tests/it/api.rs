@@ -1040,7 +1040,9 @@ async fn every_documented_route_answers_at_its_documented_path() {
         let concrete = path
             .replace(
                 "{id}",
-                &if path.contains("groups") {
+                &if path.contains("rule-sets") {
+                    rule_set
+                } else if path.contains("groups") {
                     g
                 } else if path.contains("jobs") {
                     job
@@ -1052,8 +1054,6 @@ async fn every_documented_route_answers_at_its_documented_path() {
                     campaign
                 } else if path.contains("moderation/actions") {
                     action
-                } else if path.contains("rule-sets") {
-                    rule_set
                 } else {
                     m
                 }

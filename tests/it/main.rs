@@ -8,6 +8,7 @@ mod api;
 mod api_fuzz;
 mod api_hardening;
 mod auth;
+mod automation;
 mod bridge_pages;
 mod bridge_parsing;
 mod bridges;
