@@ -675,3 +675,98 @@ impl Browser {
         path
     }
 }
+
+/// Group automation through the pages, as an operator would set it up: a rule set made on
+/// `/rule-sets`, attached to a group and given a keyword reply; a member's message arrives
+/// through the group's OneBot bridge and is answered; the group's activity log shows what the
+/// bot did and which rule made it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_a_rule_set_made_in_the_pages_answers_and_shows_in_the_activity_log() {
+    use hmac::Mac;
+    const SECRET: &str = "browser-automation-secret";
+    let app = TestApp::spawn().await;
+    app.operator("xiaoli", "admin", true, &[]).await;
+    let bridge: i64 = sqlx::query_scalar(
+        "INSERT INTO bridges (kind, platform, name, secret) VALUES ('onebot11', 'qq', 'QQ bot', $1) RETURNING id",
+    )
+    .bind(SECRET)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    let group: i64 = sqlx::query_scalar(
+        "INSERT INTO groups (name, platform, capacity, external_chat_id, bridge_id) VALUES ('周末读书会', 'qq', 500, '700900', $1) RETURNING id",
+    )
+    .bind(bridge)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+
+    let b = Browser::start().await;
+    b.goto(&app.url("/login")).await;
+    b.wait_path("/login").await;
+    b.type_into("#username", "xiaoli").await;
+    b.type_into("#password", PASSWORD).await;
+    b.click("form.stack button[type='submit']").await;
+    b.wait_path("/").await;
+
+    // A new rule set, then on its page: attached to the group, with a keyword reply.
+    b.goto(&app.url("/rule-sets")).await;
+    b.wait_path("/rule-sets").await;
+    b.type_into("#new-rule-set #name", "读书会规则").await;
+    b.click("#new-rule-set button[type='submit']").await;
+    let rule_set: i64 = b
+        .wait_for("the rule set's page", async || {
+            let path = b.path().await.ok()?;
+            path.strip_prefix("/rule-sets/")?.parse().ok()
+        })
+        .await;
+    b.click(&format!("#group_id option[value='{group}']")).await;
+    b.click("form[action$='/attach'] button[type='submit']").await;
+    b.wait_for("the group to be attached", async || {
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM rule_set_groups WHERE rule_set_id = $1 AND group_id = $2")
+                .bind(rule_set)
+                .bind(group)
+                .fetch_one(&app.db)
+                .await
+                .ok()?;
+        (n == 1).then_some(())
+    })
+    .await;
+    b.wait_path(&format!("/rule-sets/{rule_set}")).await;
+    b.click("#match_kind option[value='contains']").await;
+    b.type_into("#pattern", "几点").await;
+    b.type_into("#reply_text", "每周六晚上八点开始").await;
+    b.click("#add-keyword button[type='submit']").await;
+    b.wait_text("main", "每周六晚上八点开始").await;
+    b.screenshot("08-rule-set").await;
+
+    // A member asks in the group: the bot answers with the reply.
+    let body = serde_json::to_vec(&json!({"time": chrono::Utc::now().timestamp(), "self_id": 10001000,
+        "post_type": "message", "message_type": "group", "sub_type": "normal", "message_id": 41,
+        "group_id": 700900, "user_id": 4242, "message": "今晚几点开始？",
+        "sender": {"user_id": 4242, "nickname": "阿青", "card": ""}}))
+    .unwrap();
+    let mut mac = <hmac::Hmac<sha1::Sha1> as Mac>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(&body);
+    let sig = format!("sha1={}", hex::encode(mac.finalize().into_bytes()));
+    let (status, answer) = crate::harness::post_hook(
+        &app,
+        &format!("/hooks/onebot11/{bridge}"),
+        &body,
+        &[("x-signature", sig), ("x-self-id", "10001000".into())],
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{answer}");
+    assert_eq!(answer["reply"], "每周六晚上八点开始");
+
+    // The group's activity log shows it, with the rule that made it.
+    b.goto(&app.url(&format!("/groups/{group}/activity"))).await;
+    b.wait_path(&format!("/groups/{group}/activity")).await;
+    let rows = b.wait_count("#activity tr[data-kind='keyword_reply']", 1).await;
+    let row = &rows[0];
+    assert!(row.contains("keyword:"), "the row names its rule: {row}");
+    assert!(row.contains("4242") || row.contains("阿青"), "the row names the member: {row}");
+    b.screenshot("09-activity").await;
+    b.quit().await;
+}
