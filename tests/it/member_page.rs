@@ -640,3 +640,33 @@ async fn a_slow_avatar_gives_way_to_the_initial_and_a_private_address_is_never_a
     assert!(!is_red(colour), "{colour:?}");
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn the_page_shows_the_members_progress_in_each_campaign_of_their_groups() {
+    let app = TestApp::spawn().await;
+    let b = bridge(&app, "s3cret").await;
+    let g = linked_group(&app, "room-9", "zh-CN").await;
+    let token = app.token("admin", true, &[]).await;
+    let r = reqwest::Client::new()
+        .post(app.url("/api/v1/campaigns"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "春季邀请赛", "group_ids": [g], "hold_days": 3,
+            "stages": [{"invites": 3, "points": 10}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let chat = Chat { app: &app, bridge: b, chat: "room-9", n: 0.into() };
+    chat.say("ann", "签到").await;
+    let (_, r) = chat.say("ann", "我的").await;
+    let (s, page) = get(&app, &format!("/m/{}", token_in(r["reply"].as_str().unwrap()))).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(page.contains("我的邀请 · 春季邀请赛"), "a section per campaign: {page}");
+    assert!(page.contains("再成功邀请 3 人可得下一档奖励"), "what the next reward needs: {page}");
+    // A member of a group no campaign covers sees no invite section.
+    linked_group(&app, "room-10", "zh-CN").await;
+    let other = Chat { app: &app, bridge: b, chat: "room-10", n: 0.into() };
+    let (_, r) = other.say("bob", "我的").await;
+    let (_, page) = get(&app, &format!("/m/{}", token_in(r["reply"].as_str().unwrap()))).await;
+    assert!(!page.contains("我的邀请"), "{page}");
+}
