@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/moderation.sh — moderation while answering webhooks: a flood of RATE messages/s over two
-# bridges (OneBot v11 and Telegram), GROUPS groups each, VIOLATING % of them breaking a rule,
+# bridges (OneBot v11 and Telegram), NGROUPS groups each, VIOLATING % of them breaking a rule,
 # judged while the webhook is answered; every violation must be acted on. See docs/PERFORMANCE.md.
 #
 #   bash bench/moderation.sh                                  # release build, full run
@@ -9,7 +9,7 @@
 #
 # 1. starts Shoal (embedded PostgreSQL in a temporary dir, job workers on) and the fake bots
 #    (examples/moderation_load.rs `bots`: OneBot v11 and Telegram APIs that count every call);
-# 2. a OneBot and a Telegram bridge without rate limits, GROUPS groups linked on each, one rule
+# 2. a OneBot and a Telegram bridge without rate limits, NGROUPS groups linked on each, one rule
 #    set attached to all of them with the rules an operator starts from: links outside an
 #    allow-list (warn along the ladder warn → warn → mute 1 h → kick), keywords, phone numbers,
 #    QQ/WeChat contacts, other groups' invites, a flood rule (20 in 10 s) and a quarantine;
@@ -21,7 +21,7 @@
 #    its moderation_actions row and that the fake bots got one deletion per violation;
 # 5. prints a Markdown report and appends it to bench/results/moderation-<date>.md.
 #
-# Knobs: RATE (5000), SECONDS_ (20), WARMUP (5), GROUPS (50 per bridge = 100 groups), VIOLATING
+# Knobs: RATE (5000), SECONDS_ (20), WARMUP (5), NGROUPS (50 per bridge = 100 groups), VIOLATING
 # (10), CONNECTIONS (64), WORKERS (jobs per process, 64), POOL (connections, 32), SKIP_BUILD=1,
 # SHOAL_BIN, LOAD_BIN.
 set -euo pipefail
@@ -30,7 +30,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RATE=${RATE:-5000}
 SECONDS_=${SECONDS_:-20}
 WARMUP=${WARMUP:-5}
-GROUPS=${GROUPS:-50}
+NGROUPS=${NGROUPS:-50}
 VIOLATING=${VIOLATING:-10}
 CONNECTIONS=${CONNECTIONS:-64}
 WORKERS=${WORKERS:-64}
@@ -109,9 +109,9 @@ OB=$(psql_q "INSERT INTO bridges (kind, platform, name, secret, api_base_url, ch
 TG=$(psql_q "INSERT INTO bridges (kind, platform, name, secret, api_base_url, access_token, chat_rate_limit, bot_rate_limit)
              VALUES ('telegram', 'telegram', 'bench tg', '$SECRET', 'http://$BOTS', '$TOKEN', 0, 0) RETURNING id")
 psql_q "INSERT INTO groups (name, platform, capacity, external_chat_id, bridge_id, tags)
-        SELECT 'qq ' || i, 'qq', 2000, (700000 + i)::text, $OB, '{bench}' FROM generate_series(0, $GROUPS - 1) i" >/dev/null
+        SELECT 'qq ' || i, 'qq', 2000, (700000 + i)::text, $OB, '{bench}' FROM generate_series(0, $NGROUPS - 1) i" >/dev/null
 psql_q "INSERT INTO groups (name, platform, capacity, external_chat_id, bridge_id, tags)
-        SELECT 'tg ' || i, 'telegram', 2000, (-1007000000 - i)::text, $TG, '{bench}' FROM generate_series(0, $GROUPS - 1) i" >/dev/null
+        SELECT 'tg ' || i, 'telegram', 2000, (-1007000000 - i)::text, $TG, '{bench}' FROM generate_series(0, $NGROUPS - 1) i" >/dev/null
 RS=$(psql_q "INSERT INTO rule_sets (name) VALUES ('bench') RETURNING id")
 psql_q "INSERT INTO rule_set_tags (tag, rule_set_id) VALUES ('bench', $RS)" >/dev/null
 psql_q "INSERT INTO moderation_settings (rule_set_id, ladder, warn_days) VALUES ($RS, 'warn, warn, mute:3600, kick', 30)" >/dev/null
@@ -124,10 +124,10 @@ psql_q "INSERT INTO moderation_rules (rule_set_id, position, kind, words, flood_
         ($RS, 4, 'keywords', '{代开发票,赌场,casino,刷单}', 0, 0, 0, 0, true, 'warn', 0),
         ($RS, 5, 'quarantine', '{example.org}', 0, 0, 0, 1, true, 'nothing', 0),
         ($RS, 6, 'links', '{example.org,shoal.dev}', 0, 0, 0, 0, true, 'warn', 0)" >/dev/null
-log "bridges $OB (OneBot) and $TG (Telegram), $GROUPS groups each, rule set $RS"
+log "bridges $OB (OneBot) and $TG (Telegram), $NGROUPS groups each, rule set $RS"
 
 run_load() { # run, rate, seconds → the load's key/value output
-  "$LOAD_BIN" load --shoal "http://$ADDR" --onebot "$OB" --telegram "$TG" --secret "$SECRET" --groups "$GROUPS" \
+  "$LOAD_BIN" load --shoal "http://$ADDR" --onebot "$OB" --telegram "$TG" --secret "$SECRET" --groups "$NGROUPS" \
     --rate "$2" --seconds "$3" --violating "$VIOLATING" --connections "$CONNECTIONS" --run "$1"
 }
 log "warm-up: ${WARMUP}s at $((RATE / 10))/s"
@@ -168,7 +168,7 @@ report=$(cat <<MD
 
 **Machine:** $CPU, $(nproc) cores, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo), Linux $(uname -r).
 **Build:** $BIN_KIND. **Method:** \`moderation_load load\`, $RATE deliveries/s for ${SECONDS_} s ($CONNECTIONS connections at most),
-half OneBot v11 and half Telegram, $GROUPS groups per bridge, 50 members per group, $VIOLATING % with a link outside the
+half OneBot v11 and half Telegram, $NGROUPS groups per bridge, 50 members per group, $VIOLATING % with a link outside the
 allow-list; one rule set (7 rules: flood, invite, contact, phone, keywords, quarantine, links) on every group; latency
 counted from when each delivery was due. One Shoal process ($WORKERS job workers, $POOL connections), embedded
 PostgreSQL (synchronous_commit on), the fake bots on the same machine.
