@@ -430,6 +430,27 @@ struct ActivityPage {
 }
 
 impl ActivityPage {
+    /// The rule that made the bot act, in the operator's words (stored as `keyword:{id}`,
+    /// `welcome`, `entry:{mode}`).
+    fn rule_words(&self, r: &ActivityRow) -> String {
+        let tr = &self.l.tr;
+        match r.rule.split_once(':') {
+            Some(("keyword", id)) => tr.f("automation.rule_keyword", &[("n", &id)]),
+            Some(("entry", mode)) => tr.f("automation.rule_entry", &[("mode", &tr.tk("automation.modes", mode))]),
+            _ if r.rule == "welcome" => tr.t("automation.rule_welcome").to_string(),
+            _ => r.rule.clone(),
+        }
+    }
+
+    /// What the platform answered; `webhook`: the reply went back in the answer to the bot's own
+    /// delivery, with no call of its own.
+    fn answer_words(&self, a: &str) -> String {
+        match a {
+            "webhook" => self.l.tr.t("automation.answer_webhook").to_string(),
+            _ => a.to_string(),
+        }
+    }
+
     fn what(&self, r: &ActivityRow) -> String {
         r.action
             .as_ref()

@@ -765,7 +765,7 @@ async fn browser_a_rule_set_made_in_the_pages_answers_and_shows_in_the_activity_
     b.wait_path(&format!("/groups/{group}/activity")).await;
     let rows = b.wait_count("#activity tr[data-kind='keyword_reply']", 1).await;
     let row = &rows[0];
-    assert!(row.contains("keyword:"), "the row names its rule: {row}");
+    assert!(row.contains("Keyword reply #") && !row.contains("keyword:"), "the row names its rule in words: {row}");
     assert!(row.contains("4242") || row.contains("阿青"), "the row names the member: {row}");
     b.screenshot("09-activity").await;
     b.quit().await;
