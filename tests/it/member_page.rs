@@ -97,7 +97,7 @@ async fn the_me_command_answers_a_link_whose_page_shows_balance_ledger_and_calen
     assert!(page.contains(r#"<b class="streak">1</b>"#) && page.contains(r#"<b class="total">1</b>"#), "{page}");
     assert!(page.contains(r#"<td class="hit today">"#), "today is marked in the calendar: {page}");
     assert!(!page.contains("<script") && !page.contains("http://") && !page.contains("https://"), "nothing loaded");
-    assert!(!page.contains(r#"id="invites""#), "no invite section until invites are connected");
+    assert!(!page.contains("我的邀请"), "no invite section where no campaign covers the group");
     assert!(!page.contains(r#"class="poster""#), "no poster where the group has none");
 
     // The /me command in English in a group that replies in English; the page follows the link.
