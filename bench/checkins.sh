@@ -19,7 +19,11 @@
 #
 # Also reports the WAL written and the CPU time spent per check-in and per pgbench transaction
 # (Shoal's process; the cluster's postmaster with its backends, exited ones included).
-# Knobs: DURATION (20), WARMUP (5), CLIENTS (16), THREADS (2), NGROUPS (100), REQUESTS (200000), SKIP_BUILD=1, BEFORE_SQL,
+# MEMBERS=returning (the default, the everyday case): every member checking in is already known —
+# member, membership, yesterday's check-in, an account with yesterday's points — as after a day of
+# use, so a check-in continues a streak; MEMBERS=new: every check-in is also the member's first
+# message (member, membership and account created by the check-in), the worst case.
+# Knobs: DURATION (20), WARMUP (5), CLIENTS (16), THREADS (2), NGROUPS (100), REQUESTS (200000), MEMBERS, SKIP_BUILD=1, BEFORE_SQL,
 # SHOAL_BIN=path (time that binary, no build; e.g. target/million/shoal from bench/million.sh).
 set -euo pipefail
 
@@ -30,6 +34,8 @@ CLIENTS=${CLIENTS:-16}
 THREADS=${THREADS:-2}
 NGROUPS=${NGROUPS:-100}
 REQUESTS=${REQUESTS:-200000}
+MEMBERS=${MEMBERS:-returning}
+case "$MEMBERS" in returning|new) ;; *) echo "bench/checkins.sh: MEMBERS is returning or new" >&2; exit 2 ;; esac
 SECRET=bench-secret
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'bench/checkins.sh: %s\n' "$*" >&2; exit 1; }
@@ -102,6 +108,25 @@ ADDR=$(sed -n 's/^Shoal is listening on http:\/\///p' "$tmp/shoal.out")
 BRIDGE=$(psql_q "INSERT INTO bridges (kind, platform, name, secret) VALUES ('onebot11', 'qq', 'bench', '$SECRET') RETURNING id")
 psql_q "INSERT INTO groups (name, platform, capacity, external_chat_id)
         SELECT 'bench ' || i, 'qq', 2000, (900000 + i)::text FROM generate_series(1, $NGROUPS) i" >/dev/null
+if [ "$MEMBERS" = returning ]; then
+  # The members of the measured and warm-up deliveries (ids and names as the deliveries carry
+  # them), each in the group its deliveries go to, with yesterday's check-in and its point.
+  log "seeding $((REQUESTS + REQUESTS / 4)) returning members"
+  psql_q "
+    INSERT INTO members (platform, external_user_id, display_name, last_active_at)
+      SELECT 'qq', (20000000 + i)::text, 'm' || i, now() - interval '1 day' FROM generate_series(0, $REQUESTS + $REQUESTS / 4 - 1) i;
+    INSERT INTO memberships (member_id, group_id, role, joined_at)
+      SELECT m.id, g.id, 'member', now() - interval '2 days' FROM members m
+      JOIN groups g ON g.external_chat_id = (900001 + (m.external_user_id::bigint - 20000000) % $NGROUPS)::text;
+    INSERT INTO checkins (member_id, group_id, day, at, streak)
+      SELECT s.member_id, s.group_id, (now() AT TIME ZONE g.timezone)::date - 1, now() - interval '1 day', 1
+      FROM memberships s JOIN groups g ON g.id = s.group_id;
+    INSERT INTO points_ledger (member_id, delta, kind, reference, idempotency_key, note)
+      SELECT c.member_id, 1, 'checkin', 'checkin:' || c.id, 'seed:' || c.id, '' FROM checkins c;
+    INSERT INTO points_accounts (member_id, balance) SELECT member_id, 1 FROM points_ledger;
+    VACUUM ANALYZE;" >/dev/null
+fi
+SEEDED=$(psql_q "SELECT count(*) FROM checkins")
 # BEFORE_SQL: statements run on Shoal's database before the warm-up, for experiments (e.g.
 # "DROP INDEX members_search_trgm" to see what one index costs).
 [ -z "${BEFORE_SQL:-}" ] || psql_q "$BEFORE_SQL" >/dev/null
@@ -171,8 +196,8 @@ val() { awk -v k="$1" '$1 == k { print $2 }' "$tmp/wrk.kv"; }
 sleep 1
 # WAL written per check-in (the machine's commits wait on WAL: bytes per transaction explain a ratio).
 WAL_PER=$(psql_q "SELECT round(pg_wal_lsn_diff(pg_current_wal_lsn(), '$WAL0') / NULLIF(count(*) - $C0, 0)) FROM checkins")
-CHECKINS=$(psql_q "SELECT count(*) FROM checkins")
-MEASURED=$((CHECKINS - C0))
+CHECKINS=$(( $(psql_q "SELECT count(*) FROM checkins") - SEEDED ))
+MEASURED=$((CHECKINS + SEEDED - C0))
 SHOAL_CPU=$(per_tx_us $((S_T1 - S_T0)) "$MEASURED"); PG_CPU=$(per_tx_us $((P_T1 - P_T0)) "$MEASURED")
 DUPES=$(psql_q "SELECT count(*) FROM (SELECT member_id, group_id, day FROM checkins GROUP BY 1, 2, 3 HAVING count(*) > 1) d")
 BAD_BALANCE=$(psql_q "SELECT count(*) FROM points_accounts a WHERE a.balance <> (SELECT COALESCE(sum(delta), 0) FROM points_ledger l WHERE l.member_id = a.member_id)")
@@ -206,7 +231,7 @@ report=$(cat <<MD
 
 **Machine:** $CPU, $(nproc) cores, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo), Linux $(uname -r).
 **Method:** wrk, $CLIENTS connections / $THREADS threads / ${DURATION} s, each request a distinct signed OneBot v11 check-in
-(distinct members over $NGROUPS groups) to \`/hooks/onebot11/{id}\`; baseline \`pgbench -c $CLIENTS -j $THREADS -T $DURATION\`
+(distinct members over $NGROUPS groups; members: **$MEMBERS**) to \`/hooks/onebot11/{id}\`; baseline \`pgbench -c $CLIENTS -j $THREADS -T $DURATION\`
 (TPC-B, scale 10) on the same embedded PostgreSQL, synchronous_commit = $SYNC.
 
 | load | per second | p50 | p99 | WAL per transaction | CPU per transaction: server / PostgreSQL |

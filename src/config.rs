@@ -39,6 +39,8 @@ pub struct BridgesConfig {
     /// Seconds an event's own time may differ from its arrival and still count (0: no limit
     /// within the years 2000 to 2100).
     pub event_time_tolerance_secs: i64,
+    /// Plain group messages (no answer) are written in batches this often (0: each at once).
+    pub chatter_flush_ms: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -56,6 +56,8 @@ pub struct AppState {
     pub automation: Arc<automation::Automation>,
     /// Moderation's compiled rule sets and flood counts of this process.
     pub moderation: Arc<moderation::Moderator>,
+    /// Plain group messages waiting to be written in a batch (`bridges::chatter`).
+    pub chatter: Arc<bridges::chatter::ChatterSink>,
 }
 
 impl AppState {
@@ -71,7 +73,12 @@ impl AppState {
         let bridges = bridges::BridgeCache::with_public_base(config.public_base());
         let automation = Arc::new(automation::Automation::new(config.clone()));
         let moderation = Arc::new(moderation::Moderator::new(config.clone()));
+        let chatter = Arc::new(bridges::chatter::ChatterSink::start(
+            db.clone(),
+            Duration::from_millis(config.bridges.chatter_flush_ms),
+        ));
         AppState {
+            chatter,
             db,
             config,
             automation,
@@ -115,7 +122,7 @@ pub async fn run(
     // Member-count refreshes and call-log pruning, where jobs run.
     let outbound_upkeep = (state.config.jobs.workers > 0)
         .then(|| outbound::dispatch::spawn_upkeep(state.db.clone(), state.config.clone()));
-    let (db, scan) = (state.db.clone(), state.scan.clone());
+    let (db, scan, chatter) = (state.db.clone(), state.scan.clone(), state.chatter.clone());
     let limits = web::serve::Limits::from_config(&state.config.http, state.config.auth.trust_forwarded_for);
     let app = web::fast::MakeApp::new(state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -145,5 +152,6 @@ pub async fn run(
     jobs.stop(grace).await;
     // No request is running any more: give reserved slots back and write queued scan events.
     scan.shutdown(&db).await;
+    chatter.flush_and_stop().await;
     Ok(())
 }

@@ -196,6 +196,31 @@ pub async fn enqueue_later(
 /// its rule set gives, if any rule matches and its cooldown in the chat is free. The reply goes
 /// in the webhook's answer where the protocol can carry it, else as a job (enqueued with a key
 /// of the delivery, so a retry adds none); the delivery's row keeps the answer for retries.
+/// The keyword reply a message in `group` asks for, if any (its cooldown aside).
+fn keyword_for<'a>(rules: &'a GroupRules, e: &Event, group: &LinkedGroup) -> Option<&'a Keyword> {
+    let EventBody::Message { text, .. } = &e.body else { return None };
+    if rules.keywords.is_empty() {
+        return None;
+    }
+    let mut reserved: Vec<&str> = group.rules.keywords.iter().map(String::as_str).collect();
+    if group.rules.makeup_enabled {
+        reserved.push(group.rules.makeup_keyword.as_str());
+    }
+    pick_keyword(&rules.keywords, text, &reserved, e.at, group.rules.timezone)
+}
+
+/// Whether a message in `group` may get a keyword reply (from the cached rule sets): one that
+/// cannot is plain chat, written behind the answer (`bridges::chatter`).
+pub async fn may_reply(
+    conn: &mut PgConnection,
+    auto: &Automation,
+    e: &Event,
+    group: &LinkedGroup,
+) -> sqlx::Result<bool> {
+    let rules = auto.rule_sets.get(conn, group.id).await?;
+    Ok(keyword_for(&rules, e, group).is_some())
+}
+
 pub async fn on_message(
     conn: &mut PgConnection,
     auto: &Automation,
@@ -205,16 +230,9 @@ pub async fn on_message(
     group: &LinkedGroup,
 ) -> sqlx::Result<Handled> {
     let protocol = bridge.kind.protocol();
-    let EventBody::Message { text, message_id, thread_id, .. } = &e.body else { return Ok(protocol.answer(d, vec![])) };
+    let EventBody::Message { message_id, thread_id, .. } = &e.body else { return Ok(protocol.answer(d, vec![])) };
     let rules = auto.rule_sets.get(conn, group.id).await?;
-    if rules.keywords.is_empty() {
-        return Ok(protocol.answer(d, vec![]));
-    }
-    let mut reserved: Vec<&str> = group.rules.keywords.iter().map(String::as_str).collect();
-    if group.rules.makeup_enabled {
-        reserved.push(group.rules.makeup_keyword.as_str());
-    }
-    let Some(k) = pick_keyword(&rules.keywords, text, &reserved, e.at, group.rules.timezone) else {
+    let Some(k) = keyword_for(&rules, e, group) else {
         return Ok(protocol.answer(d, vec![]));
     };
     let mut tx = conn.begin().await?;

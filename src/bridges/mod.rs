@@ -6,6 +6,7 @@
 //! of [`Action`]s that the protocol splits into its webhook answer and what must wait for its
 //! API. All SQL is in `store::bridges` and `store::checkins`.
 
+pub mod chatter;
 pub mod generic;
 pub mod onebot;
 pub mod telegram;
@@ -197,15 +198,9 @@ impl RecentErrors {
 /// statement (`store::checkins::message_at_once`) after reading the group's rules. Anything else
 /// (joins, leaves, make-ups, unlinked chats, several events) runs in a transaction that first
 /// claims the delivery's dedupe row.
-pub async fn handle(
-    db: &sqlx::PgPool,
-    cache: &BridgeCache,
-    pages: &crate::app::member_page::MemberPages,
-    auto: &crate::automation::Automation,
-    moderator: &crate::moderation::Moderator,
-    bridge: &BridgeRow,
-    d: &Delivery,
-) -> sqlx::Result<Handled> {
+pub async fn handle(state: &crate::AppState, bridge: &BridgeRow, d: &Delivery) -> sqlx::Result<Handled> {
+    let (db, cache, pages) = (&state.db, &*state.bridges, &*state.member_pages);
+    let (auto, moderator) = (&*state.automation, &*state.moderation);
     let protocol = bridge.kind.protocol();
     // The first event's group with its rules, read once for either path below.
     let first = d.events.first();
@@ -232,6 +227,29 @@ pub async fn handle(
                 Intent::CheckIn(note) => Some(Earning::of(&group.rules, note.as_ref())),
                 Intent::MakeUp | Intent::None => None,
             };
+            // Plain chat (no answer, no keyword reply): written behind the answer, in batches.
+            if intent == Intent::None && !crate::automation::may_reply(&mut conn, auto, e, group).await? {
+                let m = message(bridge, e, group);
+                let plain = store::bridges::Chatter {
+                    bridge_id: bridge.id,
+                    dedupe_key: d.dedupe_key.clone(),
+                    kind: d.kind.as_str(),
+                    chat_id: e.chat.id.clone(),
+                    user_id: e.user.id.clone(),
+                    platform: bridge.platform.clone(),
+                    name: m.name.to_string(),
+                    at: m.at,
+                    group_id: group.id,
+                    role: e.user.role.unwrap_or("member"),
+                    day: m.day,
+                };
+                if state.chatter.record(plain) {
+                    touch(&mut conn, cache, bridge, d).await?;
+                    metrics::counter!("bridge_events_total", "kind" => bridge.kind.as_str(), "result" => "queued")
+                        .increment(1);
+                    return Ok(protocol.answer(d, vec![]));
+                }
+            }
             let log = LogRow {
                 bridge_id: bridge.id,
                 dedupe_key: &d.dedupe_key,

@@ -154,7 +154,7 @@ async fn write_with_retry(db: &PgPool, tz: chrono_tz::Tz, events: Vec<ScanEvent>
 /// Whether a failed write may succeed when tried again: the connection or the server had a
 /// moment (connection lost, pool exhausted, serialization failure or deadlock, resources,
 /// shutdown), not a refusal of the data itself.
-fn transient(e: &sqlx::Error) -> bool {
+pub(crate) fn transient(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => true,
         sqlx::Error::Database(d) => {

@@ -518,3 +518,92 @@ pub async fn member_id(
         .fetch_one(conn)
         .await
 }
+
+/// One plain group message, as [`write_chatter`] takes it: a message that asked for nothing
+/// and got no answer, whose writes were put off to a batch (`bridges::chatter`).
+#[derive(Debug, Clone)]
+pub struct Chatter {
+    pub bridge_id: i64,
+    pub dedupe_key: String,
+    pub kind: &'static str,
+    pub chat_id: String,
+    pub user_id: String,
+    pub platform: String,
+    pub name: String,
+    pub at: DateTime<Utc>,
+    pub group_id: i64,
+    pub role: &'static str,
+    /// The local day of `at` in the group.
+    pub day: chrono::NaiveDate,
+}
+
+/// Writes a batch of plain messages in one statement: each delivery's row (a key seen before,
+/// by this or another process, writes nothing more), then for the new ones the members
+/// (created, or their name and last activity refreshed), their open memberships (the role
+/// refreshed when it changed) and the day's message counts, summed per member, group and day.
+/// Rows are written in key order, so that concurrent batches and single messages lock them in
+/// the same order. Messages of a bridge or group deleted since they were queued are dropped.
+/// Returns how many deliveries were new.
+pub async fn write_chatter(conn: &mut PgConnection, batch: &[Chatter]) -> sqlx::Result<i64> {
+    fn col<'a, T, F: Fn(&'a Chatter) -> T>(b: &'a [Chatter], f: F) -> Vec<T> {
+        b.iter().map(f).collect()
+    }
+    sqlx::query_scalar(
+        "WITH input AS (
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                                  $8::timestamptz[], $9::bigint[], $10::text[], $11::date[])
+                 AS t(bridge_id, dedupe_key, kind, chat_id, user_id, platform, name, at, group_id, role, day)
+         ), ev AS (
+             INSERT INTO bridge_events (bridge_id, dedupe_key, kind, chat_id, user_id, status)
+             SELECT bridge_id, dedupe_key, kind, chat_id, user_id, 204 FROM input
+             WHERE EXISTS (SELECT FROM bridges b WHERE b.id = input.bridge_id)
+               AND EXISTS (SELECT FROM groups g WHERE g.id = input.group_id)
+             ORDER BY bridge_id, dedupe_key
+             ON CONFLICT (bridge_id, dedupe_key) DO NOTHING
+             RETURNING bridge_id, dedupe_key
+         ), fresh AS (
+             -- A delivery queued twice (a retry while the first copy waited) counts once.
+             SELECT DISTINCT ON (bridge_id, dedupe_key) i.* FROM input i JOIN ev USING (bridge_id, dedupe_key)
+             ORDER BY bridge_id, dedupe_key
+         ), people AS (
+             SELECT DISTINCT ON (platform, user_id) platform, user_id, name,
+                    max(at) OVER (PARTITION BY platform, user_id) AS last_at
+             FROM fresh ORDER BY platform, user_id, at DESC
+         ), m AS (
+             INSERT INTO members (platform, external_user_id, display_name, last_active_at)
+             SELECT platform, user_id, name, last_at FROM people ORDER BY platform, user_id
+             ON CONFLICT (platform, external_user_id) DO UPDATE SET display_name = EXCLUDED.display_name,
+                last_active_at = GREATEST(members.last_active_at, EXCLUDED.last_active_at), updated_at = now()
+             RETURNING id, platform, external_user_id
+         ), seen AS (
+             SELECT m.id AS member_id, f.group_id, f.role, f.at, f.day
+             FROM fresh f JOIN m ON m.platform = f.platform AND m.external_user_id = f.user_id
+         ), membership AS (
+             INSERT INTO memberships (member_id, group_id, role, joined_at)
+             SELECT DISTINCT ON (member_id, group_id) member_id, group_id, role,
+                    min(at) OVER (PARTITION BY member_id, group_id)
+             FROM seen ORDER BY member_id, group_id, at DESC
+             ON CONFLICT (member_id, group_id) WHERE left_at IS NULL DO UPDATE SET role = EXCLUDED.role
+             WHERE memberships.role IS DISTINCT FROM EXCLUDED.role
+         ), activity AS (
+             INSERT INTO member_daily_activity (member_id, group_id, day, messages)
+             SELECT member_id, group_id, day, count(*) FROM seen GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+             ON CONFLICT (member_id, group_id, day)
+             DO UPDATE SET messages = member_daily_activity.messages + EXCLUDED.messages
+         )
+         SELECT count(*) FROM ev",
+    )
+    .bind(col(batch, |c| c.bridge_id))
+    .bind(col(batch, |c| c.dedupe_key.as_str()))
+    .bind(col(batch, |c| c.kind))
+    .bind(col(batch, |c| c.chat_id.as_str()))
+    .bind(col(batch, |c| c.user_id.as_str()))
+    .bind(col(batch, |c| c.platform.as_str()))
+    .bind(col(batch, |c| c.name.as_str()))
+    .bind(col(batch, |c| c.at))
+    .bind(col(batch, |c| c.group_id))
+    .bind(col(batch, |c| c.role))
+    .bind(col(batch, |c| c.day))
+    .fetch_one(conn)
+    .await
+}

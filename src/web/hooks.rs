@@ -74,17 +74,7 @@ async fn hook(
             };
         }
     }
-    match bridges::handle(
-        &state.db,
-        &state.bridges,
-        &state.member_pages,
-        &state.automation,
-        &state.moderation,
-        &bridge,
-        &delivery,
-    )
-    .await
-    {
+    match bridges::handle(&state, &bridge, &delivery).await {
         // `later` (actions the protocol cannot carry in its answer) were enqueued as outbound
         // jobs in the delivery's own transaction.
         Ok(bridges::Handled { answer: Some(answer), .. }) => (StatusCode::OK, Json(answer)).into_response(),

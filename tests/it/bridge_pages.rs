@@ -540,6 +540,7 @@ async fn the_member_page_shows_activity_checkins_and_points_from_a_bridge() {
                         "display_name": "Ann", "text": text, "timestamp": now});
         post_generic(&app, id, &secret, ev).await;
     }
+    app.chatter_written().await;
     let m: i64 =
         sqlx::query_scalar("SELECT id FROM members WHERE external_user_id = 'ann'").fetch_one(&app.db).await.unwrap();
     let (s, body) = get(&c, &app, &format!("/members/{m}")).await;

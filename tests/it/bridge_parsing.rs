@@ -178,7 +178,8 @@ async fn a_keyword_inside_or_glued_to_a_sentence_is_not_a_checkin() {
     }
     assert_eq!(app.count("checkins").await, 0);
     assert_eq!(app.count("points_ledger").await, 0);
-    // They are still messages: counted as activity.
+    // They are still messages: counted as activity (written behind the answers).
+    app.chatter_written().await;
     let messages: i64 = sqlx::query_scalar("SELECT COALESCE(sum(messages), 0)::bigint FROM member_daily_activity")
         .fetch_one(&app.db)
         .await

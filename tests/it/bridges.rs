@@ -430,6 +430,8 @@ async fn a_deleted_bridge_takes_its_delivery_log_and_only_its_own() {
         let (s, _) = post_generic(&app, id, secret, ev).await;
         assert_eq!(s, StatusCode::NO_CONTENT);
     }
+    app.chatter_written().await;
+    assert_eq!(app.count("bridge_events").await, 2);
     sqlx::query("DELETE FROM bridges WHERE id = $1").bind(gone).execute(&app.db).await.unwrap();
     let left: Vec<i64> = sqlx::query_scalar("SELECT bridge_id FROM bridge_events").fetch_all(&app.db).await.unwrap();
     assert_eq!(left, vec![kept]);

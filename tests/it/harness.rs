@@ -119,6 +119,7 @@ pub struct TestApp {
     pub db_opts: PgConnectOptions,
     stop: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<anyhow::Result<()>>>>,
+    chatter: std::sync::Arc<shoal::bridges::chatter::ChatterSink>,
 }
 
 impl TestApp {
@@ -150,11 +151,25 @@ impl TestApp {
         config.public_url = format!("http://{addr}");
         tweak(&mut config);
         let state = AppState::new(db.clone(), config.clone());
+        let chatter = state.chatter.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(shoal::run(listener, state, async move {
             let _ = stopped.await;
         }));
-        TestApp { addr, db, db_opts, stop: std::sync::Mutex::new(Some(stop)), task: std::sync::Mutex::new(Some(task)) }
+        TestApp {
+            addr,
+            db,
+            db_opts,
+            stop: std::sync::Mutex::new(Some(stop)),
+            task: std::sync::Mutex::new(Some(task)),
+            chatter,
+        }
+    }
+
+    /// Waits until the plain messages answered so far are written (`bridges::chatter` writes
+    /// them behind the answer).
+    pub async fn chatter_written(&self) {
+        self.chatter.flush().await;
     }
 
     pub fn url(&self, path: &str) -> String {

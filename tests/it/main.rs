@@ -14,6 +14,7 @@ mod bridge_parsing;
 mod bridges;
 mod broadcasts;
 mod browser;
+mod chatter;
 mod cli;
 mod fakebots;
 mod groups;
