@@ -361,6 +361,12 @@ async fn the_campaign_form_keeps_its_window_in_the_display_zone_and_refuses_an_e
     // The edit form shows them as typed; the campaign's page with the zone's name.
     let edit = admin.get(app.url(&format!("/campaigns/{id}/edit"))).send().await.unwrap().text().await.unwrap();
     assert!(edit.contains(r#"value="2026-12-10T09:00""#) && edit.contains(r#"value="2026-12-20T21:30""#), "{edit}");
+    assert!(
+        edit.contains("Only joins between the start and the end count") || edit.contains("只有在开始和结束之间入群"),
+        "the window's hint names its meaning: {edit}"
+    );
+    assert!(edit.contains("Beijing time") || edit.contains("北京时间"), "and the zone: {edit}");
+    assert!(!edit.contains("??"), "every label has its words: {edit}");
     let page = admin.get(app.url(&format!("/campaigns/{id}"))).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("2026-12-10 09:00"), "{page}");
 
@@ -387,4 +393,6 @@ async fn the_campaign_form_keeps_its_window_in_the_display_zone_and_refuses_an_e
     let body = r.text().await.unwrap();
     let want = if english { "结束时间要晚于开始时间。" } else { "The end must be after the start." };
     assert!(body.contains(want), "{body}");
+    let label = if english { "活动时间" } else { "Time window" };
+    assert!(body.contains(label) && !body.contains("??"), "{body}");
 }
