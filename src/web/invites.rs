@@ -105,7 +105,8 @@ fn parse_form(body: &[u8]) -> CampaignForm {
 
 impl CampaignForm {
     fn of(c: &CampaignRow, tz: chrono_tz::Tz) -> CampaignForm {
-        let local = |at: Option<chrono::DateTime<chrono::Utc>>| at.map(|a| local_input_value(a, tz)).unwrap_or_default();
+        let local =
+            |at: Option<chrono::DateTime<chrono::Utc>>| at.map(|a| local_input_value(a, tz)).unwrap_or_default();
         CampaignForm {
             name: c.name.clone(),
             group_ids: c.group_ids.clone(),

@@ -903,14 +903,14 @@ async fn browser_the_invite_loop_from_campaign_to_poster_to_confirmed_reward() {
         .execute(&app.db)
         .await
         .unwrap();
-    sqlx::query("UPDATE jobs SET run_at = run_at - interval '4 days' WHERE kind = 'invite_confirm' AND state = 'queued'")
-        .execute(&app.db)
-        .await
-        .unwrap();
-    b.wait_for("the job to confirm the first invite", async || {
-        (record("5001").await.0 == "confirmed").then_some(())
-    })
-    .await;
+    sqlx::query(
+        "UPDATE jobs SET run_at = run_at - interval '4 days' WHERE kind = 'invite_confirm' AND state = 'queued'",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    b.wait_for("the job to confirm the first invite", async || (record("5001").await.0 == "confirmed").then_some(()))
+        .await;
     assert_eq!(record("5002").await.0, "reversed", "a reversed invite stays reversed");
 
     // The records page: one confirmed, one reversed (left).

@@ -109,8 +109,13 @@ pub async fn onebot_post(app: &TestApp, bridge: i64, body: Value) -> (StatusCode
     let mut mac = <hmac::Hmac<sha1::Sha1> as Mac>::new_from_slice(SECRET.as_bytes()).unwrap();
     mac.update(&body);
     let sig = format!("sha1={}", hex::encode(mac.finalize().into_bytes()));
-    post_hook(app, &format!("/hooks/onebot11/{bridge}"), &body, &[("x-signature", sig), ("x-self-id", "10001000".into())])
-        .await
+    post_hook(
+        app,
+        &format!("/hooks/onebot11/{bridge}"),
+        &body,
+        &[("x-signature", sig), ("x-self-id", "10001000".into())],
+    )
+    .await
 }
 
 pub fn qq_message(user: i64, id: i64, text: &str) -> Value {
@@ -194,11 +199,12 @@ async fn the_invite_command_over_onebot_answers_with_a_poster_whose_qr_is_the_pe
     // Asking again: the same poster address, one link row.
     let (_, again) = onebot_post(&app, bridge, qq_message(4242, 2, "/invite")).await;
     assert_eq!(images_in(again["reply"].as_str().unwrap()), images);
-    let links: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM poster_links WHERE member_id = (SELECT id FROM members WHERE external_user_id = '4242')")
-            .fetch_one(&app.db)
-            .await
-            .unwrap();
+    let links: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM poster_links WHERE member_id = (SELECT id FROM members WHERE external_user_id = '4242')",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
     assert_eq!(links, 1);
     // An operator revokes it: the address answers 404 and the bot sends the text alone.
     sqlx::query("UPDATE poster_links SET revoked_at = now()").execute(&app.db).await.unwrap();
@@ -239,8 +245,13 @@ async fn the_invite_command_over_telegram_sends_the_poster_with_send_photo() {
         let body = serde_json::to_vec(&update).unwrap();
         let app = &app;
         async move {
-            post_hook(app, &format!("/hooks/telegram/{bridge}"), &body, &[("x-telegram-bot-api-secret-token", SECRET.into())])
-                .await
+            post_hook(
+                app,
+                &format!("/hooks/telegram/{bridge}"),
+                &body,
+                &[("x-telegram-bot-api-secret-token", SECRET.into())],
+            )
+            .await
         }
     };
     let chat = json!({"id": -100700, "type": "supergroup", "title": "Runners"});
