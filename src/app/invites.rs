@@ -596,22 +596,36 @@ pub async fn progress(conn: &mut PgConnection, member: i64, public_base: &str) -
     Ok(out)
 }
 
+/// The bot's answer to `邀请` / `/invite`: the text, and the addresses of the member's posters
+/// (one per campaign with a poster template and a live code) to send with it as pictures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandAnswer {
+    pub text: String,
+    pub posters: Vec<String>,
+}
+
 /// The bot's answer to `邀请` / `/invite` from `member`: their progress in each campaign and
-/// their personal link, in `lang` (a campaign's own progress text when it has one). `escape`
-/// makes chat values safe for the platform.
+/// their personal link, in `lang` (a campaign's own progress text when it has one), and their
+/// poster of each campaign that has a template: a public poster link (`/p/{token}`) whose QR is
+/// the member's personal link (`member_poster`). `name` is escaped for the platform already.
 pub async fn command_reply(
     conn: &mut PgConnection,
+    pages: &super::member_page::MemberPages,
     member: i64,
     name: &str,
     public_base: &str,
     lang: Lang,
-) -> sqlx::Result<String> {
+) -> sqlx::Result<CommandAnswer> {
     let tr = Tr(lang);
     let all = progress(conn, member, public_base).await?;
     if all.is_empty() {
-        return Ok(render(tr.t("invites.bot.none"), &[("name", name.to_string())]));
+        return Ok(CommandAnswer {
+            text: render(tr.t("invites.bot.none"), &[("name", name.to_string())]),
+            posters: vec![],
+        });
     }
     let mut lines = Vec::new();
+    let mut posters = Vec::new();
     for p in &all {
         let more = match (&p.next_stage, p.more_needed) {
             (Some(s), Some(n)) => {
@@ -628,6 +642,59 @@ pub async fn command_reply(
             ("link", p.link.clone().unwrap_or_default()),
         ];
         lines.push(render(tr.t("invites.bot.progress"), &vars));
+        if let Some(url) = member_poster(conn, pages, member, p).await? {
+            posters.push(url);
+        }
     }
-    Ok(lines.join("\n\n"))
+    Ok(CommandAnswer { text: lines.join("\n\n"), posters })
+}
+
+/// The address of a member's poster in a campaign (None without a template or a live code, or
+/// when an operator revoked the link): `/p/{token}`, the token derived from the member page's
+/// key and (campaign, template, member), so that asking again (or a retried delivery) gives the
+/// same address; only its hash is stored, like every poster link's. The link's placeholders
+/// (`{campaign}`, `{invites}`) are brought up to date on each ask.
+async fn member_poster(
+    conn: &mut PgConnection,
+    pages: &super::member_page::MemberPages,
+    member: i64,
+    p: &Progress,
+) -> sqlx::Result<Option<String>> {
+    let (Some(template), Some(link)) = (p.poster_template_id, p.link.as_deref()) else { return Ok(None) };
+    let token = poster_token(pages.key(conn).await?, p.campaign_id, template, member);
+    let vars = std::collections::BTreeMap::from([
+        ("campaign".to_string(), p.campaign.clone()),
+        ("invites".to_string(), p.confirmed.to_string()),
+    ]);
+    let hash = crate::auth::token_hash(&token);
+    Ok(db::member_poster_link(conn, &hash, template, member, link, &vars)
+        .await?
+        .then(|| pages.absolute(&format!("/p/{token}"))))
+}
+
+/// A member's poster token in a campaign: HMAC-SHA256 under `key` (the member page's key, in a
+/// domain of its own) of (campaign, template, member), 43 characters of URL-safe base64 like
+/// every `/p/` token.
+fn poster_token(key: &[u8], campaign: i64, template: i64, member: i64) -> String {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let mut m = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    m.update(format!("invite_poster:{campaign}:{template}:{member}").as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(m.finalize().into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::poster_token;
+
+    #[test]
+    fn a_poster_token_is_stable_per_campaign_template_and_member_and_shaped_like_a_link_token() {
+        let t = poster_token(b"key", 1, 2, 3);
+        assert_eq!(t, poster_token(b"key", 1, 2, 3));
+        assert_eq!(t.len(), 43);
+        assert!(t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        for other in [poster_token(b"key", 1, 2, 4), poster_token(b"key", 1, 5, 3), poster_token(b"yek", 1, 2, 3)] {
+            assert_ne!(t, other);
+        }
+    }
 }

@@ -415,6 +415,15 @@ fn reply_to(e: &Event, text: String) -> Action {
     Action::Send { chat_id: e.chat.id.clone(), text, reply_to, thread_id, mention: false, user_id: None }
 }
 
+/// A picture answering the message `e`, in its chat and topic.
+fn photo_to(e: &Event, url: String) -> Action {
+    let (reply_to, thread_id) = match &e.body {
+        EventBody::Message { message_id, thread_id, .. } => (Some(message_id.clone()), thread_id.clone()),
+        _ => (None, None),
+    };
+    Action::SendPhoto { chat_id: e.chat.id.clone(), url, caption: None, reply_to, thread_id }
+}
+
 /// The reply to a check-in: the text names the member (their name escaped for the platform,
 /// which is the one value in a reply that a member controls: a QQ card `[CQ:at,qq=all]` must
 /// not @ everyone), so the reply does not also mention them.
@@ -468,9 +477,12 @@ async fn process(
             if intent == Intent::None && crate::domain::invite::is_command(text) {
                 let name = protocol.escape(display_name(&e.user.id, &e.user.name));
                 let base = cache.1.get().map(String::as_str).unwrap_or("");
-                let text =
-                    crate::app::invites::command_reply(conn, member, &name, base, group.rules.reply_lang).await?;
-                return Ok(vec![reply_to(e, text)]);
+                let lang = group.rules.reply_lang;
+                let answer = crate::app::invites::command_reply(conn, pages, member, &name, base, lang).await?;
+                // The text, then the member's posters as pictures in the same chat and topic.
+                let mut a = vec![reply_to(e, answer.text)];
+                a.extend(answer.posters.into_iter().map(|url| photo_to(e, url)));
+                return Ok(a);
             }
             Ok(match (intent, outcome) {
                 (Intent::CheckIn(_), Some(o)) => {

@@ -648,3 +648,45 @@ pub async fn group_chat(conn: &mut PgConnection, group: i64) -> sqlx::Result<Opt
 pub async fn external_id(conn: &mut PgConnection, member: i64) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar("SELECT external_user_id FROM members WHERE id = $1").bind(member).fetch_optional(conn).await
 }
+
+// ---------------------------------------------------------------- the bot's poster
+
+/// The public poster link (`/p/{token}`) of a member in a campaign, by its token's hash: made on
+/// first use with the member's personal link as its QR and `vars` as its placeholders, brought
+/// up to date (QR, placeholders) afterwards. False when an operator revoked it: a revoked link
+/// is never revived.
+pub async fn member_poster_link(
+    conn: &mut PgConnection,
+    token_hash: &[u8],
+    template_id: i64,
+    member: i64,
+    qr_url: &str,
+    vars: &std::collections::BTreeMap<String, String>,
+) -> sqlx::Result<bool> {
+    let live: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO poster_links (token_hash, template_id, member_id, name, qr_url, vars)
+         SELECT $1, $2, m.id, m.display_name, $4, $5 FROM members m WHERE m.id = $3
+         ON CONFLICT (token_hash) DO UPDATE SET qr_url = EXCLUDED.qr_url, vars = EXCLUDED.vars, name = EXCLUDED.name
+             WHERE poster_links.revoked_at IS NULL
+               AND (poster_links.qr_url, poster_links.vars, poster_links.name)
+                   IS DISTINCT FROM (EXCLUDED.qr_url, EXCLUDED.vars, EXCLUDED.name)
+         RETURNING id",
+    )
+    .bind(token_hash)
+    .bind(template_id)
+    .bind(member)
+    .bind(qr_url)
+    .bind(Json(vars))
+    .fetch_optional(&mut *conn)
+    .await?;
+    if live.is_some() {
+        return Ok(true);
+    }
+    // Unchanged (no update, no row back) or revoked.
+    let revoked: Option<Option<DateTime<Utc>>> =
+        sqlx::query_scalar("SELECT revoked_at FROM poster_links WHERE token_hash = $1")
+            .bind(token_hash)
+            .fetch_optional(conn)
+            .await?;
+    Ok(matches!(revoked, Some(None)))
+}

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use super::ctx::{Ctx, Layout};
 use super::{redirect, render};
 use crate::app::invites as app;
+use crate::domain::group::{local_input_value, parse_instant};
 use crate::domain::invite::{CampaignRaw, CampaignSpec, CampaignStatus, Decision, InviteState, Stage};
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::store::invites::{self as db, CampaignRow, LeaderRow, RecordFilter, RecordRow};
@@ -60,6 +61,9 @@ struct CampaignForm {
     name: String,
     group_ids: Vec<i64>,
     live_code_slug: String,
+    /// The time window as `datetime-local` values in the display time zone.
+    starts_at: String,
+    ends_at: String,
     status: String,
     hold_days: String,
     rejoin_days: String,
@@ -83,6 +87,8 @@ fn parse_form(body: &[u8]) -> CampaignForm {
                 }
             }
             "live_code_slug" => f.live_code_slug = v,
+            "starts_at" => f.starts_at = v,
+            "ends_at" => f.ends_at = v,
             "status" => f.status = v,
             "hold_days" => f.hold_days = v,
             "rejoin_days" => f.rejoin_days = v,
@@ -98,11 +104,15 @@ fn parse_form(body: &[u8]) -> CampaignForm {
 }
 
 impl CampaignForm {
-    fn of(c: &CampaignRow) -> CampaignForm {
+    fn of(c: &CampaignRow, tz: chrono_tz::Tz) -> CampaignForm {
+        let local =
+            |at: Option<chrono::DateTime<chrono::Utc>>| at.map(|a| local_input_value(a, tz)).unwrap_or_default();
         CampaignForm {
             name: c.name.clone(),
             group_ids: c.group_ids.clone(),
             live_code_slug: c.live_code_slug.clone().unwrap_or_default(),
+            starts_at: local(c.starts_at),
+            ends_at: local(c.ends_at),
             status: c.status.as_str().to_string(),
             hold_days: c.hold_days.to_string(),
             rejoin_days: c.rejoin_days.to_string(),
@@ -123,9 +133,19 @@ impl CampaignForm {
         }
     }
 
-    /// The form as the domain's raw campaign; numbers that are not numbers are field errors.
-    fn raw(&self) -> Result<CampaignRaw, FieldErrors> {
+    /// The form as the domain's raw campaign; numbers that are not numbers and times that are
+    /// not times (read in the display zone `tz`) are field errors.
+    fn raw(&self, tz: chrono_tz::Tz) -> Result<CampaignRaw, FieldErrors> {
         let mut fe = FieldErrors::new();
+        let mut instant = |field: &str, v: &str| match v.trim() {
+            "" => None,
+            v => parse_instant(v, tz).or_else(|| {
+                fe.add(field, "error.datetime");
+                None
+            }),
+        };
+        let starts_at = instant("starts_at", &self.starts_at);
+        let ends_at = instant("ends_at", &self.ends_at);
         let mut number = |field: &str, v: &str| -> Option<i64> {
             let v = v.trim();
             if v.is_empty() {
@@ -166,8 +186,8 @@ impl CampaignForm {
             name: self.name.clone(),
             group_ids: self.group_ids.clone(),
             live_code_slug: self.live_code_slug.clone(),
-            starts_at: None,
-            ends_at: None,
+            starts_at,
+            ends_at,
             status: Some(self.status.clone()),
             hold_days,
             rejoin_days,
@@ -200,6 +220,10 @@ impl FormPage {
     }
     fn checked(&self, id: &i64) -> bool {
         self.form.group_ids.contains(id)
+    }
+    /// "Times are in 北京时间 …": the display zone the window is typed in.
+    fn window_hint(&self) -> String {
+        self.l.tr.f("inve2e.window_hint", &[("tz", &self.l.time.label())])
     }
 }
 
@@ -238,14 +262,14 @@ async fn edit(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>) -> A
     let mut conn = state.db.acquire().await?;
     let c = app::get(&mut conn, &ctx.principal, id).await?;
     drop(conn);
-    form_page(&state, &ctx, Some(id), CampaignForm::of(&c), FieldErrors::new(), StatusCode::OK).await
+    form_page(&state, &ctx, Some(id), CampaignForm::of(&c, ctx.time.tz), FieldErrors::new(), StatusCode::OK).await
 }
 
 /// Saves the form through `app::invites::create` or `update`; bad input re-renders it (422).
 async fn save(state: &AppState, ctx: &Ctx, id: Option<i64>, body: &[u8]) -> AppResult<Response> {
     ctx.principal.require_write()?;
     let form = parse_form(body);
-    let spec = match form.raw().and_then(CampaignSpec::try_from) {
+    let spec = match form.raw(ctx.time.tz).and_then(CampaignSpec::try_from) {
         Ok(s) => s,
         Err(errors) => return form_page(state, ctx, id, form, errors, StatusCode::UNPROCESSABLE_ENTITY).await,
     };

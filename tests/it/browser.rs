@@ -770,3 +770,181 @@ async fn browser_a_rule_set_made_in_the_pages_answers_and_shows_in_the_activity_
     b.screenshot("09-activity").await;
     b.quit().await;
 }
+
+/// The growth loop end to end, as an operator and members would live it: the operator makes a
+/// campaign in the pages (group, live code, stages, hold days, poster, time window); a member
+/// asks the QQ bot `邀请` through a signed OneBot delivery and gets their poster; its QR, decoded,
+/// is their personal link, which leads through the live code to the group; the scan is matched to
+/// the join that follows through the bridge; the invite is pending on the records page; the test
+/// clock lets the hold pass and the job confirms it; the reward is in the member's ledger and on
+/// their page; a second invitee who leaves inside the hold is shown reversed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_the_invite_loop_from_campaign_to_poster_to_confirmed_reward() {
+    use crate::invite_loop::{
+        images_in, invite_code, live_code, now, onebot_post, poster_qr, poster_template, qq_group, qq_message,
+        qq_notice, JOIN_URL,
+    };
+    let app = TestApp::spawn_with(crate::invite_loop::config).await;
+    app.operator("xiaoli", "admin", true, &[]).await;
+    let token = app.token("admin", true, &[]).await;
+    let (bridge, group) = qq_group(&app).await;
+    live_code(&app, "runners", group).await;
+    let template = poster_template(&app, &token).await;
+    // The inviter is in the group already (a join nobody is credited with).
+    let (s, _) = onebot_post(&app, bridge, qq_notice("group_increase", "approve", 4242, now())).await;
+    assert!(s.is_success());
+
+    let b = Browser::start().await;
+    b.goto(&app.url("/login")).await;
+    b.wait_path("/login").await;
+    b.type_into("#username", "xiaoli").await;
+    b.type_into("#password", PASSWORD).await;
+    b.click("form.stack button[type='submit']").await;
+    b.wait_path("/").await;
+
+    // The campaign, made in its form.
+    b.goto(&app.url("/campaigns/new")).await;
+    b.wait_path("/campaigns/new").await;
+    b.type_into("#name", "冬季跑团邀请赛").await;
+    b.click(&format!("input[name='group_ids'][value='{group}']")).await;
+    b.type_into("#live_code_slug", "runners").await;
+    b.type_into("#hold_days", "3").await;
+    b.type_into("#stages", "1,10").await;
+    b.type_into("#poster_template_id", &template.to_string()).await;
+    let legend = b.text("#campaign-window legend").await.expect("the window's legend");
+    assert!(["Time window", "活动时间"].contains(&legend.as_str()), "{legend}");
+    // The window, typed in the display zone: from yesterday to a week from now.
+    let tz = chrono_tz::Asia::Shanghai;
+    let local = |d: i64| (chrono::Utc::now() + chrono::Duration::days(d)).with_timezone(&tz).format("%Y-%m-%dT%H:%M");
+    let set = "document.querySelector(arguments[0]).value = arguments[1]";
+    b.script(set, json!(["#starts_at", local(-1).to_string()])).await.expect("start");
+    b.script(set, json!(["#ends_at", local(7).to_string()])).await.expect("end");
+    b.screenshot("10-campaign-form").await;
+    b.click("#campaign-form button[type='submit']").await;
+    b.wait_text("h1", "冬季跑团邀请赛").await;
+    let campaign: i64 = b
+        .wait_for("the campaign's page", async || b.path().await.ok()?.strip_prefix("/campaigns/")?.parse().ok())
+        .await;
+    type Stored = (Vec<i64>, i32, Option<i64>, Option<i64>, bool);
+    let stored: Stored = sqlx::query_as(
+        "SELECT group_ids, hold_days, live_code_id, poster_template_id, starts_at < now() AND ends_at > now() FROM campaigns WHERE id = $1",
+    )
+    .bind(campaign)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!((stored.0, stored.1, stored.3, stored.4), (vec![group], 3, Some(template), true));
+    assert!(stored.2.is_some(), "the live code is the campaign's");
+
+    // The member asks the bot; the answer carries their poster; its QR is their personal link.
+    let (s, a) = onebot_post(&app, bridge, qq_message(4242, 1, "邀请")).await;
+    assert_eq!(s, reqwest::StatusCode::OK, "{a}");
+    let reply = a["reply"].as_str().unwrap();
+    let posters = images_in(reply);
+    assert_eq!(posters.len(), 1, "{reply}");
+    let personal = poster_qr(&posters[0]).await;
+    let code = invite_code(&app, "4242").await;
+    assert_eq!(personal, app.url(&format!("/l/runners?r={code}")));
+
+    // A friend scans it: the live code sends them to the group, and the scan waits as a
+    // referral; their join through the bridge a moment later is matched to it.
+    let scan = async |ua: &str, referrals: i64| {
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let r = http.get(&personal).header("user-agent", ua).send().await.unwrap();
+        assert!(r.status().is_redirection(), "{}", r.status());
+        assert_eq!(r.headers()["location"], JOIN_URL, "the live code leads to the group");
+        for _ in 0..100 {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM invite_referrals").fetch_one(&app.db).await.unwrap();
+            if n == referrals {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The join's time (whole seconds) comes after the scan's.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    };
+    scan("Mozilla/5.0 (iPhone) friend-one", 1).await;
+    let (s, _) = onebot_post(&app, bridge, qq_notice("group_increase", "approve", 5001, now())).await;
+    assert!(s.is_success());
+    let record = |invitee: &'static str| {
+        let db = app.db.clone();
+        async move {
+            sqlx::query_as::<_, (String, String)>(
+                "SELECT r.state, r.source FROM invite_records r JOIN members m ON m.id = r.invitee_member_id
+                 WHERE m.external_user_id = $1 AND r.campaign_id = $2",
+            )
+            .bind(invitee)
+            .bind(campaign)
+            .fetch_one(&db)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(record("5001").await, ("pending".to_string(), "scan".to_string()));
+
+    // The records page shows it waiting for the hold period.
+    b.goto(&app.url(&format!("/invites?campaign={campaign}"))).await;
+    let rows = b.wait_count("#invites tbody tr", 1).await;
+    assert!(rows[0].contains("5001") && rows[0].contains("4242"), "{}", rows[0]);
+    assert_eq!(b.find_all("#invites span.badge[data-state='pending']").await.unwrap().len(), 1);
+    b.screenshot("11-invite-pending").await;
+
+    // A second friend joins the same way and leaves inside the hold period.
+    scan("Mozilla/5.0 (Android) friend-two", 2).await;
+    let (s, _) = onebot_post(&app, bridge, qq_notice("group_increase", "approve", 5002, now())).await;
+    assert!(s.is_success());
+    assert_eq!(record("5002").await.0, "pending");
+    let (s, _) = onebot_post(&app, bridge, qq_notice("group_decrease", "leave", 5002, now() + 1)).await;
+    assert!(s.is_success());
+    assert_eq!(record("5002").await.0, "reversed");
+
+    // The test clock: four days pass for the hold; the confirmation job runs.
+    sqlx::query("UPDATE invite_records SET joined_at = joined_at - interval '4 days', hold_until = hold_until - interval '4 days'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE jobs SET run_at = run_at - interval '4 days' WHERE kind = 'invite_confirm' AND state = 'queued'",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    b.wait_for("the job to confirm the first invite", async || (record("5001").await.0 == "confirmed").then_some(()))
+        .await;
+    assert_eq!(record("5002").await.0, "reversed", "a reversed invite stays reversed");
+
+    // The records page: one confirmed, one reversed (left).
+    b.goto(&app.url(&format!("/invites?campaign={campaign}"))).await;
+    b.wait_count("#invites tbody tr", 2).await;
+    let confirmed = b.wait_count("#invites tr:has(span.badge[data-state='confirmed'])", 1).await;
+    assert!(confirmed[0].contains("5001"), "{}", confirmed[0]);
+    let reversed = b.wait_count("#invites tr:has(span.badge[data-state='reversed'])", 1).await;
+    assert!(reversed[0].contains("5002"), "{}", reversed[0]);
+    b.screenshot("12-invites-confirmed-and-reversed").await;
+    // The leaderboard counts the confirmed one.
+    b.goto(&app.url(&format!("/campaigns/{campaign}"))).await;
+    let leaders = b.wait_count("#leaderboard tbody tr", 1).await;
+    assert!(leaders[0].contains("4242") && leaders[0].contains("10"), "{}", leaders[0]);
+
+    // The reward is one ledger entry of the stage's 10 points, and the balance says so.
+    let ledger: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT l.delta, l.kind FROM points_ledger l JOIN members m ON m.id = l.member_id WHERE m.external_user_id = '4242'",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(ledger, [(10, "invite".to_string())]);
+    // The member's own page (from `我的`) shows it.
+    let (_, me) = onebot_post(&app, bridge, qq_message(4242, 2, "我的")).await;
+    let me = me["reply"].as_str().unwrap();
+    let at = me.find("/m/").unwrap_or_else(|| panic!("no link in {me}"));
+    let path: String =
+        me[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_' | '.')).collect();
+    b.goto(&app.url(&path)).await;
+    let ledger_text = b.wait_text("#ledger", "+10").await;
+    assert!(ledger_text.contains("邀请奖励") || ledger_text.contains("Invite reward"), "{ledger_text}");
+    b.wait_text("section.invites", "冬季跑团邀请赛").await;
+    b.screenshot("13-member-page-reward").await;
+    b.quit().await;
+    app.stop().await;
+}
