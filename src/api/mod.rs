@@ -4,6 +4,7 @@
 pub mod bridge_outbound;
 pub mod broadcasts;
 pub mod checkin_poster;
+pub mod invite_links;
 pub mod checkins;
 mod doc;
 pub mod groups;
@@ -90,6 +91,7 @@ fn open_api_router() -> OpenApiRouter<AppState> {
         .merge(checkin_poster::router())
         .merge(broadcasts::router())
         .merge(invites::router())
+        .merge(invite_links::router())
         .merge(moderation::router())
         .merge(rule_sets::router())
 }

@@ -234,13 +234,20 @@ pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
         let sent_at = time_of(r.get("date"), "chat_join_request.date")?;
         let answer = r.get("bio").and_then(Value::as_str).map(chat_text).unwrap_or_default();
         let user_chat_id = r.get("user_chat_id").and_then(id_of);
+        let invite_link_name = r.pointer("/invite_link/name").and_then(Value::as_str).map(chat_text);
         return Ok(Parsed::Events(Delivery {
             dedupe_key: key,
             kind: DeliveryKind::JoinRequest,
             self_id: None,
             events: vec![Event {
                 chat,
-                body: EventBody::JoinRequest { request: user.id.clone(), answer, user_chat_id },
+                body: EventBody::JoinRequest {
+                    request: user.id.clone(),
+                    answer,
+                    user_chat_id,
+                    invite_link_name,
+                    inviter: None,
+                },
                 user,
                 at: Utc::now(),
                 sent_at,

@@ -7,6 +7,7 @@ pub mod bridge_outbound;
 pub mod bridges;
 pub mod broadcasts;
 pub mod checkin_poster;
+pub mod invite_links;
 pub mod checkins;
 pub mod confirm;
 pub mod ctx;
@@ -104,6 +105,7 @@ pub fn router(state: AppState) -> Router {
         .merge(posters::router(&cfg))
         .merge(member_page::router())
         .merge(checkin_poster::router())
+        .merge(invite_links::router())
         .merge(settings::router())
         .merge(jobs::router())
         .merge(broadcasts::router(&cfg))

@@ -18,6 +18,7 @@ mod cli;
 mod fakebots;
 mod groups;
 mod i18n;
+mod invite_links;
 mod invites;
 mod jobs;
 mod live_code_pages;
