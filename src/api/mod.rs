@@ -4,10 +4,10 @@
 pub mod bridge_outbound;
 pub mod broadcasts;
 pub mod checkin_poster;
-pub mod invite_links;
 pub mod checkins;
 mod doc;
 pub mod groups;
+pub mod invite_links;
 pub mod invites;
 pub mod jobs;
 pub mod live_codes;

@@ -450,9 +450,15 @@ async fn process(
             if intent == Intent::None && crate::domain::invite::is_command(text) {
                 let name = protocol.escape(display_name(&e.user.id, &e.user.name));
                 let base = cache.1.get().map(String::as_str).unwrap_or("");
-                let text =
-                    crate::app::invites::command_reply(conn, member, &name, base, group.rules.reply_lang, Some(group.id))
-                        .await?;
+                let text = crate::app::invites::command_reply(
+                    conn,
+                    member,
+                    &name,
+                    base,
+                    group.rules.reply_lang,
+                    Some(group.id),
+                )
+                .await?;
                 return Ok(vec![reply_to(e, text)]);
             }
             Ok(match (intent, outcome) {

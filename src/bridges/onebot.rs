@@ -274,11 +274,11 @@ pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
             let flag = flag.ok_or_else(|| shape("flag missing"))?.to_string();
             let comment = obj.get("comment").and_then(Value::as_str).map(chat_text).unwrap_or_default();
             // go-cqhttp's extension: the member who invited the applicant (0 or absent: nobody).
-            let inviter = obj
-                .get("invitor_id")
-                .and_then(id_of)
-                .filter(|i| i != "0" && *i != user_id)
-                .map(|id| User { name: id.clone(), id, role: None });
+            let inviter = obj.get("invitor_id").and_then(id_of).filter(|i| i != "0" && *i != user_id).map(|id| User {
+                name: id.clone(),
+                id,
+                role: None,
+            });
             Ok(Parsed::Events(Delivery {
                 dedupe_key: format!("request:{self_id}:{flag}"),
                 kind: DeliveryKind::JoinRequest,

@@ -189,10 +189,8 @@ async fn the_invite_command_gives_the_live_code_link_until_the_members_own_link_
     assert!(page.contains(&link), "the page shows the member's own link: {page}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(fake.calls_of("createChatInviteLink").len(), 1, "reused, never made twice");
-    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'invite_link'")
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
+    let jobs: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'invite_link'").fetch_one(&app.db).await.unwrap();
     assert_eq!(jobs, 1);
 
     // A join through the link credits Tom.
@@ -236,10 +234,8 @@ async fn concurrent_asks_make_one_link() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(fake.calls_of("createChatInviteLink").len(), 1, "one call for sixteen asks");
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM member_invite_links").fetch_one(&app.db).await.unwrap();
-    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'invite_link'")
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
+    let jobs: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'invite_link'").fetch_one(&app.db).await.unwrap();
     assert_eq!((rows, jobs), (1, 1));
 }
 
@@ -352,11 +348,10 @@ async fn a_rate_limited_call_is_tried_again_and_a_refusal_keeps_the_live_code_li
     let (status, link, error) = settled_link(&app, ann, group).await;
     assert_eq!((status.as_str(), link), ("failed", None));
     assert!(error.contains("not enough rights"), "{error}");
-    let dead: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'invite_link' AND state = 'dead'")
-            .fetch_one(&app.db)
-            .await
-            .unwrap();
+    let dead: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'invite_link' AND state = 'dead'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
     assert_eq!(dead, 1, "a refusal is not tried again by itself");
     let code = code(&app, "71").await;
     let again = say(&app, bridge, 3, 71, "/invite").await;
