@@ -264,6 +264,21 @@ async fn a_public_groups_links_ask_to_join_and_the_requests_link_credits_the_joi
         .await
         .unwrap();
     assert!(r.status().is_client_error(), "a bad body changes nothing");
+    // An operator scoped to other groups neither reads nor changes it.
+    let other = sqlx::query_scalar::<_, i64>(
+        "INSERT INTO groups (name, platform, capacity) VALUES ('Other', 'telegram', 500) RETURNING id",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    let scoped = app.token("operator", false, &[other]).await;
+    let path = format!("/api/v1/groups/{group}/invite-links");
+    let r = api.get(app.url(&path)).bearer_auth(&scoped).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = api.put(app.url(&path)).bearer_auth(&scoped).json(&json!({"join_request": false})).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = api.get(app.url(&path)).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["join_request"], json!(true), "unchanged");
     let audit: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'group.invite_links'")
         .fetch_one(&app.db)
         .await
