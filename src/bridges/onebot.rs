@@ -379,4 +379,24 @@ mod tests {
         let only_later = OneBot.answer(&d, vec![delete.clone()]);
         assert_eq!((only_later.answer, only_later.later), (None, vec![delete]));
     }
+
+    #[test]
+    fn a_join_request_keeps_go_cqhttps_invitor_but_not_zero_or_the_applicant() {
+        let body = |invitor: &str| {
+            format!(
+                r#"{{"time":1,"self_id":1,"post_type":"request","request_type":"group","sub_type":"add","group_id":9,"user_id":5,"comment":"","flag":"f"{invitor}}}"#
+            )
+        };
+        let inviter = |b: String| match parse(b.as_bytes()).unwrap() {
+            Parsed::Events(d) => match &d.events[0].body {
+                EventBody::JoinRequest { inviter, .. } => inviter.as_ref().map(|u| u.id.clone()),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(inviter(body(r#","invitor_id":7"#)).as_deref(), Some("7"));
+        assert_eq!(inviter(body(r#","invitor_id":0"#)), None);
+        assert_eq!(inviter(body(r#","invitor_id":5"#)), None);
+        assert_eq!(inviter(body("")), None);
+    }
 }

@@ -317,4 +317,12 @@ mod tests {
             Parsed::Ignored("sent on behalf of a chat")
         );
     }
+
+    #[test]
+    fn a_join_request_keeps_its_links_name() {
+        let body = r#"{"update_id":4,"chat_join_request":{"chat":{"id":-100,"type":"supergroup"},"from":{"id":8,"is_bot":false,"first_name":"Ann"},"user_chat_id":8,"date":1,"invite_link":{"invite_link":"https://t.me/+x","creator":{"id":1,"is_bot":true,"first_name":"B"},"creates_join_request":true,"is_primary":false,"is_revoked":false,"name":"abcdefgh23"}}}"#;
+        let Parsed::Events(d) = parse(body.as_bytes()).unwrap() else { panic!() };
+        let EventBody::JoinRequest { invite_link_name, inviter, .. } = &d.events[0].body else { panic!() };
+        assert_eq!((invite_link_name.as_deref(), inviter), (Some("abcdefgh23"), &None));
+    }
 }
