@@ -81,6 +81,7 @@ pub const FILES: &[(&str, &str, &str)] = &[
     ("moderation", include_str!("../locales/en/moderation.toml"), include_str!("../locales/zh-CN/moderation.toml")),
     ("automation", include_str!("../locales/en/automation.toml"), include_str!("../locales/zh-CN/automation.toml")),
     ("inve2e", include_str!("../locales/en/inve2e.toml"), include_str!("../locales/zh-CN/inve2e.toml")),
+    ("invlinks", include_str!("../locales/en/invlinks.toml"), include_str!("../locales/zh-CN/invlinks.toml")),
 ];
 
 pub type Catalog = HashMap<String, String>;

@@ -7,6 +7,7 @@ pub mod checkin_poster;
 pub mod checkins;
 mod doc;
 pub mod groups;
+pub mod invite_links;
 pub mod invites;
 pub mod jobs;
 pub mod live_codes;
@@ -90,6 +91,7 @@ fn open_api_router() -> OpenApiRouter<AppState> {
         .merge(checkin_poster::router())
         .merge(broadcasts::router())
         .merge(invites::router())
+        .merge(invite_links::router())
         .merge(moderation::router())
         .merge(rule_sets::router())
 }

@@ -568,6 +568,9 @@ pub struct Progress {
     /// The member's personal link (`/l/{slug}?r={code}`), when the campaign has a live code.
     pub link: Option<String>,
     pub poster_template_id: Option<i64>,
+    /// The member's own platform links (Telegram, named with their code) for the campaign's
+    /// groups they are in; asked for when missing (`app::invite_links`).
+    pub platform_links: Vec<super::invite_links::PlatformLink>,
     /// The latest 20 records where the member is the inviter.
     pub records: Vec<RecordRow>,
 }
@@ -590,6 +593,7 @@ pub async fn progress(conn: &mut PgConnection, member: i64, public_base: &str) -
             more_needed: next.map(|(_, n)| n),
             link: c.live_code_slug.as_deref().map(|s| invite::personal_link(public_base, s, &code)),
             poster_template_id: c.poster_template_id,
+            platform_links: super::invite_links::links_in(conn, member, &c.group_ids).await?,
             records: db::records_of(conn, c.id, member, 20).await?,
         });
     }
@@ -608,6 +612,8 @@ pub struct CommandAnswer {
 /// their personal link, in `lang` (a campaign's own progress text when it has one), and their
 /// poster of each campaign that has a template: a public poster link (`/p/{token}`) whose QR is
 /// the member's personal link (`member_poster`). `name` is escaped for the platform already.
+/// Asked in `group`: the member's platform link for that group once it is made, else the
+/// live-code link (and the platform link is asked for).
 pub async fn command_reply(
     conn: &mut PgConnection,
     pages: &super::member_page::MemberPages,
@@ -615,6 +621,7 @@ pub async fn command_reply(
     name: &str,
     public_base: &str,
     lang: Lang,
+    group: Option<i64>,
 ) -> sqlx::Result<CommandAnswer> {
     let tr = Tr(lang);
     let all = progress(conn, member, public_base).await?;
@@ -633,13 +640,14 @@ pub async fn command_reply(
             }
             _ => tr.t("invites.bot.all_reached").to_string(),
         };
+        let own = p.platform_links.iter().find(|l| Some(l.group_id) == group).and_then(|l| l.link.clone());
         let vars = [
             ("name", name.to_string()),
             ("campaign", p.campaign.clone()),
             ("confirmed", p.confirmed.to_string()),
             ("pending", p.pending.to_string()),
             ("more", more),
-            ("link", p.link.clone().unwrap_or_default()),
+            ("link", own.or_else(|| p.link.clone()).unwrap_or_default()),
         ];
         lines.push(render(tr.t("invites.bot.progress"), &vars));
         if let Some(url) = member_poster(conn, pages, member, p).await? {

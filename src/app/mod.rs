@@ -18,6 +18,7 @@ pub mod avatars;
 pub mod broadcasts;
 pub mod checkin_poster;
 pub mod groups;
+pub mod invite_links;
 pub mod invites;
 pub mod jobs;
 pub mod landing;

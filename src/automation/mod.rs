@@ -334,7 +334,7 @@ pub async fn on_events(
                     store::jobs::enqueue(conn, &job).await?;
                 }
             }
-            EventBody::JoinRequest { request, answer, user_chat_id } => {
+            EventBody::JoinRequest { request, answer, user_chat_id, .. } => {
                 let Some(policy) = &rules.entry else { continue };
                 let member = store::bridges::member_id(conn, &bridge.platform, &e.user.id, name, e.at).await?;
                 let id = store::automation::upsert_request(

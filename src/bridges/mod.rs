@@ -478,7 +478,8 @@ async fn process(
                 let name = protocol.escape(display_name(&e.user.id, &e.user.name));
                 let base = cache.1.get().map(String::as_str).unwrap_or("");
                 let lang = group.rules.reply_lang;
-                let answer = crate::app::invites::command_reply(conn, pages, member, &name, base, lang).await?;
+                let answer =
+                    crate::app::invites::command_reply(conn, pages, member, &name, base, lang, Some(group.id)).await?;
                 // The text, then the member's posters as pictures in the same chat and topic.
                 let mut a = vec![reply_to(e, answer.text)];
                 a.extend(answer.posters.into_iter().map(|url| photo_to(e, url)));
@@ -516,6 +517,11 @@ async fn process(
                 }
                 None => None,
             };
+            // What a join request said before (a link's name, go-cqhttp's inviter) names the
+            // inviter of a join that names none itself, or only the admin who approved it.
+            let (hint_link, hint_inviter) = crate::app::invite_links::hint_for_join(conn, group.id, mid, e.at).await?;
+            let invite_link_name = invite_link_name.clone().or(hint_link);
+            let inviter_id = hint_inviter.or(inviter_id);
             let joining = store::memberships::Joining {
                 role: None,
                 at: Some(e.at),
@@ -541,8 +547,25 @@ async fn process(
             crate::app::invites::record_leave(conn, mid, group.id, e.at).await?;
             Ok(vec![])
         }
-        // Judged by the group's entry policy (`automation::on_events`).
-        EventBody::JoinRequest { .. } => Ok(vec![]),
+        // Judged by the group's entry policy (`automation::on_events`); what it says about the
+        // inviter is kept for the join that follows.
+        EventBody::JoinRequest { invite_link_name, inviter, .. } => {
+            if invite_link_name.is_none() && inviter.is_none() {
+                return Ok(vec![]);
+            }
+            let platform = &bridge.platform;
+            let name = display_name(&e.user.id, &e.user.name);
+            let mid = store::bridges::member_id(conn, platform, &e.user.id, name, e.at).await?;
+            let inviter_id = match inviter {
+                Some(u) => {
+                    Some(store::bridges::member_id(conn, platform, &u.id, display_name(&u.id, &u.name), e.at).await?)
+                }
+                None => None,
+            };
+            crate::app::invite_links::note_request(conn, group.id, mid, invite_link_name.as_deref(), inviter_id, e.at)
+                .await?;
+            Ok(vec![])
+        }
     }
 }
 

@@ -273,6 +273,12 @@ pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
             let flag = obj.get("flag").and_then(Value::as_str).filter(|f| !f.is_empty() && f.len() <= 200);
             let flag = flag.ok_or_else(|| shape("flag missing"))?.to_string();
             let comment = obj.get("comment").and_then(Value::as_str).map(chat_text).unwrap_or_default();
+            // go-cqhttp's extension: the member who invited the applicant (0 or absent: nobody).
+            let inviter = obj.get("invitor_id").and_then(id_of).filter(|i| i != "0" && *i != user_id).map(|id| User {
+                name: id.clone(),
+                id,
+                role: None,
+            });
             Ok(Parsed::Events(Delivery {
                 dedupe_key: format!("request:{self_id}:{flag}"),
                 kind: DeliveryKind::JoinRequest,
@@ -282,7 +288,13 @@ pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
                     user: User { name: user_id.clone(), id: user_id, role: None },
                     at,
                     sent_at,
-                    body: EventBody::JoinRequest { request: flag, answer: comment, user_chat_id: None },
+                    body: EventBody::JoinRequest {
+                        request: flag,
+                        answer: comment,
+                        user_chat_id: None,
+                        invite_link_name: None,
+                        inviter,
+                    },
                 }],
             }))
         }
@@ -366,5 +378,25 @@ mod tests {
         assert_eq!(OneBot.answer(&d, vec![mention]).answer, Some(json!({"reply": "hi", "at_sender": true})));
         let only_later = OneBot.answer(&d, vec![delete.clone()]);
         assert_eq!((only_later.answer, only_later.later), (None, vec![delete]));
+    }
+
+    #[test]
+    fn a_join_request_keeps_go_cqhttps_invitor_but_not_zero_or_the_applicant() {
+        let body = |invitor: &str| {
+            format!(
+                r#"{{"time":1,"self_id":1,"post_type":"request","request_type":"group","sub_type":"add","group_id":9,"user_id":5,"comment":"","flag":"f"{invitor}}}"#
+            )
+        };
+        let inviter = |b: String| match parse(b.as_bytes()).unwrap() {
+            Parsed::Events(d) => match &d.events[0].body {
+                EventBody::JoinRequest { inviter, .. } => inviter.as_ref().map(|u| u.id.clone()),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(inviter(body(r#","invitor_id":7"#)).as_deref(), Some("7"));
+        assert_eq!(inviter(body(r#","invitor_id":0"#)), None);
+        assert_eq!(inviter(body(r#","invitor_id":5"#)), None);
+        assert_eq!(inviter(body("")), None);
     }
 }

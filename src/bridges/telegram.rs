@@ -234,13 +234,20 @@ pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
         let sent_at = time_of(r.get("date"), "chat_join_request.date")?;
         let answer = r.get("bio").and_then(Value::as_str).map(chat_text).unwrap_or_default();
         let user_chat_id = r.get("user_chat_id").and_then(id_of);
+        let invite_link_name = r.pointer("/invite_link/name").and_then(Value::as_str).map(chat_text);
         return Ok(Parsed::Events(Delivery {
             dedupe_key: key,
             kind: DeliveryKind::JoinRequest,
             self_id: None,
             events: vec![Event {
                 chat,
-                body: EventBody::JoinRequest { request: user.id.clone(), answer, user_chat_id },
+                body: EventBody::JoinRequest {
+                    request: user.id.clone(),
+                    answer,
+                    user_chat_id,
+                    invite_link_name,
+                    inviter: None,
+                },
                 user,
                 at: Utc::now(),
                 sent_at,
@@ -309,5 +316,13 @@ mod tests {
             parse(&message(r#","sender_chat":{"id":-200,"type":"channel"}"#)).unwrap(),
             Parsed::Ignored("sent on behalf of a chat")
         );
+    }
+
+    #[test]
+    fn a_join_request_keeps_its_links_name() {
+        let body = r#"{"update_id":4,"chat_join_request":{"chat":{"id":-100,"type":"supergroup"},"from":{"id":8,"is_bot":false,"first_name":"Ann"},"user_chat_id":8,"date":1,"invite_link":{"invite_link":"https://t.me/+x","creator":{"id":1,"is_bot":true,"first_name":"B"},"creates_join_request":true,"is_primary":false,"is_revoked":false,"name":"abcdefgh23"}}}"#;
+        let Parsed::Events(d) = parse(body.as_bytes()).unwrap() else { panic!() };
+        let EventBody::JoinRequest { invite_link_name, inviter, .. } = &d.events[0].body else { panic!() };
+        assert_eq!((invite_link_name.as_deref(), inviter), (Some("abcdefgh23"), &None));
     }
 }

@@ -81,6 +81,11 @@ pub enum EventBody {
         answer: String,
         /// Telegram: the private chat the bot may write to the applicant in.
         user_chat_id: Option<String>,
+        /// The invite link's name (Telegram `invite_link.name`): a member's code when Shoal
+        /// made the link.
+        invite_link_name: Option<String>,
+        /// Who invited the applicant, when the platform says (go-cqhttp `invitor_id`).
+        inviter: Option<User>,
     },
 }
 

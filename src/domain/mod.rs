@@ -12,6 +12,7 @@ pub mod csv_import;
 pub mod group;
 pub mod hll;
 pub mod invite;
+pub mod invite_link;
 pub mod live_code;
 pub mod member;
 pub mod member_page;

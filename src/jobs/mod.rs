@@ -97,7 +97,7 @@ pub fn new_job(config: &Config, kind: JobKind, payload: serde_json::Value, dedup
         JobKind::MemberCountRefresh => 3,
         JobKind::BroadcastOccurrence => config.jobs.max_attempts,
         JobKind::InviteConfirm => 10,
-        JobKind::Welcome | JobKind::JoinRequestExpiry => config.jobs.max_attempts,
+        JobKind::Welcome | JobKind::JoinRequestExpiry | JobKind::InviteLink => config.jobs.max_attempts,
     };
     NewJob { kind, payload, run_at: None, max_attempts: max_attempts.clamp(1, 100), dedupe_key }
 }
@@ -111,6 +111,7 @@ async fn run_one(ctx: &JobContext, job: &Claimed) -> Outcome {
         JobKind::InviteConfirm => crate::app::invites::confirm_job(ctx, job).await,
         JobKind::Welcome => crate::automation::welcome_job(ctx, job).await,
         JobKind::JoinRequestExpiry => crate::automation::expiry_job(ctx, job).await,
+        JobKind::InviteLink => crate::app::invite_links::job(ctx, job).await,
     }
 }
 
@@ -119,7 +120,8 @@ async fn run_one(ctx: &JobContext, job: &Claimed) -> Outcome {
 fn timed_out(kind: JobKind) -> Outcome {
     let error = "the job took longer than its lease".to_string();
     match kind {
-        JobKind::BotAction => Outcome::Unknown { error },
+        // The call may have made a link meanwhile.
+        JobKind::BotAction | JobKind::InviteLink => Outcome::Unknown { error },
         JobKind::AlertDelivery
         | JobKind::MemberCountRefresh
         | JobKind::BroadcastOccurrence

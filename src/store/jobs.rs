@@ -30,6 +30,9 @@ pub enum JobKind {
     Welcome,
     /// Decline (or let lapse) a held join request nobody answered in time (`automation`).
     JoinRequestExpiry,
+    /// Make one member's personal invite link for one group through its bot
+    /// (`app::invite_links::job`).
+    InviteLink,
 }
 
 impl JobKind {
@@ -41,6 +44,7 @@ impl JobKind {
         JobKind::InviteConfirm,
         JobKind::Welcome,
         JobKind::JoinRequestExpiry,
+        JobKind::InviteLink,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +56,7 @@ impl JobKind {
             JobKind::InviteConfirm => "invite_confirm",
             JobKind::Welcome => "welcome",
             JobKind::JoinRequestExpiry => "join_request_expiry",
+            JobKind::InviteLink => "invite_link",
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod broadcasts;
 pub mod checkin_poster;
 pub mod checkins;
 pub mod groups;
+pub mod invite_links;
 pub mod invites;
 pub mod jobs;
 pub mod live_codes;

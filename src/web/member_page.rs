@@ -70,6 +70,9 @@ pub struct InviteProgress {
     /// The confirmed invites still needed for the next reward (None: every stage reached).
     pub more: Option<String>,
     pub link: Option<String>,
+    /// The member's own Telegram links for the campaign's groups they are in: (label, link;
+    /// None while it is being made).
+    pub platform_links: Vec<(String, Option<String>)>,
 }
 
 #[derive(Template)]
@@ -224,6 +227,11 @@ async fn invite_progress(
             pending: p.pending,
             more: p.more_needed.map(|n| tr.f("me.invites_more", &[("n", &n)])),
             link: p.link,
+            platform_links: p
+                .platform_links
+                .into_iter()
+                .map(|l| (tr.f("invlinks.me.group_link", &[("group", &l.group_name)]), l.link))
+                .collect(),
         })
         .collect())
 }

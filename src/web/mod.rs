@@ -15,6 +15,7 @@ pub mod fast;
 pub mod groups;
 pub mod headers;
 pub mod hooks;
+pub mod invite_links;
 pub mod invites;
 pub mod jobs;
 pub mod landing;
@@ -104,6 +105,7 @@ pub fn router(state: AppState) -> Router {
         .merge(posters::router(&cfg))
         .merge(member_page::router())
         .merge(checkin_poster::router())
+        .merge(invite_links::router())
         .merge(settings::router())
         .merge(jobs::router())
         .merge(broadcasts::router(&cfg))

@@ -915,6 +915,7 @@ async fn the_openapi_document_lists_exactly_the_api_routes() {
         ("/api/v1/members/{id}/points".to_string(), set(&["get", "post"])),
         ("/api/v1/checkins".to_string(), set(&["get"])),
         ("/api/v1/groups/{id}/checkin-poster".to_string(), set(&["get", "put"])),
+        ("/api/v1/groups/{id}/invite-links".to_string(), set(&["get", "put"])),
         ("/api/v1/poster-templates".to_string(), set(&["get", "post"])),
         ("/api/v1/poster-templates/{id}".to_string(), set(&["get", "patch", "delete"])),
         ("/api/v1/poster-templates/{id}/background".to_string(), set(&["put", "delete"])),

@@ -11,7 +11,8 @@
 //!   text in `message` (and `wording`); `set_group_ban` without `duration` fails.
 //! - Telegram: `/bot<token>/<method>`; a wrong token is 401; a kicked chat answers 403 "bot was
 //!   kicked"; a migrated chat answers 400 with `parameters.migrate_to_chat_id`; injected 429s
-//!   carry `parameters.retry_after`.
+//!   carry `parameters.retry_after`; `createChatInviteLink` checks `name` (≤ 32 characters) and
+//!   `member_limit` (1–99999, never with `creates_join_request`) and answers a `ChatInviteLink`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -78,6 +79,8 @@ struct Behaviour {
     member_count: i64,
     webhook: Option<Value>,
     next_message_id: i64,
+    /// Invite links made so far.
+    links: u64,
 }
 
 pub struct FakeBot {
@@ -346,6 +349,37 @@ async fn telegram(State(shared): State<Shared>, Path((bot, method)): Path<(Strin
         | "approveChatJoinRequest"
         | "declineChatJoinRequest" => json!(true),
         "getChatMemberCount" => json!(b.member_count),
+        // As the Bot API: a name of at most 32 characters, a member limit of 1–99999 that
+        // cannot go with `creates_join_request` (400), and the link made by the bot.
+        "createChatInviteLink" => {
+            let name = body.get("name").and_then(Value::as_str).unwrap_or("");
+            let asks = body.get("creates_join_request").and_then(Value::as_bool).unwrap_or(false);
+            let limit = body.get("member_limit").and_then(Value::as_i64);
+            if name.chars().count() > 32 {
+                return tg_error(400, "Bad Request: invite link name is too long", None);
+            }
+            if limit.is_some_and(|l| !(1..=99_999).contains(&l)) {
+                return tg_error(400, "Bad Request: wrong member limit specified", None);
+            }
+            if asks && limit.is_some() {
+                return tg_error(
+                    400,
+                    "Bad Request: member limit can't be specified for links requiring administrator approval",
+                    None,
+                );
+            }
+            b.links += 1;
+            let mut link = json!({"invite_link": format!("https://t.me/+fAkE{:06}{}", b.links, chat.trim_start_matches('-')),
+                "creator": {"id": 1, "is_bot": true, "first_name": "Shoal", "username": "shoal_bot"},
+                "creates_join_request": asks, "is_primary": false, "is_revoked": false});
+            if !name.is_empty() {
+                link["name"] = json!(name);
+            }
+            if let Some(l) = limit {
+                link["member_limit"] = json!(l);
+            }
+            link
+        }
         "setWebhook" => {
             b.webhook = Some(body.clone());
             json!(true)

@@ -19,6 +19,7 @@ mod cli;
 mod fakebots;
 mod groups;
 mod i18n;
+mod invite_links;
 mod invite_loop;
 mod invites;
 mod jobs;
