@@ -80,6 +80,7 @@ pub const FILES: &[(&str, &str, &str)] = &[
     ("broadcasts", include_str!("../locales/en/broadcasts.toml"), include_str!("../locales/zh-CN/broadcasts.toml")),
     ("moderation", include_str!("../locales/en/moderation.toml"), include_str!("../locales/zh-CN/moderation.toml")),
     ("automation", include_str!("../locales/en/automation.toml"), include_str!("../locales/zh-CN/automation.toml")),
+    ("auto2", include_str!("../locales/en/auto2.toml"), include_str!("../locales/zh-CN/auto2.toml")),
 ];
 
 pub type Catalog = HashMap<String, String>;
