@@ -114,10 +114,12 @@ pub enum ActivityKind {
     ModerationMute,
     /// Moderation: removed the member.
     ModerationKick,
+    /// Moderation: an operator lifted a mute or the ban of a removal.
+    ModerationUndo,
 }
 
 impl ActivityKind {
-    pub const ALL: [ActivityKind; 13] = [
+    pub const ALL: [ActivityKind; 14] = [
         ActivityKind::Welcome,
         ActivityKind::WelcomeDeleted,
         ActivityKind::KeywordReply,
@@ -131,6 +133,7 @@ impl ActivityKind {
         ActivityKind::ModerationNotice,
         ActivityKind::ModerationMute,
         ActivityKind::ModerationKick,
+        ActivityKind::ModerationUndo,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -147,6 +150,7 @@ impl ActivityKind {
             ActivityKind::ModerationNotice => "moderation_notice",
             ActivityKind::ModerationMute => "moderation_mute",
             ActivityKind::ModerationKick => "moderation_kick",
+            ActivityKind::ModerationUndo => "moderation_undo",
         }
     }
 }

@@ -481,8 +481,12 @@ impl ActivityPage {
         match a.get("action").and_then(|v| v.as_str()) {
             Some("delete") => return tr.f("auto2.what_delete", &[("id", &text("message_id"))]),
             Some("kick") => return tr.t("auto2.what_kick").to_string(),
+            Some("unban") => return tr.t("auto2.what_unban").to_string(),
             Some("mute") => {
                 let secs = a.get("seconds").and_then(|v| v.as_u64()).unwrap_or(0).min(u64::from(u32::MAX)) as u32;
+                if secs == 0 {
+                    return tr.t("auto2.what_unmute").to_string();
+                }
                 let d = crate::moderation::duration_words(secs, tr.lang());
                 return tr.f("auto2.what_mute", &[("duration", &d)]);
             }

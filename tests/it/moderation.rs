@@ -343,6 +343,14 @@ async fn undoing_a_mute_asks_the_bot_to_lift_it_and_the_log_shows_both() {
     assert!(one["undone_at"].is_string());
     let answers: Vec<String> = serde_json::from_value(one["answers"].clone()).unwrap();
     assert!(answers.iter().all(|a| a.starts_with("done")), "{answers:?}");
+    // The group's activity log has the lifting, with who asked for it.
+    let (_, log) = s.api(reqwest::Method::GET, &format!("/api/v1/groups/{}/activity", s.group)).await;
+    let undo = &log["items"][0];
+    assert_eq!((undo["kind"].as_str(), undo["reason"].as_str()), (Some("moderation_undo"), Some("admin")), "{log}");
+    assert_eq!(undo["action"]["seconds"], 0);
+    let body =
+        admin.get(s.app.url(&format!("/groups/{}/activity", s.group))).send().await.unwrap().text().await.unwrap();
+    assert!(body.contains("Mute lifted") || body.contains("已解除禁言"), "{body}");
     // The member page shows the action.
     let member = one["member_id"].as_i64().unwrap();
     let body = admin.get(s.app.url(&format!("/members/{member}"))).send().await.unwrap().text().await.unwrap();
