@@ -88,18 +88,37 @@ pub async fn schedule(
 }
 
 /// The text as it goes to a chat of `kind`: the operator's text escaped for the platform, and
-/// the members named — OneBot: an `[CQ:at]` each; Telegram and generic bridges: nobody (Shoal
-/// knows no Telegram usernames, and a `text_mention` needs message entities the bot action does
-/// not carry; the reminder goes out without names).
+/// the members named — OneBot: an `[CQ:at]` each; Telegram: a `text_mention` each (the member's
+/// name, escaped, marked for the outbound adapter, which sends it as `entities`: a real
+/// mention, which notifies members without a username too); generic bridges: nobody.
 pub fn render(kind: Kind, text: &str, mentions: &[(String, String)]) -> String {
-    let mut out = kind.protocol().escape(text);
-    if kind == Kind::OneBot11 && !mentions.is_empty() {
+    let protocol = kind.protocol();
+    let mut out = protocol.escape(text);
+    let named: Vec<String> = match kind {
+        Kind::OneBot11 => {
+            mentions.iter().map(|(id, _)| format!("[CQ:at,qq={}]", crate::bridges::onebot::escape_cq(id))).collect()
+        }
+        Kind::Telegram => mentions
+            .iter()
+            .map(|(id, name)| protocol.mention(id, if name.trim().is_empty() { id } else { name }))
+            .collect(),
+        Kind::Generic => Vec::new(),
+    };
+    if !named.is_empty() {
         out.push('\n');
-        let ats: Vec<String> =
-            mentions.iter().map(|(id, _)| format!("[CQ:at,qq={}]", crate::bridges::onebot::escape_cq(id))).collect();
-        out.push_str(&ats.join(" "));
+        out.push_str(&named.join(" "));
     }
     out
+}
+
+/// Whether a member can be mentioned on `kind`: OneBot and Telegram name members by their
+/// numeric id (a Telegram `text_mention` needs the user's number); generic bridges by nothing.
+pub fn mentionable(kind: Kind, user_id: &str) -> bool {
+    match kind {
+        Kind::OneBot11 => true,
+        Kind::Telegram => user_id.parse::<i64>().is_ok(),
+        Kind::Generic => false,
+    }
 }
 
 /// The public address the bots fetch a broadcast's picture from: unguessable (a random token of
@@ -147,11 +166,8 @@ pub async fn materialize(
             store::insert_delivery(conn, &new).await?;
             return Ok(());
         }
-        if kind == Kind::OneBot11 {
-            new.mentioned = mentions.len() as i32;
-        } else {
-            mentions.clear();
-        }
+        mentions.retain(|(id, _)| mentionable(kind, id));
+        new.mentioned = mentions.len() as i32;
     }
     let Some(id) = store::insert_delivery(conn, &new).await? else { return Ok(()) };
     let text = render(kind, &b.text, &mentions);

@@ -82,6 +82,7 @@ pub const FILES: &[(&str, &str, &str)] = &[
     ("automation", include_str!("../locales/en/automation.toml"), include_str!("../locales/zh-CN/automation.toml")),
     ("inve2e", include_str!("../locales/en/inve2e.toml"), include_str!("../locales/zh-CN/inve2e.toml")),
     ("invlinks", include_str!("../locales/en/invlinks.toml"), include_str!("../locales/zh-CN/invlinks.toml")),
+    ("auto2", include_str!("../locales/en/auto2.toml"), include_str!("../locales/zh-CN/auto2.toml")),
 ];
 
 pub type Catalog = HashMap<String, String>;

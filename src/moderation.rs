@@ -25,6 +25,7 @@ use crate::domain::bridge::{Delivery, Event, EventBody};
 use crate::domain::moderation::{
     compile, decide, format_duration, Author, Decision, FloodTracker, Judge, Ladder, Step, Verdict,
 };
+use crate::domain::rule_set::ActivityKind;
 use crate::i18n::{Lang, Tr};
 use crate::outbound::dispatch;
 use crate::store;
@@ -195,12 +196,13 @@ pub async fn act(
     let protocol = s.bridge.kind.protocol();
     let actions = actions_for(protocol, s.group.rules.reply_lang, e, message_id, thread_id.as_deref(), v, &d);
     let mut job_ids = Vec::with_capacity(actions.len());
+    let mut logged = Vec::with_capacity(actions.len());
     for (i, a) in actions.into_iter().enumerate() {
         let key = format!("moderation:{}:{}:{i}", s.bridge.id, dedupe_key);
-        let job = dispatch::job(s.config, s.bridge.id, a, "moderation", Some(key));
-        if let Some(id) = store::jobs::enqueue(conn, &job).await? {
-            job_ids.push(id);
-        }
+        let job = dispatch::job(s.config, s.bridge.id, a.clone(), "moderation", Some(key));
+        let id = store::jobs::enqueue(conn, &job).await?;
+        job_ids.extend(id);
+        logged.push((a, id));
     }
     let id = store::moderation::insert(
         conn,
@@ -224,8 +226,42 @@ pub async fn act(
         },
     )
     .await?;
+    // The group's activity log shows each of the bot's actions with the rule, what was found and,
+    // through the action's job, the platform's answer.
+    let rule = format!("moderation:{}:{}", v.kind.as_str(), v.rule_id.max(0));
+    for (a, job_id) in &logged {
+        store::bot_activity::record(
+            conn,
+            &store::bot_activity::NewActivity {
+                group_id: s.group.id,
+                member_id: Some(member_id),
+                user_id: Some(&e.user.id),
+                bridge_id: Some(s.bridge.id),
+                kind: activity_kind(a, d.step),
+                action: Some(a),
+                rule_set_id: Some(s.rule_set_id),
+                rule: &rule,
+                reason: &v.evidence,
+                job_id: *job_id,
+                answer: None,
+            },
+        )
+        .await?;
+    }
     metrics::counter!("moderation_actions_total", "rule" => v.kind.as_str()).increment(1);
     Ok(Some(id))
+}
+
+/// What one of the bot's moderation actions is, for the activity log: the notice is a warning
+/// when the step is one, else it tells of the mute or removal that follows.
+pub fn activity_kind(a: &Action, step: Option<Step>) -> ActivityKind {
+    match a {
+        Action::Delete { .. } => ActivityKind::ModerationDelete,
+        Action::Mute { .. } => ActivityKind::ModerationMute,
+        Action::Kick { .. } => ActivityKind::ModerationKick,
+        _ if step == Some(Step::Warn) => ActivityKind::ModerationWarn,
+        _ => ActivityKind::ModerationNotice,
+    }
 }
 
 /// Whether a verdict holds: a quarantine verdict only for a member whose open membership began

@@ -244,7 +244,10 @@ async fn delete_keyword(
 
 /// The entry threshold: `mode` approve_all | keyword (approve when the request's answer holds
 /// one of `keywords`, else `otherwise`: decline | hold) | manual (hold every request for an
-/// operator); held requests expire after `expire_hours` (`on_expiry`: decline | hold = let lapse).
+/// operator) | questionnaire (Telegram: the bot sends the applicant a link to answer `questions`,
+/// 1 to 10 of at most 200 characters; answering approves the request; QQ bots cannot write to
+/// applicants, so there the request is held for an operator); held requests and unanswered
+/// questionnaires expire after `expire_hours` (`on_expiry`: decline | hold = let lapse).
 #[derive(Deserialize, ToSchema)]
 pub struct EntryBody {
     pub mode: String,
@@ -255,6 +258,10 @@ pub struct EntryBody {
     #[schema(minimum = 1, maximum = 720)]
     pub expire_hours: Option<i64>,
     pub on_expiry: Option<String>,
+    /// Questionnaire mode: the questions, in order.
+    #[serde(default)]
+    #[schema(max_items = 10)]
+    pub questions: Vec<String>,
 }
 
 /// Set the rule set's entry policy.
@@ -273,6 +280,7 @@ async fn set_entry(
         decline_reason: b.decline_reason.unwrap_or_default(),
         expire_hours: num(b.expire_hours),
         on_expiry: b.on_expiry.unwrap_or_default(),
+        questions: b.questions.iter().map(|q| q.replace(['\n', '\r'], " ")).collect::<Vec<_>>().join("\n"),
     }
     .parse()
     .map_err(AppError::Validation)?;

@@ -1,5 +1,5 @@
-//! The join-request queue (入群审核): list the requests in scope, and approve or decline them in
-//! bulk with a reason. Each answer goes out as an outbound job (`automation::answer_request`)
+//! The join-request queue (入群审核): list the requests in scope (with their questionnaire
+//! answers), and approve or decline them in bulk with a reason. Each answer goes out as an outbound job (`automation::answer_request`)
 //! in the same transaction, with its activity-log and audit rows.
 
 use sqlx::PgConnection;
@@ -21,7 +21,17 @@ pub async fn list(
     limit: i64,
 ) -> AppResult<Vec<RequestRow>> {
     let scope = who.group_filter();
-    Ok(store::requests(conn, scope.as_deref(), status, before, limit.clamp(1, 200)).await?)
+    let mut rows = store::requests(conn, scope.as_deref(), status, before, limit.clamp(1, 200)).await?;
+    // The questionnaire answers of the rows that were sent one (one query for the page).
+    let asked: Vec<i64> = rows.iter().filter(|r| !r.questions.is_empty()).map(|r| r.id).collect();
+    if !asked.is_empty() {
+        for a in crate::store::questionnaire::answers_for(conn, &asked).await? {
+            if let Some(r) = rows.iter_mut().find(|r| r.id == a.join_request_id) {
+                r.answers.push(a);
+            }
+        }
+    }
+    Ok(rows)
 }
 
 /// A decision on some requests.

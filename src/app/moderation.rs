@@ -135,11 +135,30 @@ pub async fn undo(conn: &mut PgConnection, config: &Config, who: &Principal, id:
     let action = undo_action(bridge.kind, &row)
         .map_err(|key| AppError::Conflict(crate::i18n::t(crate::i18n::Lang::En, key).into()))?;
     let key = format!("moderation:undo:{id}");
-    let job = dispatch::job(config, bridge.id, action, &key, Some(key.clone()));
+    let job = dispatch::job(config, bridge.id, action.clone(), &key, Some(key.clone()));
     let job_ids: Vec<i64> = crate::store::jobs::enqueue(conn, &job).await?.into_iter().collect();
     if !store::undo(conn, id, &who.name, &job_ids).await? {
         return Err(AppError::Conflict("it was undone already".into()));
     }
+    // The group's activity log shows the lifting too, with who asked for it and the answer.
+    let rule = format!("moderation:{}:{}", row.rule_kind.as_str(), row.rule_id.unwrap_or(0));
+    crate::store::bot_activity::record(
+        conn,
+        &crate::store::bot_activity::NewActivity {
+            group_id: row.group_id,
+            member_id: row.member_id,
+            user_id: Some(&row.user_id),
+            bridge_id: Some(bridge.id),
+            kind: crate::domain::rule_set::ActivityKind::ModerationUndo,
+            action: Some(&action),
+            rule_set_id: row.rule_set_id,
+            rule: &rule,
+            reason: &who.name,
+            job_id: job_ids.first().copied(),
+            answer: None,
+        },
+    )
+    .await?;
     let details = json!({"group_id": row.group_id, "user_id": row.user_id, "step": row.step, "job_ids": job_ids});
     super::record(conn, who, "moderation.undo", "moderation_action", Some(id), details).await?;
     let row = store::get(conn, id).await?.ok_or(AppError::NotFound)?;

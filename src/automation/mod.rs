@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::postgres::PgListener;
@@ -21,7 +21,7 @@ use crate::domain::action::Action;
 use crate::domain::automation::{
     pick_keyword, EntryPolicy, Fallback, Keyword, RequestStatus, Verdict, Welcome, WelcomeValues,
 };
-use crate::domain::bridge::{Delivery, Event, EventBody};
+use crate::domain::bridge::{Delivery, Event, EventBody, Kind};
 use crate::domain::rule_set::ActivityKind;
 use crate::jobs::{JobContext, Outcome};
 use crate::store;
@@ -371,16 +371,47 @@ pub async fn on_events(
                             answer_request(conn, &auto.config, &row, false, reason, &rule, answer).await?;
                         }
                     }
-                    Verdict::Hold => {
-                        let expires = store::automation::set_expiry(conn, id, policy.expire_hours).await?;
-                        let mut job = crate::jobs::new_job(
-                            &auto.config,
-                            JobKind::JoinRequestExpiry,
-                            json!(ExpiryJob { request_id: id }),
-                            Some(format!("join-request-expiry:{id}:{}", expires.timestamp())),
-                        );
-                        job.run_at = Some(expires);
-                        store::jobs::enqueue(conn, &job).await?;
+                    Verdict::Ask
+                        if bridge.kind == Kind::Telegram && user_chat_id.is_some() && !policy.questions.is_empty() =>
+                    {
+                        // The request waits for the applicant's answers as it would for an
+                        // operator (the queue shows it; the same expiry), and the bot sends them
+                        // the link in a private message.
+                        let expires = hold(conn, auto, id, policy.expire_hours).await?;
+                        let to = user_chat_id.as_deref().unwrap_or_default();
+                        let (action, job_id) = send_questionnaire(
+                            conn,
+                            auto,
+                            bridge.id,
+                            id,
+                            to,
+                            &policy.questions,
+                            expires,
+                            group.rules.reply_lang,
+                        )
+                        .await?;
+                        store::bot_activity::record(
+                            conn,
+                            &NewActivity {
+                                group_id: group.id,
+                                member_id: Some(member),
+                                user_id: Some(&e.user.id),
+                                bridge_id: Some(bridge.id),
+                                kind: ActivityKind::JoinQuestionnaire,
+                                action: Some(&action),
+                                rule_set_id: rules.rule_set_id,
+                                rule: &rule,
+                                reason: answer,
+                                job_id,
+                                answer: None,
+                            },
+                        )
+                        .await?;
+                    }
+                    // Hold, and a questionnaire the bot cannot send: QQ (OneBot has no way to
+                    // write to an applicant) or a request without a private chat to answer in.
+                    Verdict::Hold | Verdict::Ask => {
+                        hold(conn, auto, id, policy.expire_hours).await?;
                         store::bot_activity::record(
                             conn,
                             &NewActivity {
@@ -405,6 +436,63 @@ pub async fn on_events(
         }
     }
     Ok(())
+}
+
+/// Holds a request until `hours` from now: its expiry, and the job that ends it then.
+async fn hold(conn: &mut PgConnection, auto: &Automation, id: i64, hours: i32) -> sqlx::Result<DateTime<Utc>> {
+    let expires = store::automation::set_expiry(conn, id, hours).await?;
+    let mut job = crate::jobs::new_job(
+        &auto.config,
+        JobKind::JoinRequestExpiry,
+        json!(ExpiryJob { request_id: id }),
+        Some(format!("join-request-expiry:{id}:{}", expires.timestamp())),
+    );
+    job.run_at = Some(expires);
+    store::jobs::enqueue(conn, &job).await?;
+    Ok(expires)
+}
+
+/// Sends an applicant the questionnaire: records the questions on the request and enqueues a
+/// message to their private chat (`user_chat_id`) with the signed link, open until the request
+/// expires, in the group's reply language. The action and its job (one per request).
+#[allow(clippy::too_many_arguments)]
+async fn send_questionnaire(
+    conn: &mut PgConnection,
+    auto: &Automation,
+    bridge_id: i64,
+    request_id: i64,
+    user_chat_id: &str,
+    questions: &[String],
+    expires: DateTime<Utc>,
+    lang: crate::i18n::Lang,
+) -> sqlx::Result<(Action, Option<i64>)> {
+    store::questionnaire::set_questions(conn, request_id, questions).await?;
+    let link = crate::app::questionnaire::link(conn, &auto.config, request_id, expires.timestamp(), lang).await?;
+    let group = store::automation::request(conn, request_id).await?.map(|r| r.group_name).unwrap_or_default();
+    let protocol = Kind::Telegram.protocol();
+    let hours = ((expires - Utc::now()).num_minutes() as f64 / 60.0).round().max(1.0) as i64;
+    let text = crate::domain::checkin::render(
+        crate::i18n::Tr(lang).t("auto2.bot_questionnaire"),
+        &[("group", protocol.escape(&group)), ("hours", hours.to_string()), ("link", link)],
+    );
+    let action = Action::Send {
+        chat_id: user_chat_id.to_string(),
+        text,
+        reply_to: None,
+        thread_id: None,
+        mention: false,
+        user_id: None,
+    };
+    let job_id = enqueue(
+        conn,
+        &auto.config,
+        bridge_id,
+        &action,
+        &format!("join_request:{request_id}"),
+        format!("questionnaire:{request_id}"),
+    )
+    .await?;
+    Ok((action, job_id))
 }
 
 /// Answers a decided request on the platform (an outbound job, once per request) and logs it.

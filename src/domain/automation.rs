@@ -342,16 +342,22 @@ pub enum EntryMode {
     Keyword,
     /// Hold every request for an operator (the approval queue).
     Manual,
+    /// Telegram: the bot sends the applicant a link to a questionnaire (`questions`); answering
+    /// it approves the request. Where the bot cannot write to the applicant (QQ through OneBot,
+    /// a request without `user_chat_id`) the request is held for an operator as in `manual`.
+    Questionnaire,
 }
 
 impl EntryMode {
-    pub const ALL: [EntryMode; 3] = [EntryMode::ApproveAll, EntryMode::Keyword, EntryMode::Manual];
-    pub const NAMES: &'static [&'static str] = &["approve_all", "keyword", "manual"];
+    pub const ALL: [EntryMode; 4] =
+        [EntryMode::ApproveAll, EntryMode::Keyword, EntryMode::Manual, EntryMode::Questionnaire];
+    pub const NAMES: &'static [&'static str] = &["approve_all", "keyword", "manual", "questionnaire"];
     pub fn as_str(self) -> &'static str {
         match self {
             EntryMode::ApproveAll => "approve_all",
             EntryMode::Keyword => "keyword",
             EntryMode::Manual => "manual",
+            EntryMode::Questionnaire => "questionnaire",
         }
     }
     pub fn parse(s: &str) -> Option<EntryMode> {
@@ -397,6 +403,8 @@ pub struct EntryRaw {
     pub decline_reason: String,
     pub expire_hours: String,
     pub on_expiry: String,
+    /// Questionnaire mode: one question a line.
+    pub questions: String,
 }
 
 /// A rule set's entry threshold.
@@ -406,9 +414,12 @@ pub struct EntryPolicy {
     pub keywords: Vec<String>,
     pub otherwise: Fallback,
     pub decline_reason: String,
-    /// Hours a held request waits for an operator.
+    /// Hours a held request waits for an operator (or for the applicant's answers).
     pub expire_hours: i32,
     pub on_expiry: Fallback,
+    /// Questionnaire mode: what the applicant is asked (1 to 10 questions).
+    #[serde(default)]
+    pub questions: Vec<String>,
 }
 
 impl EntryRaw {
@@ -420,6 +431,7 @@ impl EntryRaw {
             decline_reason: p.decline_reason.clone(),
             expire_hours: p.expire_hours.to_string(),
             on_expiry: p.on_expiry.as_str().into(),
+            questions: p.questions.join("\n"),
         }
     }
 
@@ -460,7 +472,11 @@ impl EntryRaw {
         let on_expiry = fallback(&self.on_expiry, "on_expiry", &mut e);
         let decline_reason = optional_text(&self.decline_reason, 200, "decline_reason", &mut e);
         let expire_hours = number(&self.expire_hours, 72, 1..=720, "expire_hours", &mut e);
-        fields_ok(e, EntryPolicy { mode, keywords, otherwise, decline_reason, expire_hours, on_expiry })
+        let questions = super::questionnaire::parse_questions(&self.questions, &mut e);
+        if mode == EntryMode::Questionnaire && questions.is_empty() && !e.has("questions") {
+            e.add("questions", "auto2.error.questions_needed");
+        }
+        fields_ok(e, EntryPolicy { mode, keywords, otherwise, decline_reason, expire_hours, on_expiry, questions })
     }
 }
 
@@ -470,6 +486,8 @@ pub enum Verdict {
     Approve,
     Decline,
     Hold,
+    /// Send the applicant the questionnaire (held for an operator where that cannot be done).
+    Ask,
 }
 
 impl EntryPolicy {
@@ -482,6 +500,7 @@ impl EntryPolicy {
         match self.mode {
             EntryMode::ApproveAll => Verdict::Approve,
             EntryMode::Manual => Verdict::Hold,
+            EntryMode::Questionnaire => Verdict::Ask,
             EntryMode::Keyword => {
                 let a = answer.to_lowercase();
                 if self.keywords.iter().any(|k| a.contains(&k.to_lowercase())) {

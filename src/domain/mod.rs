@@ -20,6 +20,7 @@ pub mod moderation;
 pub mod outbound;
 pub mod points;
 pub mod qr;
+pub mod questionnaire;
 pub mod rule_set;
 
 use serde::{Deserialize, Serialize};

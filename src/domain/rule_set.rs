@@ -104,10 +104,22 @@ pub enum ActivityKind {
     JoinQuestionnaire,
     /// A held request ran out of time (and was declined or left, per policy).
     JoinExpired,
+    /// Moderation: deleted a message that broke a rule.
+    ModerationDelete,
+    /// Moderation: warned the member (the notice with their warning count).
+    ModerationWarn,
+    /// Moderation: told the member they are muted or removed.
+    ModerationNotice,
+    /// Moderation: muted the member.
+    ModerationMute,
+    /// Moderation: removed the member.
+    ModerationKick,
+    /// Moderation: an operator lifted a mute or the ban of a removal.
+    ModerationUndo,
 }
 
 impl ActivityKind {
-    pub const ALL: [ActivityKind; 8] = [
+    pub const ALL: [ActivityKind; 14] = [
         ActivityKind::Welcome,
         ActivityKind::WelcomeDeleted,
         ActivityKind::KeywordReply,
@@ -116,6 +128,12 @@ impl ActivityKind {
         ActivityKind::JoinHeld,
         ActivityKind::JoinQuestionnaire,
         ActivityKind::JoinExpired,
+        ActivityKind::ModerationDelete,
+        ActivityKind::ModerationWarn,
+        ActivityKind::ModerationNotice,
+        ActivityKind::ModerationMute,
+        ActivityKind::ModerationKick,
+        ActivityKind::ModerationUndo,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -127,6 +145,12 @@ impl ActivityKind {
             ActivityKind::JoinHeld => "join_held",
             ActivityKind::JoinQuestionnaire => "join_questionnaire",
             ActivityKind::JoinExpired => "join_expired",
+            ActivityKind::ModerationDelete => "moderation_delete",
+            ActivityKind::ModerationWarn => "moderation_warn",
+            ActivityKind::ModerationNotice => "moderation_notice",
+            ActivityKind::ModerationMute => "moderation_mute",
+            ActivityKind::ModerationKick => "moderation_kick",
+            ActivityKind::ModerationUndo => "moderation_undo",
         }
     }
 }

@@ -52,11 +52,12 @@ struct EntryRow {
     decline_reason: String,
     expire_hours: i32,
     on_expiry: Fallback,
+    questions: Vec<String>,
 }
 
 pub async fn entry(conn: &mut PgConnection, rule_set_id: i64) -> sqlx::Result<Option<EntryPolicy>> {
     let row: Option<EntryRow> = sqlx::query_as(
-        "SELECT mode, keywords, otherwise, decline_reason, expire_hours, on_expiry FROM rule_set_entry
+        "SELECT mode, keywords, otherwise, decline_reason, expire_hours, on_expiry, questions FROM rule_set_entry
          WHERE rule_set_id = $1",
     )
     .bind(rule_set_id)
@@ -69,6 +70,7 @@ pub async fn entry(conn: &mut PgConnection, rule_set_id: i64) -> sqlx::Result<Op
         decline_reason: r.decline_reason,
         expire_hours: r.expire_hours,
         on_expiry: r.on_expiry,
+        questions: r.questions,
     }))
 }
 
@@ -78,10 +80,11 @@ pub async fn set_entry(conn: &mut PgConnection, rule_set_id: i64, p: Option<&Ent
         return Ok(());
     };
     sqlx::query(
-        "INSERT INTO rule_set_entry (rule_set_id, mode, keywords, otherwise, decline_reason, expire_hours, on_expiry)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+        "INSERT INTO rule_set_entry (rule_set_id, mode, keywords, otherwise, decline_reason, expire_hours, on_expiry,
+                                     questions)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (rule_set_id) DO UPDATE SET mode = $2, keywords = $3, otherwise = $4, decline_reason = $5,
-             expire_hours = $6, on_expiry = $7, updated_at = now()",
+             expire_hours = $6, on_expiry = $7, questions = $8, updated_at = now()",
     )
     .bind(rule_set_id)
     .bind(p.mode)
@@ -90,6 +93,7 @@ pub async fn set_entry(conn: &mut PgConnection, rule_set_id: i64, p: Option<&Ent
     .bind(&p.decline_reason)
     .bind(p.expire_hours)
     .bind(p.on_expiry)
+    .bind(&p.questions)
     .execute(conn)
     .await?;
     Ok(())
@@ -341,11 +345,16 @@ pub struct RequestRow {
     pub expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub decided_at: Option<DateTime<Utc>>,
+    /// The questionnaire sent to the applicant (empty: none was sent).
+    pub questions: Vec<String>,
+    /// The applicant's answers to it, once given (filled by `app::automation::list`).
+    #[sqlx(skip)]
+    pub answers: Vec<crate::store::questionnaire::AnswerRow>,
 }
 
 const REQUEST_COLUMNS: &str = "r.id, r.group_id, g.name AS group_name, r.bridge_id, r.chat_id, r.user_id, r.name, \
      r.member_id, r.request, r.answer, r.status, r.rule_set_id, r.decided_by, r.reason, r.expires_at, r.created_at, \
-     r.decided_at";
+     r.decided_at, r.questions";
 
 /// Records a request as pending (a repeated request from the same applicant refreshes the
 /// pending one); its id.

@@ -22,6 +22,7 @@ pub mod operators;
 pub mod outbound;
 pub mod points;
 pub mod posters;
+pub mod questionnaire;
 pub mod rule_sets;
 pub mod scan_events;
 pub mod secrets;

@@ -337,6 +337,7 @@ async fn set_entry(State(state): State<AppState>, ctx: Ctx, Path(id): Path<i64>,
         decline_reason: field(&f, "decline_reason"),
         expire_hours: field(&f, "expire_hours"),
         on_expiry: field(&f, "on_expiry"),
+        questions: field(&f, "questions"),
     };
     let forms = |errors| Forms { entry: Some(raw.clone()), errors, failed: "entry", ..Forms::default() };
     if checked(&f, "remove") {
@@ -437,24 +438,63 @@ impl ActivityPage {
         match r.rule.split_once(':') {
             Some(("keyword", id)) => tr.f("automation.rule_keyword", &[("n", &id)]),
             Some(("entry", mode)) => tr.f("automation.rule_entry", &[("mode", &tr.tk("automation.modes", mode))]),
+            // `moderation:{rule kind}:{rule id}` (0: a rule without a row).
+            Some(("moderation", rest)) => {
+                let (kind, n) = rest.split_once(':').unwrap_or((rest, "0"));
+                let rule = crate::i18n::lookup(tr.lang(), &format!("moderation.kind.{kind}")).unwrap_or(kind);
+                match n {
+                    "0" | "" => tr.f("auto2.rule_moderation", &[("rule", &rule)]),
+                    n => tr.f("auto2.rule_moderation_n", &[("rule", &rule), ("n", &n)]),
+                }
+            }
             _ if r.rule == "welcome" => tr.t("automation.rule_welcome").to_string(),
             _ => r.rule.clone(),
         }
     }
 
-    /// What the platform answered; `webhook`: the reply went back in the answer to the bot's own
-    /// delivery, with no call of its own.
+    /// What the platform answered, in words: `webhook` (the reply went back in the answer to the
+    /// bot's own delivery, with no call of its own), `queue` (held for an operator), `lapsed`,
+    /// or the outbound call's outcome with the platform's text (`ok: 42`, `failed: …`).
     fn answer_words(&self, a: &str) -> String {
-        match a {
-            "webhook" => self.l.tr.t("automation.answer_webhook").to_string(),
-            _ => a.to_string(),
+        let tr = &self.l.tr;
+        let (outcome, detail) = a.split_once(": ").unwrap_or((a, ""));
+        let words = match outcome {
+            "webhook" => return tr.t("automation.answer_webhook").to_string(),
+            "queue" => return tr.t("auto2.answer_queue").to_string(),
+            "lapsed" => return tr.t("auto2.answer_lapsed").to_string(),
+            "ok" => tr.t("auto2.answer_ok"),
+            "failed" => tr.t("auto2.answer_failed"),
+            "unknown" => tr.t("auto2.answer_unknown"),
+            _ => return a.to_string(),
+        };
+        if detail.is_empty() {
+            words.to_string()
+        } else {
+            format!("{words}{}{detail}", tr.colon())
         }
     }
 
     fn what(&self, r: &ActivityRow) -> String {
-        r.action
-            .as_ref()
-            .and_then(|a| a.get("text").or_else(|| a.get("caption")).and_then(|t| t.as_str()))
+        let Some(a) = r.action.as_ref() else { return String::new() };
+        let tr = &self.l.tr;
+        let text = |k: &str| a.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+        match a.get("action").and_then(|v| v.as_str()) {
+            Some("delete") => return tr.f("auto2.what_delete", &[("id", &text("message_id"))]),
+            Some("kick") => return tr.t("auto2.what_kick").to_string(),
+            Some("unban") => return tr.t("auto2.what_unban").to_string(),
+            Some("mute") => {
+                let secs = a.get("seconds").and_then(|v| v.as_u64()).unwrap_or(0).min(u64::from(u32::MAX)) as u32;
+                if secs == 0 {
+                    return tr.t("auto2.what_unmute").to_string();
+                }
+                let d = crate::moderation::duration_words(secs, tr.lang());
+                return tr.f("auto2.what_mute", &[("duration", &d)]);
+            }
+            _ => {}
+        }
+        a.get("text")
+            .or_else(|| a.get("caption"))
+            .and_then(|t| t.as_str())
             .map(|t| t.chars().filter(|c| !('\u{E000}'..='\u{E002}').contains(c)).take(120).collect())
             .unwrap_or_default()
     }

@@ -211,6 +211,8 @@ struct DetailPage {
     points: super::points::MemberPoints,
     /// Moderation: the member's actions and warnings (`moderation/member_warnings.html`).
     rows: Vec<crate::store::moderation::ActionRow>,
+    /// The member's answers to entry questionnaires (`questionnaire/member_answers.html`).
+    answers: Vec<crate::store::questionnaire::MemberAnswer>,
     now: chrono::DateTime<chrono::Utc>,
     here: String,
 }
@@ -237,6 +239,7 @@ pub(super) async fn detail_page(
     let checkins = super::checkins::member_checkins(&mut conn, id, scope.as_deref()).await?;
     let points = super::points::member_points(&mut conn, &ctx.tr, id, adjust).await?;
     let rows = super::moderation::member_actions(&mut conn, ctx, id).await?;
+    let answers = crate::store::questionnaire::answers_of_member(&mut conn, id, scope.as_deref()).await?;
     drop(conn);
     let page = DetailPage {
         l: ctx.layout_titled(m.display_name.clone(), "members").await?,
@@ -250,6 +253,7 @@ pub(super) async fn detail_page(
         checkins,
         points,
         rows,
+        answers,
         now: chrono::Utc::now(),
         here: format!("/members/{id}"),
     };

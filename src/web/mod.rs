@@ -27,6 +27,7 @@ pub mod moderation;
 pub mod ops;
 pub mod points;
 pub mod posters;
+pub mod questionnaire;
 pub mod scan;
 pub mod serve;
 pub mod settings;
@@ -125,6 +126,7 @@ pub fn router(state: AppState) -> Router {
         .merge(member_page::public_router())
         .merge(checkin_poster::public_router())
         .merge(broadcasts::public_router())
+        .merge(questionnaire::public_router())
         .merge(hooks::router())
         .merge(crate::api::router())
         .merge(admin)

@@ -711,3 +711,73 @@ async fn scoped_principals_reach_and_see_only_their_groups() {
     let (_, admin_list) = api(&app, &admin, "GET", "/api/v1/broadcasts", None).await;
     assert_eq!(admin_list["items"].as_array().unwrap().len(), 3);
 }
+
+#[tokio::test]
+async fn a_telegram_reminder_mentions_the_unchecked_with_text_mention_entities() {
+    let app = TestApp::spawn_with(fast).await;
+    let tg = FakeBot::start(Flavor::Telegram).await;
+    let tb = bridge(&app, "telegram", &tg.base(), TELEGRAM_TOKEN).await;
+    let g = linked(&app, tb, "Runners", "-100900").await;
+    let mut members = Vec::new();
+    // A name with markup and an emoji (two UTF-16 units), one already checked in, one without a
+    // numeric id (it cannot be mentioned on Telegram).
+    for (id, name) in [("5001", "<b>Mei</b> 🐟"), ("5002", "Li & Co"), ("5003", "Done"), ("someone", "Nope")] {
+        let m: i64 = sqlx::query_scalar(
+            "INSERT INTO members (platform, external_user_id, display_name) VALUES ('telegram', $1, $2) RETURNING id",
+        )
+        .bind(id)
+        .bind(name)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO memberships (member_id, group_id) VALUES ($1, $2)")
+            .bind(m)
+            .bind(g)
+            .execute(&app.db)
+            .await
+            .unwrap();
+        members.push(m);
+    }
+    let today = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Shanghai).date_naive();
+    sqlx::query("INSERT INTO checkins (member_id, group_id, day, streak) VALUES ($1, $2, $3, 1)")
+        .bind(members[2])
+        .bind(g)
+        .bind(today)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let token = app.token("admin", true, &[]).await;
+    let (s, r) =
+        api(&app, &token, "PUT", &format!("/api/v1/reminder-groups/{g}"), Some(json!({"enabled": true}))).await;
+    assert_eq!(s, S::OK, "{r}");
+    let (s, b) = api(
+        &app,
+        &token,
+        "POST",
+        "/api/v1/broadcasts",
+        Some(json!({"text": "Check in before 22:00", "reminders": true, "mention_unchecked": true})),
+    )
+    .await;
+    assert_eq!(s, S::CREATED, "{b}");
+    let d = settled(&app, b["id"].as_i64().unwrap()).await;
+    assert_eq!(d[0].1, "sent", "{d:?}");
+    let calls = tg.calls_of("sendMessage");
+    assert_eq!(calls.len(), 1);
+    let body = &calls[0].body;
+    assert_eq!(body["text"], "Check in before 22:00\n<b>Mei</b> 🐟 Li & Co");
+    assert!(body.get("parse_mode").is_none(), "plain text: a name cannot inject markup");
+    let entities = body["entities"].as_array().unwrap();
+    assert_eq!(entities.len(), 2, "{body}");
+    assert_eq!(entities[0]["type"], "text_mention");
+    assert_eq!(entities[0]["user"]["id"], 5001);
+    // "Check in before 22:00\n" is 22 UTF-16 units; "<b>Mei</b> 🐟" is 13 (the fish is two).
+    assert_eq!((entities[0]["offset"].as_i64(), entities[0]["length"].as_i64()), (Some(22), Some(13)));
+    assert_eq!(entities[1]["user"]["id"], 5002);
+    assert_eq!((entities[1]["offset"].as_i64(), entities[1]["length"].as_i64()), (Some(36), Some(7)));
+    let mentioned: i32 = sqlx::query_scalar("SELECT mentioned FROM broadcast_deliveries WHERE group_id = $1")
+        .bind(g)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(mentioned, 2);
+}

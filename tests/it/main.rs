@@ -9,6 +9,7 @@ mod api_fuzz;
 mod api_hardening;
 mod auth;
 mod automation;
+mod automation2;
 mod bridge_pages;
 mod bridge_parsing;
 mod bridges;

@@ -343,6 +343,14 @@ async fn undoing_a_mute_asks_the_bot_to_lift_it_and_the_log_shows_both() {
     assert!(one["undone_at"].is_string());
     let answers: Vec<String> = serde_json::from_value(one["answers"].clone()).unwrap();
     assert!(answers.iter().all(|a| a.starts_with("done")), "{answers:?}");
+    // The group's activity log has the lifting, with who asked for it.
+    let (_, log) = s.api(reqwest::Method::GET, &format!("/api/v1/groups/{}/activity", s.group)).await;
+    let undo = &log["items"][0];
+    assert_eq!((undo["kind"].as_str(), undo["reason"].as_str()), (Some("moderation_undo"), Some("admin")), "{log}");
+    assert_eq!(undo["action"]["seconds"], 0);
+    let body =
+        admin.get(s.app.url(&format!("/groups/{}/activity", s.group))).send().await.unwrap().text().await.unwrap();
+    assert!(body.contains("Mute lifted") || body.contains("已解除禁言"), "{body}");
     // The member page shows the action.
     let member = one["member_id"].as_i64().unwrap();
     let body = admin.get(s.app.url(&format!("/members/{member}"))).send().await.unwrap().text().await.unwrap();
@@ -424,4 +432,53 @@ async fn the_rule_set_editor_adds_a_rule_and_refuses_a_bad_one_with_a_message() 
     let (l, d): (String, i32) =
         sqlx::query_as("SELECT ladder, warn_days FROM moderation_settings").fetch_one(&s.app.db).await.unwrap();
     assert_eq!((l.as_str(), d), ("warn, mute:3600, kick", 7));
+}
+
+#[tokio::test]
+async fn moderation_actions_show_in_the_groups_activity_log_with_the_rule_and_the_platforms_answer() {
+    let s = scene(Flavor::NapCat).await;
+    s.rules(json!([links_rule()]), ladder(json!([{"type": "warn"}, {"type": "mute", "seconds": 3600}]))).await;
+    assert_eq!(s.say(801, 42, "member", "看 spam.com").await, S::NO_CONTENT);
+    assert_eq!(s.say(802, 42, "member", "再看 spam.com").await, S::NO_CONTENT);
+    s.wait_method("set_group_ban", 1).await;
+    s.wait_method("delete_msg", 2).await;
+    s.wait_method("send_group_msg", 2).await;
+    // Every action's answer is in once its job settled.
+    let mut items = Vec::new();
+    for _ in 0..200 {
+        let (st, page) = s.api(reqwest::Method::GET, &format!("/api/v1/groups/{}/activity", s.group)).await;
+        assert_eq!(st, S::OK, "{page}");
+        items = page["items"].as_array().cloned().unwrap_or_default();
+        if items.len() == 5 && items.iter().all(|i| i["answer"].as_str().is_some_and(|a| a.starts_with("ok"))) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut kinds: Vec<&str> = items.iter().rev().map(|i| i["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["moderation_delete", "moderation_warn", "moderation_delete", "moderation_notice", "moderation_mute"],
+        "{items:?}"
+    );
+    kinds.clear();
+    for i in &items {
+        assert!(i["rule"].as_str().unwrap().starts_with("moderation:links:"), "{i}");
+        assert_eq!(i["reason"], "spam.com");
+        assert!(i["answer"].as_str().unwrap().starts_with("ok"), "the platform's answer: {i}");
+        assert!(i["member_id"].as_i64().is_some());
+    }
+    // The page says it in the operator's words, in both languages.
+    let c = s.app.admin().await;
+    for (lang, words) in [
+        ("en", ["Deleted a message", "Warned", "Muted", "Moderation rule #", "links", "Muted for 1 hour", "Done"]),
+        ("zh-CN", ["删除了消息", "警告", "禁言", "违规规则 #", "链接", "禁言 1 小时", "已完成"]),
+    ] {
+        s.app.post_form(&c, "/settings", "/language", &[("lang", lang)]).await;
+        let html =
+            c.get(s.app.url(&format!("/groups/{}/activity", s.group))).send().await.unwrap().text().await.unwrap();
+        for w in words {
+            assert!(html.contains(w), "{lang}: {w} missing in {html}");
+        }
+        assert!(!html.contains("moderation:links"), "the rule in words, not its code");
+    }
 }
