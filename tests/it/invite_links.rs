@@ -110,6 +110,8 @@ fn tg_join(update: i64, id: i64, name: &str, link_name: Option<&str>) -> Value {
 }
 
 async fn member(app: &TestApp, ext: &str) -> i64 {
+    // A member first seen in plain chat is written behind the answer.
+    app.chatter_written().await;
     sqlx::query_scalar("SELECT id FROM members WHERE external_user_id = $1").bind(ext).fetch_one(&app.db).await.unwrap()
 }
 

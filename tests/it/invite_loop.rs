@@ -211,7 +211,9 @@ async fn the_invite_command_over_onebot_answers_with_a_poster_whose_qr_is_the_pe
     let (_, after) = onebot_post(&app, bridge, qq_message(4242, 3, "邀请")).await;
     let reply = after["reply"].as_str().unwrap();
     assert!(reply.contains(&link) && images_in(reply).is_empty(), "{reply}");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Revoked behind the app's back: the process's link cache (`posters.link_cache_ms`, 1 s)
+    // forgets it within its time to live.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let fresh = format!("{}?format=png", images[0]);
     assert_eq!(reqwest::get(&fresh).await.unwrap().status(), StatusCode::NOT_FOUND);
 }
