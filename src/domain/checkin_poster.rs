@@ -10,9 +10,12 @@
 
 use base64::Engine;
 use chrono::NaiveDate;
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
+
+use crate::domain::signed;
+
+/// The purpose the tokens' mac is made for (`domain::signed`).
+const PURPOSE: &str = "checkin_poster";
 
 /// A group's check-in poster: drawn from `template_id`, with `text` as its `{campaign}` line.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,36 +41,18 @@ pub struct PosterClaims {
     pub user_id: String,
 }
 
-fn mac(key: &[u8], payload: &str) -> String {
-    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
-    m.update(b"checkin_poster:");
-    m.update(payload.as_bytes());
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&m.finalize().into_bytes()[..16])
-}
-
 impl PosterClaims {
     pub fn sign(&self, key: &[u8]) -> String {
         let user = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.user_id.as_bytes());
-        let payload =
-            format!("{}.{}.{}.{}.{user}", self.group_id, self.day.format("%Y%m%d"), self.streak, self.total_days);
-        let sig = mac(key, &payload);
-        format!("{payload}.{sig}")
+        let (g, d) = (self.group_id.to_string(), self.day.format("%Y%m%d").to_string());
+        let (st, t) = (self.streak.to_string(), self.total_days.to_string());
+        signed::seal(PURPOSE, key, &[&g, &d, &st, &t, &user])
     }
 
     /// The claims of a token `key` signed (length and alphabet first, the mac in constant time).
     pub fn verify(token: &str, key: &[u8]) -> Option<PosterClaims> {
-        if token.is_empty()
-            || token.len() > MAX_TOKEN_LEN
-            || !token.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        {
-            return None;
-        }
-        let (payload, sig) = token.rsplit_once('.')?;
-        if !crate::auth::secret_eq(mac(key, payload).as_bytes(), sig.as_bytes()) {
-            return None;
-        }
-        let p: Vec<&str> = payload.split('.').collect();
-        let [g, d, s, t, u] = p.as_slice() else { return None };
+        let fields = signed::open(PURPOSE, key, token, MAX_TOKEN_LEN)?;
+        let [g, d, s, t, u] = fields.as_slice() else { return None };
         let user = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(u).ok()?;
         Some(PosterClaims {
             group_id: g.parse().ok()?,

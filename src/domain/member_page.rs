@@ -7,11 +7,11 @@
 //! the first 128 bits of HMAC-SHA256 over them with the installation's secret (base64url). It
 //! cannot be guessed or altered, ends by itself, and dies when the epoch moves.
 
-use base64::Engine;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-
+use crate::domain::signed;
 use crate::i18n::Lang;
+
+/// The purpose the links' mac is made for (`domain::signed`).
+const PURPOSE: &str = "member_page";
 
 /// How long a link given out by the bot opens the page.
 pub const LINK_DAYS: i64 = 7;
@@ -59,20 +59,6 @@ pub enum Refused {
     Expired,
 }
 
-fn lang_code(l: Lang) -> char {
-    match l {
-        Lang::ZhCn => 'z',
-        Lang::En => 'e',
-    }
-}
-
-fn mac(key: &[u8], payload: &str) -> String {
-    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
-    m.update(b"member_page:");
-    m.update(payload.as_bytes());
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&m.finalize().into_bytes()[..16])
-}
-
 impl Claims {
     /// The claims of a link made at `now` (unix seconds), valid for [`LINK_DAYS`].
     pub fn new(member_id: i64, epoch: i32, lang: Lang, now: i64) -> Claims {
@@ -81,33 +67,17 @@ impl Claims {
 
     /// The token for these claims, signed with `key`.
     pub fn sign(&self, key: &[u8]) -> String {
-        let payload = format!("{}.{}.{}.{}", self.member_id, self.epoch, self.expires, lang_code(self.lang));
-        let sig = mac(key, &payload);
-        format!("{payload}.{sig}")
+        let (m, e, x) = (self.member_id.to_string(), self.epoch.to_string(), self.expires.to_string());
+        signed::seal(PURPOSE, key, &[&m, &e, &x, signed::lang_field(self.lang)])
     }
 
     /// The claims of `token` if `key` signed it and it has not ended at `now`. The length and
     /// alphabet are checked first; the signature is compared in constant time. The epoch is
     /// the caller's to compare with the member's current one.
     pub fn verify(token: &str, key: &[u8], now: i64) -> Result<Claims, Refused> {
-        if !plausible(token) {
-            return Err(Refused::Invalid);
-        }
-        let (payload, sig) = token.rsplit_once('.').ok_or(Refused::Invalid)?;
-        if !crate::auth::secret_eq(mac(key, payload).as_bytes(), sig.as_bytes()) {
-            return Err(Refused::Invalid);
-        }
-        let mut parts = payload.split('.');
-        let (Some(m), Some(e), Some(x), Some(l), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(Refused::Invalid);
-        };
-        let lang = match l {
-            "z" => Lang::ZhCn,
-            "e" => Lang::En,
-            _ => return Err(Refused::Invalid),
-        };
+        let fields = signed::open(PURPOSE, key, token, MAX_TOKEN_LEN).ok_or(Refused::Invalid)?;
+        let [m, e, x, l] = fields.as_slice() else { return Err(Refused::Invalid) };
+        let lang = signed::lang_of(l).ok_or(Refused::Invalid)?;
         let claims = Claims {
             member_id: m.parse().map_err(|_| Refused::Invalid)?,
             epoch: e.parse().map_err(|_| Refused::Invalid)?,
@@ -123,9 +93,7 @@ impl Claims {
 
 /// A token's shape: at most [`MAX_TOKEN_LEN`] characters of digits, letters, `-`, `_`, `.`.
 pub fn plausible(token: &str) -> bool {
-    !token.is_empty()
-        && token.len() <= MAX_TOKEN_LEN
-        && token.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    signed::plausible(token, MAX_TOKEN_LEN)
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ pub mod points;
 pub mod qr;
 pub mod questionnaire;
 pub mod rule_set;
+pub mod signed;
 
 use serde::{Deserialize, Serialize};
 

@@ -6,12 +6,12 @@
 //! over them with the installation's `questionnaire_key` (base64url). It is bound to one request:
 //! it cannot be guessed, altered or used for another applicant, and it ends with the request.
 
-use base64::Engine;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-
+use crate::domain::signed;
 use crate::error::FieldErrors;
 use crate::i18n::Lang;
+
+/// The purpose the links' mac is made for (`domain::signed`).
+const PURPOSE: &str = "questionnaire";
 
 /// The most questions a rule set asks.
 pub const MAX_QUESTIONS: usize = 10;
@@ -93,40 +93,18 @@ pub enum Refused {
     Expired,
 }
 
-fn mac(key: &[u8], payload: &str) -> String {
-    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
-    m.update(b"questionnaire:");
-    m.update(payload.as_bytes());
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&m.finalize().into_bytes()[..16])
-}
-
 impl Claims {
     pub fn sign(&self, key: &[u8]) -> String {
-        let l = if self.lang == Lang::En { 'e' } else { 'z' };
-        let payload = format!("{}.{}.{l}", self.request_id, self.expires);
-        let sig = mac(key, &payload);
-        format!("{payload}.{sig}")
+        let (r, x) = (self.request_id.to_string(), self.expires.to_string());
+        signed::seal(PURPOSE, key, &[&r, &x, signed::lang_field(self.lang)])
     }
 
     /// The claims of `token` if `key` signed it and it has not ended at `now`; the shape first,
     /// then the signature in constant time.
     pub fn verify(token: &str, key: &[u8], now: i64) -> Result<Claims, Refused> {
-        if !plausible(token) {
-            return Err(Refused::Invalid);
-        }
-        let (payload, sig) = token.rsplit_once('.').ok_or(Refused::Invalid)?;
-        if !crate::auth::secret_eq(mac(key, payload).as_bytes(), sig.as_bytes()) {
-            return Err(Refused::Invalid);
-        }
-        let mut parts = payload.split('.');
-        let (Some(r), Some(x), Some(l), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-            return Err(Refused::Invalid);
-        };
-        let lang = match l {
-            "z" => Lang::ZhCn,
-            "e" => Lang::En,
-            _ => return Err(Refused::Invalid),
-        };
+        let fields = signed::open(PURPOSE, key, token, MAX_TOKEN_LEN).ok_or(Refused::Invalid)?;
+        let [r, x, l] = fields.as_slice() else { return Err(Refused::Invalid) };
+        let lang = signed::lang_of(l).ok_or(Refused::Invalid)?;
         let claims = Claims {
             request_id: r.parse().map_err(|_| Refused::Invalid)?,
             expires: x.parse().map_err(|_| Refused::Invalid)?,
@@ -141,9 +119,7 @@ impl Claims {
 
 /// A token's shape: at most [`MAX_TOKEN_LEN`] characters of digits, letters, `-`, `_`, `.`.
 pub fn plausible(token: &str) -> bool {
-    !token.is_empty()
-        && token.len() <= MAX_TOKEN_LEN
-        && token.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    signed::plausible(token, MAX_TOKEN_LEN)
 }
 
 #[cfg(test)]
