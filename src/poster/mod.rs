@@ -3,7 +3,9 @@
 //!
 //! Costs are kept where they belong: fonts are loaded once per process on first use (`fonts`);
 //! the part of a template that is the same for everyone (background, rectangles, fixed text) is
-//! drawn once per template version and kept (`Posters::static_layer`); finished posters are
+//! drawn once per template version and kept (`Posters::static_layer`) with its JPEG cut in
+//! restart intervals (`jpeg::Rows`), so a member's JPEG re-encodes only the cells its elements
+//! touch and copies the others (`jpeg`); finished posters are
 //! kept per (template version, data) in a bounded LRU (`Posters::cached`), so a poster viewed
 //! again costs a lookup. Public links (`/p/{token}`) are resolved through a short-lived cache.
 
@@ -11,6 +13,7 @@ pub mod background;
 pub mod bench;
 pub mod cache;
 pub mod fonts;
+pub mod jpeg;
 pub mod render;
 pub mod template;
 
@@ -35,7 +38,8 @@ pub struct PostersConfig {
     pub font_family: String,
     /// Megabytes of finished posters kept in memory.
     pub cache_mb: usize,
-    /// Templates whose static layer is kept (each costs width × height × 4 bytes).
+    /// Templates whose static layer is kept (each costs width × height × 4 bytes, plus its
+    /// JPEG: the budget allows a quarter more per layer).
     pub static_layers: usize,
     /// Posters drawn at once (0: one per CPU core); more wait.
     pub renders: usize,
@@ -110,11 +114,25 @@ pub fn data_digest(d: &PosterData) -> [u8; 16] {
     out
 }
 
+/// What is drawn once per template version: the static layer's pixels and, for a kept
+/// template version, its JPEG cell by cell (posters of it are spliced from it).
+pub struct StaticLayer {
+    pub pixmap: Pixmap,
+    pub rows: Option<jpeg::Rows>,
+}
+
+impl StaticLayer {
+    /// Bytes it holds (the static layers cache's budget counts both).
+    pub fn bytes(&self) -> usize {
+        self.pixmap.data().len() + self.rows.as_ref().map_or(0, jpeg::Rows::bytes)
+    }
+}
+
 /// The poster machinery of one process.
 pub struct Posters {
     cfg: PostersConfig,
     fonts: OnceLock<Result<Arc<Fonts>, FontError>>,
-    statics: Mutex<cache::Lru<(i64, i32), Arc<Pixmap>>>,
+    statics: Mutex<cache::Lru<(i64, i32), Arc<StaticLayer>>>,
     outputs: Mutex<cache::Lru<PosterKey, Bytes>>,
     pub links: cache::LinkCache,
     permits: Arc<tokio::sync::Semaphore>,
@@ -124,7 +142,8 @@ impl Posters {
     pub fn new(cfg: &PostersConfig) -> Posters {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let renders = if cfg.renders == 0 { cores } else { cfg.renders };
-        let layer_bytes = (template::DEFAULT_WIDTH * template::DEFAULT_HEIGHT * 4) as usize;
+        // The pixels and the encoded cells (a q85 JPEG is far below a quarter of the pixels).
+        let layer_bytes = (template::DEFAULT_WIDTH * template::DEFAULT_HEIGHT * 5) as usize;
         Posters {
             statics: Mutex::new(cache::Lru::new(cfg.static_layers.max(1) * layer_bytes)),
             outputs: Mutex::new(cache::Lru::new(cfg.cache_mb * 1024 * 1024)),
@@ -168,38 +187,55 @@ impl Posters {
     }
 
     /// The static layer of a template version, if this process has drawn it.
-    pub fn static_layer(&self, template_id: i64, version: i32) -> Option<Arc<Pixmap>> {
+    pub fn static_layer(&self, template_id: i64, version: i32) -> Option<Arc<StaticLayer>> {
         self.statics.lock().unwrap_or_else(|e| e.into_inner()).get(&(template_id, version))
     }
 
-    /// Draws the static layer of a template version (blocking) and keeps it.
+    /// Draws the static layer of a template version (blocking) and, given its id and version,
+    /// encodes it cell by cell and keeps it. Without (an unsaved preview), posters drawn on it
+    /// are encoded whole.
     pub fn build_static_layer(
         &self,
         template_id: Option<(i64, i32)>,
         layout: &Layout,
         background: Option<&[u8]>,
-    ) -> Result<Arc<Pixmap>, RenderError> {
+    ) -> Result<Arc<StaticLayer>, RenderError> {
         let fonts = self.fonts()?;
         let bg = background.and_then(|b| image::load_from_memory(b).ok()).map(|i| i.to_rgba8());
-        let layer = Arc::new(render::static_layer(layout, bg.as_ref(), &fonts)?);
+        let pixmap = render::static_layer(layout, bg.as_ref(), &fonts)?;
+        let rows = match template_id {
+            Some(_) => Some(jpeg::Rows::new(pixmap.data(), pixmap.width(), pixmap.height())?),
+            None => None,
+        };
+        let layer = Arc::new(StaticLayer { pixmap, rows });
         if let Some(key) = template_id {
-            let size = layer.data().len();
+            let size = layer.bytes();
             self.statics.lock().unwrap_or_else(|e| e.into_inner()).put(key, layer.clone(), size);
         }
         Ok(layer)
     }
 
-    /// Draws a poster on `base` and encodes it (blocking).
+    /// Draws a poster on `base` and encodes it (blocking). A JPEG on a kept layer is spliced:
+    /// only the cells the member's elements touch are drawn and encoded; the same bytes as
+    /// encoding the whole poster.
     pub fn draw(
         &self,
-        base: &Pixmap,
+        base: &StaticLayer,
         layout: &Layout,
         data: &PosterData,
         format: Format,
     ) -> Result<Bytes, RenderError> {
         let fonts = self.fonts()?;
-        let pix = render::draw_member(base, layout, data, &fonts);
-        Ok(Bytes::from(render::encode(&pix, format)?))
+        match (format, &base.rows) {
+            (Format::Jpeg, Some(rows)) => {
+                let patches = render::draw_patches(&base.pixmap, layout, data, &fonts, rows.grid());
+                Ok(Bytes::from(rows.splice(&patches)?))
+            }
+            _ => {
+                let pix = render::draw_member(&base.pixmap, layout, data, &fonts);
+                Ok(Bytes::from(render::encode(&pix, format)?))
+            }
+        }
     }
 
     /// Waits for a turn to draw: at most `posters.renders` posters are drawn at once.
