@@ -72,7 +72,8 @@ impl Grid {
     /// The cells covering the pixels `x0..x1 × y0..y1` (clipped to the canvas); None if empty.
     pub fn cover(&self, x0: i32, y0: i32, x1: i32, y1: i32) -> Option<Cells> {
         let clip = |v: i32, max: u32| v.clamp(0, max as i32) as u32;
-        let (x0, x1, y0, y1) = (clip(x0, self.width), clip(x1, self.width), clip(y0, self.height), clip(y1, self.height));
+        let (x0, x1, y0, y1) =
+            (clip(x0, self.width), clip(x1, self.width), clip(y0, self.height), clip(y1, self.height));
         if x0 >= x1 || y0 >= y1 {
             return None;
         }
@@ -306,14 +307,18 @@ mod tests {
         let g = rows.grid();
         let mut poster = base.clone();
         let mut patches = Vec::new();
-        for cells in [Cells { col0: 0, col1: 1, row0: 0, row1: 2 }, Cells { col0: g.cols - 1, col1: g.cols, row0: 3, row1: g.rows }] {
+        for cells in [
+            Cells { col0: 0, col1: 1, row0: 0, row1: 2 },
+            Cells { col0: g.cols - 1, col1: g.cols, row0: 3, row1: g.rows },
+        ] {
             let (x0, y0, pw, ph) = g.pixels(&cells);
             let mut pix = tiny_skia::Pixmap::new(pw, ph).unwrap();
             let other = picture(pw, ph, 99);
             pix.data_mut().copy_from_slice(&other);
             for y in 0..ph {
                 let at = (((y0 + y) * w + x0) * 4) as usize;
-                poster[at..at + (pw * 4) as usize].copy_from_slice(&other[(y * pw * 4) as usize..((y + 1) * pw * 4) as usize]);
+                poster[at..at + (pw * 4) as usize]
+                    .copy_from_slice(&other[(y * pw * 4) as usize..((y + 1) * pw * 4) as usize]);
             }
             patches.push(Patch { cells, pixmap: pix });
         }

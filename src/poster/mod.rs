@@ -393,7 +393,9 @@ mod tests {
         });
         let base = kept(&p, 1, &layout, &bench::background());
         let grid = base.rows.as_ref().unwrap().grid();
-        for d in [member(5, Some(bench::avatar())), member(6, None), PosterData { name: "👨‍👩‍👧".into(), ..member(7, None) }] {
+        for d in
+            [member(5, Some(bench::avatar())), member(6, None), PosterData { name: "👨‍👩‍👧".into(), ..member(7, None) }]
+        {
             let whole = render::draw_member(&base.pixmap, &layout, &d, &fonts);
             let patches = render::draw_patches(&base.pixmap, &layout, &d, &fonts, grid);
             for (a, pa) in patches.iter().enumerate() {
@@ -407,7 +409,8 @@ mod tests {
             let mut changed = 0;
             for (i, (now, was)) in whole.data().chunks_exact(4).zip(base.pixmap.data().chunks_exact(4)).enumerate() {
                 let (x, y) = ((i % w) as u32, (i / w) as u32);
-                let inside = rects.iter().find(|((x0, y0, pw, ph), _)| x >= *x0 && x < x0 + pw && y >= *y0 && y < y0 + ph);
+                let inside =
+                    rects.iter().find(|((x0, y0, pw, ph), _)| x >= *x0 && x < x0 + pw && y >= *y0 && y < y0 + ph);
                 match inside {
                     // A patch holds exactly the whole poster's pixels.
                     Some(((x0, y0, pw, _), patch)) => {
@@ -444,7 +447,10 @@ mod tests {
         assert_ne!(one, two);
         let whole2 = render::draw_member(&v2.pixmap, &layout2, &d, &fonts);
         assert_eq!(two.as_ref(), render::encode(&whole2, Format::Jpeg).unwrap());
-        assert_eq!(one.as_ref(), render::encode(&render::draw_member(&v1.pixmap, &layout, &d, &fonts), Format::Jpeg).unwrap());
+        assert_eq!(
+            one.as_ref(),
+            render::encode(&render::draw_member(&v1.pixmap, &layout, &d, &fonts), Format::Jpeg).unwrap()
+        );
         // Every kept layer counts its pixels and its cells; the oldest go when over budget.
         assert!(v2.bytes() > v2.pixmap.data().len());
         for v in 3..6 {
@@ -461,7 +467,10 @@ mod tests {
         let preview = p.build_static_layer(None, &layout, None).unwrap();
         assert!(preview.rows.is_none());
         let jpeg = p.draw(&preview, &layout, &d, Format::Jpeg).unwrap();
-        assert_eq!(jpeg.as_ref(), render::encode(&render::draw_member(&preview.pixmap, &layout, &d, &fonts), Format::Jpeg).unwrap());
+        assert_eq!(
+            jpeg.as_ref(),
+            render::encode(&render::draw_member(&preview.pixmap, &layout, &d, &fonts), Format::Jpeg).unwrap()
+        );
         // PNG is always drawn whole.
         let png = p.draw(&v2, &layout2, &d, Format::Png).unwrap();
         assert_eq!(image::guess_format(&png).unwrap(), image::ImageFormat::Png);

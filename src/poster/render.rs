@@ -129,7 +129,10 @@ fn pieces<'a>(layout: &Layout, data: &'a PosterData, engine: &mut Engine, family
                 let (x, y, size, shape) = (*x, *y, *size, *shape);
                 let bbox = (x, y, x + size as i32, y + size as i32);
                 match &avatar {
-                    Some(img) => out.push(Piece { bbox, kind: PieceKind::Avatar { img: scale_avatar(img, size), x, y, size, shape } }),
+                    Some(img) => out.push(Piece {
+                        bbox,
+                        kind: PieceKind::Avatar { img: scale_avatar(img, size), x, y, size, shape },
+                    }),
                     None => {
                         use sha2::{Digest, Sha256};
                         let i = Sha256::digest(data.name.as_bytes())[0] as usize % AVATAR_COLOURS.len();
@@ -377,7 +380,8 @@ fn text_piece<'a>(engine: &mut Engine, family: &str, style: &TextStyle, text: &s
             bbox.3 = bbox.3.max(top + img.placement.height as i32);
         }
     }
-    (bbox.0 < bbox.2 && bbox.1 < bbox.3).then_some(Piece { bbox, kind: PieceKind::Text { buf, x, y, color: style.color } })
+    (bbox.0 < bbox.2 && bbox.1 < bbox.3)
+        .then_some(Piece { bbox, kind: PieceKind::Text { buf, x, y, color: style.color } })
 }
 
 #[allow(clippy::too_many_arguments)]
