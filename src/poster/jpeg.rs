@@ -60,7 +60,7 @@ impl Grid {
     pub fn new(width: u32, height: u32) -> Grid {
         let mcus = width.div_ceil(MCU);
         // Small cells re-encode little; each restart costs about 2.5 bytes.
-        let k = [4, 3, 2, 1].into_iter().find(|k| mcus % k == 0).unwrap_or(1);
+        let k = [4, 3, 2, 1].into_iter().find(|k| mcus.is_multiple_of(*k)).unwrap_or(1);
         Grid { width, height, k, cols: mcus / k, rows: height.div_ceil(MCU) }
     }
 
@@ -97,8 +97,7 @@ impl Grid {
         for (i, r) in rects.into_iter().enumerate() {
             let mut cur = (r, vec![i]);
             // A grown rectangle may now overlap ones it did not before: repeat until stable.
-            loop {
-                let Some(j) = out.iter().position(|(o, _)| o.overlaps(&cur.0)) else { break };
+            while let Some(j) = out.iter().position(|(o, _)| o.overlaps(&cur.0)) {
                 let (o, m) = out.swap_remove(j);
                 cur.0 = cur.0.union(&o);
                 cur.1.extend(m);
