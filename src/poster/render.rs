@@ -450,12 +450,68 @@ fn disc(x: u32, y: u32, size: u32) -> u32 {
     ((r - d + 0.5).clamp(0.0, 1.0) * 255.0) as u32
 }
 
-/// The centred square of the picture, scaled to the box.
+/// The centred square of the picture, scaled to the box: shrunk by averaging the area each
+/// output pixel covers (fixed point, two passes; the usual case, a 640 px avatar in a 200 px
+/// box, costs about a millisecond), enlarged with a triangle filter.
 fn scale_avatar(img: &image::RgbaImage, size: u32) -> image::RgbaImage {
     let side = img.width().min(img.height());
-    let square =
-        image::imageops::crop_imm(img, (img.width() - side) / 2, (img.height() - side) / 2, side, side).to_image();
-    image::imageops::resize(&square, size, size, image::imageops::FilterType::Triangle)
+    let (cx, cy) = ((img.width() - side) / 2, (img.height() - side) / 2);
+    if side < size || size == 0 {
+        let square = image::imageops::crop_imm(img, cx, cy, side, side).to_image();
+        return image::imageops::resize(&square, size, size, image::imageops::FilterType::Triangle);
+    }
+    let taps = area_weights(side, size);
+    let (src, stride) = (img.as_raw(), img.width() as usize * 4);
+    // Across: every row of the square, `size` pixels wide, weights summing to 1 << 12.
+    let mut across = vec![0u32; side as usize * size as usize * 4];
+    for y in 0..side as usize {
+        let row = &src[(cy as usize + y) * stride + cx as usize * 4..];
+        let out = &mut across[y * size as usize * 4..(y + 1) * size as usize * 4];
+        for (o, (start, ws)) in taps.iter().enumerate() {
+            let mut acc = [0u32; 4];
+            for (k, w) in ws.iter().enumerate() {
+                let p = &row[(start + k) * 4..(start + k) * 4 + 4];
+                for c in 0..4 {
+                    acc[c] += p[c] as u32 * w;
+                }
+            }
+            out[o * 4..o * 4 + 4].copy_from_slice(&acc);
+        }
+    }
+    // Down: weights summing to 1 << 12 again, so the sum is the value << 24.
+    let mut out = image::RgbaImage::new(size, size);
+    let line = size as usize * 4;
+    for (o, (start, ws)) in taps.iter().enumerate() {
+        let dst = &mut out.as_mut()[o * line..(o + 1) * line];
+        let mut acc = vec![0u64; line];
+        for (k, w) in ws.iter().enumerate() {
+            let src = &across[(start + k) * line..(start + k + 1) * line];
+            for (a, s) in acc.iter_mut().zip(src) {
+                *a += *s as u64 * *w as u64;
+            }
+        }
+        for (d, a) in dst.iter_mut().zip(acc) {
+            *d = ((a + (1 << 23)) >> 24).min(255) as u8;
+        }
+    }
+    out
+}
+
+/// For shrinking `from` pixels to `to` (`from >= to`): per output pixel, the first input pixel
+/// it covers and the share of each covered pixel, in 1/4096ths summing to 4096.
+fn area_weights(from: u32, to: u32) -> Vec<(usize, Vec<u32>)> {
+    let f = from as f64 / to as f64;
+    (0..to)
+        .map(|o| {
+            let (a, b) = (o as f64 * f, ((o + 1) as f64 * f).min(from as f64));
+            let start = a.floor() as usize;
+            let end = (b.ceil() as usize).min(from as usize).max(start + 1);
+            // Cumulative shares, rounded: they add up to exactly 4096.
+            let share = |x: f64| ((x.clamp(a, b) - a) / (b - a) * 4096.0).round() as u32;
+            let ws: Vec<u32> = (start..end).map(|i| share(i as f64 + 1.0) - share(i as f64)).collect();
+            (start, ws)
+        })
+        .collect()
 }
 
 /// A scaled avatar picture (`scale_avatar`) at the canvas's (x, y), on a pixmap whose top left
@@ -620,6 +676,33 @@ mod tests {
         assert_eq!(first_grapheme("👍🏽ok"), "👍🏽");
         assert_eq!(first_grapheme("e\u{301}cole"), "e\u{301}");
         assert_eq!(first_grapheme(""), "");
+    }
+
+    #[test]
+    fn avatars_shrink_by_area_and_keep_flat_colours_exact() {
+        for (from, to) in [(640, 200), (300, 300), (1000, 7), (201, 200)] {
+            let ws = area_weights(from, to);
+            assert_eq!(ws.len(), to as usize);
+            for (s, w) in &ws {
+                assert!(w.iter().sum::<u32>() == 4096 && s + w.len() <= from as usize, "{from} → {to}: {s} {w:?}");
+            }
+        }
+        // A flat picture stays flat; the centred square is taken from a wide one.
+        let mut img = image::RgbaImage::from_pixel(900, 640, image::Rgba([10, 200, 30, 255]));
+        for y in 0..640 {
+            for x in 0..130 {
+                img.put_pixel(x, y, image::Rgba([255, 0, 0, 255]));
+                img.put_pixel(899 - x, y, image::Rgba([255, 0, 0, 255]));
+            }
+        }
+        let s = scale_avatar(&img, 200);
+        assert_eq!(s.dimensions(), (200, 200));
+        assert!(s.pixels().all(|p| p.0 == [10, 200, 30, 255]), "{:?}", s.get_pixel(0, 0));
+        // Halves: each output pixel the mean of a 2 × 2 block.
+        let img = image::RgbaImage::from_fn(4, 4, |x, y| image::Rgba([(x * 60) as u8, (y * 60) as u8, 0, 255]));
+        let s = scale_avatar(&img, 2);
+        assert_eq!(s.get_pixel(1, 0).0, [150, 30, 0, 255]);
+        assert_eq!(scale_avatar(&img, 8).dimensions(), (8, 8));
     }
 
     #[test]
