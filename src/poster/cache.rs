@@ -74,6 +74,10 @@ impl<K: Clone + Eq + Hash, V: Clone> Lru<K, V> {
     pub fn bytes(&self) -> usize {
         self.used
     }
+
+    pub fn budget(&self) -> usize {
+        self.budget
+    }
 }
 
 /// Most public links remembered at once; a full cache starts again.
