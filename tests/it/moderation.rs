@@ -191,7 +191,9 @@ async fn a_link_from_a_domain_outside_the_allow_list_is_deleted_and_warned() {
     let text = sent[0].body["message"].as_str().unwrap();
     assert!(text.contains("U42") && text.contains("1/3"), "{text}");
     assert_eq!(s.log().await, [("warn".to_string(), Some(1), true, "spam.com".to_string())]);
-    // The allowed link was an ordinary message: the member and their activity are there.
+    // The allowed link was an ordinary message: the member and their activity are there, once
+    // the plain chat's batch is written.
+    s.app.chatter_written().await;
     let messages: i64 = sqlx::query_scalar("SELECT count(*) FROM bridge_events WHERE bridge_id = $1")
         .bind(s.bridge)
         .fetch_one(&s.app.db)
