@@ -4,10 +4,9 @@
 //!
 //! `cargo run --release --example poster_timing -j 1 [iterations]`
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
-use shoal::poster::{bench, render, Format, PosterData, Posters, PostersConfig};
+use shoal::poster::{bench, render, Format, Posters, PostersConfig};
 
 fn pct(v: &mut [u128], p: f64) -> f64 {
     v.sort_unstable();
@@ -24,17 +23,7 @@ fn main() -> anyhow::Result<()> {
     println!("static layer + its JPEG cells: {:.1} ms", t.elapsed().as_micros() as f64 / 1000.0);
     let rows = base.rows.as_ref().expect("cells");
     let avatar = bench::avatar();
-    let data = |i: usize| PosterData {
-        name: format!("成员{i}号🐟"),
-        avatar: Some(avatar.clone()),
-        qr_url: format!("https://shoal.example/l/spring?r=M{i:06}"),
-        vars: BTreeMap::from([
-            ("campaign".to_string(), "春季打卡营".to_string()),
-            ("streak".to_string(), (i % 30).to_string()),
-            ("days".to_string(), (i % 365).to_string()),
-            ("date".to_string(), "2026-12-03".to_string()),
-        ]),
-    };
+    let data = |i: usize| bench::data(i, &avatar);
     for i in 0..3 {
         posters.draw(&base, &layout, &data(i), Format::Jpeg)?;
     }

@@ -68,7 +68,9 @@ fn jpeg(img: &image::DynamicImage) -> Vec<u8> {
     out.into_inner()
 }
 
-fn data(i: usize, avatar: &[u8]) -> PosterData {
+/// The data of the `i`-th member's poster: a name with an emoji, the avatar, a reference link
+/// and the campaign's variables.
+pub fn data(i: usize, avatar: &[u8]) -> PosterData {
     PosterData {
         name: format!("成员{i}号🐟"),
         avatar: Some(avatar.to_vec()),

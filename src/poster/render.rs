@@ -158,8 +158,13 @@ fn pieces<'a>(layout: &Layout, data: &'a PosterData, engine: &mut Engine, family
 /// Paints a piece on `pix`, whose top left corner is the canvas's pixel `origin`.
 fn paint(pix: &mut Pixmap, origin: (i32, i32), engine: &mut Engine, piece: &Piece) {
     match &piece.kind {
-        PieceKind::Avatar { img, x, y, size, shape } => draw_avatar(pix, origin, img, *x, *y, *size, *shape),
-        PieceKind::Disc { rgb, x, y, size, shape } => draw_disc(pix, origin, *rgb, *x, *y, *size, *shape),
+        // A scaled avatar picture (`scale_avatar`).
+        PieceKind::Avatar { img, x, y, size, shape } => {
+            paint_square(pix, origin, *x, *y, *size, *shape, |sx, sy| img.get_pixel(sx, sy).0)
+        }
+        PieceKind::Disc { rgb: [r, g, b], x, y, size, shape } => {
+            paint_square(pix, origin, *x, *y, *size, *shape, |_, _| [*r, *g, *b, 255])
+        }
         PieceKind::Text { buf, x, y, color } => paint_text(pix, origin, engine, buf, *x, *y, *color),
         PieceKind::Qr { text, x, y, size, color } => draw_qr(pix, origin, text, *x, *y, *size, *color),
     }
@@ -514,17 +519,18 @@ fn area_weights(from: u32, to: u32) -> Vec<(usize, Vec<u32>)> {
         .collect()
 }
 
-/// A scaled avatar picture (`scale_avatar`) at the canvas's (x, y), on a pixmap whose top left
-/// corner is the canvas's `origin`.
+/// A `size` × `size` square at the canvas's (x, y), cut to a disc when `shape` is round, on a
+/// pixmap whose top left corner is the canvas's `origin`; `rgba(sx, sy)` is the colour of the
+/// square's pixel (sx, sy).
 #[allow(clippy::too_many_arguments)]
-fn draw_avatar(
+fn paint_square(
     pix: &mut Pixmap,
     origin: (i32, i32),
-    scaled: &image::RgbaImage,
     x: i32,
     y: i32,
     size: u32,
     shape: Shape,
+    rgba: impl Fn(u32, u32) -> [u8; 4],
 ) {
     let (w, h) = (pix.width() as i32, pix.height() as i32);
     let data = pix.data_mut();
@@ -534,13 +540,13 @@ fn draw_avatar(
             if px < 0 || py < 0 || px >= w || py >= h {
                 continue;
             }
-            let p = scaled.get_pixel(sx, sy).0;
+            let [r, g, b, a] = rgba(sx, sy);
             let cover = match shape {
                 Shape::Round => disc(sx, sy, size),
                 Shape::Square => 255,
             };
             let i = ((py * w + px) * 4) as usize;
-            blend(&mut data[i..i + 4], p[0], p[1], p[2], p[3] as u32 * cover / 255);
+            blend(&mut data[i..i + 4], r, g, b, a as u32 * cover / 255);
         }
     }
 }
@@ -558,27 +564,6 @@ const AVATAR_COLOURS: [[u8; 3]; 8] = [
 ];
 
 /// No picture: a disc (or square) of the name's colour…
-#[allow(clippy::too_many_arguments)]
-fn draw_disc(pix: &mut Pixmap, origin: (i32, i32), rgb: [u8; 3], x: i32, y: i32, size: u32, shape: Shape) {
-    let [r, g, b] = rgb;
-    let (w, h) = (pix.width() as i32, pix.height() as i32);
-    let data = pix.data_mut();
-    for sy in 0..size {
-        for sx in 0..size {
-            let (px, py) = (x + sx as i32 - origin.0, y + sy as i32 - origin.1);
-            if px < 0 || py < 0 || px >= w || py >= h {
-                continue;
-            }
-            let cover = match shape {
-                Shape::Round => disc(sx, sy, size),
-                Shape::Square => 255,
-            };
-            let i = ((py * w + px) * 4) as usize;
-            blend(&mut data[i..i + 4], r, g, b, cover);
-        }
-    }
-}
-
 /// …with the name's first character on it, in white.
 fn initial_piece<'a>(engine: &mut Engine, family: &str, name: &str, x: i32, y: i32, size: u32) -> Option<Piece<'a>> {
     let initial = first_grapheme(name.trim());
