@@ -161,7 +161,7 @@ pub async fn intercept(
     let standing = store::moderation::standing(&mut tx, s.group.id, &s.bridge.platform, &e.user.id).await?;
     let (member_id, _) = store::checkins::message_in_transaction(&mut tx, &message, None).await?;
     act(&mut tx, s, e, member_id, &standing, verdicts, &d.dedupe_key).await?;
-    store::bridges::settle_delivery(&mut tx, row, None, 204).await?;
+    store::bridges::settle_delivery(&mut tx, &row, None, 204).await?;
     tx.commit().await?;
     metrics::counter!("bridge_events_total", "kind" => s.bridge.kind.as_str(), "result" => "moderated").increment(1);
     Ok(Some(Handled::default()))

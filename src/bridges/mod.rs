@@ -106,7 +106,53 @@ pub struct BridgeCache(
     std::sync::Mutex<std::collections::HashMap<i64, CachedBridge>>,
     /// The instance's public URL (configuration), for links in bot replies (`邀请`).
     pub std::sync::OnceLock<String>,
+    /// Chats' groups, looked up through the bridges.
+    GroupCache,
 );
+
+/// Chat lookups (`store::bridges::find_group`: a chat's group with its check-in rules), kept per
+/// process like bridge rows: every group message needs one before anything else, and at
+/// hundreds of messages a second it was a round trip of its own. An entry lives for
+/// [`GroupCache::TTL`] and no longer than the lookup generation it was read in
+/// (`store::groups::lookup_generation`, bumped by every write that changes what a lookup
+/// finds), so a change made in this process is seen at once and one made by another process
+/// within the TTL. Unlinked chats are kept too; the cache holds at most [`GroupCache::MAX`]
+/// chats.
+#[derive(Default)]
+struct GroupCache(std::sync::Mutex<std::collections::HashMap<(i64, String, String), CachedGroup>>);
+
+struct CachedGroup {
+    group: Option<LinkedGroup>,
+    loaded: std::time::Instant,
+    generation: u64,
+}
+
+impl GroupCache {
+    const TTL: std::time::Duration = std::time::Duration::from_secs(1);
+    const MAX: usize = 10_000;
+
+    async fn find(&self, conn: &mut PgConnection, bridge: &BridgeRow, chat: &str) -> sqlx::Result<Option<LinkedGroup>> {
+        let key = (bridge.id, bridge.platform.clone(), chat.to_string());
+        // Read before the lookup: a write that lands during it leaves the entry stale at once.
+        let generation = store::groups::lookup_generation();
+        if let Some(c) = self.0.lock().ok().as_ref().and_then(|m| m.get(&key)) {
+            if c.generation == generation && c.loaded.elapsed() < Self::TTL {
+                return Ok(c.group.clone());
+            }
+        }
+        let group = store::bridges::find_group(conn, bridge.id, &bridge.platform, chat).await?;
+        if let Ok(mut m) = self.0.lock() {
+            if m.len() >= Self::MAX {
+                m.retain(|_, c| c.generation == generation && c.loaded.elapsed() < Self::TTL);
+                if m.len() >= Self::MAX {
+                    m.clear();
+                }
+            }
+            m.insert(key, CachedGroup { group: group.clone(), loaded: std::time::Instant::now(), generation });
+        }
+        Ok(group)
+    }
+}
 
 struct CachedBridge {
     row: std::sync::Arc<BridgeRow>,
@@ -206,7 +252,7 @@ pub async fn handle(state: &crate::AppState, bridge: &BridgeRow, d: &Delivery) -
     let first = d.events.first();
     let mut conn = db.acquire().await?;
     let first_group = match first {
-        Some(e) => store::bridges::find_group(&mut conn, bridge.id, &bridge.platform, &e.chat.id).await?,
+        Some(e) => cache.2.find(&mut conn, bridge, &e.chat.id).await?,
         None => None,
     };
     // Moderation: a message that breaks its group's rules is handled apart.
@@ -300,7 +346,7 @@ pub async fn handle(state: &crate::AppState, bridge: &BridgeRow, d: &Delivery) -
     // What the answer cannot carry goes out as outbound jobs, enqueued with this delivery.
     crate::automation::enqueue_later(&mut tx, auto, bridge, d, &handled.later).await?;
     let status = if handled.answer.is_some() { 200 } else { 204 };
-    store::bridges::settle_delivery(&mut tx, event_row, stored.as_ref(), status).await?;
+    store::bridges::settle_delivery(&mut tx, &event_row, stored.as_ref(), status).await?;
     touch(&mut tx, cache, bridge, d).await?;
     tx.commit().await?;
     metrics::counter!("bridge_events_total", "kind" => bridge.kind.as_str(), "result" => "processed").increment(1);

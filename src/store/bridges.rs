@@ -221,7 +221,7 @@ pub struct EventRow {
 pub async fn recent_events(conn: &mut PgConnection, id: i64, limit: i64) -> sqlx::Result<Vec<EventRow>> {
     sqlx::query_as(
         "SELECT kind, chat_id, user_id, status, received_at FROM bridge_events
-         WHERE bridge_id = $1 ORDER BY received_at DESC, id DESC LIMIT $2",
+         WHERE bridge_id = $1 ORDER BY received_at DESC, dedupe_key DESC LIMIT $2",
     )
     .bind(id)
     .bind(limit)
@@ -325,6 +325,7 @@ pub async fn link_chat(
     .bind(bridge_id)
     .execute(conn)
     .await?;
+    super::groups::lookups_changed();
     Ok(r.rows_affected() == 1)
 }
 
@@ -338,7 +339,7 @@ pub async fn create_group_for_chat(
     chat_id: &str,
     bridge_id: i64,
 ) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
+    let id = sqlx::query_scalar(
         "INSERT INTO groups (name, platform, capacity, external_chat_id, bridge_id) VALUES ($1, $2, $3, $4, $5) RETURNING id",
     )
     .bind(name)
@@ -347,23 +348,31 @@ pub async fn create_group_for_chat(
     .bind(chat_id)
     .bind(bridge_id)
     .fetch_one(conn)
-    .await
+    .await;
+    super::groups::lookups_changed();
+    id
 }
 
 // ---------------------------------------------------------------- deliveries
 
-/// Claims the delivery's dedupe row with `status`; its id, or `None` when a copy of the delivery
-/// claimed it first.
-pub async fn claim_delivery(
+/// A delivery's log row, claimed by [`claim_delivery`]: its key.
+pub struct Claimed<'a> {
+    bridge_id: i64,
+    dedupe_key: &'a str,
+}
+
+/// Claims the delivery's dedupe row with `status`; `None` when a copy of the delivery claimed it
+/// first.
+pub async fn claim_delivery<'a>(
     conn: &mut PgConnection,
     bridge_id: i64,
-    d: &Delivery,
+    d: &'a Delivery,
     status: i32,
-) -> sqlx::Result<Option<i64>> {
+) -> sqlx::Result<Option<Claimed<'a>>> {
     let first = d.events.first();
-    sqlx::query_scalar(
+    let claimed: Option<i64> = sqlx::query_scalar(
         "INSERT INTO bridge_events (bridge_id, dedupe_key, kind, chat_id, user_id, status) VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (bridge_id, dedupe_key) DO NOTHING RETURNING id",
+         ON CONFLICT (bridge_id, dedupe_key) DO NOTHING RETURNING bridge_id",
     )
     .bind(bridge_id)
     .bind(&d.dedupe_key)
@@ -372,18 +381,20 @@ pub async fn claim_delivery(
     .bind(first.map(|e| e.user.id.as_str()))
     .bind(status)
     .fetch_optional(conn)
-    .await
+    .await?;
+    Ok(claimed.map(|bridge_id| Claimed { bridge_id, dedupe_key: &d.dedupe_key }))
 }
 
 /// What the delivery's row keeps for a retry, and its status.
 pub async fn settle_delivery(
     conn: &mut PgConnection,
-    row: i64,
+    row: &Claimed<'_>,
     reply: Option<&Value>,
     status: i32,
 ) -> sqlx::Result<()> {
-    sqlx::query("UPDATE bridge_events SET reply = $2, status = $3 WHERE id = $1")
-        .bind(row)
+    sqlx::query("UPDATE bridge_events SET reply = $3, status = $4 WHERE bridge_id = $1 AND dedupe_key = $2")
+        .bind(row.bridge_id)
+        .bind(row.dedupe_key)
         .bind(reply)
         .bind(status)
         .execute(conn)
@@ -436,6 +447,7 @@ pub async fn saw_unlinked_chat(
 }
 
 /// A linked group: its id and check-in rules (its own, or the defaults in its time zone).
+#[derive(Clone)]
 pub struct LinkedGroup {
     pub id: i64,
     pub rules: Rules,

@@ -18,6 +18,7 @@ pub async fn set(conn: &mut PgConnection, group_id: i64, poster: Option<&Checkin
     .bind(poster.map(|p| p.text.as_str()).unwrap_or(""))
     .execute(conn)
     .await?;
+    super::groups::lookups_changed();
     Ok(())
 }
 

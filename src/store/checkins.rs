@@ -144,6 +144,7 @@ pub async fn save_rules(conn: &mut PgConnection, group_id: i64, r: &Rules) -> sq
     .bind(&r.reply_en)
     .execute(conn)
     .await?;
+    super::groups::lookups_changed();
     Ok(())
 }
 
@@ -170,6 +171,10 @@ macro_rules! plain_result {
 /// day (`checkin_days`). A second check-in the same day reports the streak of the first — or,
 /// when that one was committed after this statement began (it waited on the unique index), the
 /// streak it must have had.
+///
+/// `result` is `MATERIALIZED`: the delivery's row reads `outcome` three times, and PostgreSQL
+/// would otherwise copy the CTE into each of them, building and running every subquery of the
+/// outcome thrice (a fifth of the statement's cost, `docs/PERFORMANCE.md`).
 ///
 /// [`message_ctes`]: crate::store::bridges::message_ctes
 /// [`credit_ctes`]: crate::store::points::credit_ctes
@@ -198,7 +203,7 @@ macro_rules! checkin_result {
                 WHERE amount > 0
              ), ",
             crate::store::points::credit_ctes!(),
-            ", result AS (
+            ", result AS MATERIALIZED (
                 SELECT m.id AS member, jsonb_build_object(
                     'new', checkin.id IS NOT NULL,
                     'streak', COALESCE(checkin.streak,
@@ -341,9 +346,7 @@ pub async fn message_at_once(
     match written {
         Ok((true, outcome)) => Ok(Some(outcome.map(|o| o.0))),
         Ok((false, _)) => Ok(None),
-        Err(sqlx::Error::Database(err)) if err.constraint() == Some("bridge_events_bridge_id_dedupe_key_key") => {
-            Ok(None)
-        }
+        Err(sqlx::Error::Database(err)) if err.constraint() == Some("bridge_events_pkey") => Ok(None),
         Err(err) => Err(err),
     }
 }

@@ -1,5 +1,7 @@
 //! Groups and their uploaded QR images.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
@@ -7,6 +9,22 @@ use super::like_pattern;
 use crate::domain::group::{GroupSpec, GroupStatus};
 use crate::domain::qr::QrImage;
 use crate::domain::{Platform, Zone};
+
+/// What a chat's lookup finds (`bridges::find_group`: the group, its time zone, status, link and
+/// check-in rules) changes only through writes in `store`, and each of them bumps this counter
+/// once it has run, so that this process's cache of lookups (`bridges::GroupCache`) drops what
+/// it holds. Writes made by another process are seen when the cache's entries expire.
+static LOOKUP_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// The current generation of chat lookups (see [`lookups_changed`]).
+pub fn lookup_generation() -> u64 {
+    LOOKUP_GENERATION.load(Ordering::Acquire)
+}
+
+/// Called by every write that may change what a chat's lookup finds.
+pub(crate) fn lookups_changed() {
+    LOOKUP_GENERATION.fetch_add(1, Ordering::AcqRel);
+}
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct GroupRow {
@@ -158,7 +176,7 @@ pub async fn names(conn: &mut PgConnection, scope: Option<&[i64]>) -> sqlx::Resu
 }
 
 pub async fn insert(conn: &mut PgConnection, g: &GroupSpec) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
+    let id = sqlx::query_scalar(
         "INSERT INTO groups (name, platform, join_url, capacity, member_count, timezone, external_chat_id, status, tags, notes)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
     )
@@ -173,7 +191,9 @@ pub async fn insert(conn: &mut PgConnection, g: &GroupSpec) -> sqlx::Result<i64>
     .bind(&g.tags)
     .bind(&g.notes)
     .fetch_one(conn)
-    .await
+    .await;
+    lookups_changed();
+    id
 }
 
 pub async fn update(conn: &mut PgConnection, id: i64, g: &GroupSpec) -> sqlx::Result<bool> {
@@ -197,6 +217,7 @@ pub async fn update(conn: &mut PgConnection, id: i64, g: &GroupSpec) -> sqlx::Re
     .bind(&g.notes)
     .execute(&mut *conn)
     .await?;
+    lookups_changed();
     // The expiry belongs to the QR image; a form may move it without a new upload.
     if let Some(at) = g.qr_expires_at {
         sqlx::query("UPDATE group_qr_images SET expires_at = $2 WHERE group_id = $1")
@@ -214,6 +235,7 @@ pub async fn set_status(conn: &mut PgConnection, id: i64, status: GroupStatus) -
         .bind(status)
         .execute(conn)
         .await?;
+    lookups_changed();
     Ok(r.rows_affected() == 1)
 }
 

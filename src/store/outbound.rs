@@ -446,6 +446,7 @@ pub async fn migrate_chat(conn: &mut PgConnection, bridge_id: i64, old: &str, ne
     .bind(new)
     .fetch_all(&mut *conn)
     .await?;
+    super::groups::lookups_changed();
     sqlx::query("UPDATE unlinked_chats SET chat_id = $3 WHERE bridge_id = $1 AND chat_id = $2 AND NOT EXISTS (SELECT 1 FROM unlinked_chats u WHERE u.bridge_id = $1 AND u.chat_id = $3)")
         .bind(bridge_id)
         .bind(old)

@@ -370,6 +370,46 @@ async fn bad_rules_are_refused_and_good_rules_drive_the_next_checkin() {
     assert_eq!(ledger, vec![("checkin".to_string(), 3)]);
 }
 
+/// A chat's group and rules are kept per process between messages (`bridges::GroupCache`); a
+/// change saved in this process must drive the very next message all the same.
+#[tokio::test]
+async fn rules_saved_and_a_group_archived_apply_to_the_very_next_message() {
+    let app = TestApp::spawn().await;
+    let c = app.admin().await;
+    let (id, secret, _) =
+        create_bridge(&app, &c, &[("kind", "generic"), ("name", "Hub"), ("platform", "wechat")]).await;
+    let g = group_with_chat(&app, "Room", "wechat", Some("room-1")).await;
+    let ev = |n: u32, who: &str, text: &str| {
+        json!({"event_id": format!("e{n}"), "kind": "message", "group_id": "room-1", "member_id": who,
+               "display_name": who.to_uppercase(), "text": text, "timestamp": chrono::Utc::now().timestamp()})
+    };
+    // The defaults: 签到 is a check-in worth one point; "hi" is plain chat.
+    let (s, r) = post_generic(&app, id, &secret, ev(1, "ann", "签到")).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let (s, _) = post_generic(&app, id, &secret, ev(2, "bob", "hi")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+
+    let page = format!("/groups/{g}/checkin-rules");
+    let r = app.post_form(&c, &page, &page, &rules_fields(&[])).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (s, r) = post_generic(&app, id, &secret, ev(3, "cat", "hi")).await;
+    assert_eq!((s, r["reply"].as_str()), (StatusCode::OK, Some("CAT is in: +3, balance 3, #2")));
+    let (s, _) = post_generic(&app, id, &secret, ev(4, "dan", "签到")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "签到 is no longer a check-in word");
+
+    let r = app.post_form(&c, &format!("/groups/{g}"), &format!("/groups/{g}/archive"), &[]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (s, _) = post_generic(&app, id, &secret, ev(5, "eve", "hi")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "an archived group's chat checks no one in");
+    let checkins: Vec<String> = sqlx::query_scalar(
+        "SELECT m.external_user_id FROM checkins c JOIN members m ON m.id = c.member_id ORDER BY c.id",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(checkins, vec!["ann", "cat"]);
+}
+
 #[tokio::test]
 async fn the_group_checkin_page_lists_today_in_order_with_streaks_and_a_calendar() {
     let app = TestApp::spawn_with(|c| c.bridges.event_time_tolerance_secs = 0).await;

@@ -500,3 +500,78 @@ fn the_vendored_fixtures_are_the_shared_ones() {
         assert!(vendored == theirs, "tests/fixtures/bridges differs from ../shared/fixtures/bridges: copy it again");
     }
 }
+
+/// The tables every message writes check their values through domains rather than table
+/// constraints, and `checkins` and `member_daily_activity` have no foreign keys any more (see
+/// their migrations): each rule must still refuse what it refused, and a parent deleted by hand
+/// must still take its activity along.
+#[tokio::test]
+async fn the_message_tables_still_refuse_bad_values_and_a_deleted_parent_takes_its_activity_along() {
+    let app = TestApp::spawn().await;
+    let id = bridge(&app, "generic", "wechat", "g-secret").await;
+    let g = linked_group(&app, "wechat", "wx-room-1").await;
+    let other = linked_group(&app, "wechat", "wx-room-2").await;
+    let now = chrono::Utc::now().timestamp();
+    let ev = |n: u32, room: &str, who: &str, text: &str| {
+        json!({"event_id": format!("e{n}"), "kind": "message", "group_id": room, "member_id": who,
+               "display_name": who.to_uppercase(), "text": text, "timestamp": now})
+    };
+    for (n, room, who, text) in
+        [(1, "wx-room-1", "ann", "签到"), (2, "wx-room-2", "ann", "签到"), (3, "wx-room-1", "bob", "hello")]
+    {
+        let (s, r) = post_generic(&app, id, "g-secret", ev(n, room, who, text)).await;
+        assert!(s.is_success(), "{r}");
+    }
+    app.chatter_written().await;
+
+    for bad in [
+        "UPDATE points_accounts SET balance = -1",
+        "INSERT INTO members (platform, external_user_id, display_name) VALUES ('icq', 'x', 'y')",
+        "INSERT INTO members (platform, external_user_id, display_name) VALUES ('qq', '', 'y')",
+        "UPDATE members SET display_name = repeat('x', 121)",
+        "UPDATE members SET invite_code = 'NOT-A-CODE'",
+        "UPDATE members SET page_epoch = -1",
+        "UPDATE memberships SET role = 'king'",
+        "UPDATE memberships SET left_at = now(), left_reason = 'vanished'",
+        "UPDATE checkins SET streak = 0",
+        "UPDATE checkins SET note = ''",
+        "UPDATE checkins SET quantity = -1, unit = 'km'",
+        "UPDATE checkins SET quantity = 5, unit = 'parsec'",
+        "UPDATE checkins SET quantity = 5",
+        "UPDATE checkin_days SET checkins = -1",
+        "INSERT INTO points_ledger (member_id, delta, kind, reference, idempotency_key, note)
+         SELECT id, 0, 'checkin', 'x', 'zero', '' FROM members LIMIT 1",
+        "INSERT INTO points_ledger (member_id, delta, kind, reference, idempotency_key, note)
+         SELECT id, 5, 'gift', 'x', 'gift', '' FROM members LIMIT 1",
+    ] {
+        let err = sqlx::query(bad).execute(&app.db).await.expect_err(bad);
+        let code = err.as_database_error().and_then(|e| e.code()).map(|c| c.to_string());
+        assert_eq!(code.as_deref(), Some("23514"), "{bad}: {err}");
+    }
+
+    // Deleting (by hand) the group deletes its check-ins and activity, and only its own.
+    let rows = |sql: &'static str, id: i64| {
+        let db = app.db.clone();
+        async move { sqlx::query_scalar::<_, i64>(sql).bind(id).fetch_one(&db).await.unwrap() }
+    };
+    assert_eq!(rows("SELECT count(*) FROM checkins WHERE group_id = $1", g).await, 1);
+    assert_eq!(rows("SELECT count(*) FROM member_daily_activity WHERE group_id = $1", g).await, 2);
+    sqlx::query("DELETE FROM groups WHERE id = $1").bind(g).execute(&app.db).await.unwrap();
+    assert_eq!(rows("SELECT count(*) FROM checkins WHERE group_id = $1", g).await, 0);
+    assert_eq!(rows("SELECT count(*) FROM member_daily_activity WHERE group_id = $1", g).await, 0);
+    assert_eq!(rows("SELECT count(*) FROM checkins WHERE group_id = $1", other).await, 1);
+    // Bob only chatted (no ledger history), so he can be deleted; his activity goes with him.
+    let bob: i64 =
+        sqlx::query_scalar("SELECT id FROM members WHERE external_user_id = 'bob'").fetch_one(&app.db).await.unwrap();
+    sqlx::query(
+        "INSERT INTO member_daily_activity (member_id, group_id, day, messages) VALUES ($1, $2, current_date, 1)",
+    )
+    .bind(bob)
+    .bind(other)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    sqlx::query("DELETE FROM members WHERE id = $1").bind(bob).execute(&app.db).await.unwrap();
+    assert_eq!(rows("SELECT count(*) FROM member_daily_activity WHERE member_id = $1", bob).await, 0);
+    assert_eq!(rows("SELECT count(*) FROM member_daily_activity WHERE group_id = $1", other).await, 1, "ann's stays");
+}
