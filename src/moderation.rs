@@ -58,13 +58,14 @@ impl Moderator {
     }
 
     /// The compiled moderation of rule set `id` at `version`, compiled once per version.
-    pub async fn judge(&self, conn: &mut PgConnection, id: i64, version: i32) -> sqlx::Result<Arc<Judge>> {
+    pub async fn judge(&self, conn: &mut crate::store::Conn<'_>, id: i64, version: i32) -> sqlx::Result<Arc<Judge>> {
         if let Some((v, at, j)) = self.judges.lock().ok().and_then(|m| m.get(&id).cloned()) {
             if v == version && at.elapsed() < Self::TTL {
                 return Ok(j);
             }
         }
-        let rules = store::moderation::rules(conn, id).await?;
+        let conn = conn.get().await?;
+        let rules = store::moderation::rules(&mut *conn, id).await?;
         let ladder = store::moderation::ladder(conn, id).await?;
         let judge = Arc::new(compile_lenient(&rules, ladder));
         if let Ok(mut m) = self.judges.lock() {
@@ -105,7 +106,7 @@ pub fn judge_delivery(m: &Moderator, judge: &Judge, d: &Delivery, group: &Linked
 /// transaction (`Some`: the webhook's answer). `None`: go on as usual (no rule broken, nothing
 /// to judge, or a copy of the delivery handled first, which the usual path answers as a retry).
 pub async fn screen(
-    conn: &mut PgConnection,
+    conn: &mut crate::store::Conn<'_>,
     auto: &crate::automation::Automation,
     m: &Moderator,
     bridge: &BridgeRow,
@@ -123,7 +124,7 @@ pub async fn screen(
         return Ok(None);
     }
     let scene = Scene { config: &m.config, bridge, group, rule_set_id, judge: &judge };
-    intercept(conn, &scene, d, &verdicts).await
+    intercept(conn.get().await?, &scene, d, &verdicts).await
 }
 
 /// What `intercept` needs besides the delivery.

@@ -78,7 +78,7 @@ impl RuleSetCache {
     const MAX_ENTRIES: usize = 100_000;
 
     /// The group's rules: from memory when still good, else read (four short queries).
-    pub async fn get(&self, conn: &mut PgConnection, group_id: i64) -> sqlx::Result<Arc<GroupRules>> {
+    pub async fn get(&self, conn: &mut crate::store::Conn<'_>, group_id: i64) -> sqlx::Result<Arc<GroupRules>> {
         let epoch = self.epoch.load(Ordering::Acquire);
         let ttl = if self.listening.load(Ordering::Acquire) { Self::HEARD_TTL } else { Self::UNHEARD_TTL };
         if let Some(hit) = self.map.lock().ok().and_then(|m| {
@@ -88,7 +88,7 @@ impl RuleSetCache {
             return Ok(hit);
         }
         metrics::counter!("rule_set_cache_total", "result" => "miss").increment(1);
-        let rules = Arc::new(load(conn, group_id).await?);
+        let rules = Arc::new(load(conn.get().await?, group_id).await?);
         if let Ok(mut m) = self.map.lock() {
             if m.len() >= Self::MAX_ENTRIES {
                 m.clear();
@@ -212,7 +212,7 @@ fn keyword_for<'a>(rules: &'a GroupRules, e: &Event, group: &LinkedGroup) -> Opt
 /// Whether a message in `group` may get a keyword reply (from the cached rule sets): one that
 /// cannot is plain chat, written behind the answer (`bridges::chatter`).
 pub async fn may_reply(
-    conn: &mut PgConnection,
+    conn: &mut crate::store::Conn<'_>,
     auto: &Automation,
     e: &Event,
     group: &LinkedGroup,
@@ -231,7 +231,7 @@ pub async fn on_message(
 ) -> sqlx::Result<Handled> {
     let protocol = bridge.kind.protocol();
     let EventBody::Message { message_id, thread_id, .. } = &e.body else { return Ok(protocol.answer(d, vec![])) };
-    let rules = auto.rule_sets.get(conn, group.id).await?;
+    let rules = auto.rule_sets.get(&mut crate::store::Conn::Held(&mut *conn), group.id).await?;
     let Some(k) = keyword_for(&rules, e, group) else {
         return Ok(protocol.answer(d, vec![]));
     };
@@ -305,7 +305,7 @@ pub async fn on_events(
         let Some(group) = store::bridges::find_group(conn, bridge.id, &bridge.platform, &e.chat.id).await? else {
             continue;
         };
-        let rules = auto.rule_sets.get(conn, group.id).await?;
+        let rules = auto.rule_sets.get(&mut crate::store::Conn::Held(&mut *conn), group.id).await?;
         let name = if e.user.name.is_empty() { e.user.id.as_str() } else { e.user.name.as_str() };
         match &e.body {
             EventBody::Join { .. } => {

@@ -131,7 +131,12 @@ impl GroupCache {
     const TTL: std::time::Duration = std::time::Duration::from_secs(1);
     const MAX: usize = 10_000;
 
-    async fn find(&self, conn: &mut PgConnection, bridge: &BridgeRow, chat: &str) -> sqlx::Result<Option<LinkedGroup>> {
+    async fn find(
+        &self,
+        conn: &mut store::Conn<'_>,
+        bridge: &BridgeRow,
+        chat: &str,
+    ) -> sqlx::Result<Option<LinkedGroup>> {
         let key = (bridge.id, bridge.platform.clone(), chat.to_string());
         // Read before the lookup: a write that lands during it leaves the entry stale at once.
         let generation = store::groups::lookup_generation();
@@ -140,7 +145,7 @@ impl GroupCache {
                 return Ok(c.group.clone());
             }
         }
-        let group = store::bridges::find_group(conn, bridge.id, &bridge.platform, chat).await?;
+        let group = store::bridges::find_group(conn.get().await?, bridge.id, &bridge.platform, chat).await?;
         if let Ok(mut m) = self.0.lock() {
             if m.len() >= Self::MAX {
                 m.retain(|_, c| c.generation == generation && c.loaded.elapsed() < Self::TTL);
@@ -250,7 +255,8 @@ pub async fn handle(state: &crate::AppState, bridge: &BridgeRow, d: &Delivery) -
     let protocol = bridge.kind.protocol();
     // The first event's group with its rules, read once for either path below.
     let first = d.events.first();
-    let mut conn = db.acquire().await?;
+    // Taken from the pool only when a cache misses or something is written now.
+    let mut conn = store::Conn::lazy(db);
     let first_group = match first {
         Some(e) => cache.2.find(&mut conn, bridge, &e.chat.id).await?,
         None => None,
@@ -303,32 +309,34 @@ pub async fn handle(state: &crate::AppState, bridge: &BridgeRow, d: &Delivery) -
                 chat_id: &e.chat.id,
                 user_id: &e.user.id,
             };
+            let conn = conn.get().await?;
             let written =
-                store::checkins::message_at_once(&mut conn, &message(bridge, e, group), earning.as_ref(), &log).await?;
+                store::checkins::message_at_once(conn, &message(bridge, e, group), earning.as_ref(), &log).await?;
             let Some(outcome) = written else {
-                return stored_answer(&mut conn, pages, auto, bridge, d, first_group.as_ref()).await;
+                return stored_answer(conn, pages, auto, bridge, d, first_group.as_ref()).await;
             };
-            touch(&mut conn, cache, bridge, d).await?;
+            touch(&mut store::Conn::Held(&mut *conn), cache, bridge, d).await?;
             metrics::counter!("bridge_events_total", "kind" => bridge.kind.as_str(), "result" => "processed")
                 .increment(1);
             if intent == Intent::None {
                 // Automation: a keyword reply, for what no built-in command took.
-                return crate::automation::on_message(&mut conn, auto, bridge, d, e, group).await;
+                return crate::automation::on_message(conn, auto, bridge, d, e, group).await;
             }
             let mut actions: Vec<Action> =
                 outcome.iter().map(|o| checkin_reply(protocol, e, &group.rules, o)).collect();
             if let Some(o) = &outcome {
-                actions.extend(checkin_poster(&mut conn, pages, e, group, o).await?);
+                actions.extend(checkin_poster(conn, pages, e, group, o).await?);
             }
             let handled = protocol.answer(d, actions);
-            hand_over(&mut conn, auto, bridge, d, &handled.later).await?;
+            hand_over(conn, auto, bridge, d, &handled.later).await?;
             return Ok(handled);
         }
     }
+    let conn = conn.get().await?;
     let mut tx = conn.begin().await?;
     let Some(event_row) = store::bridges::claim_delivery(&mut tx, bridge.id, d, 0).await? else {
         drop(tx);
-        return stored_answer(&mut conn, pages, auto, bridge, d, first_group.as_ref()).await;
+        return stored_answer(conn, pages, auto, bridge, d, first_group.as_ref()).await;
     };
     let mut known = first.map(|e| (e.chat.id.as_str(), first_group));
     let mut actions = Vec::new();
@@ -347,7 +355,7 @@ pub async fn handle(state: &crate::AppState, bridge: &BridgeRow, d: &Delivery) -
     crate::automation::enqueue_later(&mut tx, auto, bridge, d, &handled.later).await?;
     let status = if handled.answer.is_some() { 200 } else { 204 };
     store::bridges::settle_delivery(&mut tx, &event_row, stored.as_ref(), status).await?;
-    touch(&mut tx, cache, bridge, d).await?;
+    touch(&mut store::Conn::Held(&mut tx), cache, bridge, d).await?;
     tx.commit().await?;
     metrics::counter!("bridge_events_total", "kind" => bridge.kind.as_str(), "result" => "processed").increment(1);
     Ok(handled)
@@ -363,7 +371,7 @@ fn stored_json(s: &Stored) -> sqlx::Result<Value> {
 pub async fn record_only(db: &sqlx::PgPool, cache: &BridgeCache, bridge: &BridgeRow, d: &Delivery) -> sqlx::Result<()> {
     let mut tx = db.begin().await?;
     store::bridges::claim_delivery(&mut tx, bridge.id, d, 204).await?;
-    touch(&mut tx, cache, bridge, d).await?;
+    touch(&mut store::Conn::Held(&mut tx), cache, bridge, d).await?;
     tx.commit().await?;
     metrics::counter!("bridge_events_total", "kind" => bridge.kind.as_str(), "result" => "out_of_time").increment(1);
     Ok(())
@@ -424,9 +432,9 @@ async fn hand_over(
 /// Refreshes the bridge's `last_event_at` (and `self_id`). One row shared by every delivery of
 /// the bridge: touched at most once a second (per process by the cache, across processes by the
 /// statement) so that concurrent deliveries do not queue behind its lock.
-async fn touch(conn: &mut PgConnection, cache: &BridgeCache, bridge: &BridgeRow, d: &Delivery) -> sqlx::Result<()> {
+async fn touch(conn: &mut store::Conn<'_>, cache: &BridgeCache, bridge: &BridgeRow, d: &Delivery) -> sqlx::Result<()> {
     if cache.should_touch(bridge, d.self_id.as_deref()) {
-        store::bridges::touch(conn, bridge.id, d.self_id.as_deref()).await?;
+        store::bridges::touch(conn.get().await?, bridge.id, d.self_id.as_deref()).await?;
     }
     Ok(())
 }

@@ -29,6 +29,37 @@ pub mod secrets;
 pub mod system;
 pub mod tokens;
 
+/// A connection for code that reads from per-process caches first: one the caller holds (a
+/// transaction, say), or one taken from the pool only when a cache misses. A webhook answered
+/// from the caches alone (plain chat) then never waits for a connection while every one of
+/// them is busy committing.
+pub enum Conn<'a> {
+    Held(&'a mut sqlx::PgConnection),
+    Lazy(&'a sqlx::PgPool, Option<sqlx::pool::PoolConnection<sqlx::Postgres>>),
+}
+
+impl<'a> Conn<'a> {
+    /// A connection taken from `pool` on first use.
+    pub fn lazy(pool: &'a sqlx::PgPool) -> Conn<'a> {
+        Conn::Lazy(pool, None)
+    }
+
+    pub async fn get(&mut self) -> sqlx::Result<&mut sqlx::PgConnection> {
+        match self {
+            Conn::Held(c) => Ok(&mut **c),
+            Conn::Lazy(pool, slot) => {
+                if slot.is_none() {
+                    *slot = Some(pool.acquire().await?);
+                }
+                match slot {
+                    Some(c) => Ok(&mut **c),
+                    None => unreachable!("filled above"),
+                }
+            }
+        }
+    }
+}
+
 /// Offset pagination for the admin UI.
 #[derive(Clone, Copy, Debug)]
 pub struct Page {
