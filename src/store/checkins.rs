@@ -174,7 +174,7 @@ macro_rules! plain_result {
 ///
 /// `result` is `MATERIALIZED`: the delivery's row reads `outcome` three times, and PostgreSQL
 /// would otherwise copy the CTE into each of them, building and running every subquery of the
-/// outcome thrice (a fifth of the statement's cost, `docs/PERFORMANCE.md`).
+/// outcome thrice (a sixth of the statement's cost, `docs/PERFORMANCE.md`).
 ///
 /// [`message_ctes`]: crate::store::bridges::message_ctes
 /// [`credit_ctes`]: crate::store::points::credit_ctes

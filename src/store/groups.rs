@@ -10,7 +10,7 @@ use crate::domain::group::{GroupSpec, GroupStatus};
 use crate::domain::qr::QrImage;
 use crate::domain::{Platform, Zone};
 
-/// What a chat's lookup finds (`bridges::find_group`: the group, its time zone, status, link and
+/// What a chat's lookup finds (`store::bridges::find_group`: the group, its time zone, status, link and
 /// check-in rules) changes only through writes in `store`, and each of them bumps this counter
 /// once it has run, so that this process's cache of lookups (`bridges::GroupCache`) drops what
 /// it holds. Writes made by another process are seen when the cache's entries expire.

@@ -47,15 +47,8 @@ impl<'a> Conn<'a> {
     pub async fn get(&mut self) -> sqlx::Result<&mut sqlx::PgConnection> {
         match self {
             Conn::Held(c) => Ok(&mut **c),
-            Conn::Lazy(pool, slot) => {
-                if slot.is_none() {
-                    *slot = Some(pool.acquire().await?);
-                }
-                match slot {
-                    Some(c) => Ok(&mut **c),
-                    None => unreachable!("filled above"),
-                }
-            }
+            Conn::Lazy(_, Some(c)) => Ok(&mut **c),
+            Conn::Lazy(pool, slot) => Ok(&mut **slot.insert(pool.acquire().await?)),
         }
     }
 }

@@ -314,6 +314,12 @@ fn rules_fields<'a>(over: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     v
 }
 
+/// Message `n` of `who` in the chat `room-1`, as the generic bridge sends it, sent now.
+fn room_message(n: u32, who: &str, text: &str) -> Value {
+    json!({"event_id": format!("e{n}"), "kind": "message", "group_id": "room-1", "member_id": who,
+           "display_name": who.to_uppercase(), "text": text, "timestamp": chrono::Utc::now().timestamp()})
+}
+
 #[tokio::test]
 async fn bad_rules_are_refused_and_good_rules_drive_the_next_checkin() {
     let app = TestApp::spawn().await;
@@ -356,13 +362,9 @@ async fn bad_rules_are_refused_and_good_rules_drive_the_next_checkin() {
     );
 
     // 签到 is no longer a check-in word here; "hi" is, worth 3 points, answered in English.
-    let ev = |n: u32, who: &str, text: &str| {
-        json!({"event_id": format!("e{n}"), "kind": "message", "group_id": "room-1", "member_id": who,
-               "display_name": who.to_uppercase(), "text": text, "timestamp": chrono::Utc::now().timestamp()})
-    };
-    let (s, _) = post_generic(&app, id, &secret, ev(1, "bob", "签到")).await;
+    let (s, _) = post_generic(&app, id, &secret, room_message(1, "bob", "签到")).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-    let (s, r) = post_generic(&app, id, &secret, ev(2, "ann", "hi")).await;
+    let (s, r) = post_generic(&app, id, &secret, room_message(2, "ann", "hi")).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(r["reply"], "ANN is in: +3, balance 3, #1");
     let ledger: Vec<(String, i64)> =
@@ -379,27 +381,23 @@ async fn rules_saved_and_a_group_archived_apply_to_the_very_next_message() {
     let (id, secret, _) =
         create_bridge(&app, &c, &[("kind", "generic"), ("name", "Hub"), ("platform", "wechat")]).await;
     let g = group_with_chat(&app, "Room", "wechat", Some("room-1")).await;
-    let ev = |n: u32, who: &str, text: &str| {
-        json!({"event_id": format!("e{n}"), "kind": "message", "group_id": "room-1", "member_id": who,
-               "display_name": who.to_uppercase(), "text": text, "timestamp": chrono::Utc::now().timestamp()})
-    };
     // The defaults: 签到 is a check-in worth one point; "hi" is plain chat.
-    let (s, r) = post_generic(&app, id, &secret, ev(1, "ann", "签到")).await;
+    let (s, r) = post_generic(&app, id, &secret, room_message(1, "ann", "签到")).await;
     assert_eq!(s, StatusCode::OK, "{r}");
-    let (s, _) = post_generic(&app, id, &secret, ev(2, "bob", "hi")).await;
+    let (s, _) = post_generic(&app, id, &secret, room_message(2, "bob", "hi")).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
 
     let page = format!("/groups/{g}/checkin-rules");
     let r = app.post_form(&c, &page, &page, &rules_fields(&[])).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    let (s, r) = post_generic(&app, id, &secret, ev(3, "cat", "hi")).await;
+    let (s, r) = post_generic(&app, id, &secret, room_message(3, "cat", "hi")).await;
     assert_eq!((s, r["reply"].as_str()), (StatusCode::OK, Some("CAT is in: +3, balance 3, #2")));
-    let (s, _) = post_generic(&app, id, &secret, ev(4, "dan", "签到")).await;
+    let (s, _) = post_generic(&app, id, &secret, room_message(4, "dan", "签到")).await;
     assert_eq!(s, StatusCode::NO_CONTENT, "签到 is no longer a check-in word");
 
     let r = app.post_form(&c, &format!("/groups/{g}"), &format!("/groups/{g}/archive"), &[]).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    let (s, _) = post_generic(&app, id, &secret, ev(5, "eve", "hi")).await;
+    let (s, _) = post_generic(&app, id, &secret, room_message(5, "eve", "hi")).await;
     assert_eq!(s, StatusCode::NO_CONTENT, "an archived group's chat checks no one in");
     let checkins: Vec<String> = sqlx::query_scalar(
         "SELECT m.external_user_id FROM checkins c JOIN members m ON m.id = c.member_id ORDER BY c.id",
