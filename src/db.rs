@@ -8,12 +8,36 @@ use sqlx::PgPool;
 use crate::config::{Config, DatabaseConfig};
 use crate::pg::{self, EmbeddedPostgres, StartOptions};
 
+/// A pooled connection idle this long is pinged before it is handed out; one returned more
+/// recently was tested when it came back (sqlx pings on release).
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
+
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// A pool plus, when Shoal started one, the embedded cluster to stop at the end.
 pub struct Database {
     pub pool: PgPool,
     pub embedded: Option<EmbeddedPostgres>,
+}
+
+/// The pool's options: size and wait from the configuration, and how connections are tested.
+pub fn pool_options(cfg: &DatabaseConfig) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(cfg.pool_size())
+        .acquire_timeout(Duration::from_secs(cfg.acquire_timeout_secs))
+        // sqlx pings every connection it hands out (a round trip) and again every one it
+        // takes back. A connection back from use a moment ago needs no second test: only one
+        // that sat idle is pinged before use (see `IDLE_BEFORE_PING`); a dead one is dropped
+        // and another taken.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= IDLE_BEFORE_PING {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
 }
 
 impl Database {
@@ -38,11 +62,7 @@ impl Database {
             (config.database.url.parse::<PgConnectOptions>()?, None)
         };
         let opts = session_settings(opts, &config.database);
-        let pool = PgPoolOptions::new()
-            .max_connections(config.database.pool_size())
-            .acquire_timeout(Duration::from_secs(config.database.acquire_timeout_secs))
-            .connect_with(opts)
-            .await;
+        let pool = pool_options(&config.database).connect_with(opts).await;
         match pool {
             Ok(pool) => Ok(Database { pool, embedded }),
             Err(e) => {

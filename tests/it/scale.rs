@@ -122,6 +122,30 @@ async fn pool_connections_carry_the_configured_statement_timeout_and_migrations_
     db.close().await;
 }
 
+/// Connections are not pinged on every hand-out (a round trip per request), yet one that died
+/// while idle is noticed before use and replaced, so the caller never sees it.
+#[tokio::test]
+async fn a_pooled_connection_that_died_while_idle_is_replaced_before_use() {
+    let (admin, opts) = harness::fresh_db().await;
+    let mut config = shoal::Config::defaults();
+    config.database.url = harness::url_of(&opts);
+    config.database.max_connections = 1;
+    let db = shoal::db::Database::open(&config).await.expect("open");
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&db.pool).await.unwrap();
+    // In use a moment ago: handed out again without a ping, it is the same connection.
+    let again: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&db.pool).await.unwrap();
+    assert_eq!(again, pid);
+    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)").bind(pid).fetch_one(&admin).await.unwrap();
+    assert!(killed);
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    let fresh: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&db.pool)
+        .await
+        .expect("the dead connection is replaced, not handed out");
+    assert_ne!(fresh, pid);
+    db.close().await;
+}
+
 // ---------------------------------------------------------------- keyset pages
 
 #[tokio::test]
