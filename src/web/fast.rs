@@ -1,13 +1,15 @@
-//! The service each connection runs. It answers `GET /l/{slug}` itself, before the router and
-//! its layers, and hands every other request to the router.
+//! The service each connection runs. It answers `GET /l/{slug}` and `POST /hooks/{kind}/{id}`
+//! itself, before the router and its layers, and hands every other request to the router.
 //!
-//! A scan is the one request that comes in bulk (a printed QR code in a crowd). The router's
-//! layers cost more than the scan does: a tracing span per request, metric labels built as
-//! strings and looked up in the registry, a timer per request, and the state cloned several
-//! times. Here a scan gets the same guarantees in cheaper form. It is counted in the same
-//! metrics, through handles looked up once. It gets the same request timeout, but a timer only
-//! when it has to wait for the database. A panic becomes the same 500 page. It gets no span:
-//! the scan path logs only failures, and those name the route.
+//! A scan and a bridge's webhook are the requests that come in bulk (a printed QR code in a
+//! crowd; every message of every group a bot is in). The router's layers cost more than a scan
+//! does, and a fifth of a check-in's own work: a tracing span per request, metric labels built
+//! as strings and looked up in the registry, a timer per request, and the state cloned several
+//! times. Here these two get the same guarantees in cheaper form. They are counted in the same
+//! metrics, through handles looked up once. They get the same request timeout, but a timer
+//! only when they have to wait. A panic becomes the same 500 answer, and a webhook's body is
+//! read under the same size limit. They get no span: these paths log only failures, and those
+//! name the route.
 
 use std::convert::Infallible;
 use std::future::{poll_fn, Future};
@@ -23,10 +25,12 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::serve::IncomingStream;
 use axum::Router;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use metrics::{Counter, Histogram};
 use tokio::net::TcpListener;
 use tower::Service;
 
+use super::hooks::BodyError;
 use crate::error::AppError;
 use crate::AppState;
 
@@ -88,6 +92,10 @@ impl Service<Request> for App {
             let conn = self.0.clone();
             return Box::pin(async move { Ok(scan(&conn, req).await) });
         }
+        if req.method() == Method::POST && hook_path(req.uri().path()).is_some() {
+            let conn = self.0.clone();
+            return Box::pin(async move { Ok(hook(&conn, req).await) });
+        }
         req.extensions_mut().insert(ConnectInfo(self.0.peer));
         let mut router = self.0.shared.router.clone();
         Box::pin(async move { router.call(req).await })
@@ -102,30 +110,64 @@ pub fn scan_slug(path: &str) -> Option<&str> {
     plain.then_some(slug)
 }
 
+/// The kind and bridge id of a webhook URL `/hooks/{kind}/{id}` that needs no decoding;
+/// anything else is left to the router.
+pub fn hook_path(path: &str) -> Option<(&str, &str)> {
+    let (kind, id) = path.strip_prefix("/hooks/")?.split_once('/')?;
+    let plain = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric());
+    (plain(kind) && plain(id)).then_some((kind, id))
+}
+
 async fn scan(conn: &Conn, req: Request) -> Response {
     let start = Instant::now();
     let state = &conn.shared.state;
     let slug = scan_slug(req.uri().path()).unwrap_or_default();
+    let answer = super::scan::respond(state, slug, req.uri().query(), req.headers(), Some(conn.peer));
+    let resp = finish(state, SCAN_ROUTE, answer).await;
+    RouteMetrics::scan().record(resp.status(), start.elapsed());
+    resp
+}
+
+async fn hook(conn: &Conn, req: Request) -> Response {
+    let start = Instant::now();
+    let state = &conn.shared.state;
+    let (parts, body) = req.into_parts();
+    let (kind, id) = hook_path(parts.uri.path()).unwrap_or_default();
+    let answer = async {
+        // The same limit as the router's `DefaultBodyLimit`.
+        let body = match Limited::new(body, state.config.http.max_body_bytes).collect().await {
+            Ok(b) => Ok(b.to_bytes()),
+            Err(e) if e.is::<LengthLimitError>() => Err(BodyError::TooLarge),
+            Err(e) => Err(BodyError::Unreadable(format!("failed to read the request body: {e}"))),
+        };
+        super::hooks::deliver(state, kind, id, &parts.headers, body).await
+    };
+    let resp = finish(state, HOOK_ROUTE, answer).await;
+    RouteMetrics::hook().record(resp.status(), start.elapsed());
+    resp
+}
+
+/// Runs a fast path's handler under the request timeout, turns a panic into a 500, logs a
+/// failure with its route, and adds the security headers every answer carries.
+async fn finish(state: &AppState, route: &str, answer: impl Future<Output = Response>) -> Response {
     let limit = Duration::from_secs(state.config.http.request_timeout_secs);
-    let answer = guarded(super::scan::respond(state, slug, req.uri().query(), req.headers(), Some(conn.peer)), limit);
-    let resp = match answer.await {
+    let mut resp = match guarded(answer, limit).await {
         Ok(resp) => resp,
         Err(Stopped::TimedOut) => super::timed_out(),
         Err(Stopped::Panicked) => {
-            tracing::error!(route = SCAN_ROUTE, "the scan handler panicked");
+            tracing::error!(route, "the handler panicked");
             AppError::Other(anyhow::anyhow!("handler panicked")).into_response()
         }
     };
     if resp.status().is_server_error() {
-        tracing::error!(route = SCAN_ROUTE, status = resp.status().as_u16(), "scan failed");
+        tracing::error!(route, status = resp.status().as_u16(), "request failed");
     }
-    ScanMetrics::get().record(resp.status(), start.elapsed());
-    let mut resp = resp;
     super::headers::apply(resp.headers_mut(), state.config.session.secure);
     resp
 }
 
 const SCAN_ROUTE: &str = "/l/{slug}";
+const HOOK_ROUTE: &str = "/hooks/{kind}/{bridge_id}";
 
 enum Stopped {
     TimedOut,
@@ -152,16 +194,18 @@ async fn guarded<F: Future>(fut: F, limit: Duration) -> Result<F::Output, Stoppe
     }
 }
 
-/// `http_requests_total` and `http_request_duration_seconds` for `GET /l/{slug}`, the same
+/// `http_requests_total` and `http_request_duration_seconds` for a fast path's route, the same
 /// series `track_metrics` writes for other routes, with the handles looked up once.
-struct ScanMetrics {
+struct RouteMetrics {
+    method: &'static str,
+    route: &'static str,
     by_status: Vec<(StatusCode, Counter)>,
     duration: Histogram,
 }
 
-impl ScanMetrics {
-    fn get() -> &'static ScanMetrics {
-        static METRICS: OnceLock<ScanMetrics> = OnceLock::new();
+impl RouteMetrics {
+    fn scan() -> &'static RouteMetrics {
+        static METRICS: OnceLock<RouteMetrics> = OnceLock::new();
         METRICS.get_or_init(|| {
             let statuses = [
                 StatusCode::FOUND,
@@ -173,17 +217,42 @@ impl ScanMetrics {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 StatusCode::SERVICE_UNAVAILABLE,
             ];
-            ScanMetrics {
-                by_status: statuses.iter().map(|&s| (s, super::requests_counter("GET", SCAN_ROUTE, s))).collect(),
-                duration: super::duration_histogram("GET", SCAN_ROUTE),
-            }
+            RouteMetrics::new("GET", SCAN_ROUTE, &statuses)
         })
+    }
+
+    fn hook() -> &'static RouteMetrics {
+        static METRICS: OnceLock<RouteMetrics> = OnceLock::new();
+        METRICS.get_or_init(|| {
+            let statuses = [
+                StatusCode::OK,
+                StatusCode::NO_CONTENT,
+                StatusCode::BAD_REQUEST,
+                StatusCode::UNAUTHORIZED,
+                StatusCode::NOT_FOUND,
+                StatusCode::REQUEST_TIMEOUT,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                StatusCode::SERVICE_UNAVAILABLE,
+            ];
+            RouteMetrics::new("POST", HOOK_ROUTE, &statuses)
+        })
+    }
+
+    fn new(method: &'static str, route: &'static str, statuses: &[StatusCode]) -> RouteMetrics {
+        RouteMetrics {
+            method,
+            route,
+            by_status: statuses.iter().map(|&s| (s, super::requests_counter(method, route, s))).collect(),
+            duration: super::duration_histogram(method, route),
+        }
     }
 
     fn record(&self, status: StatusCode, elapsed: Duration) {
         match self.by_status.iter().find(|(s, _)| *s == status) {
             Some((_, c)) => c.increment(1),
-            None => super::requests_counter("GET", SCAN_ROUTE, status).increment(1),
+            None => super::requests_counter(self.method, self.route, status).increment(1),
         }
         self.duration.record(elapsed.as_secs_f64());
     }
@@ -202,6 +271,18 @@ mod tests {
         assert_eq!(scan_slug("/l/a%62c"), None);
         assert_eq!(scan_slug("/lx/abc"), None);
         assert_eq!(scan_slug("/api/v1/live-codes/abc"), None);
+    }
+
+    #[test]
+    fn only_plain_webhook_paths_take_the_fast_path() {
+        assert_eq!(hook_path("/hooks/onebot11/12"), Some(("onebot11", "12")));
+        assert_eq!(hook_path("/hooks/generic/abc"), Some(("generic", "abc")));
+        assert_eq!(hook_path("/hooks/onebot11/"), None);
+        assert_eq!(hook_path("/hooks//12"), None);
+        assert_eq!(hook_path("/hooks/onebot11/12/"), None);
+        assert_eq!(hook_path("/hooks/onebot11/1%32"), None);
+        assert_eq!(hook_path("/hooks/onebot11"), None);
+        assert_eq!(hook_path("/api/v1/hooks/onebot11/12"), None);
     }
 
     #[tokio::test]

@@ -24,7 +24,31 @@ async fn hook(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let Some(kind) = Kind::parse(&kind) else { return AppError::NotFound.into_response() };
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => BodyError::TooLarge,
+        _ => BodyError::Unreadable(e.body_text()),
+    });
+    deliver(&state, &kind, &bridge_id, &headers, body).await
+}
+
+/// Why a webhook's body could not be read.
+pub enum BodyError {
+    /// Over `http.max_body_bytes`.
+    TooLarge,
+    Unreadable(String),
+}
+
+/// A webhook delivery to `/hooks/{kind}/{bridge_id}`, however it reached us: through the
+/// router, or through the connection's own fast path (`web::fast`), which reads the body under
+/// the same limit.
+pub async fn deliver(
+    state: &AppState,
+    kind: &str,
+    bridge_id: &str,
+    headers: &HeaderMap,
+    body: Result<Bytes, BodyError>,
+) -> Response {
+    let Some(kind) = Kind::parse(kind) else { return AppError::NotFound.into_response() };
     let Ok(bridge_id) = bridge_id.parse::<i64>() else { return AppError::NotFound.into_response() };
     let bridge = match state.bridges.get(&state.db, bridge_id).await {
         Ok(Some(b)) if b.kind == kind => b,
@@ -38,12 +62,10 @@ async fn hook(
     };
     let body = match body {
         Ok(b) => b,
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return reject(413, "body over the size limit", AppError::PayloadTooLarge)
-        }
-        Err(e) => return reject(400, &e.body_text(), AppError::BadRequest(e.body_text())),
+        Err(BodyError::TooLarge) => return reject(413, "body over the size limit", AppError::PayloadTooLarge),
+        Err(BodyError::Unreadable(m)) => return reject(400, &m, AppError::BadRequest(m.clone())),
     };
-    if !protocol.verify(&headers, &body, &bridge.secret, chrono::Utc::now().timestamp()) {
+    if !protocol.verify(headers, &body, &bridge.secret, chrono::Utc::now().timestamp()) {
         return reject(401, "missing or wrong signature", AppError::Unauthorized);
     }
     let mut delivery = match protocol.parse(&body) {
@@ -74,7 +96,7 @@ async fn hook(
             };
         }
     }
-    match bridges::handle(&state, &bridge, &delivery).await {
+    match bridges::handle(state, &bridge, &delivery).await {
         // `later` (actions the protocol cannot carry in its answer) were enqueued as outbound
         // jobs in the delivery's own transaction.
         Ok(bridges::Handled { answer: Some(answer), .. }) => (StatusCode::OK, Json(answer)).into_response(),

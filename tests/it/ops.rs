@@ -42,6 +42,26 @@ async fn metrics_count_requests_by_route_and_report_the_pool() {
     assert!(body.contains("http_request_duration_seconds_bucket"));
     assert!(body.contains("db_pool_connections"));
     assert!(!body.contains("/groups/1"), "routes, not raw paths");
+
+    // Webhooks are counted under their route whether the connection's fast path answered them
+    // (a plain path) or the router (a percent-encoded one).
+    let hooks_404 = |body: &str| -> f64 {
+        body.lines()
+            .filter(|l| {
+                l.starts_with("http_requests_total{")
+                    && l.contains("route=\"/hooks/{kind}/{bridge_id}\"")
+                    && l.contains("status=\"404\"")
+            })
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum()
+    };
+    let before = hooks_404(&body);
+    for path in ["/hooks/onebot11/987654321", "/hooks/onebot1%31/987654321"] {
+        let r = c.post(app.url(path)).body("{}").send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    let body = c.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(hooks_404(&body) >= before + 2.0, "both webhooks counted");
 }
 
 #[tokio::test]

@@ -461,6 +461,8 @@ async fn every_kind_of_answer_carries_the_security_headers() {
         ("api 401", anon.get(app.url("/api/v1/groups")).send().await.unwrap()),
         ("static", anon.get(app.url("/static/app.css")).send().await.unwrap()),
         ("health", anon.get(app.url("/healthz")).send().await.unwrap()),
+        ("webhook (fast path)", anon.post(app.url("/hooks/onebot11/1")).body("{}").send().await.unwrap()),
+        ("webhook (router)", anon.post(app.url("/hooks/onebot1%31/1")).body("{}").send().await.unwrap()),
     ];
     for (what, r) in &checks {
         assert_security_headers(r, what, false);
