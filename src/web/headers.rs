@@ -1,5 +1,5 @@
 //! Security headers on every answer — admin pages, public scan pages, the API, static files and
-//! errors — set once here, for the router (a layer) and for the scan fast path (`web::fast`).
+//! errors — set once here, for the router (a layer) and for the fast paths (`web::fast`).
 //!
 //! The policy fits what the templates do: scripts only from `/static` (the vendored htmx and
 //! `press.js`), never inline; styles from `/static` plus inline `style` attributes and
@@ -22,17 +22,25 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' '
 /// One year; sent only when `session.secure` says Shoal is reached over HTTPS.
 pub const HSTS: &str = "max-age=31536000";
 
+/// The values, validated once at compile time; a clone of a static value copies no bytes.
+const CSP_VALUE: HeaderValue = HeaderValue::from_static(CSP);
+const DENY: HeaderValue = HeaderValue::from_static("DENY");
+const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
+const SAME_ORIGIN: HeaderValue = HeaderValue::from_static("same-origin");
+const HSTS_VALUE: HeaderValue = HeaderValue::from_static(HSTS);
+
 /// Adds the security headers a response does not set itself.
 pub fn apply(headers: &mut HeaderMap, https: bool) {
-    let set = |h: &mut HeaderMap, name: HeaderName, value: &'static str| {
-        h.entry(name).or_insert_with(|| HeaderValue::from_static(value));
+    headers.reserve(5);
+    let set = |h: &mut HeaderMap, name: HeaderName, value: HeaderValue| {
+        h.entry(name).or_insert(value);
     };
-    set(headers, CONTENT_SECURITY_POLICY, CSP);
-    set(headers, X_FRAME_OPTIONS, "DENY");
-    set(headers, X_CONTENT_TYPE_OPTIONS, "nosniff");
-    set(headers, REFERRER_POLICY, "same-origin");
+    set(headers, CONTENT_SECURITY_POLICY, CSP_VALUE);
+    set(headers, X_FRAME_OPTIONS, DENY);
+    set(headers, X_CONTENT_TYPE_OPTIONS, NOSNIFF);
+    set(headers, REFERRER_POLICY, SAME_ORIGIN);
     if https {
-        set(headers, STRICT_TRANSPORT_SECURITY, HSTS);
+        set(headers, STRICT_TRANSPORT_SECURITY, HSTS_VALUE);
     }
 }
 
