@@ -9,27 +9,30 @@
 #      when they are missing; builds Shoal with `cargo build --release`;
 #   2. starts Shoal with its embedded PostgreSQL in a temporary data dir, creates one group
 #      (capacity 1 000 000), one live code `bench` and one target with scan_limit 1 000 000 000;
-#   3. warms up, then runs wrk (64 connections, 2 threads, 20 s, --latency) against /l/bench with
-#      a phone User-Agent and no cookies, so every request is a new visitor that takes a slot and
-#      writes a scan event; samples Shoal's resident memory during the run;
+#   3. starts nginx (`return 302`) with a minimal config in the temporary dir; warms both up, then
+#      ROUNDS times runs wrk (64 connections, 2 threads, 20 s, --latency) against Shoal's /l/bench
+#      with a phone User-Agent and no cookies, so every request is a new visitor that takes a slot
+#      and writes a scan event, and then the identical wrk command against nginx. Taking turns
+#      puts the machine's drift (a neighbour, a slower hour) on both servers alike; the figures
+#      are the rounds' totals, the percentiles those of every request of every round (wrk's
+#      thousand quantiles per round, merged by weight). Samples each server's resident memory;
 #   4. checks exactness: scan_events rows == 302 answers Shoal counted (/metrics); the target's
 #      `used` counter; then a short burst at the same rate against a second code whose target has
 #      a limit far below the number of requests: exactly `limit` scans get the redirect;
 #   5. stops Shoal with SIGTERM (queued events written, unused slots given back), starts it again
 #      on the same data to check that `used` equals the number of scans, stops it again;
-#   6. starts nginx (`return 302`) with a minimal config in the temporary dir and runs the
-#      identical wrk command;
-#   7. prints a Markdown report to stdout and appends it to bench/results/scan-<date>.md.
+#   6. prints a Markdown report to stdout and appends it to bench/results/scan-<date>.md.
 # Progress goes to stderr. Exit status: 0 when the run completed and every exactness check held
 # (performance targets missed are reported, not failed), 1 otherwise.
 #
-# Knobs (environment): DURATION (s, default 20), WARMUP (s, 5), CONNECTIONS (64), THREADS (2),
-# SKIP_BUILD=1 (use the existing target/release/shoal as is).
+# Knobs (environment): DURATION (s per round, default 20), ROUNDS (3), WARMUP (s, 5),
+# CONNECTIONS (64), THREADS (2), SKIP_BUILD=1 (use the existing target/release/shoal as is).
 
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DURATION=${DURATION:-20}
+ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-5}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
@@ -295,6 +298,7 @@ function done(summary, latency, requests)
     summary.requests, summary.duration, e.status, e.connect, e.read, e.write, e.timeout, summary.bytes,
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency:percentile(99.9),
     latency.max, latency.mean))
+  for i = 1, 1000 do io.write(string.format("Q %d\n", latency:percentile(i / 10))) end
 end
 EOF
 
@@ -411,11 +415,94 @@ grep -qi "^location: $JOIN_URL\$" <<<"$first" || die "GET /l/$SLUG did not redir
 log "warm-up: ${WARMUP} s"
 wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -s "$tmp/scan.lua" "http://$shoal_host:$shoal_port/l/$SLUG" >"$tmp/wrk-warmup.txt"
 
+# nginx, started now: the two servers take turns below.
+nginx_port=$(free_port 18380)
+ng=$tmp/nginx
+temp_paths=""
+for m in client_body proxy fastcgi uwsgi scgi; do
+  if [ "$m" = client_body ] || ! "$NGINX" -V 2>&1 | grep -q -- "--without-http_${m}_module"; then
+    temp_paths+="    ${m}_temp_path $ng/$m;"$'\n'
+  fi
+done
+cat >"$ng/nginx.conf" <<EOF
+worker_processes auto;
+daemon off;
+pid $ng/nginx.pid;
+error_log $ng/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+$temp_paths
+    # hyper keeps a connection open for any number of requests; so does nginx here.
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$nginx_port;
+        location / { return 302 https://example.com/; }
+    }
+}
+EOF
+log "starting nginx on 127.0.0.1:$nginx_port"
+"$NGINX" -p "$ng/" -e "$ng/error.log" -c "$ng/nginx.conf" -t >/dev/null 2>&1 ||
+  die "nginx rejects its config: $("$NGINX" -p "$ng/" -e "$ng/error.log" -c "$ng/nginx.conf" -t 2>&1)"
+"$NGINX" -p "$ng/" -e "$ng/error.log" -c "$ng/nginx.conf" 2>>"$ng/error.log" &
+nginx_pid=$!
+for _ in $(seq 1 100); do
+  port_free "$nginx_port" || break
+  alive "$nginx_pid" || die "nginx exited: $(cat "$ng/error.log")"
+  sleep 0.1
+done
+http_get 127.0.0.1 "$nginx_port" /l/bench | head -n1 | grep -q ' 302 ' || die "nginx does not answer 302"
+log "warm-up nginx: ${WARMUP} s"
+wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -s "$tmp/scan.lua" "http://127.0.0.1:$nginx_port/l/$SLUG" >/dev/null
+
+# The rounds: Shoal, then nginx, ROUNDS times. Each round's figures land in R_round; the totals
+# in R_shoal / R_nginx, their latency quantiles (weighted by each round's requests) in q-<label>.
+declare -A R_round
+rounds_md=""
+: >"$tmp/q-shoal.txt"; : >"$tmp/q-nginx.txt"
+accumulate() { # label round-array total-array
+  local label=$1 k
+  local -n r=$2 t=$3
+  for k in requests duration_us status_errors connect_errors read_errors write_errors timeouts bytes; do
+    t[$k]=$((${t[$k]:-0} + r[$k]))
+  done
+  for k in cpu_server cpu_pg cpu_wrk cpu_other cpu_machine; do
+    t[$k]=$(awk -v a="${t[$k]:-0}" -v b="${r[$k]}" 'BEGIN { printf "%.1f", a + b }')
+  done
+  for k in rss_peak_kb rss_hwm_kb max_us; do
+    if [ "${r[$k]}" -gt "${t[$k]:-0}" ]; then t[$k]=${r[$k]}; fi
+  done
+  awk -v w="${r[requests]}" '$1 == "Q" { print $2, w / 1000 }' "$tmp/wrk-$label.txt" >>"$tmp/q-$label.txt"
+}
+# The p-th percentile (µs) of every request of every round of `label`.
+merged() { # label p
+  sort -n "$tmp/q-$1.txt" | awk -v p="$2" '{ v[NR] = $1; c[NR] = $2; t += $2 }
+    END { for (i = 1; i <= NR; i++) { s += c[i]; if (s >= p / 100 * t) { print v[i]; exit } } }'
+}
+finish_totals() { # label total-array
+  local -n t=$2
+  t[p50_us]=$(merged "$1" 50); t[p90_us]=$(merged "$1" 90); t[p99_us]=$(merged "$1" 99); t[p999_us]=$(merged "$1" 99.9)
+  t[rps]=$(awk -v n="${t[requests]}" -v d="${t[duration_us]}" 'BEGIN { printf "%.0f", n / (d / 1e6) }')
+}
+
 sleep 0.5
 before302=$(shoal_status_count 302)
-log "measuring Shoal: $WRK_CMD_TEXT"
-run_measured shoal "http://$shoal_host:$shoal_port/l/$SLUG" "$shoal_pid" R_shoal
-sleep 0.5 # let requests still in flight when wrk stopped finish
+for r in $(seq 1 "$ROUNDS"); do
+  log "round $r/$ROUNDS, Shoal: $WRK_CMD_TEXT"
+  R_round=()
+  run_measured shoal "http://$shoal_host:$shoal_port/l/$SLUG" "$shoal_pid" R_round
+  accumulate shoal R_round R_shoal
+  s_rps=${R_round[rps]}; s_p99=${R_round[p99_us]}
+  sleep 0.5 # let requests still in flight when wrk stopped finish
+  log "round $r/$ROUNDS, nginx: $WRK_CMD_TEXT"
+  R_round=()
+  run_measured nginx "http://127.0.0.1:$nginx_port/l/$SLUG" "$nginx_pid" R_round
+  accumulate nginx R_round R_nginx
+  rounds_md+="| $r | $s_rps | $(awk -v u="$s_p99" 'BEGIN { printf "%.2f", u / 1000 }') ms | ${R_round[rps]} | $(awk -v u="${R_round[p99_us]}" 'BEGIN { printf "%.2f", u / 1000 }') ms | $(awk -v a="$s_rps" -v b="${R_round[rps]}" 'BEGIN { printf "%.3f", a / b }') × |"$'\n'
+done
+finish_totals shoal R_shoal
+finish_totals nginx R_nginx
+stop_nginx
 after302=$(shoal_status_count 302)
 other_status=$(http_get "$shoal_host" "$shoal_port" /metrics | tr -d '\r' |
   awk '/^http_requests_total\{/ && index($0, "route=\"/l/{slug}\"") && !index($0, "status=\"302\"") { n += $NF } END { printf "%d\n", n }')
@@ -449,8 +536,8 @@ check "$(bool "[ $other_status -eq 0 ] && [ $events_all -eq $events_new ]")" \
   "no other answers on /l/{slug} ($other_status) and no other outcomes ($((events_all - events_new)) fallback/sticky/preview events)"
 check "$(bool "[ $dropped -eq 0 ]")" "no scan event dropped (scan_events_dropped_total = $dropped)"
 check "$(bool "[ $daily -eq $events_all ]")" "daily counters (scan_daily: $daily) = events ($events_all)"
-check "$(bool "[ $wrk_ok -le $run302 ] && [ $run302 -le $((wrk_ok + CONNECTIONS)) ]")" \
-  "302 answers during the run by Shoal's count ($run302) = wrk's 2xx/3xx responses ($wrk_ok) plus at most the $CONNECTIONS requests in flight when wrk stopped ($((run302 - wrk_ok)))"
+check "$(bool "[ $wrk_ok -le $run302 ] && [ $run302 -le $((wrk_ok + CONNECTIONS * ROUNDS)) ]")" \
+  "302 answers during the rounds by Shoal's count ($run302) = wrk's 2xx/3xx responses ($wrk_ok) plus at most the $CONNECTIONS requests in flight when wrk stopped, per round ($((run302 - wrk_ok)))"
 # A process holds at most the quarter block left when it reserved the next one, plus that block.
 HELD_MAX=$((MAX_BLOCK + MAX_BLOCK / 4))
 check "$(bool "[ $held -ge 0 ] && [ $held -le $HELD_MAX ]")" \
@@ -505,50 +592,6 @@ check "$(bool "[ $events_after -eq $after302 ] && [ $used_after -eq $after302 ]"
 check "$(bool "[ $ex_used_after -eq $exact_limit ]")" "after SIGTERM: the limited target's used ($ex_used_after) = its limit ($exact_limit)"
 stop_shoal
 
-# ---------------------------------------------------------------------------------------------
-# nginx
-# ---------------------------------------------------------------------------------------------
-nginx_port=$(free_port 18380)
-ng=$tmp/nginx
-temp_paths=""
-for m in client_body proxy fastcgi uwsgi scgi; do
-  if [ "$m" = client_body ] || ! "$NGINX" -V 2>&1 | grep -q -- "--without-http_${m}_module"; then
-    temp_paths+="    ${m}_temp_path $ng/$m;"$'\n'
-  fi
-done
-cat >"$ng/nginx.conf" <<EOF
-worker_processes auto;
-daemon off;
-pid $ng/nginx.pid;
-error_log $ng/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-$temp_paths
-    # hyper keeps a connection open for any number of requests; so does nginx here.
-    keepalive_requests 1000000;
-    server {
-        listen 127.0.0.1:$nginx_port;
-        location / { return 302 https://example.com/; }
-    }
-}
-EOF
-log "starting nginx on 127.0.0.1:$nginx_port"
-"$NGINX" -p "$ng/" -e "$ng/error.log" -c "$ng/nginx.conf" -t >/dev/null 2>&1 ||
-  die "nginx rejects its config: $("$NGINX" -p "$ng/" -e "$ng/error.log" -c "$ng/nginx.conf" -t 2>&1)"
-"$NGINX" -p "$ng/" -e "$ng/error.log" -c "$ng/nginx.conf" 2>>"$ng/error.log" &
-nginx_pid=$!
-for _ in $(seq 1 100); do
-  port_free "$nginx_port" || break
-  alive "$nginx_pid" || die "nginx exited: $(cat "$ng/error.log")"
-  sleep 0.1
-done
-http_get 127.0.0.1 "$nginx_port" /l/bench | head -n1 | grep -q ' 302 ' || die "nginx does not answer 302"
-log "warm-up nginx: ${WARMUP} s"
-wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -s "$tmp/scan.lua" "http://127.0.0.1:$nginx_port/l/$SLUG" >/dev/null
-log "measuring nginx: $WRK_CMD_TEXT"
-run_measured nginx "http://127.0.0.1:$nginx_port/l/$SLUG" "$nginx_pid" R_nginx
-stop_nginx
 
 # ---------------------------------------------------------------------------------------------
 # Report
@@ -565,6 +608,7 @@ per_req() { local -n a=$1; awk -v s="${a[cpu_server]}" -v p="${a[cpu_pg]}" -v n=
 dirty_note=""
 [ "$dirty" -gt 0 ] && dirty_note=" + $dirty uncommitted changed or new files"
 
+rounds_rows=${rounds_md%$'\n'}
 report=$(cat <<EOF
 ## Scan benchmark — $started_at
 
@@ -572,8 +616,13 @@ report=$(cat <<EOF
 **Software:** Shoal $commit$dirty_note (release build), PostgreSQL $pg_version (embedded cluster),
 nginx $nginx_version, wrk $wrk_version; run as \`$run_user\`.
 **Load:** \`$WRK_CMD_TEXT\`, phone User-Agent, no cookies (every request is a new visitor),
-after a ${WARMUP} s warm-up; Shoal on \`/l/$SLUG\` (one target, scan_limit 1 000 000 000), nginx on
-\`return 302\`.
+after a ${WARMUP} s warm-up of each; Shoal on \`/l/$SLUG\` (one target, scan_limit 1 000 000 000), nginx on
+\`return 302\`; $ROUNDS rounds, each Shoal then nginx. Figures below are over all rounds: requests/s
+from the totals, percentiles over every request (wrk's quantiles merged).
+
+| round | Shoal req/s | Shoal p99 | nginx req/s | nginx p99 | ratio |
+| ---: | ---: | ---: | ---: | ---: | ---: |
+$rounds_rows
 
 | server | req/s | p50 | p90 | p99 | p99.9 | max | peak RSS | errors |
 | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |
@@ -586,7 +635,7 @@ after a ${WARMUP} s warm-up; Shoal on \`/l/$SLUG\` (one target, scan_limit 1 000
 | Shoal p99 ≤ 5 ms | $(ms "${R_shoal[p99_us]}") ms | $(verdict "$ok_p99") |
 | Shoal RSS ≤ 100 MB | peak $(mb "${R_shoal[rss_peak_kb]}") MB during the run (sampled every 100 ms); VmHWM $(mb "$rss_hwm_final") MB over the whole process | $(verdict "$ok_rss") |
 
-CPU time during the measured ${DURATION} s (core-seconds; the machine has $((cores * DURATION)) in that time):
+CPU time during the measured rounds, ${DURATION} s each (core-seconds; the machine has $((cores * DURATION * ROUNDS)) in that time per server):
 
 | run | server | its PostgreSQL | server + PostgreSQL per request | wrk | everything else on the machine | machine total |
 | --- | ---: | ---: | ---: | ---: | ---: | ---: |
@@ -602,10 +651,10 @@ $(printf '%s\n' "${checks[@]}")
 <details><summary>wrk output</summary>
 
 \`\`\`
-# Shoal
-$(grep -v '^BENCH ' "$tmp/wrk-shoal.txt")
-# nginx
-$(grep -v '^BENCH ' "$tmp/wrk-nginx.txt")
+# Shoal, last round
+$(grep -v '^BENCH \|^Q ' "$tmp/wrk-shoal.txt")
+# nginx, last round
+$(grep -v '^BENCH \|^Q ' "$tmp/wrk-nginx.txt")
 \`\`\`
 </details>
 EOF
