@@ -355,10 +355,12 @@ pub async fn create_group_for_chat(
 
 // ---------------------------------------------------------------- deliveries
 
-/// A delivery's log row, claimed by [`claim_delivery`]: its key.
+/// A delivery's log row, claimed by [`claim_delivery`]: its key, and the status it was claimed
+/// with (its reply is empty until settled).
 pub struct Claimed<'a> {
     bridge_id: i64,
     dedupe_key: &'a str,
+    status: i32,
 }
 
 /// Claims the delivery's dedupe row with `status`; `None` when a copy of the delivery claimed it
@@ -382,16 +384,20 @@ pub async fn claim_delivery<'a>(
     .bind(status)
     .fetch_optional(conn)
     .await?;
-    Ok(claimed.map(|bridge_id| Claimed { bridge_id, dedupe_key: &d.dedupe_key }))
+    Ok(claimed.map(|bridge_id| Claimed { bridge_id, dedupe_key: &d.dedupe_key, status }))
 }
 
-/// What the delivery's row keeps for a retry, and its status.
+/// What the delivery's row keeps for a retry, and its status. Nothing to write (no statement)
+/// when that is what the row was claimed with: no reply and the same status.
 pub async fn settle_delivery(
     conn: &mut PgConnection,
     row: &Claimed<'_>,
     reply: Option<&Value>,
     status: i32,
 ) -> sqlx::Result<()> {
+    if reply.is_none() && status == row.status {
+        return Ok(());
+    }
     sqlx::query("UPDATE bridge_events SET reply = $3, status = $4 WHERE bridge_id = $1 AND dedupe_key = $2")
         .bind(row.bridge_id)
         .bind(row.dedupe_key)

@@ -200,6 +200,14 @@ async fn a_link_from_a_domain_outside_the_allow_list_is_deleted_and_warned() {
         .await
         .unwrap();
     assert_eq!(messages, 2);
+    // Each delivery's row is settled as answered: no reply kept, 204.
+    let rows: Vec<(i32, Option<serde_json::Value>)> =
+        sqlx::query_as("SELECT status, reply FROM bridge_events WHERE bridge_id = $1 ORDER BY dedupe_key")
+            .bind(s.bridge)
+            .fetch_all(&s.app.db)
+            .await
+            .unwrap();
+    assert_eq!(rows, [(204, None), (204, None)]);
     // A retry of the violating delivery changes nothing.
     assert_eq!(s.say(502, 42, "member", "便宜 spam[.]com 快来").await, S::NO_CONTENT);
     tokio::time::sleep(Duration::from_millis(300)).await;
