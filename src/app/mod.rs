@@ -76,6 +76,10 @@ impl AfterCommit {
     }
 
     pub fn run(self, state: &AppState) {
+        // The store bumps the chat-lookup generation as it writes, before the commit: a webhook
+        // reading a chat's group in between would keep the old group under the new generation.
+        // Bumped again now that the change is visible (any use case; a missed lookup is cheap).
+        crate::store::groups::lookups_changed();
         for slug in &self.invalidate_slugs {
             state.scan.invalidate(slug);
         }

@@ -13,7 +13,9 @@ use crate::domain::{Platform, Zone};
 /// What a chat's lookup finds (`store::bridges::find_group`: the group, its time zone, status, link and
 /// check-in rules) changes only through writes in `store`, and each of them bumps this counter
 /// once it has run, so that this process's cache of lookups (`bridges::GroupCache`) drops what
-/// it holds. Writes made by another process are seen when the cache's entries expire.
+/// it holds. A lookup made after that bump but before the write's commit reads the old group;
+/// so every use case's commit bumps it again (`app::AfterCommit::run`). Writes made by another
+/// process, or outside a use case, are seen when the cache's entries expire.
 static LOOKUP_GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// The current generation of chat lookups (see [`lookups_changed`]).

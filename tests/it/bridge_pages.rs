@@ -408,6 +408,26 @@ async fn rules_saved_and_a_group_archived_apply_to_the_very_next_message() {
     assert_eq!(checkins, vec!["ann", "cat"]);
 }
 
+/// A message that reads its chat's group while a change to the group is written but not yet
+/// committed caches the group as it was; the commit must still reach the very next message.
+#[tokio::test]
+async fn a_group_read_before_its_archiving_committed_is_read_again_after_the_commit() {
+    let app = TestApp::spawn().await;
+    let c = app.admin().await;
+    let (id, secret, _) =
+        create_bridge(&app, &c, &[("kind", "generic"), ("name", "Hub"), ("platform", "wechat")]).await;
+    let g = group_with_chat(&app, "Room", "wechat", Some("room-1")).await;
+    let mut tx = app.db.begin().await.unwrap();
+    assert!(shoal::store::groups::set_status(&mut tx, g, shoal::domain::group::GroupStatus::Archived).await.unwrap());
+    let (s, r) = post_generic(&app, id, &secret, room_message(1, "ann", "签到")).await;
+    assert_eq!(s, StatusCode::OK, "not committed yet: the group is open ({r})");
+    // The use cases' commit (`app::Done::commit`), in another state of the same process.
+    let state = shoal::AppState::new(app.db.clone(), shoal::Config::defaults());
+    shoal::app::Done::plain(()).commit(tx, &state).await.unwrap();
+    let (s, _) = post_generic(&app, id, &secret, room_message(2, "bob", "签到")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "archived: the next message checks no one in");
+}
+
 #[tokio::test]
 async fn the_group_checkin_page_lists_today_in_order_with_streaks_and_a_calendar() {
     let app = TestApp::spawn_with(|c| c.bridges.event_time_tolerance_secs = 0).await;
