@@ -142,13 +142,16 @@ impl Layout {
         Linked { text: reference.to_string(), href: None }
     }
 
-    /// Why a bridge delivery was refused, in words, from its HTTP status.
+    /// Why a bridge delivery was refused (or, 204, recorded without counting), in words, from
+    /// its HTTP status.
     pub fn rejection_words(&self, status: &u16) -> &'static str {
         match status {
             401 => self.tr.t("bridges.refused.signature"),
             413 => self.tr.t("bridges.refused.too_large"),
             400 => self.tr.t("bridges.refused.malformed"),
             422 => self.tr.t("bridges.refused.shape"),
+            // Not a refusal: recorded, counting for nothing (`web::hooks::deliver`).
+            204 => self.tr.t("bridges.refused.out_of_time"),
             _ => self.tr.t("bridges.refused.other"),
         }
     }

@@ -146,6 +146,13 @@ async fn a_year_old_onebot_delivery_is_not_a_checkin_under_the_default_tolerance
     let (s, _) = post_onebot(&app, id, &serde_json::to_vec(&v).unwrap()).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(app.count("bridge_events").await, 1);
+    // The bridge's page tells the late delivery (recorded, not counted) from a refused one.
+    let c = app.admin().await;
+    let page = c.get(app.url(&format!("/bridges/{id}"))).send().await.unwrap().text().await.unwrap();
+    let table = &page[page.find("id=\"rejection-table\"").expect("the refusals' table")..];
+    let log = &table[table.find("data-status=\"204\"").expect("the late delivery is listed")..];
+    let row = &log[..log.find("</tr>").unwrap()];
+    assert!(row.contains("Recorded, not counted") && !row.contains("Refused."), "{row}");
 }
 
 #[tokio::test]
