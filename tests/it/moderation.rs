@@ -215,6 +215,68 @@ async fn a_link_from_a_domain_outside_the_allow_list_is_deleted_and_warned() {
     assert_eq!(s.bot.calls_of("delete_msg").len(), 1);
 }
 
+/// The action log has no foreign keys (see its migration): a rule, a member or a rule set deleted
+/// leaves the rows and loses the link, a group deleted takes its rows along — and only its own.
+#[tokio::test]
+async fn the_action_log_loses_the_link_to_a_deleted_rule_member_or_rule_set_and_goes_with_its_group() {
+    let s = scene(Flavor::NapCat).await;
+    s.rules(json!([links_rule()]), ladder(json!([{"type": "warn"}, {"type": "kick"}]))).await;
+    assert_eq!(s.say(601, 42, "member", "spam.com").await, S::NO_CONTENT);
+    assert_eq!(s.log().await.len(), 1);
+    let links = |table: &'static str| {
+        let db = s.app.db.clone();
+        async move {
+            sqlx::query_as::<_, (i64, Option<i64>, Option<i64>)>(&format!(
+                "SELECT group_id, member_id, rule_set_id FROM {table} ORDER BY id"
+            ))
+            .fetch_all(&db)
+            .await
+            .unwrap()
+        }
+    };
+    let member: i64 =
+        sqlx::query_scalar("SELECT id FROM members WHERE external_user_id = '42'").fetch_one(&s.app.db).await.unwrap();
+    let whole = (s.group, Some(member), Some(s.rule_set));
+    assert_eq!(links("moderation_actions").await, [whole]);
+    assert_eq!(links("bot_activity").await, [whole, whole], "the deletion and the warning");
+    let rule_id = || async {
+        sqlx::query_scalar::<_, Option<i64>>("SELECT rule_id FROM moderation_actions")
+            .fetch_one(&s.app.db)
+            .await
+            .unwrap()
+    };
+    assert!(rule_id().await.is_some());
+
+    // The rule set saved without its rule: the row keeps its kind and loses the rule.
+    s.rules(json!([]), ladder(json!([{"type": "warn"}]))).await;
+    assert_eq!(rule_id().await, None);
+    let kind: String =
+        sqlx::query_scalar("SELECT rule_kind FROM moderation_actions").fetch_one(&s.app.db).await.unwrap();
+    assert_eq!(kind, "links");
+    // The member deleted by hand (they only chatted: no ledger history).
+    sqlx::query("DELETE FROM members WHERE id = $1").bind(member).execute(&s.app.db).await.unwrap();
+    let (s1, body) = s.api(reqwest::Method::DELETE, &format!("/api/v1/rule-sets/{}", s.rule_set)).await;
+    assert!(s1.is_success(), "{s1} {body}");
+    let bare = (s.group, None, None);
+    assert_eq!(links("moderation_actions").await, [bare]);
+    assert_eq!(links("bot_activity").await, [bare, bare]);
+
+    // Another group's row stays when this group is deleted by hand.
+    let other: i64 =
+        sqlx::query_scalar("INSERT INTO groups (name, platform, capacity) VALUES ('Other', 'qq', 10) RETURNING id")
+            .fetch_one(&s.app.db)
+            .await
+            .unwrap();
+    sqlx::query("INSERT INTO bot_activity (group_id, kind) VALUES ($1, 'welcome')")
+        .bind(other)
+        .execute(&s.app.db)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM groups WHERE id = $1").bind(s.group).execute(&s.app.db).await.unwrap();
+    assert!(links("moderation_actions").await.is_empty());
+    assert_eq!(links("bot_activity").await, [(other, None, None)]);
+}
+
 #[tokio::test]
 async fn the_ladder_escalates_to_a_mute_with_its_duration_then_a_kick() {
     let s = scene(Flavor::NapCat).await;
