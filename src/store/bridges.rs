@@ -606,23 +606,26 @@ pub async fn write_chatter(conn: &mut PgConnection, batch: &[Chatter]) -> sqlx::
                     max(at) OVER (PARTITION BY platform, user_id) AS last_at
              FROM fresh ORDER BY platform, user_id, at DESC
          ), known AS (
-             -- Members whose row says what this batch would write: the same name, and a last
-             -- activity at most a minute older than the batch's.
-             SELECT mb.id, mb.platform, mb.external_user_id,
-                    mb.display_name = p.name AND mb.last_active_at >= p.last_at - interval '1 minute' AS current
-             FROM people p JOIN members mb ON mb.platform = p.platform AND mb.external_user_id = p.user_id
+             -- The member, when their row says what this batch would write: the same name,
+             -- and a last activity at most a minute older than the batch's. (A subquery per
+             -- person: with nested loops off, a join would read the whole table.)
+             SELECT p.platform, p.user_id,
+                    (SELECT mb.id FROM members mb
+                     WHERE mb.platform = p.platform AND mb.external_user_id = p.user_id AND mb.display_name = p.name
+                       AND mb.last_active_at >= p.last_at - interval '1 minute') AS id
+             FROM people p
          ), touched AS (
              INSERT INTO members (platform, external_user_id, display_name, last_active_at)
              SELECT platform, user_id, name, last_at FROM people p
              WHERE NOT EXISTS (SELECT FROM known k
-                               WHERE k.platform = p.platform AND k.external_user_id = p.user_id AND k.current)
+                               WHERE k.platform = p.platform AND k.user_id = p.user_id AND k.id IS NOT NULL)
              ORDER BY platform, user_id
              ON CONFLICT (platform, external_user_id) DO UPDATE SET display_name = EXCLUDED.display_name,
                 last_active_at = GREATEST(members.last_active_at, EXCLUDED.last_active_at), updated_at = now()
              RETURNING id, platform, external_user_id
          ), m AS (
              SELECT id, platform, external_user_id FROM touched
-             UNION ALL SELECT id, platform, external_user_id FROM known WHERE current
+             UNION ALL SELECT id, platform, user_id FROM known WHERE id IS NOT NULL
          ), seen AS (
              SELECT m.id AS member_id, f.group_id, f.role, f.at, f.day
              FROM fresh f JOIN m ON m.platform = f.platform AND m.external_user_id = f.user_id
@@ -633,8 +636,10 @@ pub async fn write_chatter(conn: &mut PgConnection, batch: &[Chatter]) -> sqlx::
                         min(at) OVER (PARTITION BY member_id, group_id) AS joined_at
                  FROM seen ORDER BY member_id, group_id, at DESC
              ) s
-             WHERE NOT EXISTS (SELECT FROM memberships o WHERE o.member_id = s.member_id AND o.group_id = s.group_id
-                                                          AND o.left_at IS NULL AND o.role = s.role)
+             -- A subquery per row, not an anti-join: with nested loops off, that would read the
+             -- whole table.
+             WHERE (SELECT true FROM memberships o WHERE o.member_id = s.member_id AND o.group_id = s.group_id
+                                                    AND o.left_at IS NULL AND o.role = s.role) IS NULL
              ORDER BY member_id, group_id
              ON CONFLICT (member_id, group_id) WHERE left_at IS NULL DO UPDATE SET role = EXCLUDED.role
              WHERE memberships.role IS DISTINCT FROM EXCLUDED.role
