@@ -3,7 +3,9 @@
 //! and settles it (done, retry with backoff and jitter, dead after its last attempt, or unknown
 //! when an outbound call may have happened). A process that dies leaves its jobs `running` until
 //! their lease ends; then any process claims them again. Idle runners wake on `NOTIFY
-//! shoal_jobs` (sent when a job is inserted) and poll as a fallback.
+//! shoal_jobs` and poll as a fallback. The NOTIFY is not sent by the transaction that inserts a
+//! job (PostgreSQL serialises the commits of notifying transactions, WAL flush included): the
+//! enqueuing process's nudger sends it a moment later, on its own ([`nudger`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -148,7 +150,12 @@ pub struct Runner {
 impl Runner {
     pub fn spawn(ctx: JobContext) -> Runner {
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(run(ctx, stopped));
+        let nudges = tokio::spawn(nudger(ctx.db.clone(), stopped.clone()));
+        let task = tokio::spawn(async move {
+            run(ctx, stopped).await;
+            // A process that runs no jobs still tells the others of its jobs until it stops.
+            let _ = nudges.await;
+        });
         Runner { stop, task }
     }
 
@@ -293,6 +300,44 @@ async fn settler(ctx: JobContext, worker: String, mut rx: mpsc::Receiver<Settled
             }
         }
         batch.clear();
+    }
+}
+
+/// How long the nudger waits after a job was enqueued before it tells the runners: time for the
+/// enqueuing transaction to commit, and for more jobs to join the same notification.
+const COMMIT_GRACE: Duration = Duration::from_millis(5);
+/// A second notification this long after the first, for a transaction that took longer to
+/// commit (the runners' polling covers what is slower still).
+const FOLLOW_UP: Duration = Duration::from_millis(100);
+
+/// Sends `NOTIFY shoal_jobs` to every process (this one included) shortly after this process
+/// enqueued jobs ([`jobs::ENQUEUED`]): at most one per [`COMMIT_GRACE`], plus a follow-up.
+/// It runs whether or not this process runs jobs itself.
+async fn nudger(db: PgPool, mut stopped: watch::Receiver<bool>) {
+    let mut enqueued = jobs::ENQUEUED.subscribe();
+    enqueued.mark_unchanged();
+    let mut follow_up: Option<tokio::time::Instant> = None;
+    loop {
+        let fresh = tokio::select! {
+            changed = enqueued.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                true
+            }
+            _ = tokio::time::sleep_until(follow_up.unwrap_or_else(tokio::time::Instant::now)), if follow_up.is_some() => false,
+            _ = stopped.changed() => return,
+        };
+        if fresh {
+            tokio::time::sleep(COMMIT_GRACE).await;
+            enqueued.mark_unchanged();
+            follow_up = Some(tokio::time::Instant::now() + FOLLOW_UP);
+        } else {
+            follow_up = None;
+        }
+        if let Err(e) = jobs::notify(&db).await {
+            tracing::warn!(error = %e, "jobs: could not notify the runners; they poll");
+        }
     }
 }
 

@@ -150,9 +150,15 @@ pub struct JobRow {
 const COLUMNS: &str = "id, kind, payload, state, attempts, max_attempts, run_at, locked_by, lease_until, \
                        last_error, dedupe_key, created_at, updated_at, finished_at";
 
+/// Counts the jobs this process enqueued: the job runners' nudgers (`jobs::nudger`) watch it
+/// and tell every process once the enqueuing transaction has had time to commit.
+pub static ENQUEUED: std::sync::LazyLock<tokio::sync::watch::Sender<u64>> =
+    std::sync::LazyLock::new(|| tokio::sync::watch::Sender::new(0));
+
 /// Inserts a job in the caller's transaction, so that it exists exactly when the change that
 /// causes it commits. With a `dedupe_key` that exists already nothing is inserted (`None`).
 pub async fn enqueue(conn: &mut PgConnection, job: &NewJob) -> sqlx::Result<Option<i64>> {
+    ENQUEUED.send_modify(|n| *n = n.wrapping_add(1));
     sqlx::query_scalar(
         "INSERT INTO jobs (kind, payload, run_at, max_attempts, dedupe_key)
          VALUES ($1, $2, COALESCE($3, now()), $4, $5)
@@ -389,3 +395,9 @@ fn truncate(s: &str, max: usize) -> String {
     format!("{}…", &s[..end])
 }
 
+/// Tells every process's job runner that jobs may be due (`jobs::nudger`): a statement of its
+/// own, so that the commit of the change that enqueued them never waits on the notification.
+pub async fn notify(db: &sqlx::PgPool) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_notify('shoal_jobs', '')").execute(db).await?;
+    Ok(())
+}

@@ -148,6 +148,32 @@ async fn three_processes_run_each_of_300_jobs_exactly_once() {
     }
 }
 
+/// Idle runners hear of a job from the process that enqueued it, long before they would poll
+/// again (60 s here): the NOTIFY is sent after the enqueuing transaction, by the process's
+/// nudger, not by a trigger inside the transaction (whose commit would wait on it).
+#[tokio::test]
+async fn a_job_enqueued_by_another_process_runs_without_waiting_for_a_poll() {
+    let (url, got) = receiver(vec![]).await;
+    let first = enqueuing_app(&url).await;
+    let runner = TestApp::start_on(first.db_opts.clone(), |c| {
+        local_webhooks(c);
+        c.jobs.poll_ms = 60_000;
+    })
+    .await;
+    let triggers: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'jobs'::regclass")
+        .fetch_one(&first.db)
+        .await
+        .unwrap();
+    assert_eq!(triggers, 0, "no trigger notifies inside the enqueuing transaction");
+    // The runner's first look at the queue, at its start, found nothing.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let raised = raise_alerts(&first, &shoal::Config::defaults(), 1).await;
+    wait_for(&got, 1).await;
+    assert_eq!(got.lock().unwrap()[0]["alert_id"], raised[0]);
+    wait_state(&runner, JobState::Done, 1).await;
+    runner.stop().await;
+}
+
 #[tokio::test]
 async fn a_failing_delivery_backs_off_dies_after_its_attempts_and_an_admin_can_retry_it() {
     let (url, got) = receiver(vec![500, 503, 500]).await;
