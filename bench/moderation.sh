@@ -13,7 +13,8 @@
 #    set attached to all of them with the rules an operator starts from: links outside an
 #    allow-list (warn along the ladder warn → warn → mute 1 h → kick), keywords, phone numbers,
 #    QQ/WeChat contacts, other groups' invites, a flood rule (20 in 10 s) and a quarantine;
-# 3. a warm-up of WARMUP seconds at a tenth of the rate (caches, connections), then
+# 3. a warm-up of WARMUP seconds at WARMUP_RATE (the full rate by default: every pool connection
+#    opened and its statements prepared, the batch writer at its working size), then
 #    `moderation_load load` posts RATE signed deliveries a second for SECONDS_ seconds, half per
 #    bridge, over 50 members per group, every (100 / VIOLATING)-th with a link outside the
 #    allow-list, and reports the webhooks' p50/p99 measured from when each was due;
@@ -22,7 +23,7 @@
 #    its moderation_actions row, and that the fake bots got one deletion per violation;
 # 5. prints a Markdown report and appends it to bench/results/moderation-<date>.md.
 #
-# Knobs: RATE (5000), SECONDS_ (20), WARMUP (5), NGROUPS (50 per bridge = 100 groups), VIOLATING
+# Knobs: RATE (5000), SECONDS_ (20), WARMUP (5), WARMUP_RATE (RATE), NGROUPS (50 per bridge = 100 groups), VIOLATING
 # (10), CONNECTIONS (64), WORKERS (jobs per process, 64), POOL (connections, 32), SKIP_BUILD=1,
 # SHOAL_BIN, LOAD_BIN.
 set -euo pipefail
@@ -31,6 +32,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RATE=${RATE:-5000}
 SECONDS_=${SECONDS_:-20}
 WARMUP=${WARMUP:-5}
+WARMUP_RATE=${WARMUP_RATE:-$RATE}
 NGROUPS=${NGROUPS:-50}
 VIOLATING=${VIOLATING:-10}
 CONNECTIONS=${CONNECTIONS:-64}
@@ -131,8 +133,9 @@ run_load() { # run, rate, seconds → the load's key/value output
   "$LOAD_BIN" load --shoal "http://$ADDR" --onebot "$OB" --telegram "$TG" --secret "$SECRET" --groups "$NGROUPS" \
     --rate "$2" --seconds "$3" --violating "$VIOLATING" --connections "$CONNECTIONS" --run "$1"
 }
-log "warm-up: ${WARMUP}s at $((RATE / 10))/s"
-run_load 1 $((RATE / 10)) "$WARMUP" >"$tmp/warmup.kv"
+log "warm-up: ${WARMUP}s at $WARMUP_RATE/s"
+run_load 1 "$WARMUP_RATE" "$WARMUP" >"$tmp/warmup.kv"
+wval() { awk -v k="$1" '$1 == k { print $2 }' "$tmp/warmup.kv"; }
 A0=$(psql_q "SELECT count(*) FROM moderation_actions")
 E0=$(psql_q "SELECT count(*) FROM bridge_events")
 DELETED0=$(curl -sf "http://$BOTS/_stats" | jq -r '.deleted')
@@ -181,14 +184,17 @@ report=$(cat <<MD
 **Machine:** $CPU, $(nproc) cores, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo), Linux $(uname -r).
 **Build:** $BIN_KIND. **Method:** \`moderation_load load\`, $RATE deliveries/s for ${SECONDS_} s ($CONNECTIONS connections at most),
 half OneBot v11 and half Telegram, $NGROUPS groups per bridge, 50 members per group, $VIOLATING % with a link outside the
-allow-list; one rule set (7 rules: flood, invite, contact, phone, keywords, quarantine, links) on every group; latency
-counted from when each delivery was due. One Shoal process ($WORKERS job workers, $POOL connections), embedded
+allow-list (requests built and signed before the clock starts); one rule set (7 rules: flood, invite, contact, phone, keywords, quarantine, links) on every group; latency
+counted from when each delivery was due, after a warm-up of ${WARMUP} s at $WARMUP_RATE/s. One Shoal process ($WORKERS job workers, $POOL connections), embedded
 PostgreSQL (synchronous_commit on), the fake bots on the same machine.
 
 | figure | value |
 | --- | ---: |
 | deliveries sent / per second reached | $SENT / $(val RPS) |
 | webhook p50 / p99 / max | $(ms "$P50") / $(ms "$P99") / $(ms "$(val MAX_US)") |
+| clean deliveries p50 / p99 | $(ms "$(val P50_CLEAN_US)") / $(ms "$(val P99_CLEAN_US)") |
+| violating deliveries p50 / p99 | $(ms "$(val P50_VIOLATING_US)") / $(ms "$(val P99_VIOLATING_US)") |
+| warm-up (${WARMUP} s at $WARMUP_RATE/s, from cold) p50 / p99 | $(ms "$(wval P50_US)") / $(ms "$(wval P99_US)") |
 | errors / requests started over 100 ms late | $(val ERRORS) / $(val LATE) |
 | deliveries recorded (after the batch writer drained) | $EVENTS |
 | violating deliveries sent | $VIOL |
