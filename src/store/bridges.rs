@@ -569,8 +569,8 @@ pub struct Chatter {
 /// Rows that would not change are not touched: a member whose row has the same name and a last
 /// activity less than a minute older than the batch's (so plain chat moves `last_active_at` in
 /// steps of a minute at most), and an open membership with the same role. Under a flood most
-/// authors spoke a moment before; rewriting and locking their rows was a third of the
-/// statement's time (docs/PERFORMANCE.md). Whether a row is current is read from the
+/// authors spoke a moment before; rewriting and locking their rows was about a third of the
+/// statement's WAL records (docs/PERFORMANCE.md). Whether a row is current is read from the
 /// statement's snapshot; a row changed since is written through the upsert as before, or, when
 /// the snapshot still saw it current, left for the next message.
 ///
