@@ -136,9 +136,11 @@ pub struct Scene<'a> {
     pub judge: &'a Judge,
 }
 
-/// A delivery whose message broke a rule, in one transaction: its dedupe row, the member and
-/// their activity (no check-in), their standing, the ladder's step, the action row and the bot's
-/// jobs. `None` when a copy of the delivery was handled first (the caller answers as for any
+/// A delivery whose message broke a rule, in one transaction: its dedupe row claimed together
+/// with the lock on the member's warnings in the group; their standing read together with the
+/// message's writes (member, membership, activity; no check-in); the ladder's step, the action
+/// row and the bot's jobs. Each of those "together" is one statement: every round trip is
+/// latency on a busy machine. `None` when a copy of the delivery was handled first (the caller answers as for any
 /// retry). The webhook gets no answer: everything the bot does goes through its API.
 pub async fn intercept(
     conn: &mut PgConnection,
@@ -148,7 +150,10 @@ pub async fn intercept(
 ) -> sqlx::Result<Option<Handled>> {
     let [e @ Event { body: EventBody::Message { .. }, .. }] = d.events.as_slice() else { return Ok(None) };
     let mut tx = conn.begin().await?;
-    let Some(row) = store::bridges::claim_delivery(&mut tx, s.bridge.id, d, 204).await? else { return Ok(None) };
+    let lock = store::moderation::warnings_lock(s.group.id, &e.user.id);
+    let Some(row) = store::bridges::claim_delivery_then_lock(&mut tx, s.bridge.id, d, 204, &lock).await? else {
+        return Ok(None);
+    };
     let name = display_name(e);
     let message = Message {
         platform: &s.bridge.platform,
@@ -159,8 +164,7 @@ pub async fn intercept(
         role: e.user.role.unwrap_or("member"),
         day: s.group.rules.day_of(e.at),
     };
-    let standing = store::moderation::standing(&mut tx, s.group.id, &s.bridge.platform, &e.user.id).await?;
-    let (member_id, _) = store::checkins::message_in_transaction(&mut tx, &message, None).await?;
+    let (member_id, standing) = store::moderation::standing_and_message(&mut tx, &message).await?;
     act(&mut tx, s, e, member_id, &standing, verdicts, &d.dedupe_key).await?;
     store::bridges::settle_delivery(&mut tx, &row, None, 204).await?;
     tx.commit().await?;

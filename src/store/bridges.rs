@@ -387,6 +387,35 @@ pub async fn claim_delivery<'a>(
     Ok(claimed.map(|bridge_id| Claimed { bridge_id, dedupe_key: &d.dedupe_key, status }))
 }
 
+/// [`claim_delivery`], then, when the delivery was claimed, the transaction-scoped advisory lock
+/// named `lock` — in the same statement, one round trip fewer for a caller that needs both.
+pub async fn claim_delivery_then_lock<'a>(
+    conn: &mut PgConnection,
+    bridge_id: i64,
+    d: &'a Delivery,
+    status: i32,
+    lock: &str,
+) -> sqlx::Result<Option<Claimed<'a>>> {
+    let first = d.events.first();
+    let claimed: Option<i64> = sqlx::query_scalar(
+        "WITH ev AS (
+             INSERT INTO bridge_events (bridge_id, dedupe_key, kind, chat_id, user_id, status) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (bridge_id, dedupe_key) DO NOTHING RETURNING bridge_id
+         )
+         SELECT bridge_id FROM ev, LATERAL (SELECT pg_advisory_xact_lock(hashtextextended($7, 0))) AS locked",
+    )
+    .bind(bridge_id)
+    .bind(&d.dedupe_key)
+    .bind(d.kind.as_str())
+    .bind(first.map(|e| e.chat.id.as_str()))
+    .bind(first.map(|e| e.user.id.as_str()))
+    .bind(status)
+    .bind(lock)
+    .fetch_optional(conn)
+    .await?;
+    Ok(claimed.map(|bridge_id| Claimed { bridge_id, dedupe_key: &d.dedupe_key, status }))
+}
+
 /// What the delivery's row keeps for a retry, and its status. Nothing to write (no statement)
 /// when that is what the row was claimed with: no reply and the same status.
 pub async fn settle_delivery(

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection, Postgres, QueryBuilder};
 
 use crate::domain::moderation::{Ladder, Response, Rule, RuleKind, Step};
+use crate::store::checkins::Message;
 
 #[derive(FromRow)]
 struct RuleRow {
@@ -180,32 +181,50 @@ pub struct Standing {
     pub tags: Vec<String>,
 }
 
-/// The member's standing in the group, read before their message is recorded (so that a member
-/// first seen through this message has no join time: Shoal did not see them join), with their
-/// warnings locked (transaction-scoped advisory lock on group and user) so that two messages
-/// judged at once take two strikes, not the same one twice.
-pub async fn standing(conn: &mut PgConnection, group_id: i64, platform: &str, user_id: &str) -> sqlx::Result<Standing> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('moderation:' || $1::text || ':' || $2, 0))")
-        .bind(group_id)
-        .bind(user_id)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query_as(
-        "WITH m AS (SELECT id, tags FROM members WHERE platform = $2 AND external_user_id = $3)
-         SELECT (SELECT count(*) FROM moderation_actions
-                 WHERE group_id = $1 AND user_id = $3 AND strike IS NOT NULL AND pardoned_at IS NULL
+/// The name of the transaction-scoped advisory lock on a member's warnings in a group, taken
+/// (with the delivery's claim, `store::bridges::claim_delivery_then_lock`) before
+/// [`standing_and_message`], so that two messages judged at once take two strikes, not the
+/// same one twice.
+pub fn warnings_lock(group_id: i64, user_id: &str) -> String {
+    format!("moderation:{group_id}:{user_id}")
+}
+
+/// In one statement: the member's standing in the group, read before their message is recorded
+/// (so that a member first seen through this message has no join time: Shoal did not see them
+/// join), and the message's writes (member, membership, activity; the statement of
+/// `checkins::message_in_transaction` for a plain message). The member's id and standing. The
+/// caller holds [`warnings_lock`].
+pub async fn standing_and_message(conn: &mut PgConnection, m: &Message<'_>) -> sqlx::Result<(i64, Standing)> {
+    #[derive(FromRow)]
+    struct Row {
+        member: i64,
+        #[sqlx(flatten)]
+        standing: Standing,
+    }
+    let row: Row = sqlx::query_as(concat!(
+        "WITH fresh AS (SELECT), ",
+        crate::store::bridges::message_ctes!(),
+        ", who AS (SELECT id, tags FROM members WHERE platform = $1 AND external_user_id = $2)
+         SELECT (SELECT id FROM m) AS member,
+                (SELECT count(*) FROM moderation_actions
+                 WHERE group_id = $5 AND user_id = $2 AND strike IS NOT NULL AND pardoned_at IS NULL
                    AND expires_at > now()) AS active,
-                (SELECT max(s.joined_at) FROM memberships s JOIN m ON m.id = s.member_id
-                 WHERE s.group_id = $1 AND s.left_at IS NULL) AS joined_at,
-                (SELECT min(s.role) FROM memberships s JOIN m ON m.id = s.member_id
-                 WHERE s.group_id = $1 AND s.left_at IS NULL AND s.role IN ('owner', 'admin')) AS role,
-                COALESCE((SELECT tags FROM m), '{}') AS tags",
-    )
-    .bind(group_id)
-    .bind(platform)
-    .bind(user_id)
+                (SELECT max(s.joined_at) FROM memberships s JOIN who ON who.id = s.member_id
+                 WHERE s.group_id = $5 AND s.left_at IS NULL) AS joined_at,
+                (SELECT min(s.role) FROM memberships s JOIN who ON who.id = s.member_id
+                 WHERE s.group_id = $5 AND s.left_at IS NULL AND s.role IN ('owner', 'admin')) AS role,
+                COALESCE((SELECT tags FROM who), '{}') AS tags"
+    ))
+    .bind(m.platform)
+    .bind(m.user_id)
+    .bind(m.name)
+    .bind(m.at)
+    .bind(m.group)
+    .bind(m.role)
+    .bind(m.day)
     .fetch_one(conn)
-    .await
+    .await?;
+    Ok((row.member, row.standing))
 }
 
 /// One moderation action to record.

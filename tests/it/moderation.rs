@@ -277,6 +277,23 @@ async fn the_action_log_loses_the_link_to_a_deleted_rule_member_or_rule_set_and_
     assert_eq!(links("bot_activity").await, [(other, None, None)]);
 }
 
+/// Several violations of one member judged at once each take their own strike: the lock on
+/// the member's warnings is taken with the delivery's claim, before the standing is read.
+#[tokio::test]
+async fn violations_judged_at_once_take_one_strike_each() {
+    let s = scene(Flavor::NapCat).await;
+    let steps = json!([{"type": "warn"}, {"type": "warn"}, {"type": "warn"}, {"type": "warn"}, {"type": "warn"},
+                       {"type": "warn"}, {"type": "warn"}, {"type": "kick"}]);
+    s.rules(json!([links_rule()]), ladder(steps)).await;
+    let say = |id| s.say(id, 42, "member", "spam.com");
+    let (a, b, c, d, e, f) = tokio::join!(say(701), say(702), say(703), say(704), say(705), say(706));
+    let statuses = [a, b, c, d, e, f];
+    assert!(statuses.iter().all(|st| *st == S::NO_CONTENT), "{statuses:?}");
+    let mut strikes: Vec<i32> = s.log().await.into_iter().filter_map(|(_, strike, _, _)| strike).collect();
+    strikes.sort_unstable();
+    assert_eq!(strikes, [1, 2, 3, 4, 5, 6]);
+}
+
 #[tokio::test]
 async fn the_ladder_escalates_to_a_mute_with_its_duration_then_a_kick() {
     let s = scene(Flavor::NapCat).await;
