@@ -371,20 +371,7 @@ pub async fn claim_delivery<'a>(
     d: &'a Delivery,
     status: i32,
 ) -> sqlx::Result<Option<Claimed<'a>>> {
-    let first = d.events.first();
-    let claimed: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO bridge_events (bridge_id, dedupe_key, kind, chat_id, user_id, status) VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (bridge_id, dedupe_key) DO NOTHING RETURNING bridge_id",
-    )
-    .bind(bridge_id)
-    .bind(&d.dedupe_key)
-    .bind(d.kind.as_str())
-    .bind(first.map(|e| e.chat.id.as_str()))
-    .bind(first.map(|e| e.user.id.as_str()))
-    .bind(status)
-    .fetch_optional(conn)
-    .await?;
-    Ok(claimed.map(|bridge_id| Claimed { bridge_id, dedupe_key: &d.dedupe_key, status }))
+    claim(conn, bridge_id, d, status, None).await
 }
 
 /// [`claim_delivery`], then, when the delivery was claimed, the transaction-scoped advisory lock
@@ -396,23 +383,41 @@ pub async fn claim_delivery_then_lock<'a>(
     status: i32,
     lock: &str,
 ) -> sqlx::Result<Option<Claimed<'a>>> {
+    claim(conn, bridge_id, d, status, Some(lock)).await
+}
+
+async fn claim<'a>(
+    conn: &mut PgConnection,
+    bridge_id: i64,
+    d: &'a Delivery,
+    status: i32,
+    lock: Option<&str>,
+) -> sqlx::Result<Option<Claimed<'a>>> {
+    macro_rules! insert {
+        () => {
+            "INSERT INTO bridge_events (bridge_id, dedupe_key, kind, chat_id, user_id, status)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (bridge_id, dedupe_key) DO NOTHING RETURNING bridge_id"
+        };
+    }
+    const INSERT: &str = insert!();
+    const INSERT_THEN_LOCK: &str = concat!(
+        "WITH ev AS (",
+        insert!(),
+        ") SELECT bridge_id FROM ev, LATERAL (SELECT pg_advisory_xact_lock(hashtextextended($7, 0))) AS locked"
+    );
     let first = d.events.first();
-    let claimed: Option<i64> = sqlx::query_scalar(
-        "WITH ev AS (
-             INSERT INTO bridge_events (bridge_id, dedupe_key, kind, chat_id, user_id, status) VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (bridge_id, dedupe_key) DO NOTHING RETURNING bridge_id
-         )
-         SELECT bridge_id FROM ev, LATERAL (SELECT pg_advisory_xact_lock(hashtextextended($7, 0))) AS locked",
-    )
-    .bind(bridge_id)
-    .bind(&d.dedupe_key)
-    .bind(d.kind.as_str())
-    .bind(first.map(|e| e.chat.id.as_str()))
-    .bind(first.map(|e| e.user.id.as_str()))
-    .bind(status)
-    .bind(lock)
-    .fetch_optional(conn)
-    .await?;
+    let q = sqlx::query_scalar(if lock.is_some() { INSERT_THEN_LOCK } else { INSERT })
+        .bind(bridge_id)
+        .bind(&d.dedupe_key)
+        .bind(d.kind.as_str())
+        .bind(first.map(|e| e.chat.id.as_str()))
+        .bind(first.map(|e| e.user.id.as_str()))
+        .bind(status);
+    let q = match lock {
+        Some(lock) => q.bind(lock),
+        None => q,
+    };
+    let claimed: Option<i64> = q.fetch_optional(conn).await?;
     Ok(claimed.map(|bridge_id| Claimed { bridge_id, dedupe_key: &d.dedupe_key, status }))
 }
 
