@@ -299,7 +299,7 @@ type Args = sqlx::postgres::PgArguments;
 
 /// Binds `$1`–`$12` of the message statements (those of a check-in too, which a plain
 /// message's statement leaves unused).
-fn bind_message<'q, O>(
+pub(crate) fn bind_message<'q, O>(
     q: sqlx::query::QueryAs<'q, Postgres, O, Args>,
     m: &'q Message<'q>,
     checkin: Option<&'q Earning<'q>>,

@@ -201,7 +201,7 @@ pub async fn standing_and_message(conn: &mut PgConnection, m: &Message<'_>) -> s
         #[sqlx(flatten)]
         standing: Standing,
     }
-    let row: Row = sqlx::query_as(concat!(
+    let sql = concat!(
         "WITH fresh AS (SELECT), ",
         crate::store::bridges::message_ctes!(),
         ", who AS (SELECT id, tags FROM members WHERE platform = $1 AND external_user_id = $2)
@@ -214,16 +214,8 @@ pub async fn standing_and_message(conn: &mut PgConnection, m: &Message<'_>) -> s
                 (SELECT min(s.role) FROM memberships s JOIN who ON who.id = s.member_id
                  WHERE s.group_id = $5 AND s.left_at IS NULL AND s.role IN ('owner', 'admin')) AS role,
                 COALESCE((SELECT tags FROM who), '{}') AS tags"
-    ))
-    .bind(m.platform)
-    .bind(m.user_id)
-    .bind(m.name)
-    .bind(m.at)
-    .bind(m.group)
-    .bind(m.role)
-    .bind(m.day)
-    .fetch_one(conn)
-    .await?;
+    );
+    let row: Row = crate::store::checkins::bind_message(sqlx::query_as(sql), m, None).fetch_one(conn).await?;
     Ok((row.member, row.standing))
 }
 
