@@ -186,19 +186,20 @@ impl Conn {
     /// (nothing of the answer read) is opened again and the request sent once more (its
     /// delivery key makes a second copy harmless).
     async fn send(&mut self, req: &[u8]) -> std::io::Result<u16> {
-        for attempt in 0..2 {
-            let reused = self.stream.is_some();
-            match self.try_send(req).await {
-                Ok(status) => return Ok(status),
-                Err((err, answered)) => {
-                    self.stream = None;
-                    if !reused || answered || attempt == 1 {
-                        return Err(err);
-                    }
-                }
-            }
+        let reused = self.stream.is_some();
+        let (err, answered) = match self.try_send(req).await {
+            Ok(status) => return Ok(status),
+            Err(e) => e,
+        };
+        self.stream = None;
+        if !reused || answered {
+            return Err(err);
         }
-        unreachable!()
+        let again = self.try_send(req).await;
+        if again.is_err() {
+            self.stream = None;
+        }
+        again.map_err(|(e, _)| e)
     }
 
     async fn try_send(&mut self, req: &[u8]) -> Result<u16, (std::io::Error, bool)> {
