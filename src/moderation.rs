@@ -200,16 +200,23 @@ pub async fn act(
     let d = decide(v, ladder, standing.active.clamp(0, u32::MAX as i64) as u32);
     let protocol = s.bridge.kind.protocol();
     let actions = actions_for(protocol, s.group.rules.reply_lang, e, message_id, thread_id.as_deref(), v, &d);
-    let mut job_ids = Vec::with_capacity(actions.len());
-    let mut logged = Vec::with_capacity(actions.len());
-    for (i, a) in actions.into_iter().enumerate() {
-        let key = format!("moderation:{}:{}:{i}", s.bridge.id, dedupe_key);
-        let job = dispatch::job(s.config, s.bridge.id, a.clone(), "moderation", Some(key));
-        let id = store::jobs::enqueue(conn, &job).await?;
-        job_ids.extend(id);
-        logged.push((a, id));
-    }
-    let id = store::moderation::insert(
+    let jobs: Vec<_> = actions
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let key = format!("moderation:{}:{}:{i}", s.bridge.id, dedupe_key);
+            dispatch::job(s.config, s.bridge.id, a.clone(), "moderation", Some(key))
+        })
+        .collect();
+    let acted: Vec<_> = actions
+        .iter()
+        .zip(&jobs)
+        .map(|(a, job)| store::moderation::ActionJob { job, kind: activity_kind(a, d.step), action: a })
+        .collect();
+    // The group's activity log shows each of the bot's actions with the rule, what was found and,
+    // through the action's job, the platform's answer.
+    let rule = format!("moderation:{}:{}", v.kind.as_str(), v.rule_id.max(0));
+    let id = store::moderation::record(
         conn,
         &store::moderation::NewAction {
             group_id: s.group.id,
@@ -227,32 +234,11 @@ pub async fn act(
             step: d.step,
             strike: d.strike,
             warn_days: ladder.warn_days,
-            job_ids: &job_ids,
         },
+        &acted,
+        &rule,
     )
     .await?;
-    // The group's activity log shows each of the bot's actions with the rule, what was found and,
-    // through the action's job, the platform's answer.
-    let rule = format!("moderation:{}:{}", v.kind.as_str(), v.rule_id.max(0));
-    for (a, job_id) in &logged {
-        store::bot_activity::record(
-            conn,
-            &store::bot_activity::NewActivity {
-                group_id: s.group.id,
-                member_id: Some(member_id),
-                user_id: Some(&e.user.id),
-                bridge_id: Some(s.bridge.id),
-                kind: activity_kind(a, d.step),
-                action: Some(a),
-                rule_set_id: Some(s.rule_set_id),
-                rule: &rule,
-                reason: &v.evidence,
-                job_id: *job_id,
-                answer: None,
-            },
-        )
-        .await?;
-    }
     metrics::counter!("moderation_actions_total", "rule" => v.kind.as_str()).increment(1);
     Ok(Some(id))
 }

@@ -4,8 +4,11 @@
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection, Postgres, QueryBuilder};
 
+use crate::domain::action::Action;
 use crate::domain::moderation::{Ladder, Response, Rule, RuleKind, Step};
+use crate::domain::rule_set::ActivityKind;
 use crate::store::checkins::Message;
+use crate::store::jobs::NewJob;
 
 #[derive(FromRow)]
 struct RuleRow {
@@ -237,7 +240,15 @@ pub struct NewAction<'a> {
     pub step: Option<Step>,
     pub strike: Option<u32>,
     pub warn_days: u32,
-    pub job_ids: &'a [i64],
+}
+
+/// One of the bot's actions taken on a violation: the outbound job that carries it (with a
+/// dedupe key) and what the group's activity log calls it.
+#[derive(Debug)]
+pub struct ActionJob<'a> {
+    pub job: &'a NewJob,
+    pub kind: ActivityKind,
+    pub action: &'a Action,
 }
 
 pub fn step_columns(step: Option<Step>) -> (&'static str, Option<i32>) {
@@ -249,16 +260,62 @@ pub fn step_columns(step: Option<Step>) -> (&'static str, Option<i32>) {
     }
 }
 
-pub async fn insert(conn: &mut PgConnection, a: &NewAction<'_>) -> sqlx::Result<i64> {
+/// Records a violation in one statement: the outbound jobs (a job whose dedupe key is queued
+/// already is not queued again and gets no id), the action row with the new jobs' ids in the
+/// order given, and an activity-log row per job naming `rule` with the evidence as the reason.
+/// The action row's id. A violation is judged while its webhook waits, and each statement is a
+/// round trip to a database that is busy with every other message.
+pub async fn record(
+    conn: &mut PgConnection,
+    a: &NewAction<'_>,
+    jobs: &[ActionJob<'_>],
+    rule: &str,
+) -> sqlx::Result<i64> {
     let (step, mute) = step_columns(a.step);
     let excerpt: String = a.excerpt.chars().take(300).collect();
     let evidence: String = a.evidence.chars().take(400).collect();
+    let mut kinds = Vec::with_capacity(jobs.len());
+    let mut payloads = Vec::with_capacity(jobs.len());
+    let mut run_at = Vec::with_capacity(jobs.len());
+    let mut attempts = Vec::with_capacity(jobs.len());
+    let mut keys = Vec::with_capacity(jobs.len());
+    let mut activity = Vec::with_capacity(jobs.len());
+    let mut actions = Vec::with_capacity(jobs.len());
+    for j in jobs {
+        kinds.push(j.job.kind.as_str());
+        payloads.push(&j.job.payload);
+        run_at.push(j.job.run_at);
+        attempts.push(j.job.max_attempts);
+        keys.push(j.job.dedupe_key.as_deref());
+        activity.push(j.kind.as_str());
+        actions.push(serde_json::to_value(j.action).map_err(|e| sqlx::Error::Encode(Box::new(e)))?);
+    }
+    if !jobs.is_empty() {
+        super::jobs::ENQUEUED.send_modify(|n| *n = n.wrapping_add(1));
+    }
     sqlx::query_scalar(
-        "INSERT INTO moderation_actions (group_id, member_id, bridge_id, chat_id, user_id, message_id, excerpt,
+        "WITH planned AS (
+             SELECT * FROM unnest($18::text[], $19::jsonb[], $20::timestamptz[], $21::int[], $22::text[],
+                                  $23::text[], $24::jsonb[]) WITH ORDINALITY
+                 AS p(kind, payload, run_at, max_attempts, dedupe_key, activity, action, n)
+         ), queued AS (
+             INSERT INTO jobs (kind, payload, run_at, max_attempts, dedupe_key)
+             SELECT kind, payload, COALESCE(run_at, now()), max_attempts, dedupe_key FROM planned ORDER BY n
+             ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
+             RETURNING id, dedupe_key
+         ), logged AS (
+             INSERT INTO bot_activity (group_id, member_id, user_id, bridge_id, kind, action, rule_set_id, rule,
+                                       reason, job_id)
+             SELECT $1, $2, $5, $3, p.activity, p.action, $8, left($17, 200), left($25, 2000), q.id
+             FROM planned p LEFT JOIN queued q ON q.dedupe_key = p.dedupe_key
+             ORDER BY p.n
+         )
+         INSERT INTO moderation_actions (group_id, member_id, bridge_id, chat_id, user_id, message_id, excerpt,
                 rule_set_id, rule_id, rule_kind, evidence, deleted, step, mute_seconds, strike, expires_at, job_ids)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8,
                  (SELECT id FROM moderation_rules WHERE id = $9), $10, $11, $12, $13, $14, $15,
-                 CASE WHEN $15::int IS NULL THEN NULL ELSE now() + make_interval(days => $16) END, $17)
+                 CASE WHEN $15::int IS NULL THEN NULL ELSE now() + make_interval(days => $16) END,
+                 ARRAY(SELECT q.id FROM planned p JOIN queued q ON q.dedupe_key = p.dedupe_key ORDER BY p.n))
          RETURNING id",
     )
     .bind(a.group_id)
@@ -277,7 +334,15 @@ pub async fn insert(conn: &mut PgConnection, a: &NewAction<'_>) -> sqlx::Result<
     .bind(mute)
     .bind(a.strike.map(|s| s as i32))
     .bind(a.warn_days as i32)
-    .bind(a.job_ids)
+    .bind(rule)
+    .bind(kinds)
+    .bind(payloads)
+    .bind(run_at)
+    .bind(attempts)
+    .bind(keys)
+    .bind(activity)
+    .bind(actions)
+    .bind(a.evidence)
     .fetch_one(conn)
     .await
 }

@@ -579,4 +579,26 @@ async fn moderation_actions_show_in_the_groups_activity_log_with_the_rule_and_th
         }
         assert!(!html.contains("moderation:links"), "the rule in words, not its code");
     }
+    // Each action row lists its jobs in the order they were taken; each job has its log row,
+    // which names the action the job carries.
+    let listed: Vec<Vec<i64>> =
+        sqlx::query_scalar("SELECT job_ids FROM moderation_actions WHERE group_id = $1 ORDER BY id")
+            .bind(s.group)
+            .fetch_all(&s.app.db)
+            .await
+            .unwrap();
+    assert_eq!(listed.iter().map(Vec::len).collect::<Vec<_>>(), [2, 3], "{listed:?}");
+    let logged: Vec<(i64, Value, Value)> = sqlx::query_as(
+        "SELECT a.job_id, a.action, j.payload->'action' FROM bot_activity a JOIN jobs j ON j.id = a.job_id
+         WHERE a.group_id = $1 ORDER BY a.id",
+    )
+    .bind(s.group)
+    .fetch_all(&s.app.db)
+    .await
+    .unwrap();
+    assert_eq!(logged.iter().map(|l| l.0).collect::<Vec<_>>(), listed.concat());
+    for (job, logged, carried) in &logged {
+        assert_eq!(logged, carried, "job {job}");
+    }
+    assert!(listed.concat().windows(2).all(|w| w[0] < w[1]), "jobs queued in order: {listed:?}");
 }
