@@ -121,7 +121,13 @@ enum PieceKind<'a> {
 /// The member's elements in drawing order: avatar (or initial), name, filled-in text blocks, QR.
 fn pieces<'a>(layout: &Layout, data: &'a PosterData, engine: &mut Engine, family: &str) -> Vec<Piece<'a>> {
     let values = data.values();
-    let avatar = data.avatar.as_deref().and_then(decode_avatar);
+    // Decoded once, for the largest avatar element (none: not at all).
+    let want = layout
+        .elements
+        .iter()
+        .filter_map(|e| if let Element::Avatar { size, .. } = e { Some(*size) } else { None })
+        .max();
+    let avatar = want.and_then(|want| decode_avatar(data.avatar.as_deref()?, want));
     let mut out = Vec::new();
     for e in &layout.elements {
         match e {
@@ -202,12 +208,14 @@ pub fn draw_patches(base: &Pixmap, layout: &Layout, data: &PosterData, fonts: &F
         .zip(members)
         .filter_map(|(cells, members)| {
             let (x0, y0, w, h) = grid.pixels(&cells);
-            let mut pix = Pixmap::new(w, h)?;
+            // The static layer's pixels of the rectangle, copied without zeroing first.
             let row = w as usize * 4;
-            for (y, dst) in pix.data_mut().chunks_exact_mut(row).enumerate() {
+            let mut data = Vec::with_capacity(row * h as usize);
+            for y in 0..h as usize {
                 let at = (y0 as usize + y) * bw + x0 as usize * 4;
-                dst.copy_from_slice(&base.data()[at..at + row]);
+                data.extend_from_slice(&base.data()[at..at + row]);
             }
+            let mut pix = Pixmap::from_vec(data, tiny_skia::IntSize::from_wh(w, h)?)?;
             for m in members {
                 paint(&mut pix, (x0 as i32, y0 as i32), &mut engine, &pieces[which[m]]);
             }
@@ -431,19 +439,56 @@ fn paint_text(pix: &mut Pixmap, origin: (i32, i32), engine: &mut Engine, buf: &B
     }
 }
 
-/// An avatar picture: decoded within bounds (PNG or JPEG, at most 4096 px a side), else None.
-fn decode_avatar(bytes: &[u8]) -> Option<image::RgbaImage> {
+/// An avatar picture to be drawn at most `want` pixels a side: decoded within bounds (PNG or
+/// JPEG, at most 4096 px a side), else None. A JPEG whose short side covers `want` at 1/2, 1/4
+/// or 1/8 of its size is decoded at that size, its IDCT scaled as libjpeg does: a 640 px
+/// profile photo (QQ's and Telegram's size) drawn at 200 px is decoded at 320 px, a quarter of
+/// the pixels.
+fn decode_avatar(bytes: &[u8], want: u32) -> Option<image::RgbaImage> {
     let format = image::guess_format(bytes).ok()?;
-    if !matches!(format, image::ImageFormat::Png | image::ImageFormat::Jpeg) {
-        return None;
+    match format {
+        image::ImageFormat::Jpeg => {
+            if let Some(img) = decode_jpeg_scaled(bytes, want) {
+                return Some(img);
+            }
+        }
+        image::ImageFormat::Png => {}
+        _ => return None,
     }
     let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(AVATAR_MAX_SIDE);
     limits.max_image_height = Some(AVATAR_MAX_SIDE);
-    limits.max_alloc = Some(96 * 1024 * 1024);
+    limits.max_alloc = Some(AVATAR_MAX_ALLOC);
     reader.limits(limits);
     Some(reader.decode().ok()?.to_rgba8())
+}
+
+/// Decoded memory an avatar may take.
+const AVATAR_MAX_ALLOC: u64 = 96 * 1024 * 1024;
+
+/// A colour or grey JPEG decoded at the smallest of 1/8, 1/4, 1/2 and 1 of its size whose short
+/// side is still at least `want`. None for what the general decoder must handle (CMYK, 12 or
+/// 16 bits) or refuse.
+fn decode_jpeg_scaled(bytes: &[u8], want: u32) -> Option<image::RgbaImage> {
+    use jpeg_decoder::PixelFormat;
+    let mut d = jpeg_decoder::Decoder::new(bytes);
+    d.set_max_decoding_buffer_size(AVATAR_MAX_ALLOC as usize);
+    d.read_info().ok()?;
+    let info = d.info()?;
+    let (w, h) = (u32::from(info.width), u32::from(info.height));
+    if w > AVATAR_MAX_SIDE || h > AVATAR_MAX_SIDE || !matches!(info.pixel_format, PixelFormat::RGB24 | PixelFormat::L8)
+    {
+        return None;
+    }
+    let k = [8, 4, 2].into_iter().find(|k| w.min(h) / k >= want.max(1)).unwrap_or(1);
+    let (sw, sh) = d.scale(w.div_ceil(k) as u16, h.div_ceil(k) as u16).ok()?;
+    let px = d.decode().ok()?;
+    let rgba: Vec<u8> = match info.pixel_format {
+        PixelFormat::RGB24 => px.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect(),
+        _ => px.iter().flat_map(|&l| [l, l, l, 255]).collect(),
+    };
+    image::RgbaImage::from_raw(u32::from(sw), u32::from(sh), rgba)
 }
 
 /// Coverage (0..=255) of the pixel (x, y) of a `size` box by its inscribed circle, anti-aliased.
@@ -468,11 +513,10 @@ fn scale_avatar(img: &image::RgbaImage, size: u32) -> image::RgbaImage {
     let taps = area_weights(side, size);
     let (src, stride) = (img.as_raw(), img.width() as usize * 4);
     // Across: every row of the square, `size` pixels wide, weights summing to 1 << 12.
-    let mut across = vec![0u32; side as usize * size as usize * 4];
+    let mut across = Vec::with_capacity(side as usize * size as usize * 4);
     for y in 0..side as usize {
         let row = &src[(cy as usize + y) * stride + cx as usize * 4..];
-        let out = &mut across[y * size as usize * 4..(y + 1) * size as usize * 4];
-        for (o, (start, ws)) in taps.iter().enumerate() {
+        for (start, ws) in &taps {
             let mut acc = [0u32; 4];
             for (k, w) in ws.iter().enumerate() {
                 let p = &row[(start + k) * 4..(start + k) * 4 + 4];
@@ -480,22 +524,23 @@ fn scale_avatar(img: &image::RgbaImage, size: u32) -> image::RgbaImage {
                     acc[c] += p[c] as u32 * w;
                 }
             }
-            out[o * 4..o * 4 + 4].copy_from_slice(&acc);
+            across.extend_from_slice(&acc);
         }
     }
     // Down: weights summing to 1 << 12 again, so the sum is the value << 24.
     let mut out = image::RgbaImage::new(size, size);
     let line = size as usize * 4;
+    let mut acc = vec![0u64; line];
     for (o, (start, ws)) in taps.iter().enumerate() {
         let dst = &mut out.as_mut()[o * line..(o + 1) * line];
-        let mut acc = vec![0u64; line];
+        acc.fill(0);
         for (k, w) in ws.iter().enumerate() {
             let src = &across[(start + k) * line..(start + k + 1) * line];
             for (a, s) in acc.iter_mut().zip(src) {
                 *a += *s as u64 * *w as u64;
             }
         }
-        for (d, a) in dst.iter_mut().zip(acc) {
+        for (d, a) in dst.iter_mut().zip(&acc) {
             *d = ((a + (1 << 23)) >> 24).min(255) as u8;
         }
     }
@@ -623,30 +668,37 @@ fn draw_qr(pix: &mut Pixmap, origin: (i32, i32), text: &str, x: i32, y: i32, siz
     let offset = (size.saturating_sub(total * scale) / 2) as i32;
     let (w, h) = (pix.width() as i32, pix.height() as i32);
     let [r, g, b, _] = color.0;
+    // The box's pixels of one row of modules (None: the quiet zone), made once per row of
+    // modules and copied to each of its pixel rows.
+    let mut line = vec![0u8; size as usize * 4];
+    let mut line_of: Option<Option<u32>> = None;
+    let (left, right) = ((x - origin.0).max(0), (x - origin.0 + size as i32).min(w));
     let data = pix.data_mut();
     for sy in 0..size as i32 {
         let py = y + sy - origin.1;
-        if py < 0 || py >= h {
+        if py < 0 || py >= h || left >= right {
             continue;
         }
         let my = (sy - offset).div_euclid(scale as i32) - 4;
-        for sx in 0..size as i32 {
-            let px = x + sx - origin.0;
-            if px < 0 || px >= w {
-                continue;
+        let row = (sy >= offset && my >= 0 && (my as u32) < n).then_some(my as u32);
+        if line_of != Some(row) {
+            for (sx, px) in line.chunks_exact_mut(4).enumerate() {
+                let sx = sx as i32;
+                let mx = (sx - offset).div_euclid(scale as i32) - 4;
+                let dark = row.is_some_and(|my| {
+                    sx >= offset
+                        && mx >= 0
+                        && (mx as u32) < n
+                        && colors[(my * n + mx as u32) as usize] == qrcode::Color::Dark
+                });
+                px.copy_from_slice(&if dark { [r, g, b, 255] } else { [255, 255, 255, 255] });
             }
-            let mx = (sx - offset).div_euclid(scale as i32) - 4;
-            let dark = sx >= offset
-                && sy >= offset
-                && mx >= 0
-                && my >= 0
-                && (mx as u32) < n
-                && (my as u32) < n
-                && colors[(my as u32 * n + mx as u32) as usize] == qrcode::Color::Dark;
-            let i = ((py * w + px) * 4) as usize;
-            let px_colour = if dark { [r, g, b, 255] } else { [255, 255, 255, 255] };
-            data[i..i + 4].copy_from_slice(&px_colour);
+            line_of = Some(row);
         }
+        let from = (left - (x - origin.0)) as usize * 4;
+        let at = ((py * w + left) * 4) as usize;
+        let len = (right - left) as usize * 4;
+        data[at..at + len].copy_from_slice(&line[from..from + len]);
     }
 }
 

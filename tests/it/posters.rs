@@ -196,6 +196,38 @@ fn avatars_are_drawn_from_pictures_or_as_an_initial() {
     let img = draw(&p, &layout, None, &PosterData { avatar: Some(red), ..data("阿明") }, Format::Png);
     assert_eq!(img.get_pixel(150, 150).0, [255, 0, 0, 255], "the picture fills the disc");
     assert_eq!(img.get_pixel(55, 55).0, [255, 255, 255, 255], "outside the circle stays background");
+    // JPEG profile photos (decoded at the smallest size that still covers the box): colour,
+    // landscape, cropped to the centred square with its quadrants where they belong; grey;
+    // and one smaller than the box, enlarged.
+    let jpeg = |img: image::DynamicImage| {
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+        out.into_inner()
+    };
+    let close = |got: [u8; 4], want: [u8; 3]| got[..3].iter().zip(want).all(|(g, w)| g.abs_diff(w) <= 12);
+    let quadrants = |w: u32, h: u32| {
+        image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(w, h, |x, y| match (x < w / 2, y < h / 2) {
+            (true, true) => image::Rgb([230, 20, 20]),
+            (false, true) => image::Rgb([20, 200, 20]),
+            (true, false) => image::Rgb([20, 20, 230]),
+            (false, false) => image::Rgb([230, 230, 20]),
+        }))
+    };
+    for picture in [quadrants(640, 480), quadrants(150, 150)] {
+        let img = draw(&p, &layout, None, &PosterData { avatar: Some(jpeg(picture)), ..data("阿明") }, Format::Png);
+        for ((x, y), want) in [
+            ((110, 110), [230, 20, 20]),
+            ((190, 110), [20, 200, 20]),
+            ((110, 190), [20, 20, 230]),
+            ((190, 190), [230, 230, 20]),
+        ] {
+            assert!(close(img.get_pixel(x, y).0, want), "({x}, {y}): {:?}, not {want:?}", img.get_pixel(x, y).0);
+        }
+        assert_eq!(img.get_pixel(55, 55).0, [255, 255, 255, 255]);
+    }
+    let grey = image::DynamicImage::ImageLuma8(image::GrayImage::from_pixel(640, 640, image::Luma([90])));
+    let img = draw(&p, &layout, None, &PosterData { avatar: Some(jpeg(grey)), ..data("阿明") }, Format::Png);
+    assert!(close(img.get_pixel(150, 150).0, [90, 90, 90]), "{:?}", img.get_pixel(150, 150).0);
     // No picture (or one that is not an image): a coloured disc with the initial.
     for avatar in [None, Some(b"not an image".to_vec())] {
         let img = draw(&p, &layout, None, &PosterData { avatar, ..data("阿明") }, Format::Png);
