@@ -371,7 +371,7 @@ run_measured() { # label url server-pid array-name [duration]
 
 # The most slots one process holds at once ([scan] max_block of the shipped defaults).
 MAX_BLOCK=$("$SHOAL_BIN" --config-dir "$tmp/config" config 2>/dev/null | sed -n 's/.*max_block: *\([0-9]*\).*/\1/p' | head -n1 || true)
-MAX_BLOCK=${MAX_BLOCK:-1000}
+MAX_BLOCK=${MAX_BLOCK:-100000}
 
 # ---------------------------------------------------------------------------------------------
 # The machine
@@ -538,10 +538,10 @@ check "$(bool "[ $dropped -eq 0 ]")" "no scan event dropped (scan_events_dropped
 check "$(bool "[ $daily -eq $events_all ]")" "daily counters (scan_daily: $daily) = events ($events_all)"
 check "$(bool "[ $wrk_ok -le $run302 ] && [ $run302 -le $((wrk_ok + CONNECTIONS * ROUNDS)) ]")" \
   "302 answers during the rounds by Shoal's count ($run302) = wrk's 2xx/3xx responses ($wrk_ok) plus at most the $CONNECTIONS requests in flight when wrk stopped, per round ($((run302 - wrk_ok)))"
-# A process holds at most the quarter block left when it reserved the next one, plus that block.
-HELD_MAX=$((MAX_BLOCK + MAX_BLOCK / 4))
+# A process holds at most the half block left when it reserved the next one, plus that block.
+HELD_MAX=$((MAX_BLOCK + MAX_BLOCK / 2))
 check "$(bool "[ $held -ge 0 ] && [ $held -le $HELD_MAX ]")" \
-  "while running, target.used ($used_live) = scans ($events_new) + slots held in memory ($held, at most a quarter block plus one block of $MAX_BLOCK: $HELD_MAX)"
+  "while running, target.used ($used_live) = scans ($events_new) + slots held in memory ($held, at most half a block plus one block of $MAX_BLOCK: $HELD_MAX)"
 
 # A short burst at the same rate against a target with a small limit: exactly `limit` redirects.
 exact_limit=$(awk -v r="${R_shoal[rps]}" 'BEGIN { n = int(r * 2); if (n < 1000) n = 1000; print n }')

@@ -56,6 +56,8 @@ pub struct AlertConfig {
 pub struct ScanConfig {
     pub redirect_status: u16,
     pub max_block: i64,
+    /// How many milliseconds of a target's scans one reservation covers (`scan::slots`).
+    pub block_ms: u64,
     pub cache_ttl_ms: u64,
     /// The zone whose calendar days the scan statistics count (and live-code windows are typed in).
     pub stats_timezone: crate::domain::Zone,

@@ -115,7 +115,7 @@ impl ScanRuntime {
     pub fn start(db: PgPool, config: &crate::config::ScanConfig) -> ScanRuntime {
         let tz = config.stats_timezone.tz();
         ScanRuntime {
-            slots: slots::SlotPool::new(config.max_block),
+            slots: slots::SlotPool::new(config.max_block, config.block_ms),
             fallback_seen: Arc::new(tokio::sync::Notify::new()),
             events: events::EventSink::start(db, tz, Duration::from_millis(config.events_flush_ms.clamp(10, 1000))),
             limiter: limit::AddressLimiter::new(
