@@ -161,6 +161,18 @@ impl FakeBot {
     }
 
     /// Waits until at least `n` calls arrived (up to 20 s).
+    /// The calls of `method` once there are at least `n` (other calls may come in between).
+    pub async fn wait_method(&self, method: &str, n: usize) -> Vec<Call> {
+        for _ in 0..400 {
+            let c = self.calls_of(method);
+            if c.len() >= n {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("expected {n} calls of {method}, got {:?}", self.calls());
+    }
+
     pub async fn wait_calls(&self, n: usize) -> Vec<Call> {
         for _ in 0..400 {
             let c = self.calls();

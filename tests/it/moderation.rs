@@ -153,14 +153,7 @@ impl Scene {
 
     /// Waits until `n` calls of `method` reached the fake bot.
     async fn wait_method(&self, method: &str, n: usize) -> Vec<crate::fakebots::Call> {
-        for _ in 0..400 {
-            let c = self.bot.calls_of(method);
-            if c.len() >= n {
-                return c;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("expected {n} calls of {method}, got {:?}", self.bot.calls());
+        self.bot.wait_method(method, n).await
     }
 
     async fn api(&self, method: reqwest::Method, path: &str) -> (S, Value) {
