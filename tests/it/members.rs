@@ -730,6 +730,51 @@ async fn the_member_list_searches_names_and_ids() {
 }
 
 #[tokio::test]
+async fn one_and_two_character_searches_match_names_and_ids_through_their_index() {
+    let app = TestApp::spawn().await;
+    let c = app.admin().await;
+    let wei = seed_member(&app, "wechat", "wx_1", "张伟", None).await;
+    let weiming = seed_member(&app, "qq", "3003", "李张伟明", None).await;
+    let fang = seed_member(&app, "qq", "4004", "王芳", None).await;
+    let zhang = seed_member(&app, "telegram", "zw88", "Zhang Wei", None).await;
+    let found = |q: &'static str| {
+        let (app, c) = (&app, &c);
+        async move {
+            let mut ids = listed_ids(&page(app, c, &format!("/members?q={}", urlencoding::encode(q))).await.1);
+            ids.sort();
+            ids
+        }
+    };
+    let sorted = |mut v: Vec<i64>| {
+        v.sort();
+        v
+    };
+    assert_eq!(found("张伟").await, sorted(vec![wei, weiming]), "a two-character name, also inside a longer one");
+    assert_eq!(found("伟明").await, vec![weiming]);
+    assert_eq!(found("芳").await, vec![fang]);
+    assert_eq!(found("张").await, sorted(vec![wei, weiming]));
+    assert_eq!(found("ZH").await, vec![zhang], "case-insensitive");
+    assert_eq!(found("88").await, vec![zhang], "by user id");
+    assert_eq!(found("赵").await, Vec::<i64>::new());
+    // A renamed member is found by the new name only.
+    sqlx::query("UPDATE members SET display_name = '赵敏' WHERE id = $1").bind(fang).execute(&app.db).await.unwrap();
+    assert_eq!(found("赵").await, vec![fang]);
+    assert_eq!(found("芳").await, Vec::<i64>::new());
+    // The store's condition is the index's expression, so a rare short search reads the index
+    // instead of every member.
+    let mut tx = app.db.begin().await.unwrap();
+    sqlx::query("SET LOCAL enable_seqscan = off").execute(&mut *tx).await.unwrap();
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN SELECT id FROM members m WHERE shoal_short_grams(m.display_name || ' ' || m.external_user_id) @> ARRAY[lower($1)]::text[]",
+    )
+    .bind("张伟")
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    assert!(plan.iter().any(|l| l.contains("members_search_short")), "{plan:?}");
+}
+
+#[tokio::test]
 async fn the_member_list_pages_by_fifty_and_keeps_the_search_in_page_links() {
     let app = TestApp::spawn().await;
     let c = app.admin().await;
