@@ -50,7 +50,10 @@ if [ -z "${SHOAL_BIN:-}" ] && [ "${SKIP_BUILD:-0}" != 1 ]; then
 fi
 SHOAL_BIN=${SHOAL_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/million/shoal}
 BUILD_NOTE="profile \`million\` (release, lto = false, codegen-units = 16)"
-case "$SHOAL_BIN" in */debug/*) BUILD_NOTE="debug build ($SHOAL_BIN: Shoal at opt-level 0, dependencies at 1)";; esac
+case "$SHOAL_BIN" in
+  */debug/*) BUILD_NOTE="debug build ($SHOAL_BIN: Shoal at opt-level 0, dependencies at 1)" ;;
+  */release/*) BUILD_NOTE="release build ($SHOAL_BIN: fat LTO, built $(date -u -r "$SHOAL_BIN" '+%Y-%m-%d %H:%M UTC'))" ;;
+esac
 [ -x "$SHOAL_BIN" ] || die "$SHOAL_BIN does not exist"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/shoal-bench-million.XXXXXX")
@@ -204,6 +207,8 @@ ROUTES=(
   "web /members?q=$NAME_Q"
   "web /members?q=$((10000000 + MID))"
   "web /members?q=%E5%BC%A0%E4%BC%9F"
+  "web /members?q=%E4%BC%9F%E5%BC%A0"
+  "web /members?q=%E5%BC%A0"
   "web /members?tag=vip"
   "web /members?group=$GROUP"
   "web /members?platform=qq&tag=vip&after=$DEEP"
