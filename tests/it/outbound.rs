@@ -492,7 +492,7 @@ async fn telegram_429_waits_retry_after_and_holds_the_chat_meanwhile() {
         ),
     );
     let first = queue(&app, &token, b, send("-100", "first")).await;
-    fake.wait_calls(1).await;
+    fake.wait_method("sendMessage", 1).await;
     let second = queue(&app, &token, b, send("-100", "second")).await;
     wait_done(&app, &[first, second]).await;
     let got = fake.calls_of("sendMessage");
