@@ -10,7 +10,7 @@ use hmac::Mac;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::fakebots::{Call, FakeBot, Flavor, TELEGRAM_TOKEN};
+use crate::fakebots::{FakeBot, Flavor, TELEGRAM_TOKEN};
 use crate::harness::{post_hook, TestApp};
 
 const SECRET: &str = "automation-secret_1";
@@ -117,18 +117,6 @@ fn qq_message(group: &str, user: i64, id: i64, text: &str) -> Value {
            "sender": {"user_id": user, "nickname": format!("user{user}"), "card": ""}})
 }
 
-/// Waits (up to 20 s) until the fake got `n` calls of `method`.
-async fn wait_for(fake: &FakeBot, method: &str, n: usize) -> Vec<Call> {
-    for _ in 0..400 {
-        let c = fake.calls_of(method);
-        if c.len() >= n {
-            return c;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("expected {n} {method} calls, got {:?}", fake.calls());
-}
-
 async fn activity_kinds(app: &TestApp, group: i64) -> Vec<String> {
     sqlx::query_scalar("SELECT kind FROM bot_activity WHERE group_id = $1 ORDER BY id")
         .bind(group)
@@ -158,7 +146,7 @@ async fn three_joins_within_the_window_are_welcomed_in_one_message_mentioning_ea
         let (s, _) = onebot_post(&app, b, qq_join("700100", user)).await;
         assert_eq!(s, StatusCode::NO_CONTENT);
     }
-    let sent = wait_for(&fake, "send_group_msg", 1).await;
+    let sent = fake.wait_method("send_group_msg", 1).await;
     // Nothing else comes for the same batch.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let sent_after = fake.calls_of("send_group_msg");
@@ -172,7 +160,7 @@ async fn three_joins_within_the_window_are_welcomed_in_one_message_mentioning_ea
     assert_eq!(activity_kinds(&app, g).await, vec!["welcome"; 3]);
     // A later join opens a new batch.
     onebot_post(&app, b, qq_join("700100", 444)).await;
-    let sent = wait_for(&fake, "send_group_msg", 2).await;
+    let sent = fake.wait_method("send_group_msg", 2).await;
     assert!(sent[1].body["message"].as_str().unwrap().contains("[CQ:at,qq=444]"));
     // The activity page shows the welcomes with the platform's answer.
     let admin = app.admin().await;
@@ -207,7 +195,7 @@ async fn a_telegram_welcome_mentions_members_with_text_mention_entities() {
         "chat": {"id": -100500, "type": "supergroup"}, "from": {"id": 11, "is_bot": false, "first_name": "Ann"},
         "new_chat_members": members}});
     assert_eq!(telegram_post(&app, b, update).await.0, StatusCode::NO_CONTENT);
-    let sent = wait_for(&fake, "sendMessage", 1).await;
+    let sent = fake.wait_method("sendMessage", 1).await;
     let body = &sent[0].body;
     assert_eq!(body["text"], "Hi Ann、Bo x!", "marks a member typed are dropped: {body}");
     let e = body["entities"].as_array().unwrap();
@@ -276,7 +264,7 @@ async fn actions_the_answer_cannot_carry_go_out_as_jobs_once() {
     // A photo is not a webhook answer of Telegram's: it waits for the API.
     assert_eq!(telegram_post(&app, b, update.clone()).await.0, StatusCode::NO_CONTENT);
     assert_eq!(telegram_post(&app, b, update).await.0, StatusCode::NO_CONTENT);
-    let photos = wait_for(&fake, "sendPhoto", 1).await;
+    let photos = fake.wait_method("sendPhoto", 1).await;
     assert_eq!(photos[0].body["photo"], "https://example.com/menu.png");
     assert_eq!(photos[0].body["reply_parameters"]["message_id"], 9);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -360,7 +348,7 @@ async fn qq_join_requests_are_approved_or_declined_by_the_keyword_policy() {
         StatusCode::NO_CONTENT
     );
     assert_eq!(onebot_post(&app, b, qq_request("700300", 502, "随便看看", "flag-no")).await.0, StatusCode::NO_CONTENT);
-    let calls = wait_for(&fake, "set_group_add_request", 2).await;
+    let calls = fake.wait_method("set_group_add_request", 2).await;
     let by_flag = |f: &str| calls.iter().find(|c| c.body["flag"] == f).unwrap().body.clone();
     assert_eq!(by_flag("flag-ok")["approve"], true);
     assert_eq!(by_flag("flag-no")["approve"], false);
@@ -423,8 +411,8 @@ async fn held_telegram_requests_wait_in_the_queue_and_are_answered_in_bulk() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    let approved = wait_for(&fake, "approveChatJoinRequest", 2).await;
-    let declined = wait_for(&fake, "declineChatJoinRequest", 1).await;
+    let approved = fake.wait_method("approveChatJoinRequest", 2).await;
+    let declined = fake.wait_method("declineChatJoinRequest", 1).await;
     let mut users: Vec<i64> = approved.iter().map(|c| c.body["user_id"].as_i64().unwrap()).collect();
     users.sort();
     assert_eq!(users, vec![32, 33]);

@@ -11,7 +11,7 @@ use hmac::Mac;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::fakebots::{Call, FakeBot, Flavor, TELEGRAM_TOKEN};
+use crate::fakebots::{FakeBot, Flavor, TELEGRAM_TOKEN};
 use crate::harness::{post_hook, TestApp};
 
 const SECRET: &str = "automation-secret_2";
@@ -99,17 +99,6 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-async fn wait_for(fake: &FakeBot, method: &str, n: usize) -> Vec<Call> {
-    for _ in 0..400 {
-        let c = fake.calls_of(method);
-        if c.len() >= n {
-            return c;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("expected {n} {method} calls, got {:?}", fake.calls());
-}
-
 async fn answers(app: &TestApp) -> Vec<(String, String, Option<i64>)> {
     sqlx::query_as("SELECT question, answer, member_id FROM join_request_answers ORDER BY join_request_id, position")
         .fetch_all(&app.db)
@@ -168,7 +157,7 @@ async fn a_telegram_applicant_answers_the_questionnaire_once_and_is_approved_onc
             .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     // The bot writes to the applicant's private chat with the link.
-    let sent = wait_for(&fake, "sendMessage", 1).await;
+    let sent = fake.wait_method("sendMessage", 1).await;
     assert_eq!(sent[0].body["chat_id"], 4141, "{:?}", sent[0].body);
     let text = sent[0].body["text"].as_str().unwrap();
     assert!(text.contains("读书会") && text.contains("24"), "{text}");
@@ -228,7 +217,7 @@ async fn a_telegram_applicant_answers_the_questionnaire_once_and_is_approved_onc
         ]
     );
     assert_eq!(status_of(&app, "41").await, "approved");
-    let approved = wait_for(&fake, "approveChatJoinRequest", 1).await;
+    let approved = fake.wait_method("approveChatJoinRequest", 1).await;
     assert_eq!((approved[0].body["chat_id"].as_i64(), approved[0].body["user_id"].as_i64()), (Some(-100810), Some(41)));
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(fake.calls_of("approveChatJoinRequest").len(), 1, "approved once");

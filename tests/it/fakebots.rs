@@ -161,27 +161,29 @@ impl FakeBot {
     }
 
     /// Waits until at least `n` calls arrived (up to 20 s).
-    /// The calls of `method` once there are at least `n` (other calls may come in between).
-    pub async fn wait_method(&self, method: &str, n: usize) -> Vec<Call> {
-        for _ in 0..400 {
-            let c = self.calls_of(method);
-            if c.len() >= n {
-                return c;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("expected {n} calls of {method}, got {:?}", self.calls());
+    pub async fn wait_calls(&self, n: usize) -> Vec<Call> {
+        self.wait(n, None).await
     }
 
-    pub async fn wait_calls(&self, n: usize) -> Vec<Call> {
+    /// The calls of `method` once there are at least `n` (up to 20 s; other calls may come in
+    /// between).
+    pub async fn wait_method(&self, method: &str, n: usize) -> Vec<Call> {
+        self.wait(n, Some(method)).await
+    }
+
+    async fn wait(&self, n: usize, method: Option<&str>) -> Vec<Call> {
         for _ in 0..400 {
-            let c = self.calls();
+            let c = match method {
+                Some(m) => self.calls_of(m),
+                None => self.calls(),
+            };
             if c.len() >= n {
                 return c;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("expected {n} calls at the fake {:?}, got {:?}", self.flavor, self.calls());
+        let what = method.unwrap_or("any method");
+        panic!("expected {n} calls of {what} at the fake {:?}, got {:?}", self.flavor, self.calls());
     }
 }
 
