@@ -155,10 +155,15 @@ const COLUMNS: &str = "id, kind, payload, state, attempts, max_attempts, run_at,
 pub static ENQUEUED: std::sync::LazyLock<tokio::sync::watch::Sender<u64>> =
     std::sync::LazyLock::new(|| tokio::sync::watch::Sender::new(0));
 
+/// Tells this process's nudger that jobs were enqueued; every statement that inserts jobs calls it.
+pub(crate) fn count_enqueued() {
+    ENQUEUED.send_modify(|n| *n = n.wrapping_add(1));
+}
+
 /// Inserts a job in the caller's transaction, so that it exists exactly when the change that
 /// causes it commits. With a `dedupe_key` that exists already nothing is inserted (`None`).
 pub async fn enqueue(conn: &mut PgConnection, job: &NewJob) -> sqlx::Result<Option<i64>> {
-    ENQUEUED.send_modify(|n| *n = n.wrapping_add(1));
+    count_enqueued();
     sqlx::query_scalar(
         "INSERT INTO jobs (kind, payload, run_at, max_attempts, dedupe_key)
          VALUES ($1, $2, COALESCE($3, now()), $4, $5)

@@ -74,7 +74,7 @@ fn push_filter(b: &mut QueryBuilder<'_, Postgres>, f: &Filter) {
     }
     if let Some(q) = &f.q {
         let p = like_pattern(q);
-        if q.chars().count() < MIN_INDEXED_SEARCH {
+        if short_search(f) {
             // Too short for a trigram: the one- and two-character pieces (`members_search_short`).
             b.push(" AND shoal_short_grams(m.display_name || ' ' || m.external_user_id) @> ARRAY[lower(");
             b.push_bind(q.clone()).push(")]::text[]");

@@ -291,7 +291,7 @@ pub async fn record(
         actions.push(serde_json::to_value(j.action).map_err(|e| sqlx::Error::Encode(Box::new(e)))?);
     }
     if !jobs.is_empty() {
-        super::jobs::ENQUEUED.send_modify(|n| *n = n.wrapping_add(1));
+        super::jobs::count_enqueued();
     }
     sqlx::query_scalar(
         "WITH planned AS (
