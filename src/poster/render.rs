@@ -673,10 +673,13 @@ fn draw_qr(pix: &mut Pixmap, origin: (i32, i32), text: &str, x: i32, y: i32, siz
     let mut line = vec![0u8; size as usize * 4];
     let mut line_of: Option<Option<u32>> = None;
     let (left, right) = ((x - origin.0).max(0), (x - origin.0 + size as i32).min(w));
+    if left >= right {
+        return;
+    }
     let data = pix.data_mut();
     for sy in 0..size as i32 {
         let py = y + sy - origin.1;
-        if py < 0 || py >= h || left >= right {
+        if py < 0 || py >= h {
             continue;
         }
         let my = (sy - offset).div_euclid(scale as i32) - 4;
@@ -740,6 +743,26 @@ mod tests {
         let s = scale_avatar(&img, 2);
         assert_eq!(s.get_pixel(1, 0).0, [150, 30, 0, 255]);
         assert_eq!(scale_avatar(&img, 8).dimensions(), (8, 8));
+    }
+
+    #[test]
+    fn jpeg_avatars_are_decoded_at_the_smallest_scale_that_covers_the_box() {
+        let jpeg = |img: image::DynamicImage| {
+            let mut out = std::io::Cursor::new(Vec::new());
+            img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+            out.into_inner()
+        };
+        let photo = jpeg(image::DynamicImage::ImageRgb8(image::RgbImage::new(640, 480)));
+        let size = |want| decode_jpeg_scaled(&photo, want).map(|i| i.dimensions());
+        assert_eq!(size(200), Some((320, 240)), "the short side, 480, covers 200 at a half");
+        assert_eq!(size(100), Some((160, 120)));
+        assert_eq!(size(60), Some((80, 60)));
+        assert_eq!(size(241), Some((640, 480)), "a half would be 240: too small");
+        let grey = jpeg(image::DynamicImage::ImageLuma8(image::GrayImage::new(64, 64)));
+        assert_eq!(decode_jpeg_scaled(&grey, 16).map(|i| i.dimensions()), Some((16, 16)));
+        // What this path does not take falls back to the general decoder, within its limits.
+        assert!(decode_jpeg_scaled(b"not a jpeg", 200).is_none());
+        assert_eq!(decode_avatar(&photo, 200).map(|i| i.dimensions()), Some((320, 240)));
     }
 
     #[test]
