@@ -151,11 +151,6 @@ impl Scene {
             .unwrap()
     }
 
-    /// Waits until `n` calls of `method` reached the fake bot.
-    async fn wait_method(&self, method: &str, n: usize) -> Vec<crate::fakebots::Call> {
-        self.bot.wait_method(method, n).await
-    }
-
     async fn api(&self, method: reqwest::Method, path: &str) -> (S, Value) {
         let r =
             reqwest::Client::new().request(method, self.app.url(path)).bearer_auth(&self.token).send().await.unwrap();
@@ -178,9 +173,9 @@ async fn a_link_from_a_domain_outside_the_allow_list_is_deleted_and_warned() {
     s.rules(json!([links_rule()]), ladder(json!([{"type": "warn"}, {"type": "warn"}, {"type": "kick"}]))).await;
     assert_eq!(s.say(501, 42, "member", "docs at https://example.org/guide").await, S::NO_CONTENT);
     assert_eq!(s.say(502, 42, "member", "便宜 spam[.]com 快来").await, S::NO_CONTENT);
-    let deleted = s.wait_method("delete_msg", 1).await;
+    let deleted = s.bot.wait_method("delete_msg", 1).await;
     assert_eq!(deleted[0].body["message_id"], 502);
-    let sent = s.wait_method("send_group_msg", 1).await;
+    let sent = s.bot.wait_method("send_group_msg", 1).await;
     let text = sent[0].body["message"].as_str().unwrap();
     assert!(text.contains("U42") && text.contains("1/3"), "{text}");
     assert_eq!(s.log().await, [("warn".to_string(), Some(1), true, "spam.com".to_string())]);
@@ -298,13 +293,13 @@ async fn the_ladder_escalates_to_a_mute_with_its_duration_then_a_kick() {
     for (i, text) in ["a spam.com", "b spam.com", "c spam.com"].iter().enumerate() {
         assert_eq!(s.say(600 + i as i64, 77, "member", text).await, S::NO_CONTENT);
     }
-    let bans = s.wait_method("set_group_ban", 1).await;
+    let bans = s.bot.wait_method("set_group_ban", 1).await;
     assert_eq!(bans[0].body["duration"], 3600);
     assert_eq!(bans[0].body["user_id"], 77);
-    let kicks = s.wait_method("set_group_kick", 1).await;
+    let kicks = s.bot.wait_method("set_group_kick", 1).await;
     assert_eq!(kicks[0].body["user_id"], 77);
-    s.wait_method("delete_msg", 3).await;
-    let notices = s.wait_method("send_group_msg", 3).await;
+    s.bot.wait_method("delete_msg", 3).await;
+    let notices = s.bot.wait_method("send_group_msg", 3).await;
     // The step before the last says what comes next.
     let second = notices
         .iter()
@@ -323,13 +318,13 @@ async fn an_expired_or_pardoned_warning_no_longer_counts() {
     let s = scene(Flavor::NapCat).await;
     s.rules(json!([links_rule()]), ladder(json!([{"type": "warn"}, {"type": "kick"}]))).await;
     s.say(701, 5, "member", "spam.com").await;
-    s.wait_method("send_group_msg", 1).await;
+    s.bot.wait_method("send_group_msg", 1).await;
     sqlx::query("UPDATE moderation_actions SET expires_at = now() - interval '1 second'")
         .execute(&s.app.db)
         .await
         .unwrap();
     s.say(702, 5, "member", "spam.com").await;
-    s.wait_method("send_group_msg", 2).await;
+    s.bot.wait_method("send_group_msg", 2).await;
     let log = s.log().await;
     assert_eq!((log[1].0.as_str(), log[1].1), ("warn", Some(1)), "the expired warning did not count");
     // Pardon the second: the third offence is a first warning again, not a kick.
@@ -340,7 +335,7 @@ async fn an_expired_or_pardoned_warning_no_longer_counts() {
     let (st, _) = s.api(reqwest::Method::POST, &format!("/api/v1/moderation/actions/{id}/pardon")).await;
     assert_eq!(st, S::CONFLICT, "pardoned already");
     s.say(703, 5, "member", "spam.com").await;
-    s.wait_method("send_group_msg", 3).await;
+    s.bot.wait_method("send_group_msg", 3).await;
     let log = s.log().await;
     assert_eq!((log[2].0.as_str(), log[2].1), ("warn", Some(1)));
     assert!(s.bot.calls_of("set_group_kick").is_empty());
@@ -360,7 +355,7 @@ async fn admins_owners_and_exempt_tagged_members_are_never_acted_on() {
     .unwrap();
     assert_eq!(s.say(803, 3, "member", "spam.com").await, S::NO_CONTENT);
     assert_eq!(s.say(804, 4, "member", "spam.com").await, S::NO_CONTENT);
-    s.wait_method("delete_msg", 1).await;
+    s.bot.wait_method("delete_msg", 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(s.bot.calls_of("delete_msg").len(), 1);
     assert_eq!(s.bot.calls_of("delete_msg")[0].body["message_id"], 804);
@@ -380,7 +375,7 @@ async fn a_flood_is_one_offence_per_burst() {
     for i in 0..7 {
         assert_eq!(s.say(900 + i, 11, "member", &format!("hi {i}")).await, S::NO_CONTENT);
     }
-    let mutes = s.wait_method("restrictChatMember", 1).await;
+    let mutes = s.bot.wait_method("restrictChatMember", 1).await;
     assert_eq!(mutes[0].body["permissions"]["can_send_messages"], false);
     assert!(mutes[0].body["until_date"].as_i64().unwrap() > chrono::Utc::now().timestamp() + 500);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -399,7 +394,7 @@ async fn undoing_a_mute_asks_the_bot_to_lift_it_and_the_log_shows_both() {
     )
     .await;
     s.say(1001, 9, "member", "本店 代 开 发 票").await;
-    let bans = s.wait_method("set_group_ban", 1).await;
+    let bans = s.bot.wait_method("set_group_ban", 1).await;
     assert_eq!(bans[0].body["duration"], 600);
     let (st, page) = s.api(reqwest::Method::GET, &format!("/api/v1/moderation/actions?group_id={}", s.group)).await;
     assert_eq!(st, S::OK);
@@ -412,7 +407,7 @@ async fn undoing_a_mute_asks_the_bot_to_lift_it_and_the_log_shows_both() {
     let admin = s.app.admin().await;
     let r = s.app.post_form(&admin, "/moderation", &format!("/moderation/{id}/undo"), &[]).await;
     assert_eq!(r.status(), S::SEE_OTHER);
-    let bans = s.wait_method("set_group_ban", 2).await;
+    let bans = s.bot.wait_method("set_group_ban", 2).await;
     assert_eq!(bans[1].body["duration"], 0);
     assert_eq!(bans[1].body["user_id"], 9);
     let (st, _) = s.api(reqwest::Method::POST, &format!("/api/v1/moderation/actions/{id}/undo")).await;
@@ -457,12 +452,12 @@ async fn a_telegram_kick_is_undone_by_lifting_the_ban_only_if_banned() {
     )
     .await;
     s.say(1101, 12, "member", "join t.me/+AbCdEf123").await;
-    s.wait_method("banChatMember", 1).await;
+    s.bot.wait_method("banChatMember", 1).await;
     let id: i64 = sqlx::query_scalar("SELECT max(id) FROM moderation_actions").fetch_one(&s.app.db).await.unwrap();
     let (st, body) = s.api(reqwest::Method::POST, &format!("/api/v1/moderation/actions/{id}/undo")).await;
     assert_eq!(st, S::OK, "{body}");
     // One unban from the kick itself, one from the undo.
-    let unbans = s.wait_method("unbanChatMember", 2).await;
+    let unbans = s.bot.wait_method("unbanChatMember", 2).await;
     assert!(unbans.iter().all(|c| c.body["only_if_banned"] == true));
     let _ = TELEGRAM_TOKEN;
 }
@@ -531,9 +526,9 @@ async fn moderation_actions_show_in_the_groups_activity_log_with_the_rule_and_th
     s.rules(json!([links_rule()]), ladder(json!([{"type": "warn"}, {"type": "mute", "seconds": 3600}]))).await;
     assert_eq!(s.say(801, 42, "member", "看 spam.com").await, S::NO_CONTENT);
     assert_eq!(s.say(802, 42, "member", "再看 spam.com").await, S::NO_CONTENT);
-    s.wait_method("set_group_ban", 1).await;
-    s.wait_method("delete_msg", 2).await;
-    s.wait_method("send_group_msg", 2).await;
+    s.bot.wait_method("set_group_ban", 1).await;
+    s.bot.wait_method("delete_msg", 2).await;
+    s.bot.wait_method("send_group_msg", 2).await;
     // Every action's answer is in once its job settled.
     let mut items = Vec::new();
     for _ in 0..200 {
