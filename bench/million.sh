@@ -193,6 +193,8 @@ MID=$(psql_q "SELECT id FROM members ORDER BY id OFFSET $((MEMBERS / 2)) LIMIT 1
 DEEP=$(psql_q "SELECT id FROM members ORDER BY display_name, id OFFSET $((MEMBERS / 4)) LIMIT 1")
 GROUP=$((NGROUPS / 2))
 NAME_Q=$(psql_q "SELECT substring(display_name from ' (.*)$') FROM members WHERE id = $MID")
+# Half-way through the members whose names begin with 张 (a one-character search's deep page).
+ZHANG_DEEP=$(psql_q "SELECT id FROM members WHERE display_name LIKE '张%' ORDER BY display_name, id OFFSET $((MEMBERS / 20)) LIMIT 1")
 API_CURSOR=$(printf 'id:%s' "$MID" | base64 | tr '+/' '-_' | tr -d '=')
 ROUTES=(
   "web /"
@@ -209,6 +211,9 @@ ROUTES=(
   "web /members?q=%E5%BC%A0%E4%BC%9F"
   "web /members?q=%E4%BC%9F%E5%BC%A0"
   "web /members?q=%E5%BC%A0"
+  "web /members?q=%E5%BC%A0&after=$ZHANG_DEEP"
+  "web /members?q=%E9%9D%99"
+  "web /members?q=l"
   "web /members?tag=vip"
   "web /members?group=$GROUP"
   "web /members?platform=qq&tag=vip&after=$DEEP"
@@ -220,6 +225,7 @@ ROUTES=(
   "api /api/v1/members"
   "api /api/v1/members?cursor=$API_CURSOR"
   "api /api/v1/members?q=$NAME_Q"
+  "api /api/v1/members?q=%E5%BC%A0"
   "api /api/v1/members?group_id=$GROUP"
   "api /api/v1/members/$MID"
   "api /api/v1/members/$MID/points"

@@ -60,13 +60,28 @@ pub struct NamePage {
     pub has_next: bool,
 }
 
+/// Which of a one-character search's matches a query takes. Names are ordered by their first
+/// characters, so a character common there (a surname; a given name's first character) comes
+/// in blocks of the name order that a walk must read through. Such a search is therefore asked
+/// in three parts, each through an index in name order or one that holds few of the matches:
+/// names that begin with the character (`members_first_char`), names whose second character it
+/// is (`members_second_char`), and members who hold it further in their name or in their id
+/// (`members_search_short`, which leaves out a name's first two characters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Matches {
+    All,
+    FirstCharacter,
+    SecondCharacter,
+    Elsewhere,
+}
+
 /// The conditions of `f`, only those that are set, so that each search gets a plan that uses
 /// the index that fits it. A scoped principal sees a member when the member has (or had) a
 /// membership in one of its groups. The search goes through the trigram index on name and id
-/// together (`members_search_trgm`), or for one or two characters the index of their one- and
-/// two-character pieces (`members_search_short`); each column is then checked on its own, so
-/// that a match never spans the two.
-fn push_filter(b: &mut QueryBuilder<'_, Postgres>, f: &Filter) {
+/// together (`members_search_trgm`), or for one or two characters the indexes of their pieces
+/// (see [`Matches`]); each column is then checked on its own, so that a match never spans the
+/// two. `part` picks one part of a one-character search.
+fn push_filter(b: &mut QueryBuilder<'_, Postgres>, f: &Filter, part: Matches) {
     b.push(" WHERE m.deleted_at IS NULL");
     if let Some(scope) = &f.scope {
         b.push(" AND EXISTS (SELECT 1 FROM memberships s WHERE s.member_id = m.id AND s.group_id = ANY(");
@@ -74,14 +89,54 @@ fn push_filter(b: &mut QueryBuilder<'_, Postgres>, f: &Filter) {
     }
     if let Some(q) = &f.q {
         let p = like_pattern(q);
-        if short_search(f) {
-            // Too short for a trigram: the one- and two-character pieces (`members_search_short`).
-            b.push(" AND shoal_short_grams(m.display_name || ' ' || m.external_user_id) @> ARRAY[lower(");
+        // The one- and two-character pieces (`members_search_short`).
+        let pieces = |b: &mut QueryBuilder<'_, Postgres>| {
+            b.push(" shoal_short_grams(m.display_name, m.external_user_id) @> ARRAY[lower(");
             b.push_bind(q.clone()).push(")]::text[]");
-        } else {
-            b.push(" AND (m.display_name || ' ' || m.external_user_id) ILIKE ")
-                .push_bind(p.clone())
-                .push(" ESCAPE '\\'");
+        };
+        let first = |b: &mut QueryBuilder<'_, Postgres>| {
+            b.push(" lower(left(m.display_name, 1)) = lower(").push_bind(q.clone()).push(")");
+        };
+        let second = |b: &mut QueryBuilder<'_, Postgres>| {
+            b.push(" lower(substr(m.display_name, 2, 1)) = lower(").push_bind(q.clone()).push(")");
+        };
+        match (search_kind(f), part) {
+            (Some(SearchKind::OneCharacter), Matches::All) => {
+                b.push(" AND (");
+                first(b);
+                b.push(" OR");
+                second(b);
+                b.push(" OR");
+                pieces(b);
+                b.push(")");
+            }
+            (Some(SearchKind::OneCharacter), Matches::FirstCharacter) => {
+                b.push(" AND");
+                first(b);
+            }
+            (Some(SearchKind::OneCharacter), Matches::SecondCharacter) => {
+                b.push(" AND");
+                second(b);
+                b.push(" AND NOT");
+                first(b);
+            }
+            (Some(SearchKind::OneCharacter), Matches::Elsewhere) => {
+                b.push(" AND");
+                pieces(b);
+                b.push(" AND NOT");
+                first(b);
+                b.push(" AND NOT");
+                second(b);
+            }
+            (Some(SearchKind::TwoCharacters), _) => {
+                b.push(" AND");
+                pieces(b);
+            }
+            (None, _) => {
+                b.push(" AND (m.display_name || ' ' || m.external_user_id) ILIKE ")
+                    .push_bind(p.clone())
+                    .push(" ESCAPE '\\'");
+            }
         }
         b.push(" AND (m.display_name ILIKE ").push_bind(p.clone());
         b.push(" ESCAPE '\\' OR m.external_user_id ILIKE ").push_bind(p).push(" ESCAPE '\\')");
@@ -152,27 +207,43 @@ pub async fn page(conn: &mut PgConnection, f: &Filter, seek: Seek, limit: i64) -
         Some(g) => small_group(&mut *conn, g).await?,
         None => false,
     };
+    let dir = if backwards { "DESC" } else { "ASC" };
+    // The members after (or before) the link's member, in the list's order, one more than a page.
+    let seek_page = |b: &mut QueryBuilder<'_, Postgres>| {
+        if let Some((name, id)) = &cursor {
+            b.push(if backwards { " AND (m.display_name, m.id) < (" } else { " AND (m.display_name, m.id) > (" });
+            b.push_bind(name.clone()).push(", ").push_bind(*id).push(")");
+        }
+        b.push(format_args!(" ORDER BY m.display_name {dir}, m.id {dir} LIMIT "));
+        b.push_bind(limit + 1);
+    };
     let mut b = QueryBuilder::new("");
     push_columns(&mut b, f.scope.as_deref());
     if fenced {
         // OFFSET 0 keeps the planner from walking the name index for a small group's members:
         // the group's rows are found through its memberships, then sorted.
         b.push("SELECT m.* FROM (SELECT m.* FROM members m");
-        push_filter(&mut b, f);
+        push_filter(&mut b, f, Matches::All);
         b.push(" OFFSET 0) m WHERE TRUE");
+        seek_page(&mut b);
+    } else if search_kind(f) == Some(SearchKind::OneCharacter) {
+        // A page of each part, merged: no one plan is fast in name order for all three.
+        let parts = [Matches::FirstCharacter, Matches::SecondCharacter, Matches::Elsewhere];
+        for (i, part) in parts.into_iter().enumerate() {
+            b.push(if i == 0 { "SELECT m.* FROM ((" } else { ") UNION ALL (" });
+            b.push("SELECT m.* FROM members m");
+            push_filter(&mut b, f, part);
+            seek_page(&mut b);
+        }
+        b.push(format_args!(")) m ORDER BY m.display_name {dir}, m.id {dir} LIMIT "));
+        b.push_bind(limit + 1);
     } else {
         b.push("SELECT m.* FROM members m");
-        push_filter(&mut b, f);
+        push_filter(&mut b, f, Matches::All);
+        seek_page(&mut b);
     }
-    if let Some((name, id)) = cursor {
-        b.push(if backwards { " AND (m.display_name, m.id) < (" } else { " AND (m.display_name, m.id) > (" });
-        b.push_bind(name).push(", ").push_bind(id).push(")");
-    }
-    let dir = if backwards { "DESC" } else { "ASC" };
-    b.push(format_args!(" ORDER BY m.display_name {dir}, m.id {dir} LIMIT "));
-    b.push_bind(limit + 1);
     b.push(format_args!(") m ORDER BY m.display_name {dir}, m.id {dir}"));
-    let mut rows: Vec<MemberRow> = b.build_query_as().persistent(!short_search(f)).fetch_all(conn).await?;
+    let mut rows: Vec<MemberRow> = b.build_query_as().persistent(search_kind(f).is_none()).fetch_all(conn).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     if backwards {
@@ -191,7 +262,7 @@ pub const MIN_INDEXED_SEARCH: usize = 3;
 /// once it is large, else an exact count that stops at [`COUNT_CAP`]; not counted for a search
 /// shorter than [`MIN_INDEXED_SEARCH`].
 pub async fn total(conn: &mut PgConnection, f: &Filter) -> sqlx::Result<Total> {
-    if short_search(f) {
+    if search_kind(f).is_some() {
         return Ok(Total::Unknown);
     }
     let unfiltered =
@@ -216,7 +287,7 @@ pub async fn total(conn: &mut PgConnection, f: &Filter) -> sqlx::Result<Total> {
         return Ok(if n > COUNT_CAP { Total::MoreThan(COUNT_CAP) } else { Total::Exact(n) });
     }
     let mut b = QueryBuilder::new("SELECT count(*) FROM (SELECT 1 FROM members m");
-    push_filter(&mut b, f);
+    push_filter(&mut b, f, Matches::All);
     b.push(" LIMIT ").push_bind(COUNT_CAP + 1).push(") x");
     let n: i64 = b.build_query_scalar().fetch_one(conn).await?;
     Ok(if n > COUNT_CAP { Total::MoreThan(COUNT_CAP) } else { Total::Exact(n) })
@@ -227,19 +298,30 @@ pub async fn list_after(conn: &mut PgConnection, f: &Filter, after: i64, limit: 
     let mut b = QueryBuilder::new("");
     push_columns(&mut b, f.scope.as_deref());
     b.push("SELECT m.* FROM members m");
-    push_filter(&mut b, f);
+    push_filter(&mut b, f, Matches::All);
     b.push(" AND m.id > ").push_bind(after).push(" ORDER BY m.id LIMIT ").push_bind(limit);
     b.push(") m ORDER BY m.id");
-    b.build_query_as().persistent(!short_search(f)).fetch_all(conn).await
+    b.build_query_as().persistent(search_kind(f).is_none()).fetch_all(conn).await
+}
+
+/// A search too short for a trigram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SearchKind {
+    OneCharacter,
+    TwoCharacters,
 }
 
 /// Whether `f` searches for one or two characters. Such a statement is planned for its value
-/// each time (not prepared): a common character (a surname: a tenth of all members) is found
+/// each time (not prepared): a character common in names (伟: a tenth of all members) is found
 /// fastest by walking the list's order, a rare one through `members_search_short`, and a
 /// prepared statement's generic plan, made without the value, took the index for both (0.5 s
 /// for 张 at a million members).
-fn short_search(f: &Filter) -> bool {
-    f.q.as_deref().is_some_and(|q| q.chars().count() < MIN_INDEXED_SEARCH)
+fn search_kind(f: &Filter) -> Option<SearchKind> {
+    match f.q.as_deref().map(|q| q.chars().count()) {
+        Some(1) => Some(SearchKind::OneCharacter),
+        Some(2) => Some(SearchKind::TwoCharacters),
+        _ => None,
+    }
 }
 
 /// One member, if visible within `scope`.
@@ -248,7 +330,7 @@ pub async fn get(conn: &mut PgConnection, id: i64, scope: Option<&[i64]>) -> sql
     let mut b = QueryBuilder::new("");
     push_columns(&mut b, scope);
     b.push("SELECT m.* FROM members m");
-    push_filter(&mut b, &f);
+    push_filter(&mut b, &f, Matches::All);
     b.push(" AND m.id = ").push_bind(id).push(") m");
     b.build_query_as().fetch_optional(conn).await
 }

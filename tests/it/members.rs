@@ -765,13 +765,103 @@ async fn one_and_two_character_searches_match_names_and_ids_through_their_index(
     let mut tx = app.db.begin().await.unwrap();
     sqlx::query("SET LOCAL enable_seqscan = off").execute(&mut *tx).await.unwrap();
     let plan: Vec<String> = sqlx::query_scalar(
-        "EXPLAIN SELECT id FROM members m WHERE shoal_short_grams(m.display_name || ' ' || m.external_user_id) @> ARRAY[lower($1)]::text[]",
+        "EXPLAIN SELECT id FROM members m WHERE shoal_short_grams(m.display_name, m.external_user_id) @> ARRAY[lower($1)]::text[]",
     )
     .bind("张伟")
     .fetch_all(&mut *tx)
     .await
     .unwrap();
     assert!(plan.iter().any(|l| l.contains("members_search_short")), "{plan:?}");
+}
+
+/// How often the first- and second-character indexes were read, with this connection's own
+/// reads flushed to the statistics first.
+async fn index_scans(conn: &mut sqlx::PgConnection) -> Vec<(String, i64)> {
+    sqlx::query("SELECT pg_stat_force_next_flush()").execute(&mut *conn).await.unwrap();
+    sqlx::query_as(
+        "SELECT indexrelname::text, idx_scan FROM pg_stat_user_indexes
+         WHERE indexrelname IN ('members_first_char', 'members_second_char') ORDER BY 1",
+    )
+    .fetch_all(conn)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_one_character_search_pages_through_names_that_begin_with_it_have_it_second_or_hold_it_elsewhere() {
+    let app = TestApp::spawn().await;
+    let c = app.admin().await;
+    // 张 first, second, further in, in the id only, first and again later, a one-character
+    // name; and members without it, interleaved with them in name order.
+    sqlx::query(
+        "INSERT INTO members (platform, external_user_id, display_name)
+         SELECT 'qq', i || '-' || k, n FROM generate_series(1, 24) i,
+           LATERAL (VALUES (1, '张' || lpad(i::text, 2, '0')), (2, '李张' || i), (3, '王小张' || i),
+                           (4, '张张' || i), (5, '刘' || i), (6, '吴' || i)) v(k, n)
+         UNION ALL SELECT 'wechat', '张' || i, 'Bob ' || i FROM generate_series(1, 12) i
+         UNION ALL SELECT 'telegram', 'one', '张'
+         UNION ALL SELECT 'telegram', i || '-' || k, n FROM generate_series(1, 5) i,
+           LATERAL (VALUES (1, 'Lily ' || i), (2, 'aL ' || i), (3, 'bal ' || i), (4, 'Max ' || i)) v(k, n)
+         UNION ALL SELECT 'telegram', 'l' || i, 'Ann ' || i FROM generate_series(1, 3) i",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE members SET deleted_at = now() WHERE display_name = '张01'").execute(&app.db).await.unwrap();
+    let expected = |q: &'static str| {
+        let db = app.db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT id FROM members WHERE deleted_at IS NULL
+                   AND (display_name ILIKE '%' || $1 || '%' OR external_user_id ILIKE '%' || $1 || '%')
+                 ORDER BY display_name, id",
+            )
+            .bind(q)
+            .fetch_all(&db)
+            .await
+            .unwrap()
+        }
+    };
+    for q in ["张", "l", "L"] {
+        let all = expected(q).await;
+        assert!(all.len() > 50 || q != "张", "{q}: more than a page ({})", all.len());
+        // Forward, page by page, following the last member of each page.
+        let path = |seek: &str| format!("/members?q={}{seek}", urlencoding::encode(q));
+        let mut pages: Vec<Vec<i64>> = vec![listed_ids(&page(&app, &c, &path("")).await.1)];
+        while pages.last().unwrap().len() == 50 {
+            let last = *pages.last().unwrap().last().unwrap();
+            pages.push(listed_ids(&page(&app, &c, &path(&format!("&after={last}"))).await.1));
+        }
+        assert_eq!(pages.concat(), all, "{q}: every match once, in name order");
+        // And back from the last page.
+        if pages.len() > 1 {
+            let first_of_last = pages.last().unwrap()[0];
+            let back = listed_ids(&page(&app, &c, &path(&format!("&before={first_of_last}"))).await.1);
+            assert_eq!(back, pages[pages.len() - 2], "{q}: the page before");
+        }
+        // The API's list, in id order.
+        let mut conn = app.db.acquire().await.unwrap();
+        let f = shoal::store::members::Filter { q: Some(q.into()), ..Default::default() };
+        let api: Vec<i64> =
+            shoal::store::members::list_after(&mut conn, &f, 0, 1000).await.unwrap().iter().map(|m| m.id).collect();
+        let mut by_id = all.clone();
+        by_id.sort();
+        assert_eq!(api, by_id, "{q}: the API's list");
+    }
+    // The store's page reads the indexes of first and second characters (their expressions
+    // are the store's conditions), counted in the index statistics of this connection.
+    let mut conn = app.db.acquire().await.unwrap();
+    sqlx::query("SET enable_seqscan = off").execute(&mut *conn).await.unwrap();
+    let before = index_scans(&mut conn).await;
+    let f = shoal::store::members::Filter { q: Some("张".into()), ..Default::default() };
+    let rows = shoal::store::members::page(&mut conn, &f, shoal::store::members::Seek::First, 50).await.unwrap();
+    assert_eq!(rows.rows.len(), 50);
+    let after = index_scans(&mut conn).await;
+    sqlx::query("RESET enable_seqscan").execute(&mut *conn).await.unwrap();
+    assert_eq!(before.len(), 2);
+    for (b, a) in before.iter().zip(&after) {
+        assert!(a.1 > b.1, "{} was not read: {before:?} → {after:?}", a.0);
+    }
 }
 
 #[tokio::test]
