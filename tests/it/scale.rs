@@ -508,3 +508,41 @@ async fn a_group_filter_counts_the_groups_current_members() {
     assert_eq!(listed_ids(&body).len(), 50);
     assert!(body.contains(&format!("{current} in total")), "{current}");
 }
+
+#[tokio::test]
+async fn scoped_lists_and_the_points_overview_are_planned_for_their_scope_each_time() {
+    use shoal::store::{members, points};
+    let app = TestApp::spawn().await;
+    let g: i64 =
+        sqlx::query_scalar("INSERT INTO groups (name, platform, capacity) VALUES ('Scoped', 'qq', 500) RETURNING id")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    sqlx::query(
+        "WITH m AS (INSERT INTO members (platform, external_user_id, display_name)
+                    SELECT 'qq', i::text, 'Member ' || i FROM generate_series(1, 30) i RETURNING id)
+         INSERT INTO memberships (member_id, group_id) SELECT id, $1 FROM m WHERE id % 3 = 0",
+    )
+    .bind(g)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let mut conn = app.db.acquire().await.unwrap();
+    let scoped = members::Filter { scope: Some(vec![g]), ..Default::default() };
+    // More than the five runs after which PostgreSQL may switch a prepared statement to its
+    // generic plan, the plan made without knowing the scope.
+    for _ in 0..6 {
+        let page = members::page(&mut conn, &scoped, members::Seek::First, 50).await.unwrap();
+        assert_eq!(page.rows.len(), 10, "the scope's members only");
+        assert!(matches!(members::total(&mut conn, &scoped).await.unwrap(), shoal::store::Total::Exact(10)));
+        assert_eq!(members::list_after(&mut conn, &scoped, 0, 50).await.unwrap().len(), 10);
+        points::overview(&mut conn, Some(&[g])).await.unwrap();
+    }
+    // The same list for every group is prepared (the check below can see sqlx's statements).
+    members::page(&mut conn, &members::Filter::default(), members::Seek::First, 50).await.unwrap();
+    let prepared: Vec<String> =
+        sqlx::query_scalar("SELECT statement FROM pg_prepared_statements").fetch_all(&mut *conn).await.unwrap();
+    assert!(prepared.iter().any(|s| s.contains("ORDER BY m.display_name")), "{prepared:#?}");
+    let with_scope: Vec<&String> = prepared.iter().filter(|s| s.contains("group_id = ANY(")).collect();
+    assert!(with_scope.is_empty(), "statements with a scope were prepared: {with_scope:#?}");
+}
