@@ -33,7 +33,7 @@ END
 $$;
 
 CREATE INDEX members_search_short ON members USING GIN (shoal_short_grams(display_name, external_user_id));
-CREATE INDEX members_first_char ON members (lower(left(display_name, 1)), display_name, id)
-    WHERE deleted_at IS NULL;
-CREATE INDEX members_second_char ON members (lower(substr(display_name, 2, 1)), display_name, id)
-    WHERE deleted_at IS NULL;
+-- Not partial (deleted members are few): the planner keeps statistics of an index's expressions
+-- only for an index without a WHERE, and without them it took 张 for 0.5 % of the members.
+CREATE INDEX members_first_char ON members (lower(left(display_name, 1)), display_name, id);
+CREATE INDEX members_second_char ON members (lower(substr(display_name, 2, 1)), display_name, id);
