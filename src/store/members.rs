@@ -100,10 +100,8 @@ fn push_filter(b: &mut QueryBuilder<'_, Postgres>, f: &Filter, part: Matches) {
         let second = |b: &mut QueryBuilder<'_, Postgres>| {
             b.push(" lower(substr(m.display_name, 2, 1)) = lower(").push_bind(q.clone()).push(")");
         };
-        // Each column is checked on its own (`ILIKE`), except in the parts of a one-character
-        // search, which are exact (see the `Elsewhere` arm).
-        let mut recheck = true;
-        match (search_kind(f), part) {
+        let kind = search_kind(f);
+        match (kind, part) {
             (Some(SearchKind::OneCharacter), Matches::All) => {
                 b.push(" AND (");
                 first(b);
@@ -116,14 +114,12 @@ fn push_filter(b: &mut QueryBuilder<'_, Postgres>, f: &Filter, part: Matches) {
             (Some(SearchKind::OneCharacter), Matches::FirstCharacter) => {
                 b.push(" AND");
                 first(b);
-                recheck = false;
             }
             (Some(SearchKind::OneCharacter), Matches::SecondCharacter) => {
                 b.push(" AND");
                 second(b);
                 b.push(" AND NOT");
                 first(b);
-                recheck = false;
             }
             (Some(SearchKind::OneCharacter), Matches::Elsewhere) => {
                 b.push(" AND");
@@ -140,7 +136,6 @@ fn push_filter(b: &mut QueryBuilder<'_, Postgres>, f: &Filter, part: Matches) {
                 // character absent there was estimated at 2 600 and the name order walked.
                 b.push(" AND strpos(lower(m.display_name || ' ' || m.external_user_id), lower(");
                 b.push_bind(q.clone()).push(")) > 0");
-                recheck = false;
             }
             (Some(SearchKind::TwoCharacters), _) => {
                 b.push(" AND");
@@ -152,7 +147,9 @@ fn push_filter(b: &mut QueryBuilder<'_, Postgres>, f: &Filter, part: Matches) {
                     .push(" ESCAPE '\\'");
             }
         }
-        if recheck {
+        // Each column is checked on its own, except in the parts of a one-character search,
+        // which are exact (see the `Elsewhere` arm).
+        if kind != Some(SearchKind::OneCharacter) || part == Matches::All {
             b.push(" AND (m.display_name ILIKE ").push_bind(p.clone());
             b.push(" ESCAPE '\\' OR m.external_user_id ILIKE ").push_bind(p).push(" ESCAPE '\\')");
         }
@@ -223,15 +220,14 @@ pub async fn page(conn: &mut PgConnection, f: &Filter, seek: Seek, limit: i64) -
         Some(g) => small_group(&mut *conn, g).await?,
         None => false,
     };
-    let dir = if backwards { "DESC" } else { "ASC" };
+    let order = if backwards { " ORDER BY m.display_name DESC, m.id DESC" } else { " ORDER BY m.display_name, m.id" };
     // The members after (or before) the link's member, in the list's order, one more than a page.
     let seek_page = |b: &mut QueryBuilder<'_, Postgres>| {
         if let Some((name, id)) = &cursor {
             b.push(if backwards { " AND (m.display_name, m.id) < (" } else { " AND (m.display_name, m.id) > (" });
             b.push_bind(name.clone()).push(", ").push_bind(*id).push(")");
         }
-        b.push(format_args!(" ORDER BY m.display_name {dir}, m.id {dir} LIMIT "));
-        b.push_bind(limit + 1);
+        b.push(order).push(" LIMIT ").push_bind(limit + 1);
     };
     let mut b = QueryBuilder::new("");
     push_columns(&mut b, f.scope.as_deref());
@@ -251,14 +247,13 @@ pub async fn page(conn: &mut PgConnection, f: &Filter, seek: Seek, limit: i64) -
             push_filter(&mut b, f, part);
             seek_page(&mut b);
         }
-        b.push(format_args!(")) m ORDER BY m.display_name {dir}, m.id {dir} LIMIT "));
-        b.push_bind(limit + 1);
+        b.push(")) m").push(order).push(" LIMIT ").push_bind(limit + 1);
     } else {
         b.push("SELECT m.* FROM members m");
         push_filter(&mut b, f, Matches::All);
         seek_page(&mut b);
     }
-    b.push(format_args!(") m ORDER BY m.display_name {dir}, m.id {dir}"));
+    b.push(") m").push(order);
     let mut rows: Vec<MemberRow> = b.build_query_as().persistent(prepared(f)).fetch_all(conn).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);

@@ -246,7 +246,7 @@ const MEMBER_IN_SCOPE: &str =
 /// estimate once it is large. Within a scope, the ledger and accounts of the scope's members
 /// are read (a cost that grows with the scope, not with the installation), names only for the
 /// rows shown; each statement is planned for its scope (not prepared: a generic plan, made
-/// without knowing how many members the scope holds, read 2.5 times as much at a million).
+/// without knowing how many members the scope holds, took 2.5 times as long at a million).
 pub async fn overview(conn: &mut PgConnection, scope: Option<&[i64]>) -> sqlx::Result<Overview> {
     let Some(scope) = scope else { return overview_all(conn).await };
     let (holders, balance): (i64, i64) = sqlx::query_as(&format!(
