@@ -538,6 +538,52 @@ async fn scoped_lists_and_the_points_overview_are_planned_for_their_scope_each_t
         assert_eq!(members::list_after(&mut conn, &scoped, 0, 50).await.unwrap().len(), 10);
         points::overview(&mut conn, Some(&[g])).await.unwrap();
     }
+    // The overview within the scope, against the same figures read plainly: member i holds i
+    // points from an adjustment, every fifth one more from a check-in (ids 3, 6 … 30 in scope).
+    sqlx::query(
+        "INSERT INTO points_ledger (member_id, delta, kind, idempotency_key)
+         SELECT id, id, 'adjustment', 'a' || id FROM members
+         UNION ALL SELECT id, 1, 'checkin', 'c' || id FROM members WHERE id % 5 = 0 ORDER BY 1, 2",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO points_accounts (member_id, balance) SELECT member_id, sum(delta) FROM points_ledger GROUP BY 1",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    let o = points::overview(&mut conn, Some(&[g])).await.unwrap();
+    let in_scope = "member_id IN (SELECT member_id FROM memberships WHERE group_id = $1)";
+    let (holders, balance): (i64, i64) =
+        sqlx::query_as(&format!("SELECT count(*), sum(balance)::bigint FROM points_accounts WHERE {in_scope}"))
+            .bind(g)
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+    assert_eq!((holders, balance), (10, 3 * 55 + 2));
+    assert!(matches!(o.holders, shoal::store::Total::Exact(n) if n == holders));
+    assert_eq!(o.balance, balance);
+    let top: Vec<i64> = sqlx::query_scalar(&format!(
+        "SELECT member_id FROM points_accounts WHERE {in_scope} ORDER BY balance DESC, member_id LIMIT 20"
+    ))
+    .bind(g)
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!(o.top.iter().map(|t| t.member_id).collect::<Vec<_>>(), top);
+    let recent: Vec<i64> =
+        sqlx::query_scalar(&format!("SELECT member_id FROM points_ledger WHERE {in_scope} ORDER BY id DESC LIMIT 50"))
+            .bind(g)
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+    assert_eq!(recent.len(), 12);
+    assert_eq!(o.recent.iter().map(|r| r.member_id).collect::<Vec<_>>(), recent);
+    let kinds: Vec<(String, i64, i64)> =
+        o.by_kind.iter().map(|k| (k.kind.as_str().to_string(), k.entries, k.earned)).collect();
+    assert_eq!(kinds, vec![("adjustment".to_string(), 10, 3 * 55), ("checkin".to_string(), 2, 2)]);
     // The same list for every group is prepared (the check below can see sqlx's statements).
     members::page(&mut conn, &members::Filter::default(), members::Seek::First, 50).await.unwrap();
     let prepared: Vec<String> =
